@@ -1,0 +1,56 @@
+/* grpc_util.h: small helpers on top of grpc core shared by the daemon, the
+ * command-line tool, the tests and the benchmark.
+ *
+ * - ch_channel_open(): an insecure channel to a unix endpoint with the
+ *   arguments every crihook client wants (message size, metadata size, fast
+ *   reconnect, no retries).
+ * - ch_unary_call(): a blocking unary call with raw request/response bytes,
+ *   on its own pluck completion queue; for control paths, never for the
+ *   data plane. */
+#pragma once
+
+#include <grpc/grpc.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define CH_DEFAULT_MAX_MSG (16 * 1024 * 1024)
+#define CH_MAX_METADATA (1024 * 1024)
+
+typedef struct ch_channel_opts {
+  int max_msg_size;          /* 0 = CH_DEFAULT_MAX_MSG */
+  int reconnect_backoff_ms;  /* 0 = 100 ms */
+  const char *user_agent;    /* NULL = grpc's own */
+} ch_channel_opts;
+
+/* Channel/server argument constructors (grpc core has no public ones). The
+ * key and string value must outlive the grpc_channel_args they go into. */
+grpc_arg ch_arg_int(const char *key, int value);
+grpc_arg ch_arg_str(const char *key, const char *value);
+
+/* Returns a channel (never NULL: grpc reports connection errors per call). */
+grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts);
+
+typedef struct ch_unary_result {
+  grpc_status_code status;
+  char details[512];
+  uint8_t *response; /* malloc'd, owned by the caller (free); NULL if none */
+  size_t response_len;
+} ch_unary_result;
+
+/* Makes one unary call. Returns 0 when the call completed (whatever its
+ * status: see result->status) or -1 when it could not be made at all. */
+int ch_unary_call(grpc_channel *channel, const char *method, const void *request,
+                  size_t request_len, int timeout_ms, const grpc_metadata *md, size_t md_count,
+                  ch_unary_result *result, ch_error *err);
+
+void ch_unary_result_clear(ch_unary_result *result);
+
+/* Flattens a (possibly compressed-free) byte buffer into one malloc'd block. */
+uint8_t *ch_byte_buffer_flatten(grpc_byte_buffer *bb, size_t *len);
+
+/* A gpr_timespec `ms` milliseconds from now on the monotonic clock. */
+gpr_timespec ch_deadline_ms(int64_t ms);
+
+const char *ch_status_name(grpc_status_code code);

@@ -1,0 +1,34 @@
+/* log.h: one-line-per-event logging to stderr.
+ *
+ * Every line has a timestamp, a level, a component and a message that ends in
+ * key=value fields, e.g.
+ *   2026-11-23T19:30:00.123Z info  proxy: backend chosen path=/run/x.sock
+ * Logging is thread-safe (one write(2) per line). Only the outermost layers
+ * log; helpers return errors (error.h) instead. */
+#pragma once
+
+#include <stdbool.h>
+
+typedef enum ch_log_level {
+  CH_LOG_DEBUG = 0,
+  CH_LOG_INFO = 1,
+  CH_LOG_WARN = 2,
+  CH_LOG_ERROR = 3,
+} ch_log_level;
+
+void ch_log_set_level(ch_log_level level);
+bool ch_log_enabled(ch_log_level level);
+
+/* Parses "debug", "info", "warn"/"warning" or "error"; returns -1 if unknown. */
+int ch_log_parse_level(const char *name, ch_log_level *out);
+
+void ch_log(ch_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define ch_debug(comp, ...)                                                   \
+  do {                                                                         \
+    if (ch_log_enabled(CH_LOG_DEBUG)) ch_log(CH_LOG_DEBUG, comp, __VA_ARGS__); \
+  } while (0)
+#define ch_info(comp, ...) ch_log(CH_LOG_INFO, comp, __VA_ARGS__)
+#define ch_warn(comp, ...) ch_log(CH_LOG_WARN, comp, __VA_ARGS__)
+#define ch_error_log(comp, ...) ch_log(CH_LOG_ERROR, comp, __VA_ARGS__)
