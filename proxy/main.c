@@ -1,0 +1,122 @@
+/* main.c: crihookd start-up and shutdown.
+ *
+ * Order: options -> grpc -> choose the backend(s) -> start the data plane
+ * (server.c) -> run the control loop (libuv: signals) until SIGTERM/SIGINT
+ * -> drain -> exit 0. Every error that stops start-up is printed once here,
+ * with the context the helpers added on the way up. */
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "crihook-config.h"
+#include "detect.h"
+#include "endpoint.h"
+#include "grpc_util.h"
+#include "log.h"
+#include "options.h"
+#include "server.h"
+
+#define PROBE_TIMEOUT_MS 2000
+
+/* Resolves "auto" or an endpoint into `out`, logging why it was chosen. */
+static int resolve_backend(const char *what, const char *value, ch_endpoint *out, ch_error *err) {
+  if (strcmp(value, "auto") != 0) {
+    if (ch_endpoint_parse(value, out, err) != 0) return ch_wrap(err, "%s", what);
+    ch_probe_result probe;
+    ch_probe_backend(out->path, PROBE_TIMEOUT_MS, &probe);
+    if (probe.answered)
+      ch_info("main", "%s set by flag path=%s: %s", what, out->path, probe.why);
+    else
+      ch_warn("main", "%s set by flag does not answer yet path=%s: %s (calls fail with "
+              "UNAVAILABLE until it does)", what, out->path, probe.why);
+    return 0;
+  }
+  ch_probe_result chosen;
+  int index = ch_detect_backend(ch_default_candidates, ch_default_candidate_count,
+                                PROBE_TIMEOUT_MS, &chosen, err);
+  if (index < 0) return ch_wrap(err, "%s auto-detection", what);
+  const ch_backend_candidate *c = &ch_default_candidates[index];
+  if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
+  ch_info("main", "%s auto-detected runtime=%s path=%s: first in probe order that %s", what,
+          c->name, c->path, chosen.why);
+  return 0;
+}
+
+static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_error *err) {
+  static ch_endpoint backend, image;
+  if (resolve_backend("backend", o->backend, &backend, err) != 0) return -1;
+  ch_channel_opts copts = {.max_msg_size = o->max_msg_size};
+  cfg->backend = ch_channel_open(backend.target, &copts);
+  cfg->image_backend = cfg->backend;
+  if (o->image_backend[0] && strcmp(o->image_backend, o->backend) != 0) {
+    if (resolve_backend("image backend", o->image_backend, &image, err) != 0) {
+      grpc_channel_destroy(cfg->backend);
+      return -1;
+    }
+    if (strcmp(image.path, backend.path) != 0)
+      cfg->image_backend = ch_channel_open(image.target, &copts);
+  }
+  return 0;
+}
+
+static void on_stop_signal(uv_signal_t *handle, int signum) {
+  ch_info("main", "signal received, draining signal=%s", strsignal(signum));
+  uv_stop(handle->loop);
+}
+
+static void run_until_signal(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  uv_signal_t term, intr;
+  uv_signal_init(&loop, &term);
+  uv_signal_init(&loop, &intr);
+  uv_signal_start(&term, on_stop_signal, SIGTERM);
+  uv_signal_start(&intr, on_stop_signal, SIGINT);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&term, NULL);
+  uv_close((uv_handle_t *)&intr, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
+static int serve(const crihookd_options *o, ch_error *err) {
+  ch_endpoint listen;
+  if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
+  ch_proxy_config cfg = {.listen = &listen, .max_msg_size = o->max_msg_size,
+                         .workers = o->workers, .shutdown_grace_ms = o->shutdown_grace_ms};
+  if (open_backends(o, &cfg, err) != 0) return -1;
+  ch_proxy *proxy;
+  if (ch_proxy_start(&cfg, &proxy, err) != 0) return ch_wrap(err, "start");
+  ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
+          o->workers, o->max_msg_size, CRIHOOK_VERSION);
+  run_until_signal();
+  ch_proxy_stop(proxy);
+  ch_info("main", "stopped cleanly");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  crihookd_options opts;
+  ch_error err;
+  if (crihookd_options_parse(&opts, argc, argv, &err) != 0) {
+    fprintf(stderr, "crihookd: %s\n%s", err.msg, crihookd_usage());
+    return 2;
+  }
+  if (opts.help) {
+    fputs(crihookd_usage(), stdout);
+    return 0;
+  }
+  if (opts.version) {
+    printf("crihookd %s\n", CRIHOOK_VERSION);
+    return 0;
+  }
+  ch_log_set_level(opts.log_level);
+  signal(SIGPIPE, SIG_IGN);
+  grpc_init();
+  int rc = serve(&opts, &err);
+  if (rc != 0) ch_error_log("main", "%s", err.msg);
+  grpc_shutdown();
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,20 @@
+/* methods.h: what the proxy knows about a method path without decoding it.
+ *
+ * The data plane forwards any method. It only needs to know two things:
+ * - whether the method is a known unary CRI method, which gets the short
+ *   four-event relay (see relay.c); everything else, including methods this
+ *   build has never heard of, gets the generic streaming relay, which is
+ *   correct for every call shape;
+ * - whether the method belongs to an ImageService, which is routed to the
+ *   image backend. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ch_method_info {
+  bool known_unary;
+  bool image_service;
+} ch_method_info;
+
+ch_method_info ch_method_classify(const char *path, size_t len);

@@ -1,0 +1,153 @@
+/* options.c: defaults < environment < flags (options.h). */
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { OPT_LISTEN = 1, OPT_BACKEND, OPT_IMAGE_BACKEND, OPT_HOOK_DIR, OPT_MAX_MSG, OPT_LOG_LEVEL,
+       OPT_WORKERS, OPT_GRACE };
+
+typedef struct option_spec {
+  const char *flag;
+  const char *env;
+  int id;
+} option_spec;
+
+static const option_spec specs[] = {
+    {"listen", "CRIHOOK_LISTEN", OPT_LISTEN},
+    {"backend", "CRIHOOK_BACKEND", OPT_BACKEND},
+    {"image-backend", "CRIHOOK_IMAGE_BACKEND", OPT_IMAGE_BACKEND},
+    {"hook-dir", "CRIHOOK_HOOK_DIR", OPT_HOOK_DIR},
+    {"max-msg-size", "CRIHOOK_MAX_MSG_SIZE", OPT_MAX_MSG},
+    {"log-level", "CRIHOOK_LOG_LEVEL", OPT_LOG_LEVEL},
+    {"workers", "CRIHOOK_WORKERS", OPT_WORKERS},
+    {"shutdown-grace", "CRIHOOK_SHUTDOWN_GRACE", OPT_GRACE},
+};
+#define SPEC_COUNT (sizeof specs / sizeof specs[0])
+
+const char *crihookd_usage(void) {
+  return "usage: crihookd [options]\n"
+         "  --listen ENDPOINT        CRI socket to serve (default " CH_DEFAULT_LISTEN ")\n"
+         "  --backend ENDPOINT|auto  runtime to forward to (default auto: containerd, k3s,\n"
+         "                           CRI-O, cri-dockerd, the first that answers Version)\n"
+         "  --image-backend ENDPOINT ImageService backend (default: same as --backend)\n"
+         "  --hook-dir DIR           plugin registrations (default " CH_DEFAULT_HOOK_DIR ")\n"
+         "  --max-msg-size SIZE      largest message in either direction (default 16MiB)\n"
+         "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+         "  --workers N              data-plane threads (default 1)\n"
+         "  --shutdown-grace MS      on SIGTERM, how long in-flight calls may finish (default 5000)\n"
+         "  --help, --version\n"
+         "Each option may also be set by its environment variable, e.g. CRIHOOK_LISTEN;\n"
+         "the command line wins.\n";
+}
+
+int ch_parse_size(const char *text, int *out, ch_error *err) {
+  errno = 0;
+  char *end = NULL;
+  long long value = strtoll(text, &end, 10);
+  if (end == text || errno != 0 || value <= 0) return ch_fail(err, "invalid size \"%s\"", text);
+  while (isspace((unsigned char)*end)) end++;
+  long long unit = 1;
+  if (*end) {
+    if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib"))
+      unit = 1024;
+    else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+      unit = 1024 * 1024;
+    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+      unit = 1024LL * 1024 * 1024;
+    else
+      return ch_fail(err, "invalid size \"%s\": unknown unit \"%s\"", text, end);
+  }
+  if (value > INT_MAX / unit) return ch_fail(err, "size \"%s\" is too large (max 2GiB-1)", text);
+  *out = (int)(value * unit);
+  return 0;
+}
+
+static int parse_int(const char *text, int min, int max, int *out, ch_error *err) {
+  errno = 0;
+  char *end = NULL;
+  long value = strtol(text, &end, 10);
+  if (end == text || *end || errno != 0 || value < min || value > max)
+    return ch_fail(err, "invalid number \"%s\" (expected %d..%d)", text, min, max);
+  *out = (int)value;
+  return 0;
+}
+
+static int copy_text(char *dst, size_t len, const char *value, ch_error *err) {
+  if (strlen(value) >= len) return ch_fail(err, "value too long: \"%s\"", value);
+  snprintf(dst, len, "%s", value);
+  return 0;
+}
+
+static int apply(crihookd_options *o, int id, const char *value, ch_error *err) {
+  switch (id) {
+    case OPT_LISTEN: return copy_text(o->listen, sizeof o->listen, value, err);
+    case OPT_BACKEND: return copy_text(o->backend, sizeof o->backend, value, err);
+    case OPT_IMAGE_BACKEND: return copy_text(o->image_backend, sizeof o->image_backend, value, err);
+    case OPT_HOOK_DIR: return copy_text(o->hook_dir, sizeof o->hook_dir, value, err);
+    case OPT_MAX_MSG: return ch_parse_size(value, &o->max_msg_size, err);
+    case OPT_WORKERS: return parse_int(value, 1, 64, &o->workers, err);
+    case OPT_GRACE: return parse_int(value, 0, 3600 * 1000, &o->shutdown_grace_ms, err);
+    case OPT_LOG_LEVEL:
+      if (ch_log_parse_level(value, &o->log_level) != 0)
+        return ch_fail(err, "unknown log level \"%s\" (debug, info, warn, error)", value);
+      return 0;
+    default: return ch_fail(err, "internal: unknown option id %d", id);
+  }
+}
+
+static void set_defaults(crihookd_options *o) {
+  memset(o, 0, sizeof *o);
+  snprintf(o->listen, sizeof o->listen, "%s", CH_DEFAULT_LISTEN);
+  snprintf(o->backend, sizeof o->backend, "auto");
+  snprintf(o->hook_dir, sizeof o->hook_dir, "%s", CH_DEFAULT_HOOK_DIR);
+  o->max_msg_size = 16 * 1024 * 1024;
+  o->log_level = CH_LOG_INFO;
+  o->workers = 1;
+  o->shutdown_grace_ms = 5000;
+}
+
+static int apply_environment(crihookd_options *o, ch_error *err) {
+  for (size_t i = 0; i < SPEC_COUNT; i++) {
+    const char *value = getenv(specs[i].env);
+    if (value && *value && apply(o, specs[i].id, value, err) != 0)
+      return ch_wrap(err, "environment %s", specs[i].env);
+  }
+  return 0;
+}
+
+static int apply_flags(crihookd_options *o, int argc, char **argv, ch_error *err) {
+  struct option longopts[SPEC_COUNT + 3];
+  for (size_t i = 0; i < SPEC_COUNT; i++)
+    longopts[i] = (struct option){specs[i].flag, required_argument, NULL, specs[i].id};
+  longopts[SPEC_COUNT] = (struct option){"help", no_argument, NULL, 'h'};
+  longopts[SPEC_COUNT + 1] = (struct option){"version", no_argument, NULL, 'V'};
+  longopts[SPEC_COUNT + 2] = (struct option){0};
+  optind = 0; /* GNU: full reset, so the parser can run more than once */
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+    if (c == 'h') o->help = true;
+    else if (c == 'V') o->version = true;
+    else if (c == '?' || c == ':')
+      return ch_fail(err, "unknown option or missing value: %s", argv[optind - 1]);
+    else if (apply(o, c, optarg, err) != 0) {
+      const char *flag = specs[c - OPT_LISTEN].flag;
+      return ch_wrap(err, "--%s", flag);
+    }
+  }
+  if (optind < argc) return ch_fail(err, "unexpected argument \"%s\"", argv[optind]);
+  return 0;
+}
+
+int crihookd_options_parse(crihookd_options *o, int argc, char **argv, ch_error *err) {
+  set_defaults(o);
+  if (apply_environment(o, err) != 0) return -1;
+  return apply_flags(o, argc, argv, err);
+}

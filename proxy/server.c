@@ -1,0 +1,177 @@
+/* server.c: the CRI server, its worker threads and the drain (server.h).
+ *
+ * Start: prepare the socket path, create the grpc server with the message
+ * and metadata limits, register one completion queue per worker, bind, start,
+ * set the socket's mode, keep a few accepts outstanding on every queue, start
+ * the threads.
+ *
+ * Stop follows the only order grpc core accepts without hanging or
+ * asserting: shutdown_and_notify (no new calls), end open streams, wait for
+ * the shutdown tag up to the grace period, cancel what is left, destroy the
+ * server, wait for every relay to be freed, destroy the channels, shut down
+ * and drain the queues, join the threads. */
+#include "server.h"
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "grpc_util.h"
+#include "listen.h"
+#include "log.h"
+#include "worker.h"
+
+#define ACCEPTS_PER_WORKER 8
+#define WORKER_TICK_MS 100
+
+typedef struct ch_proxy_full {
+  ch_proxy shared; /* first: workers see only this part */
+  ch_endpoint listen;
+  int shutdown_grace_ms;
+} ch_proxy_full;
+
+static void *worker_main(void *arg) {
+  ch_worker *w = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(w->cq, ch_deadline_ms(WORKER_TICK_MS), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_OP_COMPLETE) {
+      ch_tag *tag = ev.tag;
+      tag->fn(tag, ev.success != 0);
+    }
+    if (!w->streams_ended && atomic_load(&w->proxy->draining)) {
+      ch_worker_end_streams(w);
+      w->streams_ended = true;
+    }
+  }
+  return NULL;
+}
+
+static grpc_server *create_server(int max_msg) {
+  grpc_arg args[3] = {
+      ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_msg),
+      ch_arg_int(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_msg),
+      ch_arg_int(GRPC_ARG_MAX_METADATA_SIZE, CH_MAX_METADATA),
+  };
+  grpc_channel_args server_args = {.num_args = 3, .args = args};
+  return grpc_server_create(&server_args, NULL);
+}
+
+static int bind_listen(grpc_server *server, const ch_endpoint *listen, ch_error *err) {
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int port = grpc_server_add_http2_port(server, listen->target, creds);
+  grpc_server_credentials_release(creds);
+  if (port == 0) return ch_fail(err, "cannot bind %s (see grpc's log above)", listen->target);
+  return 0;
+}
+
+static void destroy_queue(grpc_completion_queue *cq) {
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+}
+
+static void free_unstarted(ch_proxy_full *full) {
+  ch_proxy *p = &full->shared;
+  if (p->server) grpc_server_destroy(p->server);
+  for (int i = 0; i < p->worker_count; i++)
+    if (p->workers[i].cq) destroy_queue(p->workers[i].cq);
+  free(p->workers);
+  free(full);
+}
+
+static void start_workers(ch_proxy *p) {
+  for (int i = 0; i < p->worker_count; i++) {
+    ch_worker *w = &p->workers[i];
+    for (int k = 0; k < ACCEPTS_PER_WORKER; k++) ch_relay_accept_next(w);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      ch_error_log("proxy", "cannot start worker thread %d", i);
+      abort(); /* a worker's queue with no thread would wedge the drain */
+    }
+  }
+}
+
+int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err) {
+  if (ch_listen_prepare(config->listen->path, err) != 0) return -1;
+  ch_proxy_full *full = calloc(1, sizeof *full);
+  if (!full) return ch_fail(err, "out of memory");
+  ch_proxy *p = &full->shared;
+  full->listen = *config->listen;
+  full->shutdown_grace_ms = config->shutdown_grace_ms;
+  p->worker_count = config->workers > 0 ? config->workers : 1;
+  p->workers = calloc((size_t)p->worker_count, sizeof *p->workers);
+  p->server = create_server(config->max_msg_size);
+  for (int i = 0; p->workers && i < p->worker_count; i++) {
+    p->workers[i] = (ch_worker){.proxy = p, .index = i};
+    p->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(p->server, p->workers[i].cq, NULL);
+  }
+  if (!p->workers || bind_listen(p->server, config->listen, err) != 0) {
+    if (!p->workers) ch_fail(err, "out of memory");
+    free_unstarted(full);
+    return -1;
+  }
+  p->backend = config->backend;
+  p->image_backend = config->image_backend;
+  grpc_server_start(p->server);
+  start_workers(p);
+  if (ch_listen_finish(config->listen->path, err) != 0) {
+    ch_proxy_stop(p);
+    return -1;
+  }
+  *out = p;
+  return 0;
+}
+
+int ch_proxy_in_flight(const ch_proxy *proxy) { return atomic_load(&proxy->in_flight); }
+
+static void wait_for_relays(ch_proxy *p) {
+  for (int waited_ms = 0; atomic_load(&p->live_relays) > 0; waited_ms += 10) {
+    if (waited_ms > 0 && waited_ms % 2000 == 0)
+      ch_warn("proxy", "waiting for calls to end live=%d", atomic_load(&p->live_relays));
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  }
+}
+
+static void drain_server(ch_proxy_full *full) {
+  ch_proxy *p = &full->shared;
+  grpc_completion_queue *done = grpc_completion_queue_create_for_pluck(NULL);
+  atomic_store(&p->draining, true);
+  grpc_server_shutdown_and_notify(p->server, done, p);
+  /* kubelet should see the socket gone as soon as nothing listens on it */
+  unlink(full->listen.path);
+  gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
+  grpc_event ev = grpc_completion_queue_pluck(done, p, grace, NULL);
+  if (ev.type == GRPC_QUEUE_TIMEOUT) {
+    ch_warn("proxy", "calls still in flight after the grace period; cancelling them in_flight=%d",
+            atomic_load(&p->in_flight));
+    grpc_server_cancel_all_calls(p->server);
+    grpc_completion_queue_pluck(done, p, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  }
+  grpc_server_destroy(p->server);
+  p->server = NULL;
+  grpc_completion_queue_shutdown(done);
+  grpc_completion_queue_pluck(done, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  grpc_completion_queue_destroy(done);
+}
+
+void ch_proxy_stop(ch_proxy *p) {
+  ch_proxy_full *full = (ch_proxy_full *)p;
+  drain_server(full);
+  wait_for_relays(p);
+  if (p->image_backend && p->image_backend != p->backend) grpc_channel_destroy(p->image_backend);
+  if (p->backend) grpc_channel_destroy(p->backend);
+  for (int i = 0; i < p->worker_count; i++) grpc_completion_queue_shutdown(p->workers[i].cq);
+  for (int i = 0; i < p->worker_count; i++) {
+    pthread_join(p->workers[i].thread, NULL);
+    grpc_completion_queue_destroy(p->workers[i].cq);
+  }
+  unlink(full->listen.path);
+  free(p->workers);
+  free(full);
+}

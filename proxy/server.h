@@ -1,0 +1,32 @@
+/* server.h: the data plane as one object: the CRI server on the listen
+ * socket, the worker threads, and the graceful drain.
+ *
+ * Ownership: the proxy takes the backend channels given in the config and
+ * destroys them in ch_proxy_stop(). */
+#pragma once
+
+#include <grpc/grpc.h>
+
+#include "endpoint.h"
+#include "error.h"
+
+typedef struct ch_proxy ch_proxy;
+
+typedef struct ch_proxy_config {
+  const ch_endpoint *listen;
+  grpc_channel *backend;       /* taken */
+  grpc_channel *image_backend; /* taken; may equal backend */
+  int max_msg_size;
+  int workers;
+  int shutdown_grace_ms; /* how long in-flight calls may take to finish */
+} ch_proxy_config;
+
+/* Prepares the socket path, binds, starts the workers. */
+int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err);
+
+/* Stops accepting, ends open streams with UNAVAILABLE, lets in-flight unary
+ * calls finish (bounded by shutdown_grace_ms, then cancels them), removes
+ * the socket file and frees everything. */
+void ch_proxy_stop(ch_proxy *proxy);
+
+int ch_proxy_in_flight(const ch_proxy *proxy);

@@ -1,0 +1,52 @@
+/* worker.h: the data plane's threads and the state they share.
+ *
+ * Each worker thread owns one completion queue. Every call it accepts, the
+ * backend call paired with it, and (later) the hook calls made for it are
+ * bound to that queue, so one call's state is only ever touched by one
+ * thread and the hot path takes no locks.
+ *
+ * A completion-queue tag is a pointer to a ch_tag embedded in the state it
+ * belongs to; the worker calls tag->fn(tag, ok) for each event. */
+#pragma once
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct ch_tag ch_tag;
+struct ch_tag {
+  void (*fn)(ch_tag *self, bool ok);
+};
+
+#define ch_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+typedef struct ch_relay ch_relay;
+typedef struct ch_proxy ch_proxy;
+
+typedef struct ch_worker {
+  ch_proxy *proxy;
+  int index;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+  ch_relay *streams;    /* open streaming relays, for ending them at shutdown */
+  bool streams_ended;   /* this worker has ended its streams for the drain */
+} ch_worker;
+
+/* Shared by all workers; owned by the proxy (server.c). */
+struct ch_proxy {
+  grpc_server *server;
+  grpc_channel *backend;
+  grpc_channel *image_backend;
+  ch_worker *workers;
+  int worker_count;
+  atomic_bool draining;     /* no new calls; streams are being ended */
+  atomic_int live_relays;   /* relays allocated and not yet freed */
+  atomic_int in_flight;     /* calls accepted and not yet finished */
+};
+
+/* Requests one more incoming call on the worker's queue (relay.c). */
+void ch_relay_accept_next(ch_worker *w);
+
+/* Ends every open streaming relay of the worker with UNAVAILABLE (relay.c). */
+void ch_worker_end_streams(ch_worker *w);
