@@ -1,0 +1,238 @@
+"""harness.py: what every end-to-end test needs, in one place.
+
+- Containerd: a private containerd from tests/harness/containerd.sh. When the
+  test runner exports CRIHOOK_TEST_CONTAINERD (a socket path started once for
+  the whole suite), tests share it; a test that kills or restarts its backend
+  starts its own with `Containerd(private=True)`.
+- Crihookd: the daemon under test, started on a socket in a temp dir, its log
+  kept in a file and shown when a test fails.
+- raw_unary / raw_stream: CRI calls with raw bytes through Debian's
+  python3-grpcio, so the test sees exactly what kubelet would: status code,
+  message, metadata, bytes.
+- ctl(): runs crihookctl.
+- cases(): unittest runner that prints "N passed, N failed" for the suite's
+  summary.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import grpc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("CRIHOOK_BUILD_DIR", os.path.join(ROOT, "build"))
+CRIHOOKD = os.path.join(BUILD, "proxy", "crihookd")
+CRIHOOKCTL = os.path.join(BUILD, "ctl", "crihookctl")
+CONTAINERD_SH = os.path.join(ROOT, "tests", "harness", "containerd.sh")
+FIXTURES = os.path.join(ROOT, "tests", "e2e", "fixtures")
+
+V1 = "/runtime.v1.RuntimeService/"
+V1_IMAGE = "/runtime.v1.ImageService/"
+V1ALPHA2 = "/runtime.v1alpha2.RuntimeService/"
+
+
+def tmpdir(prefix="crihook-"):
+    """A short temp dir (unix socket paths are limited to 108 bytes)."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def wait_for(predicate, timeout=20.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Containerd:
+    """A private containerd; `shared()` reuses the suite's when there is one."""
+
+    def __init__(self):
+        self.dir = tmpdir("crihook-ctd-")
+        out = subprocess.run(["bash", CONTAINERD_SH, "start", self.dir],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if out.returncode != 0:
+            raise RuntimeError("containerd.sh start failed:\n" + out.stderr)
+        self.sock = out.stdout.strip().splitlines()[-1]
+        self.owned = True
+
+    @classmethod
+    def shared(cls):
+        sock = os.environ.get("CRIHOOK_TEST_CONTAINERD")
+        if sock and os.path.exists(sock):
+            obj = cls.__new__(cls)
+            obj.dir, obj.sock, obj.owned = None, sock, False
+            return obj
+        return cls()
+
+    def _sh(self, verb):
+        subprocess.run(["bash", CONTAINERD_SH, verb, self.dir], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def kill(self):
+        self._sh("kill")
+
+    def restart(self):
+        self._sh("restart")
+
+    def stop(self):
+        if self.owned:
+            self._sh("stop")
+
+
+class Crihookd:
+    """crihookd in front of `backend`, listening on a fresh socket."""
+
+    def __init__(self, backend, *args, env=None, listen=None, wait=True):
+        self.dir = tmpdir("crihook-d-")
+        self.sock = listen or os.path.join(self.dir, "crihook.sock")
+        self.log_path = os.path.join(self.dir, "crihookd.log")
+        self.log = open(self.log_path, "w")
+        cmd = [CRIHOOKD, "--listen", "unix://" + self.sock, "--backend", backend]
+        cmd += list(args)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        if wait:
+            self.wait_serving()
+
+    def wait_serving(self, timeout=20.0):
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("crihookd exited early:\n" + self.read_log())
+            return "serving" in self.read_log()
+        wait_for(up, timeout, what="crihookd to serve")
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30.0):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("crihookd did not exit on SIGTERM:\n" + self.read_log())
+        self.log.close()
+        return self.proc.returncode
+
+
+def channel(sock, options=None):
+    opts = [("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20)]
+    return grpc.insecure_channel("unix://" + sock, options=opts + list(options or []))
+
+
+class Answer:
+    def __init__(self, code, details, body=None, initial=(), trailing=()):
+        self.code, self.details, self.body = code, details, body
+        self.initial, self.trailing = tuple(initial or ()), tuple(trailing or ())
+
+    def same_as(self, other):
+        return (self.code, self.details, self.body) == (other.code, other.details, other.body)
+
+    def __repr__(self):
+        return "Answer(%s, %r, %d bytes)" % (self.code, self.details, len(self.body or b""))
+
+
+def raw_unary(sock, method, body=b"", timeout=10.0, metadata=None, ch=None):
+    own = ch is None
+    ch = ch or channel(sock)
+    try:
+        fn = ch.unary_unary(method)
+        try:
+            resp, call = fn.with_call(body, timeout=timeout, metadata=metadata)
+            return Answer(grpc.StatusCode.OK, call.details() or "", resp,
+                          call.initial_metadata(), call.trailing_metadata())
+        except grpc.RpcError as e:
+            return Answer(e.code(), e.details(), None, e.initial_metadata(), e.trailing_metadata())
+    finally:
+        if own:
+            ch.close()
+
+
+def ctl(endpoint, *args, timeout=60, check=True):
+    cmd = [CRIHOOKCTL, "--endpoint", "unix://" + endpoint] + list(args)
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (" ".join(args), out.returncode, out.stderr))
+    return out
+
+
+# ---- minimal protobuf wire encoding for the few messages built by hand ----
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_bytes(field, data):
+    """A length-delimited field (string, bytes or embedded message)."""
+    if isinstance(data, str):
+        data = data.encode()
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def pb_varint(field, n):
+    return _varint(field << 3) + _varint(n)
+
+
+def pb_fields(data):
+    """Decodes one message level into a list of (field, wiretype, value)."""
+    out, i = [], 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        field, wt = key >> 3, key & 7
+        if wt == 0:
+            val, i = _read_varint(data, i)
+        elif wt == 2:
+            n, i = _read_varint(data, i)
+            val, i = data[i:i + n], i + n
+        elif wt == 1:
+            val, i = data[i:i + 8], i + 8
+        elif wt == 5:
+            val, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError("bad wire type %d" % wt)
+        out.append((field, wt, val))
+    return out
+
+
+def _read_varint(data, i):
+    shift = n = 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def main():
+    """unittest main that ends with the suite's 'N passed, N failed' line."""
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    passed = result.testsRun - failed - skipped
+    print("cases: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(1 if failed or result.testsRun == 0 else 0)
