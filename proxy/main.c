@@ -1,11 +1,13 @@
 /* main.c: crihookd start-up and shutdown.
  *
  * Order: options -> grpc -> choose the backend(s) -> start the data plane
- * (server.c) -> run the control loop (libuv: signals) until SIGTERM/SIGINT
- * -> drain -> exit 0. Every error that stops start-up is printed once here,
+ * (server.c) -> run the control loop (libuv: signals) -> on SIGTERM/SIGINT
+ * drain on the loop's thread pool (a second signal cuts the grace short)
+ * -> exit 0. Every error that stops start-up is printed once here,
  * with the context the helpers added on the way up. */
 #include <grpc/grpc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -61,24 +63,53 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_err
   return 0;
 }
 
-static void on_stop_signal(uv_signal_t *handle, int signum) {
-  ch_info("main", "signal received, draining signal=%s", strsignal(signum));
-  uv_stop(handle->loop);
+/* The control loop's state: the signals it watches and the drain it runs
+ * on libuv's thread pool, so a second signal can still be heard. */
+typedef struct control {
+  uv_loop_t loop;
+  uv_signal_t term, intr;
+  uv_work_t drain;
+  ch_proxy *proxy;
+  bool draining;
+} control;
+
+static void drain_in_pool(uv_work_t *req) {
+  control *c = req->data;
+  ch_proxy_drain(c->proxy);
 }
 
-static void run_until_signal(void) {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  uv_signal_t term, intr;
-  uv_signal_init(&loop, &term);
-  uv_signal_init(&loop, &intr);
-  uv_signal_start(&term, on_stop_signal, SIGTERM);
-  uv_signal_start(&intr, on_stop_signal, SIGINT);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&term, NULL);
-  uv_close((uv_handle_t *)&intr, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+static void after_drain(uv_work_t *req, int status) {
+  control *c = req->data;
+  (void)status;
+  uv_close((uv_handle_t *)&c->term, NULL);
+  uv_close((uv_handle_t *)&c->intr, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *handle, int signum) {
+  control *c = handle->data;
+  if (c->draining) {
+    ch_warn("main", "second signal: cancelling in-flight calls now signal=%s", strsignal(signum));
+    ch_proxy_force(c->proxy);
+    return;
+  }
+  ch_info("main", "signal received, draining signal=%s in_flight=%d", strsignal(signum),
+          ch_proxy_in_flight(c->proxy));
+  c->draining = true;
+  c->drain.data = c;
+  uv_queue_work(&c->loop, &c->drain, drain_in_pool, after_drain);
+}
+
+/* Runs until SIGTERM/SIGINT has been received and the drain has finished. */
+static void run_until_drained(ch_proxy *proxy) {
+  control c = {.proxy = proxy};
+  uv_loop_init(&c.loop);
+  uv_signal_init(&c.loop, &c.term);
+  uv_signal_init(&c.loop, &c.intr);
+  c.term.data = c.intr.data = &c;
+  uv_signal_start(&c.term, on_stop_signal, SIGTERM);
+  uv_signal_start(&c.intr, on_stop_signal, SIGINT);
+  uv_run(&c.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&c.loop);
 }
 
 static int serve(const crihookd_options *o, ch_error *err) {
@@ -91,8 +122,8 @@ static int serve(const crihookd_options *o, ch_error *err) {
   if (ch_proxy_start(&cfg, &proxy, err) != 0) return ch_wrap(err, "start");
   ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
           o->workers, o->max_msg_size, CRIHOOK_VERSION);
-  run_until_signal();
-  ch_proxy_stop(proxy);
+  run_until_drained(proxy);
+  ch_proxy_free(proxy);
   ch_info("main", "stopped cleanly");
   return 0;
 }

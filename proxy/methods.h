@@ -4,7 +4,8 @@
  * - whether the method is a known unary CRI method, which gets the short
  *   four-event relay (see relay.c); everything else, including methods this
  *   build has never heard of, gets the generic streaming relay, which is
- *   correct for every call shape;
+ *   correct for every call shape; a known streaming method is ended as soon
+ *   as crihookd drains, where an unknown one gets the grace period;
  * - whether the method belongs to an ImageService, which is routed to the
  *   image backend. */
 #pragma once
@@ -14,6 +15,7 @@
 
 typedef struct ch_method_info {
   bool known_unary;
+  bool known_streaming; /* e.g. GetContainerEvents: ended at once on drain */
   bool image_service;
 } ch_method_info;
 

@@ -48,12 +48,15 @@ struct ch_relay {
   int cancelled;
   int pending;
   bool streaming;
+  bool known_streaming;
+  unsigned b2c_count; /* messages relayed to the client */
   bool counted;
   bool c2b_closed;
   bool headers_sent;
   bool up_status_received;
   bool b2c_drained;
   bool status_sent;
+  bool ended_by_drain;
   ch_relay *next, *prev;
 };
 
@@ -193,6 +196,7 @@ static void on_accepted(ch_tag *t, bool ok) {
   } else if (info.known_unary) {
     start_unary(r);
   } else {
+    r->known_streaming = info.known_streaming;
     start_streaming(r);
   }
   relay_unpend(r);
@@ -214,16 +218,21 @@ static void on_unary_request(ch_tag *t, bool ok) {
     relay_unpend(r);
     return;
   }
+  if (!r->c2b) { /* a unary call carries exactly one message */
+    log_call_end(r, "request message missing or truncated");
+    grpc_call_cancel_with_status(r->down, GRPC_STATUS_INTERNAL,
+                                 "crihookd: request message missing or truncated", NULL);
+    relay_unpend(r);
+    return;
+  }
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[n].data.send_initial_metadata.count = r->down_md.count;
   ops[n++].data.send_initial_metadata.metadata = r->down_md.metadata;
-  if (r->c2b) {
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = r->c2b;
-  }
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = r->c2b;
   ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
   ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
   ops[n++].data.recv_initial_metadata.recv_initial_metadata = &r->up_md;
@@ -382,7 +391,10 @@ static void on_b2c_received(ch_tag *t, bool ok) {
   if (ok && r->b2c && !r->status_sent) {
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     op.data.send_message.send_message = r->b2c;
-    if (!relay_start(r, r->down, &op, 1, &r->b2c_sent)) r->b2c_drained = true;
+    if (relay_start(r, r->down, &op, 1, &r->b2c_sent))
+      r->b2c_count++;
+    else
+      r->b2c_drained = true;
   } else {
     r->b2c_drained = true;
   }
@@ -424,11 +436,38 @@ static void on_down_closed(ch_tag *t, bool ok) {
 
 /* ---- draining ---- */
 
+/* A stream is a call that is known to stream, or that has relayed two
+ * messages without its status (a unary answer is one message right before
+ * its status, so one message proves nothing). Everything else, unary calls
+ * to unknown methods included, may finish within the grace period. */
+static bool is_open_stream(const ch_relay *r) {
+  return !r->status_sent && !r->ended_by_drain && (r->known_streaming || r->b2c_count >= 2);
+}
+
+/* A real status batch rather than a cancel: a cancel's status can be lost
+ * when the server closes the connection right after. */
+static void send_drain_status(ch_relay *r) {
+  static const char reason[] = "crihookd is shutting down";
+  grpc_slice details = grpc_slice_from_static_string(reason);
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!r->headers_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    r->headers_sent = true;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = GRPC_STATUS_UNAVAILABLE;
+  ops[n++].data.send_status_from_server.status_details = &details;
+  r->status_sent = true;
+  relay_start(r, r->down, ops, n, &r->status_done);
+}
+
 void ch_worker_end_streams(ch_worker *w) {
   for (ch_relay *r = w->streams; r; r = r->next) {
-    if (r->status_sent) continue;
-    grpc_call_cancel_with_status(r->down, GRPC_STATUS_UNAVAILABLE,
-                                 "crihookd is shutting down", NULL);
+    if (!is_open_stream(r)) continue;
+    r->ended_by_drain = true;
+    send_drain_status(r);
     grpc_call_cancel(r->up, NULL);
   }
 }

@@ -31,6 +31,7 @@ typedef struct ch_proxy_full {
   ch_proxy shared; /* first: workers see only this part */
   ch_endpoint listen;
   int shutdown_grace_ms;
+  pthread_mutex_t server_lock; /* guards shared.server against ch_proxy_force */
 } ch_proxy_full;
 
 static void *worker_main(void *arg) {
@@ -42,10 +43,7 @@ static void *worker_main(void *arg) {
       ch_tag *tag = ev.tag;
       tag->fn(tag, ev.success != 0);
     }
-    if (!w->streams_ended && atomic_load(&w->proxy->draining)) {
-      ch_worker_end_streams(w);
-      w->streams_ended = true;
-    }
+    if (atomic_load(&w->proxy->draining)) ch_worker_end_streams(w);
   }
   return NULL;
 }
@@ -82,6 +80,7 @@ static void free_unstarted(ch_proxy_full *full) {
   for (int i = 0; i < p->worker_count; i++)
     if (p->workers[i].cq) destroy_queue(p->workers[i].cq);
   free(p->workers);
+  pthread_mutex_destroy(&full->server_lock);
   free(full);
 }
 
@@ -101,6 +100,7 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   ch_proxy_full *full = calloc(1, sizeof *full);
   if (!full) return ch_fail(err, "out of memory");
   ch_proxy *p = &full->shared;
+  pthread_mutex_init(&full->server_lock, NULL);
   full->listen = *config->listen;
   full->shutdown_grace_ms = config->shutdown_grace_ms;
   p->worker_count = config->workers > 0 ? config->workers : 1;
@@ -121,7 +121,8 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   grpc_server_start(p->server);
   start_workers(p);
   if (ch_listen_finish(config->listen->path, err) != 0) {
-    ch_proxy_stop(p);
+    ch_proxy_drain(p);
+    ch_proxy_free(p);
     return -1;
   }
   *out = p;
@@ -150,28 +151,43 @@ static void drain_server(ch_proxy_full *full) {
   if (ev.type == GRPC_QUEUE_TIMEOUT) {
     ch_warn("proxy", "calls still in flight after the grace period; cancelling them in_flight=%d",
             atomic_load(&p->in_flight));
-    grpc_server_cancel_all_calls(p->server);
+    ch_proxy_force(p);
     grpc_completion_queue_pluck(done, p, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   }
+  pthread_mutex_lock(&full->server_lock);
   grpc_server_destroy(p->server);
   p->server = NULL;
+  pthread_mutex_unlock(&full->server_lock);
   grpc_completion_queue_shutdown(done);
   grpc_completion_queue_pluck(done, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   grpc_completion_queue_destroy(done);
 }
 
-void ch_proxy_stop(ch_proxy *p) {
+void ch_proxy_force(ch_proxy *p) {
+  ch_proxy_full *full = (ch_proxy_full *)p;
+  pthread_mutex_lock(&full->server_lock);
+  if (p->server) grpc_server_cancel_all_calls(p->server);
+  pthread_mutex_unlock(&full->server_lock);
+}
+
+void ch_proxy_drain(ch_proxy *p) {
   ch_proxy_full *full = (ch_proxy_full *)p;
   drain_server(full);
   wait_for_relays(p);
   if (p->image_backend && p->image_backend != p->backend) grpc_channel_destroy(p->image_backend);
   if (p->backend) grpc_channel_destroy(p->backend);
+  p->backend = p->image_backend = NULL;
   for (int i = 0; i < p->worker_count; i++) grpc_completion_queue_shutdown(p->workers[i].cq);
   for (int i = 0; i < p->worker_count; i++) {
     pthread_join(p->workers[i].thread, NULL);
     grpc_completion_queue_destroy(p->workers[i].cq);
   }
   unlink(full->listen.path);
+}
+
+void ch_proxy_free(ch_proxy *p) {
+  ch_proxy_full *full = (ch_proxy_full *)p;
   free(p->workers);
+  pthread_mutex_destroy(&full->server_lock);
   free(full);
 }

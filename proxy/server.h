@@ -24,9 +24,16 @@ typedef struct ch_proxy_config {
 /* Prepares the socket path, binds, starts the workers. */
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err);
 
-/* Stops accepting, ends open streams with UNAVAILABLE, lets in-flight unary
+/* Stops accepting, ends open streams with UNAVAILABLE, lets other in-flight
  * calls finish (bounded by shutdown_grace_ms, then cancels them), removes
- * the socket file and frees everything. */
-void ch_proxy_stop(ch_proxy *proxy);
+ * the socket file, stops the workers. Blocks until all of that is done. */
+void ch_proxy_drain(ch_proxy *proxy);
+
+/* Thread-safe, during ch_proxy_drain: cancels every call now instead of
+ * waiting out the grace period (a second SIGTERM). */
+void ch_proxy_force(ch_proxy *proxy);
+
+/* Frees a drained proxy. */
+void ch_proxy_free(ch_proxy *proxy);
 
 int ch_proxy_in_flight(const ch_proxy *proxy);

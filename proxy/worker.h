@@ -29,8 +29,7 @@ typedef struct ch_worker {
   int index;
   grpc_completion_queue *cq;
   pthread_t thread;
-  ch_relay *streams;    /* open streaming relays, for ending them at shutdown */
-  bool streams_ended;   /* this worker has ended its streams for the drain */
+  ch_relay *streams; /* relays on the generic path, for ending streams on drain */
 } ch_worker;
 
 /* Shared by all workers; owned by the proxy (server.c). */
@@ -48,5 +47,6 @@ struct ch_proxy {
 /* Requests one more incoming call on the worker's queue (relay.c). */
 void ch_relay_accept_next(ch_worker *w);
 
-/* Ends every open streaming relay of the worker with UNAVAILABLE (relay.c). */
+/* Ends the worker's open streams with UNAVAILABLE; called on every tick
+ * while draining, it touches each stream once (relay.c). */
 void ch_worker_end_streams(ch_worker *w);

@@ -128,3 +128,12 @@ class _Handler(grpc.GenericRpcHandler):
     def bidi(self, request_iterator, context):
         for msg in request_iterator:
             yield b"echo:" + msg
+
+
+if __name__ == "__main__":
+    # Standalone, for tests that need to SIGKILL the backend: serves on the
+    # socket given as argv[1] until killed.
+    import sys
+    fake = FakeBackend(sys.argv[1])
+    print("ready", flush=True)
+    threading.Event().wait()

@@ -1,0 +1,242 @@
+"""End to end: bad input and broken backends cost a log line, never the node.
+
+A missing backend, a backend killed mid-call and brought back, a backend that
+accepts connections but never speaks HTTP/2, garbage and truncated messages
+on the listen socket, a client that vanishes mid-call, and the listen
+socket's own safety rules (live owner, stale file, mode).
+"""
+
+import os
+import random
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+import harness
+from fake_backend import FakeBackend
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def start_fake_process(sock):
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_backend.py"), sock],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.stdout.close()
+    return proc
+
+
+def hpack_literal(name, value):
+    """HPACK 'literal header field without indexing, new name' (RFC 7541 6.2.2)."""
+    name, value = name.encode(), value.encode()
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+
+
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def truncated_grpc_request(path):
+    headers = b"".join(hpack_literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+        ("content-type", "application/grpc"), ("te", "trailers")))
+    body = b"\x00" + struct.pack(">I", 100) + b"only ten b"  # says 100 bytes, has 10
+    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
+            frame(1, 0x4, 1, headers) + frame(0, 0x1, 1, body))
+
+
+def send_raw(sock_path, data, read_for=2.0):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock_path)
+    s.sendall(data)
+    s.settimeout(read_for)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got
+
+
+class FaultsWithFake(unittest.TestCase):
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-flt-")
+        self.backend_sock = os.path.join(self.dir, "fake.sock")
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy:
+            code = self.proxy.stop()
+            self.assertEqual(code, 0, self.proxy.read_log())
+
+    def echo(self, timeout=5.0):
+        return harness.raw_unary(self.proxy.sock, "/fake.Svc/Echo", b"ping", timeout)
+
+    def test_missing_backend_fails_fast_then_recovers(self):
+        self.proxy = harness.Crihookd(self.backend_sock)
+        start = time.monotonic()
+        answer = self.echo(timeout=30)
+        self.assertEqual(answer.code, grpc.StatusCode.UNAVAILABLE)
+        self.assertLess(time.monotonic() - start, 2.0)
+        fake = FakeBackend(self.backend_sock)
+        try:
+            harness.wait_for(lambda: self.echo().code == grpc.StatusCode.OK, 5,
+                             what="crihookd to reach the new backend")
+        finally:
+            fake.stop()
+
+    def test_backend_killed_mid_call_then_restarted(self):
+        proc = start_fake_process(self.backend_sock)
+        self.proxy = harness.Crihookd(self.backend_sock)
+        self.assertEqual(self.echo().code, grpc.StatusCode.OK)
+        ch = harness.channel(self.proxy.sock)
+        slow = ch.unary_unary("/fake.Svc/Slow").future(b"", timeout=60)
+        time.sleep(0.3)
+        proc.kill()
+        proc.wait()
+        start = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as caught:
+            slow.result(timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertLess(time.monotonic() - start, 2.0)
+        self.assertEqual(self.echo(timeout=30).code, grpc.StatusCode.UNAVAILABLE)
+        os.unlink(self.backend_sock)
+        proc = start_fake_process(self.backend_sock)
+        try:
+            harness.wait_for(lambda: self.echo().code == grpc.StatusCode.OK, 5,
+                             what="crihookd to reconnect")
+        finally:
+            proc.kill()
+            proc.wait()
+            ch.close()
+
+    def test_backend_that_never_speaks(self):
+        mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute.bind(self.backend_sock)
+        mute.listen(64)
+        try:
+            self.proxy = harness.Crihookd(self.backend_sock)
+            start = time.monotonic()
+            answer = self.echo(timeout=30)
+            self.assertNotEqual(answer.code, grpc.StatusCode.OK)
+            self.assertLess(time.monotonic() - start, 5.0, "held until the deadline")
+        finally:
+            mute.close()
+
+    def test_garbage_and_truncated_messages_on_the_listen_socket(self):
+        fake = FakeBackend(self.backend_sock)
+        try:
+            self.proxy = harness.Crihookd(self.backend_sock)
+            rng = random.Random(7)
+            for size in (1, 24, 1000, 100000):
+                send_raw(self.proxy.sock, bytes(rng.getrandbits(8) for _ in range(size)), 0.5)
+            version = ("method", "/runtime.v1.RuntimeService/Version")
+            seen = fake.events.count(version)  # crihookd's own start-up probe
+            reply = send_raw(self.proxy.sock,
+                             truncated_grpc_request("/runtime.v1.RuntimeService/Version"))
+            self.assertTrue(reply, "no answer at all to a truncated message")
+            self.assertEqual(fake.events.count(version), seen,
+                             "a truncated request reached the backend")
+            send_raw(self.proxy.sock, truncated_grpc_request("/fake.Svc/Sum"))
+            self.assertEqual(self.echo().body, b"ping")
+            self.assertIsNone(self.proxy.proc.poll())
+        finally:
+            fake.stop()
+
+    def test_client_vanishes_mid_call(self):
+        fake = FakeBackend(self.backend_sock)
+        try:
+            self.proxy = harness.Crihookd(self.backend_sock)
+            code = ("import grpc; ch = grpc.insecure_channel('unix://%s');"
+                    "ch.unary_unary('/fake.Svc/Slow')(b'', timeout=60)" % self.proxy.sock)
+            client = subprocess.Popen([sys.executable, "-c", code])
+            self.assertTrue(fake.started.wait(5))
+            client.kill()
+            client.wait()
+            self.assertTrue(fake.cancelled.wait(5), "backend call outlived its client")
+            self.assertEqual(self.echo().body, b"ping")
+        finally:
+            fake.stop()
+
+
+class ListenSocket(unittest.TestCase):
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-lsn-")
+        self.backend_sock = os.path.join(self.dir, "fake.sock")
+        self.fake = FakeBackend(self.backend_sock)
+
+    def tearDown(self):
+        self.fake.stop()
+
+    def test_creates_directory_and_sets_mode(self):
+        listen = os.path.join(self.dir, "a", "b", "crihook.sock")
+        proxy = harness.Crihookd(self.backend_sock, listen=listen)
+        try:
+            mode = stat.S_IMODE(os.stat(listen).st_mode)
+            self.assertEqual(mode, 0o660)
+            self.assertTrue(stat.S_ISSOCK(os.stat(listen).st_mode))
+        finally:
+            self.assertEqual(proxy.stop(), 0)
+        self.assertFalse(os.path.exists(listen), "socket left behind after SIGTERM")
+
+    def test_replaces_a_stale_socket(self):
+        listen = os.path.join(self.dir, "stale.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(listen)
+        s.close()  # the file stays, nobody listens
+        proxy = harness.Crihookd(self.backend_sock, listen=listen)
+        try:
+            self.assertEqual(harness.raw_unary(listen, "/fake.Svc/Echo", b"a").body, b"a")
+        finally:
+            self.assertEqual(proxy.stop(), 0)
+
+    def test_refuses_a_live_socket(self):
+        first = harness.Crihookd(self.backend_sock)
+        try:
+            second = harness.Crihookd(self.backend_sock, listen=first.sock, wait=False)
+            self.assertEqual(second.proc.wait(10), 1)
+            self.assertIn("another process is serving", second.read_log())
+            second.log.close()
+            self.assertEqual(harness.raw_unary(first.sock, "/fake.Svc/Echo", b"a").body, b"a")
+        finally:
+            self.assertEqual(first.stop(), 0)
+
+    def test_refuses_a_regular_file(self):
+        listen = os.path.join(self.dir, "file.sock")
+        open(listen, "w").close()
+        proxy = harness.Crihookd(self.backend_sock, listen=listen, wait=False)
+        self.assertEqual(proxy.proc.wait(10), 1)
+        self.assertIn("not a socket", proxy.read_log())
+        proxy.log.close()
+        self.assertTrue(os.path.isfile(listen))
+
+
+class AutoDetection(unittest.TestCase):
+    PATHS = ["/run/containerd/containerd.sock", "/run/k3s/containerd/containerd.sock",
+             "/run/crio/crio.sock", "/run/cri-dockerd.sock"]
+
+    def test_nothing_answers_lists_every_path(self):
+        if any(os.path.exists(p) for p in self.PATHS):
+            self.skipTest("a runtime socket exists on this machine")
+        proxy = harness.Crihookd("auto", wait=False)
+        self.assertEqual(proxy.proc.wait(20), 1)
+        log = proxy.read_log()
+        proxy.log.close()
+        for path in self.PATHS:
+            self.assertIn(path + " (no such file)", log)
+
+
+if __name__ == "__main__":
+    harness.main()
