@@ -1,0 +1,50 @@
+"""summary.py: the suite's last line, "N passed, N failed", from meson's log.
+
+Counts test cases, not just test programs: a Python end-to-end file prints
+"cases: P passed, F failed, S skipped" and a cmocka program prints
+"[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)"; a program that failed
+without saying how many cases failed (a crash, a timeout, a sanitizer
+report) counts as one more failure. Exits 1 if anything failed or nothing ran.
+"""
+
+import json
+import re
+import sys
+
+CASES = re.compile(r"^cases: (\d+) passed, (\d+) failed(?:, (\d+) skipped)?", re.M)
+CMOCKA_PASSED = re.compile(r"^\[  PASSED  \] (\d+) test", re.M)
+CMOCKA_FAILED = re.compile(r"^\[  FAILED  \] (\d+) test", re.M)
+
+
+def counts(entry):
+    out = entry.get("stdout", "") or ""
+    m = CASES.findall(out)
+    if m:
+        p, f, s = m[-1]
+        return int(p), int(f), int(s or 0)
+    passed = CMOCKA_PASSED.findall(out)
+    if passed:
+        failed = CMOCKA_FAILED.findall(out)
+        return int(passed[-1]), int(failed[-1]) if failed else 0, 0
+    if entry["result"] == "SKIP":
+        return 0, 0, 1
+    return (1, 0, 0) if entry["result"] in ("OK", "EXPECTEDFAIL") else (0, 1, 0)
+
+
+def main(path):
+    passed = failed = skipped = 0
+    with open(path) as f:
+        for line in f:
+            entry = json.loads(line)
+            p, fl, s = counts(entry)
+            if entry["result"] not in ("OK", "EXPECTEDFAIL", "SKIP") and fl == 0:
+                fl = 1  # the program failed although its cases did not say so
+            print("%-24s %-8s %d passed, %d failed" % (entry["name"], entry["result"], p, fl))
+            passed, failed, skipped = passed + p, failed + fl, skipped + s
+    line = "%d passed, %d failed" % (passed, failed)
+    print(line + (", %d skipped" % skipped if skipped else ""))
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
