@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+#
+# install-deps.sh — install everything crihook needs to build and test, on a
+# fresh Debian 12 machine (run as root; CI runs it before building).
+#
+#   scripts/install-deps.sh
+#
+# - Installs the Debian packages below with apt-get, non-interactively and
+#   without recommends. Packages already installed (dpkg-query) are skipped,
+#   and `apt-get update` only runs when something is missing, so a second run
+#   does nothing and needs no network.
+# - Keeps package scripts from starting services while installing (a
+#   temporary /usr/sbin/policy-rc.d, unless one exists), then makes sure no
+#   system containerd or nginx is left running: the tests start their own
+#   private ones, and a system containerd on /run/containerd/containerd.sock
+#   would be found by backend auto-detection.
+# - Prints one line per action; on failure, the tail of apt's log and a
+#   non-zero exit.
+set -euo pipefail
+
+PACKAGES=(
+	# build
+	build-essential meson ninja-build pkg-config
+	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+	libjansson-dev libuv1-dev libcmocka-dev uthash-dev libsystemd-dev
+	# end-to-end tests: a real containerd, images, helpers
+	containerd runc containernetworking-plugins busybox-static
+	nginx-light iproute2 python3 python3-grpcio procps
+)
+
+# Commands and files that must exist afterwards.
+REQUIRED_PATHS=(
+	/usr/bin/cc /usr/bin/meson /usr/bin/ninja /usr/bin/pkg-config /usr/bin/protoc-c
+	/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc
+	/usr/lib/cni/loopback /bin/busybox /usr/sbin/nginx /usr/bin/python3 /usr/bin/pgrep
+)
+
+APT_LOG=$(mktemp /tmp/crihook-install-deps.XXXXXX)
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_RC_OURS=0
+
+say() { echo "install-deps: $*"; }
+
+die() {
+	echo "install-deps: error: $*" >&2
+	exit 1
+}
+
+cleanup() {
+	[ "$POLICY_RC_OURS" = 1 ] && rm -f "$POLICY_RC"
+	rm -f "$APT_LOG"
+}
+trap cleanup EXIT
+
+# Run an apt-get command quietly; on failure show the end of its output.
+apt_quiet() {
+	if ! DEBIAN_FRONTEND=noninteractive apt-get "$@" >"$APT_LOG" 2>&1; then
+		tail -n 25 "$APT_LOG" >&2
+		die "apt-get $1 failed (output above)"
+	fi
+}
+
+is_installed() {
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+missing_packages() {
+	local p
+	for p in "${PACKAGES[@]}"; do
+		is_installed "$p" || echo "$p"
+	done
+}
+
+# Keep maintainer scripts from starting services (invoke-rc.d and
+# deb-systemd-invoke both honour policy-rc.d exit code 101).
+block_service_starts() {
+	[ -e "$POLICY_RC" ] && return 0
+	printf '#!/bin/sh\n# crihook install-deps.sh: no service starts during install\nexit 101\n' >"$POLICY_RC"
+	chmod 0755 "$POLICY_RC"
+	POLICY_RC_OURS=1
+}
+
+install_missing() {
+	local missing
+	mapfile -t missing < <(missing_packages)
+	if [ "${#missing[@]}" -eq 0 ]; then
+		say "all ${#PACKAGES[@]} packages already installed"
+		return 0
+	fi
+	block_service_starts
+	say "apt-get update"
+	apt_quiet update -qq
+	say "installing ${missing[*]}"
+	apt_quiet install -y -qq --no-install-recommends \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		"${missing[@]}"
+	mapfile -t missing < <(missing_packages)
+	[ "${#missing[@]}" -eq 0 ] || die "still not installed after apt-get: ${missing[*]}"
+}
+
+# The system containerd: one running on the packaged config (no --config,
+# or --config /etc/containerd/config.toml).
+system_containerd_pids() {
+	local pid args
+	for pid in $(pgrep -x containerd || true); do
+		args=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
+		case "$args" in
+		"/usr/bin/containerd " | "containerd " | *"--config /etc/containerd/config.toml "* | *"-c /etc/containerd/config.toml "*)
+			echo "$pid" ;;
+		esac
+	done
+}
+
+# The system nginx: the master process of /run/nginx.pid (packaged config).
+system_nginx_pids() {
+	local pid
+	pid=$(cat /run/nginx.pid 2>/dev/null || true)
+	[ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = nginx ] && echo "$pid"
+	return 0
+}
+
+terminate() {
+	local what=$1 pid
+	shift
+	for pid in "$@"; do
+		kill -TERM "$pid" 2>/dev/null || continue
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+		say "stopped system $what (pid $pid)"
+	done
+}
+
+stop_system_services() {
+	local svc pids
+	for svc in containerd nginx; do
+		if [ -d /run/systemd/system ] && systemctl is-active --quiet "$svc" 2>/dev/null; then
+			if systemctl stop "$svc" >/dev/null 2>&1; then
+				say "stopped $svc.service"
+			else
+				say "warning: systemctl stop $svc failed"
+			fi
+		fi
+	done
+	if [ -n "$(system_nginx_pids)" ] && [ -x /etc/init.d/nginx ]; then
+		if /etc/init.d/nginx stop >/dev/null 2>&1; then
+			say "stopped system nginx (/etc/init.d/nginx stop)"
+		fi
+	fi
+	mapfile -t pids < <(system_containerd_pids)
+	[ "${#pids[@]}" -eq 0 ] || terminate containerd "${pids[@]}"
+	mapfile -t pids < <(system_nginx_pids)
+	[ "${#pids[@]}" -eq 0 ] || terminate nginx "${pids[@]}"
+	return 0
+}
+
+check_paths() {
+	local p missing=()
+	for p in "${REQUIRED_PATHS[@]}"; do
+		[ -e "$p" ] || missing+=("$p")
+	done
+	[ "${#missing[@]}" -eq 0 ] || die "missing after install: ${missing[*]}"
+}
+
+main() {
+	[ "$(id -u)" -eq 0 ] || die "run as root (apt-get needs it)"
+	if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+		die "apt-get/dpkg-query not found: this script is for Debian 12"
+	fi
+	install_missing
+	stop_system_services
+	check_paths
+	say "ok"
+}
+
+main "$@"
