@@ -31,18 +31,23 @@ int ch_endpoint_parse(const char *text, ch_endpoint *out, ch_error *err) {
 int ch_socket_probe(const char *path, char *why, unsigned why_len) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* non-blocking: a live owner whose accept queue is full must not hang us */
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     snprintf(why, why_len, "socket: %s", strerror(errno));
-    return 0;
+    return -1;
   }
   int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
   int saved = errno;
   close(fd);
-  if (rc == 0) {
-    snprintf(why, why_len, "accepts connections");
+  if (rc == 0 || saved == EAGAIN || saved == EINPROGRESS) {
+    snprintf(why, why_len, rc == 0 ? "accepts connections" : "busy (accept queue full)");
     return 1;
   }
-  snprintf(why, why_len, "%s", saved == ENOENT ? "no such file" : strerror(saved));
-  return 0;
+  if (saved == ENOENT || saved == ECONNREFUSED) {
+    snprintf(why, why_len, "%s", saved == ENOENT ? "no such file" : strerror(saved));
+    return 0;
+  }
+  snprintf(why, why_len, "%s", strerror(saved));
+  return -1;
 }

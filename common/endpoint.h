@@ -18,7 +18,8 @@ typedef struct ch_endpoint {
 
 int ch_endpoint_parse(const char *text, ch_endpoint *out, ch_error *err);
 
-/* Probes a unix socket path with connect(2). Returns 1 if something accepts
- * connections there, 0 if nothing does (missing file, refused, not a socket),
- * and fills `why` with a short reason either way. */
+/* Probes a unix socket path with a non-blocking connect(2). Returns 1 if
+ * something owns it (accepts, or its accept queue is full), 0 if nothing does
+ * (missing file, refused), -1 if it cannot tell (e.g. permission denied);
+ * fills `why` with a short reason either way. */
 int ch_socket_probe(const char *path, char *why, unsigned why_len);

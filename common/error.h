@@ -14,13 +14,11 @@ typedef struct ch_error {
 } ch_error;
 
 /* Sets the message; always returns -1 so callers can `return ch_fail(...)`. */
-int ch_fail(ch_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int ch_fail(ch_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like ch_fail, with strerror(errnum) appended as ": <reason>". */
 int ch_fail_errno(ch_error *err, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prefixes the existing message with context: "<context>: <old message>". */
-int ch_wrap(ch_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int ch_wrap(ch_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -34,8 +34,7 @@ grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts) {
   args[n++] = ch_arg_int(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff * 10);
   args[n++] = ch_arg_int(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (opts && opts->user_agent)
-    args[n++] = ch_arg_str(GRPC_ARG_PRIMARY_USER_AGENT_STRING,
-                                               opts->user_agent);
+    args[n++] = ch_arg_str(GRPC_ARG_PRIMARY_USER_AGENT_STRING, opts->user_agent);
   grpc_channel_args channel_args = {.num_args = n, .args = args};
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   grpc_channel *channel = grpc_channel_create(target, creds, &channel_args);
@@ -136,12 +135,23 @@ int ch_unary_call(grpc_channel *channel, const char *method, const void *request
 }
 
 const char *ch_status_name(grpc_status_code code) {
-  static const char *const names[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",          "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS",   "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",   "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",      "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
   if ((unsigned)code < sizeof names / sizeof names[0]) return names[code];
   return "UNKNOWN_CODE";
 }

@@ -19,9 +19,9 @@
 #define CH_MAX_METADATA (1024 * 1024)
 
 typedef struct ch_channel_opts {
-  int max_msg_size;          /* 0 = CH_DEFAULT_MAX_MSG */
-  int reconnect_backoff_ms;  /* 0 = 100 ms */
-  const char *user_agent;    /* NULL = grpc's own */
+  int max_msg_size;         /* 0 = CH_DEFAULT_MAX_MSG */
+  int reconnect_backoff_ms; /* 0 = 100 ms */
+  const char *user_agent;   /* NULL = grpc's own */
 } ch_channel_opts;
 
 /* Channel/server argument constructors (grpc core has no public ones). The

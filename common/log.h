@@ -25,7 +25,7 @@ int ch_log_parse_level(const char *name, ch_log_level *out);
 void ch_log(ch_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define ch_debug(comp, ...)                                                   \
+#define ch_debug(comp, ...)                                                    \
   do {                                                                         \
     if (ch_log_enabled(CH_LOG_DEBUG)) ch_log(CH_LOG_DEBUG, comp, __VA_ARGS__); \
   } while (0)

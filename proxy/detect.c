@@ -44,8 +44,7 @@ static int call_version(grpc_channel *ch, const char *api, int timeout_ms, ch_pr
     snprintf(out->why, sizeof out->why, "answered Version (%s %s, CRI %s)", out->runtime_name,
              out->runtime_version, api);
   } else {
-    snprintf(out->why, sizeof out->why, "Version: %s: %s", ch_status_name(res.status),
-             res.details);
+    snprintf(out->why, sizeof out->why, "Version: %s: %s", ch_status_name(res.status), res.details);
   }
   ch_unary_result_clear(&res);
   return (int)res.status;

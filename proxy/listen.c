@@ -35,8 +35,13 @@ int ch_listen_prepare(const char *path, ch_error *err) {
   if (!S_ISSOCK(st.st_mode))
     return ch_fail(err, "%s exists and is not a socket; refusing to replace it", path);
   char why[128];
-  if (ch_socket_probe(path, why, sizeof why))
+  int owned = ch_socket_probe(path, why, sizeof why);
+  if (owned > 0)
     return ch_fail(err, "%s: another process is serving on this socket; refusing to start", path);
+  if (owned < 0)
+    return ch_fail(err,
+                   "%s: cannot tell whether a process serves on it (%s); refusing to replace it",
+                   path, why);
   if (unlink(path) != 0) return ch_fail_errno(err, errno, "remove stale socket %s", path);
   return 0;
 }

@@ -31,13 +31,15 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
     if (probe.answered)
       ch_info("main", "%s set by flag path=%s: %s", what, out->path, probe.why);
     else
-      ch_warn("main", "%s set by flag does not answer yet path=%s: %s (calls fail with "
-              "UNAVAILABLE until it does)", what, out->path, probe.why);
+      ch_warn("main",
+              "%s set by flag does not answer yet path=%s: %s (calls fail with "
+              "UNAVAILABLE until it does)",
+              what, out->path, probe.why);
     return 0;
   }
   ch_probe_result chosen;
-  int index = ch_detect_backend(ch_default_candidates, ch_default_candidate_count,
-                                PROBE_TIMEOUT_MS, &chosen, err);
+  int index = ch_detect_backend(ch_default_candidates, ch_default_candidate_count, PROBE_TIMEOUT_MS,
+                                &chosen, err);
   if (index < 0) return ch_wrap(err, "%s auto-detection", what);
   const ch_backend_candidate *c = &ch_default_candidates[index];
   if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
@@ -83,6 +85,10 @@ static void after_drain(uv_work_t *req, int status) {
   (void)status;
   uv_close((uv_handle_t *)&c->term, NULL);
   uv_close((uv_handle_t *)&c->intr, NULL);
+  /* Drained (and libuv has reset the handlers): a late signal must not turn
+   * a clean exit into a kill. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
 }
 
 static void on_stop_signal(uv_signal_t *handle, int signum) {
@@ -115,8 +121,10 @@ static void run_until_drained(ch_proxy *proxy) {
 static int serve(const crihookd_options *o, ch_error *err) {
   ch_endpoint listen;
   if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
-  ch_proxy_config cfg = {.listen = &listen, .max_msg_size = o->max_msg_size,
-                         .workers = o->workers, .shutdown_grace_ms = o->shutdown_grace_ms};
+  ch_proxy_config cfg = {.listen = &listen,
+                         .max_msg_size = o->max_msg_size,
+                         .workers = o->workers,
+                         .shutdown_grace_ms = o->shutdown_grace_ms};
   if (open_backends(o, &cfg, err) != 0) return -1;
   ch_proxy *proxy;
   if (ch_proxy_start(&cfg, &proxy, err) != 0) return ch_wrap(err, "start");

@@ -8,14 +8,35 @@
 #include <string.h>
 
 static const char *const runtime_unary[] = {
-    "Attach",          "CheckpointContainer",   "ContainerStats",   "ContainerStatus",
-    "CreateContainer", "Exec",                  "ExecSync",         "ListContainerStats",
-    "ListContainers",  "ListMetricDescriptors", "ListPodSandbox",   "ListPodSandboxMetrics",
-    "ListPodSandboxStats", "PodSandboxStats",   "PodSandboxStatus", "PortForward",
-    "RemoveContainer", "RemovePodSandbox",      "ReopenContainerLog", "RunPodSandbox",
-    "RuntimeConfig",   "StartContainer",        "Status",           "StopContainer",
-    "StopPodSandbox",  "UpdateContainerResources", "UpdatePodSandboxResources",
-    "UpdateRuntimeConfig", "Version",
+    "Attach",
+    "CheckpointContainer",
+    "ContainerStats",
+    "ContainerStatus",
+    "CreateContainer",
+    "Exec",
+    "ExecSync",
+    "ListContainerStats",
+    "ListContainers",
+    "ListMetricDescriptors",
+    "ListPodSandbox",
+    "ListPodSandboxMetrics",
+    "ListPodSandboxStats",
+    "PodSandboxStats",
+    "PodSandboxStatus",
+    "PortForward",
+    "RemoveContainer",
+    "RemovePodSandbox",
+    "ReopenContainerLog",
+    "RunPodSandbox",
+    "RuntimeConfig",
+    "StartContainer",
+    "Status",
+    "StopContainer",
+    "StopPodSandbox",
+    "UpdateContainerResources",
+    "UpdatePodSandboxResources",
+    "UpdateRuntimeConfig",
+    "Version",
 };
 
 static const char *const image_unary[] = {
@@ -47,8 +68,8 @@ ch_method_info ch_method_classify(const char *path, size_t len) {
   ch_method_info info = {false, false, false};
   size_t p = service_prefix(path, len, "RuntimeService");
   if (p) {
-    info.known_unary = name_in(path + p, len - p, runtime_unary,
-                               sizeof runtime_unary / sizeof runtime_unary[0]);
+    info.known_unary =
+        name_in(path + p, len - p, runtime_unary, sizeof runtime_unary / sizeof runtime_unary[0]);
     info.known_streaming = name_in(path + p, len - p, runtime_streaming, 1);
     return info;
   }

@@ -1,4 +1,5 @@
-/* options.c: defaults < environment < flags (options.h). */
+/* options.c: defaults < environment < flags (options.h). The flags are
+ * parsed first and the environment fills only what they left unset. */
 #include "options.h"
 
 #include <ctype.h>
@@ -10,8 +11,16 @@
 #include <string.h>
 #include <strings.h>
 
-enum { OPT_LISTEN = 1, OPT_BACKEND, OPT_IMAGE_BACKEND, OPT_HOOK_DIR, OPT_MAX_MSG, OPT_LOG_LEVEL,
-       OPT_WORKERS, OPT_GRACE };
+enum {
+  OPT_LISTEN = 1,
+  OPT_BACKEND,
+  OPT_IMAGE_BACKEND,
+  OPT_HOOK_DIR,
+  OPT_MAX_MSG,
+  OPT_LOG_LEVEL,
+  OPT_WORKERS,
+  OPT_GRACE
+};
 
 typedef struct option_spec {
   const char *flag;
@@ -33,15 +42,18 @@ static const option_spec specs[] = {
 
 const char *crihookd_usage(void) {
   return "usage: crihookd [options]\n"
-         "  --listen ENDPOINT        CRI socket to serve (default " CH_DEFAULT_LISTEN ")\n"
+         "  --listen ENDPOINT        CRI socket to serve (default " CH_DEFAULT_LISTEN
+         ")\n"
          "  --backend ENDPOINT|auto  runtime to forward to (default auto: containerd, k3s,\n"
          "                           CRI-O, cri-dockerd, the first that answers Version)\n"
          "  --image-backend ENDPOINT ImageService backend (default: same as --backend)\n"
-         "  --hook-dir DIR           plugin registrations (default " CH_DEFAULT_HOOK_DIR ")\n"
+         "  --hook-dir DIR           plugin registrations (default " CH_DEFAULT_HOOK_DIR
+         ")\n"
          "  --max-msg-size SIZE      largest message in either direction (default 16MiB)\n"
          "  --log-level LEVEL        debug, info, warn or error (default info)\n"
          "  --workers N              data-plane threads (default 1)\n"
-         "  --shutdown-grace MS      on SIGTERM, how long in-flight calls may finish (default 5000)\n"
+         "  --shutdown-grace MS      on SIGTERM, how long in-flight calls may finish (default "
+         "5000)\n"
          "  --help, --version\n"
          "Each option may also be set by its environment variable, e.g. CRIHOOK_LISTEN;\n"
          "the command line wins.\n";
@@ -87,18 +99,26 @@ static int copy_text(char *dst, size_t len, const char *value, ch_error *err) {
 
 static int apply(crihookd_options *o, int id, const char *value, ch_error *err) {
   switch (id) {
-    case OPT_LISTEN: return copy_text(o->listen, sizeof o->listen, value, err);
-    case OPT_BACKEND: return copy_text(o->backend, sizeof o->backend, value, err);
-    case OPT_IMAGE_BACKEND: return copy_text(o->image_backend, sizeof o->image_backend, value, err);
-    case OPT_HOOK_DIR: return copy_text(o->hook_dir, sizeof o->hook_dir, value, err);
-    case OPT_MAX_MSG: return ch_parse_size(value, &o->max_msg_size, err);
-    case OPT_WORKERS: return parse_int(value, 1, 64, &o->workers, err);
-    case OPT_GRACE: return parse_int(value, 0, 3600 * 1000, &o->shutdown_grace_ms, err);
+    case OPT_LISTEN:
+      return copy_text(o->listen, sizeof o->listen, value, err);
+    case OPT_BACKEND:
+      return copy_text(o->backend, sizeof o->backend, value, err);
+    case OPT_IMAGE_BACKEND:
+      return copy_text(o->image_backend, sizeof o->image_backend, value, err);
+    case OPT_HOOK_DIR:
+      return copy_text(o->hook_dir, sizeof o->hook_dir, value, err);
+    case OPT_MAX_MSG:
+      return ch_parse_size(value, &o->max_msg_size, err);
+    case OPT_WORKERS:
+      return parse_int(value, 1, 64, &o->workers, err);
+    case OPT_GRACE:
+      return parse_int(value, 0, 3600 * 1000, &o->shutdown_grace_ms, err);
     case OPT_LOG_LEVEL:
       if (ch_log_parse_level(value, &o->log_level) != 0)
         return ch_fail(err, "unknown log level \"%s\" (debug, info, warn, error)", value);
       return 0;
-    default: return ch_fail(err, "internal: unknown option id %d", id);
+    default:
+      return ch_fail(err, "internal: unknown option id %d", id);
   }
 }
 
@@ -113,16 +133,28 @@ static void set_defaults(crihookd_options *o) {
   o->shutdown_grace_ms = 5000;
 }
 
-static int apply_environment(crihookd_options *o, ch_error *err) {
+/* Applies the environment to every option the command line did not set, so
+ * a flag wins even over a malformed variable. */
+static int apply_environment(crihookd_options *o, const bool *from_flag, ch_error *err) {
   for (size_t i = 0; i < SPEC_COUNT; i++) {
     const char *value = getenv(specs[i].env);
-    if (value && *value && apply(o, specs[i].id, value, err) != 0)
-      return ch_wrap(err, "environment %s", specs[i].env);
+    if (from_flag[i] || !value || !*value) continue;
+    if (apply(o, specs[i].id, value, err) != 0) return ch_wrap(err, "environment %s", specs[i].env);
   }
   return 0;
 }
 
-static int apply_flags(crihookd_options *o, int argc, char **argv, ch_error *err) {
+/* getopt leaves optopt at what it rejected: a short option's letter, the id
+ * of a long option whose value is missing, or 0 for an unknown long option
+ * (then named by the last argument it looked at). */
+static int bad_option(char **argv, ch_error *err) {
+  if (optopt >= OPT_LISTEN && optopt < OPT_LISTEN + (int)SPEC_COUNT)
+    return ch_fail(err, "--%s needs a value", specs[optopt - OPT_LISTEN].flag);
+  if (optopt > ' ' && optopt < 127) return ch_fail(err, "unknown option -%c", optopt);
+  return ch_fail(err, "unknown option %s", argv[optind - 1]);
+}
+
+static int apply_flags(crihookd_options *o, int argc, char **argv, bool *from_flag, ch_error *err) {
   struct option longopts[SPEC_COUNT + 3];
   for (size_t i = 0; i < SPEC_COUNT; i++)
     longopts[i] = (struct option){specs[i].flag, required_argument, NULL, specs[i].id};
@@ -133,21 +165,24 @@ static int apply_flags(crihookd_options *o, int argc, char **argv, ch_error *err
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
-    if (c == 'h') o->help = true;
-    else if (c == 'V') o->version = true;
+    if (c == 'h')
+      o->help = true;
+    else if (c == 'V')
+      o->version = true;
     else if (c == '?' || c == ':')
-      return ch_fail(err, "unknown option or missing value: %s", argv[optind - 1]);
-    else if (apply(o, c, optarg, err) != 0) {
-      const char *flag = specs[c - OPT_LISTEN].flag;
-      return ch_wrap(err, "--%s", flag);
-    }
+      return bad_option(argv, err);
+    else if (apply(o, c, optarg, err) != 0)
+      return ch_wrap(err, "--%s", specs[c - OPT_LISTEN].flag);
+    else
+      from_flag[c - OPT_LISTEN] = true;
   }
   if (optind < argc) return ch_fail(err, "unexpected argument \"%s\"", argv[optind]);
   return 0;
 }
 
 int crihookd_options_parse(crihookd_options *o, int argc, char **argv, ch_error *err) {
+  bool from_flag[SPEC_COUNT] = {false};
   set_defaults(o);
-  if (apply_environment(o, err) != 0) return -1;
-  return apply_flags(o, argc, argv, err);
+  if (apply_flags(o, argc, argv, from_flag, err) != 0) return -1;
+  return apply_environment(o, from_flag, err);
 }

@@ -284,9 +284,9 @@ static void on_unary_response(ch_tag *t, bool ok) {
 }
 
 /* Batches whose completion only ends their share of the relay's life. */
-#define ONLY_UNPEND(handler, member)                 \
-  static void handler(ch_tag *t, bool ok) {          \
-    (void)ok;                                        \
+#define ONLY_UNPEND(handler, member)                    \
+  static void handler(ch_tag *t, bool ok) {             \
+    (void)ok;                                           \
     relay_unpend(ch_container_of(t, ch_relay, member)); \
   }
 ONLY_UNPEND(on_unary_done, unary_done)

@@ -114,12 +114,15 @@ class Crihookd:
             return f.read()
 
     def signal(self, sig):
+        if sig == signal.SIGTERM:
+            self.terminated = True
         self.proc.send_signal(sig)
 
     def stop(self, timeout=30.0):
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM (unless the test already sent it) and wait; returns the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not getattr(self, "terminated", False):
+                self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
