@@ -14,12 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-typedef struct ch_tag ch_tag;
-struct ch_tag {
-  void (*fn)(ch_tag *self, bool ok);
-};
-
-#define ch_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#include "tag.h"
 
 typedef struct ch_relay ch_relay;
 typedef struct ch_proxy ch_proxy;

@@ -1,0 +1,173 @@
+/* dispatch.c: the hook-call chain of dispatch.h. */
+#include "dispatch.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_util.h"
+#include "hook.pb-c.h"
+#include "log.h"
+#include "stats.h"
+
+static void call_next(ch_dispatch *d);
+static void on_answer(ch_tag *t, bool ok);
+
+bool ch_dispatch_wanted(const ch_registry *registry, ch_hook_point hook) {
+  return registry && registry->hook_count[hook] > 0;
+}
+
+void ch_dispatch_start(ch_dispatch *d, grpc_completion_queue *cq, const ch_registry *registry,
+                       ch_hook_point hook, gpr_timespec deadline, const char *subject,
+                       const ch_dispatch_ops *ops, void *ctx) {
+  memset(d, 0, sizeof *d);
+  d->tag.fn = on_answer;
+  d->cq = cq;
+  d->registry = registry;
+  d->hook = hook;
+  d->deadline = deadline;
+  d->subject = subject ? subject : "";
+  d->ops = ops;
+  d->ctx = ctx;
+  call_next(d);
+}
+
+static gpr_timespec plugin_deadline(const ch_dispatch *d, const ch_plugin *p) {
+  gpr_timespec own = ch_deadline_ms(p->timeout_ms);
+  gpr_timespec call = gpr_convert_clock_type(d->deadline, GPR_CLOCK_MONOTONIC);
+  return gpr_time_cmp(own, call) < 0 ? own : call;
+}
+
+static void reset_call(ch_dispatch *d) {
+  if (d->call) grpc_call_unref(d->call);
+  if (d->request) grpc_byte_buffer_destroy(d->request);
+  if (d->answer) grpc_byte_buffer_destroy(d->answer);
+  grpc_metadata_array_destroy(&d->initial_md);
+  grpc_metadata_array_destroy(&d->trailing_md);
+  grpc_slice_unref(d->details);
+  d->call = NULL;
+  d->request = d->answer = NULL;
+}
+
+/* Records a failed call; returns true if the chain must stop (Fail on Pre). */
+static bool plugin_failed(ch_dispatch *d, grpc_status_code code, const char *cause) {
+  const ch_plugin *p = d->plugin;
+  bool reject = ch_hook_is_pre(d->hook) && p->fail_closed;
+  ch_plugin_stats_record(p->name, false, cause);
+  if (reject) {
+    d->rejected = true;
+    d->reject_code = code == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : code;
+    snprintf(d->reject_message, sizeof d->reject_message,
+             "crihook: plugin %s failed on %s (failure-policy Fail): %s", p->name,
+             ch_hook_name(d->hook), cause);
+    ch_warn("dispatch", "hook rejected the call plugin=%s hook=%s %s cause=\"%s\"", p->name,
+            ch_hook_name(d->hook), d->subject, cause);
+  } else {
+    ch_warn("dispatch", "hook failed, ignored plugin=%s hook=%s policy=%s %s cause=\"%s\"",
+            p->name, ch_hook_name(d->hook), p->fail_closed ? "Fail" : "Ignore", d->subject,
+            cause);
+  }
+  return reject;
+}
+
+static void finish(ch_dispatch *d) {
+  reset_call(d);
+  d->ops->done(d->ctx);
+}
+
+static bool start_call(ch_dispatch *d, const ch_plugin *p) {
+  size_t len;
+  uint8_t *bytes = d->ops->build(d->ctx, &len);
+  if (!bytes) return !plugin_failed(d, GRPC_STATUS_INTERNAL, "cannot build the hook request");
+  grpc_slice slice = grpc_slice_new(bytes, len, free);
+  d->request = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  grpc_metadata_array_init(&d->initial_md);
+  grpc_metadata_array_init(&d->trailing_md);
+  d->details = grpc_empty_slice();
+  d->call = grpc_channel_create_call(p->channel->channel, NULL, GRPC_PROPAGATE_DEFAULTS, d->cq,
+                                     grpc_slice_from_static_string(ch_hook_method(d->hook)), NULL,
+                                     plugin_deadline(d, p), NULL);
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = d->request;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &d->initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &d->answer;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.status = &d->status;
+  ops[5].data.recv_status_on_client.status_details = &d->details;
+  ops[5].data.recv_status_on_client.trailing_metadata = &d->trailing_md;
+  d->started = gpr_now(GPR_CLOCK_MONOTONIC);
+  if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) return true;
+  reset_call(d);
+  return !plugin_failed(d, GRPC_STATUS_INTERNAL, "grpc refused the hook call");
+}
+
+/* Starts the next plugin's call, skipping (or stopping at) plugins that fail
+ * before a call is in flight; ends the chain when none is left. */
+static void call_next(ch_dispatch *d) {
+  while (!d->rejected && d->next < d->registry->hook_count[d->hook]) {
+    d->plugin = d->registry->by_hook[d->hook][d->next++];
+    d->called++;
+    if (start_call(d, d->plugin) && d->call) return; /* in flight: on_answer continues */
+  }
+  finish(d);
+}
+
+static const ProtobufCMessageDescriptor *answer_type(ch_hook_point hook) {
+  return ch_hook_is_pod_level(hook) ? &runtime__v1alpha1__pod_sandbox_hook_response__descriptor
+                                    : &runtime__v1alpha1__container_resource_hook_response__descriptor;
+}
+
+/* Decodes and applies a successful answer; returns a cause on failure. */
+static const char *apply_answer(ch_dispatch *d) {
+  if (!ch_hook_is_pre(d->hook)) return NULL;
+  size_t len = 0;
+  uint8_t *bytes = d->answer ? ch_byte_buffer_flatten(d->answer, &len) : NULL;
+  ProtobufCMessage *answer =
+      protobuf_c_message_unpack(answer_type(d->hook), NULL, len, bytes ? bytes : (uint8_t *)"");
+  free(bytes);
+  if (!answer) return "its answer is not a valid hook response";
+  int rc = d->ops->apply(d->ctx, answer, d->plugin, &d->trace);
+  protobuf_c_message_free_unpacked(answer, NULL);
+  if (rc != 0) return "its answer could not be applied";
+  if (d->trace.overwrites[0]) {
+    ch_debug("dispatch", "plugin overwrote earlier plugins' values hook=%s %s fields=\"%s\"",
+             ch_hook_name(d->hook), d->subject, d->trace.overwrites);
+    d->trace.overwrites[0] = '\0';
+  }
+  return NULL;
+}
+
+static void on_answer(ch_tag *t, bool ok) {
+  ch_dispatch *d = ch_container_of(t, ch_dispatch, tag);
+  (void)ok; /* a client batch with RECV_STATUS always reports a status */
+  double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
+  bool stop = false;
+  if (d->status != GRPC_STATUS_OK) {
+    char cause[512];
+    snprintf(cause, sizeof cause, "%s: %.*s", ch_status_name(d->status),
+             (int)GRPC_SLICE_LENGTH(d->details), (const char *)GRPC_SLICE_START_PTR(d->details));
+    stop = plugin_failed(d, d->status, cause);
+  } else {
+    const char *cause = apply_answer(d);
+    if (cause)
+      stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
+    else
+      ch_plugin_stats_record(d->plugin->name, true, NULL);
+  }
+  ch_debug("dispatch", "hook called plugin=%s hook=%s %s status=%s ms=%.2f", d->plugin->name,
+           ch_hook_name(d->hook), d->subject, ch_status_name(d->status), ms);
+  reset_call(d);
+  if (stop)
+    finish(d);
+  else
+    call_next(d);
+}

@@ -1,0 +1,73 @@
+/* dispatch.h: calling the plugins registered for one hook point, in
+ * registry order, on the calling worker's completion queue.
+ *
+ * One ch_dispatch runs one chain: for each plugin it packs the hook request
+ * as it stands (ops->build, so every plugin sees the changes of those before
+ * it), calls the plugin with a deadline of its timeout-ms but never past the
+ * CRI call's own deadline, decodes the answer and hands it to ops->apply
+ * (Pre hooks only; Post hooks are notifications). When the chain has ended,
+ * ops->done is called once.
+ *
+ * Failure policy: a Pre hook call that fails (plugin absent or refusing,
+ * timeout, error status, undecodable answer, an answer that cannot be
+ * applied) rejects the CRI call if the plugin's policy is Fail: the chain
+ * stops and `rejected` carries a status and a message naming the plugin,
+ * the hook and the cause. With Ignore, or on a Post hook, the failure is
+ * logged and counted and the chain goes on.
+ *
+ * The struct lives inside its owner's per-call state; the registry passed in
+ * must stay referenced by the owner until done() has been called. */
+#pragma once
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hooks.h"
+#include "merge.h"
+#include "registry.h"
+#include "tag.h"
+
+typedef struct ch_dispatch ch_dispatch;
+
+typedef struct ch_dispatch_ops {
+  uint8_t *(*build)(void *ctx, size_t *len); /* malloc'd packed request, NULL = error */
+  int (*apply)(void *ctx, const ProtobufCMessage *answer, const ch_plugin *plugin,
+               ch_merge_trace *trace); /* 0, or -1 if the answer cannot be applied */
+  void (*done)(void *ctx);
+} ch_dispatch_ops;
+
+struct ch_dispatch {
+  ch_tag tag;
+  const ch_dispatch_ops *ops;
+  void *ctx;
+  grpc_completion_queue *cq;
+  const ch_registry *registry;
+  ch_hook_point hook;
+  gpr_timespec deadline;
+  const char *subject; /* "pod=ns/name" or "container=..." for logs; not owned */
+  size_t next;
+  const ch_plugin *plugin; /* the one being called */
+  grpc_call *call;
+  grpc_byte_buffer *request;
+  grpc_byte_buffer *answer;
+  grpc_metadata_array initial_md, trailing_md;
+  grpc_status_code status;
+  grpc_slice details;
+  gpr_timespec started;
+  ch_merge_trace trace;
+  unsigned called;
+  bool rejected;
+  grpc_status_code reject_code;
+  char reject_message[768];
+};
+
+/* Returns true if at least one plugin of `registry` is registered for `hook`. */
+bool ch_dispatch_wanted(const ch_registry *registry, ch_hook_point hook);
+
+/* Starts the chain; ops->done may be called before this returns (no plugin,
+ * or every plugin failing at once). */
+void ch_dispatch_start(ch_dispatch *d, grpc_completion_queue *cq, const ch_registry *registry,
+                       ch_hook_point hook, gpr_timespec deadline, const char *subject,
+                       const ch_dispatch_ops *ops, void *ctx);
