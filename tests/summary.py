@@ -17,7 +17,7 @@ CMOCKA_FAILED = re.compile(r"^\[  FAILED  \] (\d+) test", re.M)
 
 
 def counts(entry):
-    out = entry.get("stdout", "") or ""
+    out = (entry.get("stdout", "") or "") + "\n" + (entry.get("stderr", "") or "")
     m = CASES.findall(out)
     if m:
         p, f, s = m[-1]
