@@ -384,6 +384,7 @@ json_t *ch_pb_to_json(const ProtobufCMessage *msg) {
 typedef struct json_path {
   char text[512];
   size_t len;
+  bool lenient; /* skip unknown keys instead of failing */
 } json_path;
 
 static size_t path_push(json_path *p, const char *fmt, const char *s, size_t index) {
@@ -702,6 +703,7 @@ static int members_from_json(ProtobufCMessage *msg, const json_t *json, bool *se
   json_t *value;
   json_object_foreach((json_t *)json, key, value) {
     const ProtobufCFieldDescriptor *f = find_field(desc, key);
+    if (!f && p->lenient) continue;
     if (!f) return ch_fail(err, "%s: unknown field \"%s\"", p->text, key);
     size_t index = (size_t)(f - desc->fields);
     if (seen[index]) return ch_fail(err, "%s: field \"%s\" given twice", p->text, f->name);
@@ -741,6 +743,13 @@ static int message_from_json(const ProtobufCMessageDescriptor *desc, const json_
 int ch_pb_from_json(const ProtobufCMessageDescriptor *desc, const json_t *json,
                     ProtobufCMessage **out, ch_error *err) {
   json_path path = {.len = 0};
+  path_push(&path, "%s", desc->short_name, 0);
+  return message_from_json(desc, json, out, &path, err);
+}
+
+int ch_pb_from_json_lenient(const ProtobufCMessageDescriptor *desc, const json_t *json,
+                            ProtobufCMessage **out, ch_error *err) {
+  json_path path = {.len = 0, .lenient = true};
   path_push(&path, "%s", desc->short_name, 0);
   return message_from_json(desc, json, out, &path, err);
 }

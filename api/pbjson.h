@@ -56,3 +56,9 @@ json_t *ch_pb_to_json(const ProtobufCMessage *msg);
  * with *out = NULL and `err` filled. */
 int ch_pb_from_json(const ProtobufCMessageDescriptor *desc, const json_t *json,
                     ProtobufCMessage **out, ch_error *err);
+
+/* Like ch_pb_from_json, but keys the message does not declare are skipped
+ * (for documents written by others, e.g. a runtime's verbose status info,
+ * which carries fields this build's .proto does not have). */
+int ch_pb_from_json_lenient(const ProtobufCMessageDescriptor *desc, const json_t *json,
+                            ProtobufCMessage **out, ch_error *err);

@@ -80,11 +80,13 @@ int ch_unary_call(grpc_channel *channel, const char *method, const void *request
                   ch_unary_result *result, ch_error *err) {
   memset(result, 0, sizeof *result);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  grpc_slice method_slice = grpc_slice_from_static_string(method);
+  /* copied: grpc's header compressor may keep the slice past this call */
+  grpc_slice method_slice = grpc_slice_from_copied_string(method);
   gpr_timespec deadline =
       timeout_ms > 0 ? ch_deadline_ms(timeout_ms) : gpr_inf_future(GPR_CLOCK_MONOTONIC);
   grpc_call *call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                              method_slice, NULL, deadline, NULL);
+  grpc_slice_unref(method_slice);
   grpc_slice req_slice = grpc_slice_from_copied_buffer(request, request_len);
   grpc_byte_buffer *req_bb = grpc_raw_byte_buffer_create(&req_slice, 1);
   grpc_slice_unref(req_slice);

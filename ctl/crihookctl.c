@@ -15,6 +15,7 @@
 #include "ctl.h"
 
 #define DEFAULT_ENDPOINT "unix:///run/crihook/crihook.sock"
+#define DEFAULT_ADMIN "unix:///run/crihook/admin.sock"
 #define DEFAULT_TIMEOUT_S 10
 
 static const ctl_command commands[] = {
@@ -38,6 +39,10 @@ static const ctl_command commands[] = {
     {"images", ctl_cmd_images, "[-q] [-o json|table]", "list images"},
     {"events", ctl_cmd_events, "",
      "stream container events (GetContainerEvents), one JSON line each, until interrupted"},
+    {"plugins", ctl_cmd_plugins, "[--json]",
+     "crihookd's plugins: file, endpoint, policy, hooks, order, calls, last error (admin socket)"},
+    {"store", ctl_cmd_store, "pods|containers [--json]",
+     "what crihookd knows about pods or containers (admin socket)"},
 };
 
 const ctl_command *ctl_find_command(const char *name) {
@@ -56,10 +61,11 @@ static void print_help(FILE *out) {
           "  --endpoint ENDPOINT  CRI socket (default $CRIHOOK_ENDPOINT or %s)\n"
           "  --timeout SEC        deadline of every call in seconds (default %d; 0 = none)\n"
           "  --api v1|v1alpha2    CRI API version to speak (default v1)\n"
+          "  --admin ENDPOINT     crihookd's admin socket (default $CRIHOOK_ADMIN or %s)\n"
           "  --help, --version\n"
           "\n"
           "Commands:\n",
-          DEFAULT_ENDPOINT, DEFAULT_TIMEOUT_S);
+          DEFAULT_ENDPOINT, DEFAULT_TIMEOUT_S, DEFAULT_ADMIN);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     fprintf(out, "  %s%s%s\n", commands[i].name, *commands[i].args ? " " : "", commands[i].args);
     fprintf(out, "      %s\n", commands[i].summary);
@@ -68,6 +74,7 @@ static void print_help(FILE *out) {
 
 typedef struct global_opts {
   const char *endpoint;
+  const char *admin;
   const char *api;
   int timeout_s;
 } global_opts;
@@ -80,7 +87,7 @@ static int parse_seconds(const char *text, int *out) {
   return 0;
 }
 
-enum { OPT_ENDPOINT = 256, OPT_TIMEOUT, OPT_API, OPT_HELP, OPT_VERSION };
+enum { OPT_ENDPOINT = 256, OPT_TIMEOUT, OPT_API, OPT_HELP, OPT_VERSION, OPT_ADMIN };
 
 /* Returns -1 to continue with the command at argv[optind], else an exit code. */
 static int parse_globals(int argc, char **argv, global_opts *g) {
@@ -88,6 +95,7 @@ static int parse_globals(int argc, char **argv, global_opts *g) {
       {"endpoint", required_argument, NULL, OPT_ENDPOINT},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
       {"api", required_argument, NULL, OPT_API},
+      {"admin", required_argument, NULL, OPT_ADMIN},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -106,6 +114,9 @@ static int parse_globals(int argc, char **argv, global_opts *g) {
         break;
       case OPT_API:
         g->api = optarg;
+        break;
+      case OPT_ADMIN:
+        g->admin = optarg;
         break;
       case 'h':
       case OPT_HELP:
@@ -131,7 +142,7 @@ static int run_command(const global_opts *g, const ctl_command *cmd, int argc, c
   ch_error err;
   cri_client *client = cri_client_open(g->endpoint, g->api, g->timeout_s * 1000, &err);
   if (!client) return ctl_fail("%s", err.msg);
-  ctl_ctx ctx = {.client = client, .timeout_s = g->timeout_s};
+  ctl_ctx ctx = {.client = client, .timeout_s = g->timeout_s, .admin = g->admin};
   optind = 0; /* commands parse their own options from argv[1] */
   int rc = cmd->run(&ctx, argc, argv);
   fflush(stdout);
@@ -141,8 +152,10 @@ static int run_command(const global_opts *g, const ctl_command *cmd, int argc, c
 
 int main(int argc, char **argv) {
   const char *env = getenv("CRIHOOK_ENDPOINT");
+  const char *admin = getenv("CRIHOOK_ADMIN");
   global_opts g = {
       .endpoint = env && *env ? env : DEFAULT_ENDPOINT,
+      .admin = admin && *admin ? admin : DEFAULT_ADMIN,
       .api = "v1",
       .timeout_s = DEFAULT_TIMEOUT_S,
   };

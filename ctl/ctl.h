@@ -24,6 +24,7 @@ enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 typedef struct ctl_ctx {
   cri_client *client;
   int timeout_s; /* --timeout: the deadline of every call, in seconds */
+  const char *admin; /* --admin: crihookd's admin socket */
 } ctl_ctx;
 
 typedef int (*ctl_command_fn)(ctl_ctx *ctx, int argc, char **argv);
@@ -52,6 +53,8 @@ int ctl_cmd_inspect(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_exec_sync(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_images(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_events(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_plugins(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_store(ctl_ctx *ctx, int argc, char **argv);
 
 /* The command table (crihookctl.c), for usage messages. */
 const ctl_command *ctl_find_command(const char *name);

@@ -47,6 +47,9 @@ static void reset_call(ch_dispatch *d) {
   grpc_metadata_array_destroy(&d->initial_md);
   grpc_metadata_array_destroy(&d->trailing_md);
   grpc_slice_unref(d->details);
+  grpc_metadata_array_init(&d->initial_md); /* so a second reset is harmless */
+  grpc_metadata_array_init(&d->trailing_md);
+  d->details = grpc_empty_slice();
   d->call = NULL;
   d->request = d->answer = NULL;
 }
@@ -65,9 +68,8 @@ static bool plugin_failed(ch_dispatch *d, grpc_status_code code, const char *cau
     ch_warn("dispatch", "hook rejected the call plugin=%s hook=%s %s cause=\"%s\"", p->name,
             ch_hook_name(d->hook), d->subject, cause);
   } else {
-    ch_warn("dispatch", "hook failed, ignored plugin=%s hook=%s policy=%s %s cause=\"%s\"",
-            p->name, ch_hook_name(d->hook), p->fail_closed ? "Fail" : "Ignore", d->subject,
-            cause);
+    ch_warn("dispatch", "hook failed, ignored plugin=%s hook=%s policy=%s %s cause=\"%s\"", p->name,
+            ch_hook_name(d->hook), p->fail_closed ? "Fail" : "Ignore", d->subject, cause);
   }
   return reject;
 }
@@ -122,8 +124,9 @@ static void call_next(ch_dispatch *d) {
 }
 
 static const ProtobufCMessageDescriptor *answer_type(ch_hook_point hook) {
-  return ch_hook_is_pod_level(hook) ? &runtime__v1alpha1__pod_sandbox_hook_response__descriptor
-                                    : &runtime__v1alpha1__container_resource_hook_response__descriptor;
+  return ch_hook_is_pod_level(hook)
+             ? &runtime__v1alpha1__pod_sandbox_hook_response__descriptor
+             : &runtime__v1alpha1__container_resource_hook_response__descriptor;
 }
 
 /* Decodes and applies a successful answer; returns a cause on failure. */

@@ -49,8 +49,8 @@ static int merge_map(ProtobufCMessage *dst, const char *dst_field, const Protobu
   return 0;
 }
 
-static int set_string(ProtobufCMessage *dst, const char *field, const char *value,
-                      const char *what, ch_merge_trace *t, const char *plugin) {
+static int set_string(ProtobufCMessage *dst, const char *field, const char *value, const char *what,
+                      ch_merge_trace *t, const char *plugin) {
   if (!value || !*value) return 0;
   const ProtobufCFieldDescriptor *f =
       protobuf_c_message_descriptor_get_field_by_name(dst->descriptor, field);
@@ -160,8 +160,8 @@ static int merge_resources_into(ProtobufCMessage *parent, const char *field,
 }
 
 int ch_merge_pod_answer(Runtime__V1__PodSandboxConfig *config,
-                        const Runtime__V1alpha1__PodSandboxHookResponse *answer,
-                        ch_merge_trace *t, const char *plugin) {
+                        const Runtime__V1alpha1__PodSandboxHookResponse *answer, ch_merge_trace *t,
+                        const char *plugin) {
   ProtobufCMessage *c = &config->base;
   const ProtobufCMessage *a = &answer->base;
   if (merge_map(c, "labels", a, "labels", "labels", t, plugin) != 0 ||
@@ -256,8 +256,8 @@ int ch_merge_record_answer(Runtime__V1alpha1__ContainerResourceHookRequest *reco
                            ch_merge_trace *t, const char *plugin) {
   ProtobufCMessage *r = &record->base;
   const ProtobufCMessage *a = &answer->base;
-  if (merge_map(r, "container_annotations", a, "container_annotations", "annotations", t,
-                plugin) != 0 ||
+  if (merge_map(r, "container_annotations", a, "container_annotations", "annotations", t, plugin) !=
+          0 ||
       merge_map(r, "container_envs", a, "container_envs", "envs", t, plugin) != 0 ||
       set_string(r, "pod_cgroup_parent", answer->pod_cgroup_parent, "pod_cgroup_parent", t,
                  plugin) != 0)

@@ -9,7 +9,7 @@
 typedef struct ch_plugin_stats {
   uint64_t calls;
   uint64_t failures;
-  char last_error[256]; /* "" if none yet */
+  char last_error[256];    /* "" if none yet */
   int64_t last_error_unix; /* seconds */
 } ch_plugin_stats;
 

@@ -13,7 +13,8 @@ typedef struct hook_info {
 #define SERVICE "/runtime.v1alpha1.RuntimeHookService/"
 
 static const hook_info hooks[CH_HOOK_COUNT] = {
-    [CH_HOOK_PRE_RUN_POD_SANDBOX] = {"PreRunPodSandbox", SERVICE "PreRunPodSandboxHook", true, true},
+    [CH_HOOK_PRE_RUN_POD_SANDBOX] = {"PreRunPodSandbox", SERVICE "PreRunPodSandboxHook", true,
+                                     true},
     [CH_HOOK_POST_STOP_POD_SANDBOX] = {"PostStopPodSandbox", SERVICE "PostStopPodSandboxHook",
                                        false, true},
     [CH_HOOK_PRE_CREATE_CONTAINER] = {"PreCreateContainer", SERVICE "PreCreateContainerHook", true,

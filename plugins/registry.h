@@ -42,13 +42,13 @@ typedef struct ch_plugin_channel {
 } ch_plugin_channel;
 
 typedef struct ch_plugin {
-  char name[128];  /* file name without ".json": "10-qos" */
-  char file[512];  /* the path it was read from */
+  char name[128]; /* file name without ".json": "10-qos" */
+  char file[512]; /* the path it was read from */
   ch_endpoint endpoint;
   bool fail_closed; /* failure-policy Fail */
   int timeout_ms;
-  unsigned hooks;   /* bit (1u << ch_hook_point) per registered hook */
-  int order;        /* 0-based position in call order */
+  unsigned hooks; /* bit (1u << ch_hook_point) per registered hook */
+  int order;      /* 0-based position in call order */
   ch_plugin_channel *channel;
 } ch_plugin;
 
@@ -69,8 +69,7 @@ typedef struct ch_registry {
 } ch_registry;
 
 /* Parses one registration file's text. `name` is the file name. */
-int ch_plugin_parse(const char *name, const char *text, size_t len, ch_plugin *out,
-                    ch_error *err);
+int ch_plugin_parse(const char *name, const char *text, size_t len, ch_plugin *out, ch_error *err);
 
 /* Reads every registration in `dir` (a missing directory gives an empty
  * registry). Channels for endpoints that `previous` (may be NULL) already

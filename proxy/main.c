@@ -1,9 +1,10 @@
 /* main.c: crihookd start-up and shutdown.
  *
- * Order: options -> grpc -> choose the backend(s) -> start the data plane
- * (server.c) -> run the control loop (libuv: signals) -> on SIGTERM/SIGINT
- * drain on the loop's thread pool (a second signal cuts the grace short)
- * -> exit 0. Every error that stops start-up is printed once here,
+ * Order: options -> grpc -> choose the backend(s) -> on the control loop
+ * (libuv): watch hookserver.d, rebuild the store from the backend, open the
+ * admin socket -> start the data plane (server.c) -> run the loop -> on
+ * SIGTERM/SIGINT drain on the loop's thread pool (a second signal cuts the
+ * grace short) -> exit 0. Every error that stops start-up is printed once here,
  * with the context the helpers added on the way up. */
 #include <grpc/grpc.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "crihook-config.h"
 #include "detect.h"
 #include "endpoint.h"
@@ -19,8 +21,12 @@
 #include "log.h"
 #include "options.h"
 #include "server.h"
+#include "stats.h"
+#include "store.h"
+#include "watch.h"
 
 #define PROBE_TIMEOUT_MS 2000
+#define REBUILD_TIMEOUT_MS 10000
 
 /* Resolves "auto" or an endpoint into `out`, logging why it was chosen. */
 static int resolve_backend(const char *what, const char *value, ch_endpoint *out, ch_error *err) {
@@ -65,15 +71,29 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_err
   return 0;
 }
 
-/* The control loop's state: the signals it watches and the drain it runs
- * on libuv's thread pool, so a second signal can still be heard. */
+/* The control loop's state: the plugin watch, the admin socket, the
+ * signals, and the drain it runs on libuv's thread pool, so a second signal
+ * can still be heard while the first drains. */
 typedef struct control {
   uv_loop_t loop;
   uv_signal_t term, intr;
   uv_work_t drain;
+  ch_registry_slot registry;
+  ch_store *store;
+  ch_plugin_watch *watch;
+  ch_admin *admin;
   ch_proxy *proxy;
   bool draining;
 } control;
+
+static void close_control_handles(control *c) {
+  uv_close((uv_handle_t *)&c->term, NULL);
+  uv_close((uv_handle_t *)&c->intr, NULL);
+  if (c->watch) ch_plugin_watch_stop(c->watch);
+  if (c->admin) ch_admin_stop(c->admin);
+  c->watch = NULL;
+  c->admin = NULL;
+}
 
 static void drain_in_pool(uv_work_t *req) {
   control *c = req->data;
@@ -83,8 +103,7 @@ static void drain_in_pool(uv_work_t *req) {
 static void after_drain(uv_work_t *req, int status) {
   control *c = req->data;
   (void)status;
-  uv_close((uv_handle_t *)&c->term, NULL);
-  uv_close((uv_handle_t *)&c->intr, NULL);
+  close_control_handles(c);
   /* Drained (and libuv has reset the handlers): a late signal must not turn
    * a clean exit into a kill. */
   signal(SIGTERM, SIG_IGN);
@@ -105,17 +124,33 @@ static void on_stop_signal(uv_signal_t *handle, int signum) {
   uv_queue_work(&c->loop, &c->drain, drain_in_pool, after_drain);
 }
 
-/* Runs until SIGTERM/SIGINT has been received and the drain has finished. */
-static void run_until_drained(ch_proxy *proxy) {
-  control c = {.proxy = proxy};
-  uv_loop_init(&c.loop);
-  uv_signal_init(&c.loop, &c.term);
-  uv_signal_init(&c.loop, &c.intr);
-  c.term.data = c.intr.data = &c;
-  uv_signal_start(&c.term, on_stop_signal, SIGTERM);
-  uv_signal_start(&c.intr, on_stop_signal, SIGINT);
-  uv_run(&c.loop, UV_RUN_DEFAULT);
-  uv_loop_close(&c.loop);
+static void rebuild_store(ch_store *store, grpc_channel *backend) {
+  ch_error err;
+  if (ch_store_rebuild(store, backend, REBUILD_TIMEOUT_MS, &err) != 0) {
+    ch_warn("main",
+            "store not rebuilt from the backend (hooks for existing pods will lack "
+            "their data): %s",
+            err.msg);
+    return;
+  }
+  ch_info("main", "store rebuilt from the backend pods=%zu containers=%zu",
+          ch_store_pod_count(store), ch_store_container_count(store));
+}
+
+/* Everything on the control loop, before the data plane starts. */
+static int start_control(control *c, const crihookd_options *o, grpc_channel *backend,
+                         ch_error *err) {
+  ch_endpoint admin;
+  uv_signal_init(&c->loop, &c->term);
+  uv_signal_init(&c->loop, &c->intr);
+  c->term.data = c->intr.data = c;
+  uv_signal_start(&c->term, on_stop_signal, SIGTERM);
+  uv_signal_start(&c->intr, on_stop_signal, SIGINT);
+  if (ch_plugin_watch_start(&c->loop, o->hook_dir, &c->registry, &c->watch, err) != 0)
+    return ch_wrap(err, "hook directory %s", o->hook_dir);
+  rebuild_store(c->store, backend);
+  if (ch_endpoint_parse(o->admin_socket, &admin, err) != 0) return ch_wrap(err, "--admin-socket");
+  return ch_admin_start(&c->loop, &admin, &c->registry, c->store, &c->admin, err);
 }
 
 static int serve(const crihookd_options *o, ch_error *err) {
@@ -126,14 +161,32 @@ static int serve(const crihookd_options *o, ch_error *err) {
                          .workers = o->workers,
                          .shutdown_grace_ms = o->shutdown_grace_ms};
   if (open_backends(o, &cfg, err) != 0) return -1;
-  ch_proxy *proxy;
-  if (ch_proxy_start(&cfg, &proxy, err) != 0) return ch_wrap(err, "start");
-  ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
-          o->workers, o->max_msg_size, CRIHOOK_VERSION);
-  run_until_drained(proxy);
-  ch_proxy_free(proxy);
-  ch_info("main", "stopped cleanly");
-  return 0;
+  control c = {0};
+  uv_loop_init(&c.loop);
+  ch_registry_slot_init(&c.registry);
+  c.store = ch_store_new();
+  cfg.registry = &c.registry;
+  cfg.store = c.store;
+  int rc = start_control(&c, o, cfg.backend, err);
+  if (rc == 0)
+    rc = ch_proxy_start(&cfg, &c.proxy, err) == 0 ? 0 : ch_wrap(err, "start");
+  else
+    ch_proxy_config_release(&cfg);
+  if (rc == 0) {
+    ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
+            o->workers, o->max_msg_size, CRIHOOK_VERSION);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    ch_proxy_free(c.proxy);
+  } else {
+    close_control_handles(&c);
+  }
+  uv_run(&c.loop, UV_RUN_DEFAULT); /* lets closed handles finish */
+  uv_loop_close(&c.loop);
+  ch_store_free(c.store);
+  ch_registry_slot_destroy(&c.registry);
+  ch_plugin_stats_reset();
+  if (rc == 0) ch_info("main", "stopped cleanly");
+  return rc;
 }
 
 int main(int argc, char **argv) {

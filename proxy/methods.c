@@ -65,9 +65,11 @@ static size_t service_prefix(const char *path, size_t len, const char *service) 
 static const char *const runtime_streaming[] = {"GetContainerEvents"};
 
 ch_method_info ch_method_classify(const char *path, size_t len) {
-  ch_method_info info = {false, false, false};
+  ch_method_info info = {false, false, false, NULL, 0};
   size_t p = service_prefix(path, len, "RuntimeService");
   if (p) {
+    info.cri_name = path + p;
+    info.cri_name_len = len - p;
     info.known_unary =
         name_in(path + p, len - p, runtime_unary, sizeof runtime_unary / sizeof runtime_unary[0]);
     info.known_streaming = name_in(path + p, len - p, runtime_streaming, 1);

@@ -17,6 +17,8 @@ typedef struct ch_method_info {
   bool known_unary;
   bool known_streaming; /* e.g. GetContainerEvents: ended at once on drain */
   bool image_service;
+  const char *cri_name; /* "RunPodSandbox" (points into the path) for CRI methods */
+  size_t cri_name_len;
 } ch_method_info;
 
 ch_method_info ch_method_classify(const char *path, size_t len);

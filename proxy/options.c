@@ -19,7 +19,8 @@ enum {
   OPT_MAX_MSG,
   OPT_LOG_LEVEL,
   OPT_WORKERS,
-  OPT_GRACE
+  OPT_GRACE,
+  OPT_ADMIN
 };
 
 typedef struct option_spec {
@@ -37,6 +38,7 @@ static const option_spec specs[] = {
     {"log-level", "CRIHOOK_LOG_LEVEL", OPT_LOG_LEVEL},
     {"workers", "CRIHOOK_WORKERS", OPT_WORKERS},
     {"shutdown-grace", "CRIHOOK_SHUTDOWN_GRACE", OPT_GRACE},
+    {"admin-socket", "CRIHOOK_ADMIN_SOCKET", OPT_ADMIN},
 };
 #define SPEC_COUNT (sizeof specs / sizeof specs[0])
 
@@ -105,6 +107,8 @@ static int apply(crihookd_options *o, int id, const char *value, ch_error *err) 
       return copy_text(o->backend, sizeof o->backend, value, err);
     case OPT_IMAGE_BACKEND:
       return copy_text(o->image_backend, sizeof o->image_backend, value, err);
+    case OPT_ADMIN:
+      return copy_text(o->admin_socket, sizeof o->admin_socket, value, err);
     case OPT_HOOK_DIR:
       return copy_text(o->hook_dir, sizeof o->hook_dir, value, err);
     case OPT_MAX_MSG:
@@ -127,6 +131,7 @@ static void set_defaults(crihookd_options *o) {
   snprintf(o->listen, sizeof o->listen, "%s", CH_DEFAULT_LISTEN);
   snprintf(o->backend, sizeof o->backend, "auto");
   snprintf(o->hook_dir, sizeof o->hook_dir, "%s", CH_DEFAULT_HOOK_DIR);
+  snprintf(o->admin_socket, sizeof o->admin_socket, "%s", CH_DEFAULT_ADMIN);
   o->max_msg_size = 16 * 1024 * 1024;
   o->log_level = CH_LOG_INFO;
   o->workers = 1;

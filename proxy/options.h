@@ -11,12 +11,14 @@
 
 #define CH_DEFAULT_LISTEN "unix:///run/crihook/crihook.sock"
 #define CH_DEFAULT_HOOK_DIR "/etc/runtime/hookserver.d"
+#define CH_DEFAULT_ADMIN "unix:///run/crihook/admin.sock"
 
 typedef struct crihookd_options {
   char listen[256];
   char backend[256];       /* "auto" or an endpoint */
   char image_backend[256]; /* "" = same as backend */
   char hook_dir[256];
+  char admin_socket[256];
   int max_msg_size;
   ch_log_level log_level;
   int workers;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intercept.h"
 #include "log.h"
 #include "methods.h"
 #include "worker.h"
@@ -45,6 +46,8 @@ struct ch_relay {
   grpc_byte_buffer *b2c;
   grpc_status_code status;
   grpc_slice status_details;
+  ch_intercept_kind kind; /* a hooked CRI method, or NONE */
+  ch_intercept *ic;
   int cancelled;
   int pending;
   bool streaming;
@@ -122,6 +125,7 @@ static void relay_free(ch_relay *r) {
   grpc_metadata_array_destroy(&r->up_md);
   grpc_metadata_array_destroy(&r->up_trailers);
   grpc_call_details_destroy(&r->details);
+  ch_intercept_free(r->ic);
   if (r->counted) atomic_fetch_sub(&r->w->proxy->in_flight, 1);
   atomic_fetch_sub(&r->w->proxy->live_relays, 1);
   free(r);
@@ -194,6 +198,7 @@ static void on_accepted(ch_tag *t, bool ok) {
     grpc_call_cancel_with_status(r->down, GRPC_STATUS_INTERNAL,
                                  "crihookd: cannot create the backend call", NULL);
   } else if (info.known_unary) {
+    if (r->w->proxy->store) r->kind = ch_intercept_kind_of(info.cri_name, info.cri_name_len);
     start_unary(r);
   } else {
     r->known_streaming = info.known_streaming;
@@ -210,21 +215,29 @@ static void start_unary(ch_relay *r) {
   relay_start(r, r->down, &op, 1, &r->unary_request);
 }
 
+static void forward_unary(ch_relay *r);
+static void begin_intercept(ch_relay *r);
+
 static void on_unary_request(ch_tag *t, bool ok) {
   ch_relay *r = ch_container_of(t, ch_relay, unary_request);
   if (!ok) {
     log_call_end(r, "client went away before its request arrived");
     grpc_call_cancel(r->down, NULL);
-    relay_unpend(r);
-    return;
-  }
-  if (!r->c2b) { /* a unary call carries exactly one message */
+  } else if (!r->c2b) { /* a unary call carries exactly one message */
     log_call_end(r, "request message missing or truncated");
     grpc_call_cancel_with_status(r->down, GRPC_STATUS_INTERNAL,
                                  "crihookd: request message missing or truncated", NULL);
-    relay_unpend(r);
-    return;
+  } else if (r->kind != CH_INTERCEPT_NONE) {
+    begin_intercept(r);
+  } else {
+    forward_unary(r);
   }
+  relay_unpend(r);
+}
+
+/* Sends the request to the backend and asks for everything back, in one
+ * batch. */
+static void forward_unary(ch_relay *r) {
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
@@ -245,8 +258,43 @@ static void on_unary_request(ch_tag *t, bool ok) {
   if (!relay_start(r, r->up, ops, n, &r->unary_response))
     grpc_call_cancel_with_status(r->down, GRPC_STATUS_INTERNAL,
                                  "crihookd: cannot start the backend call", NULL);
+}
+
+/* ---- hooked methods: Pre hooks before forwarding, store and Post hooks
+ * after (dispatcher/intercept.h) ---- */
+
+static void reject(ch_relay *r, grpc_status_code code, const char *message);
+
+static void on_pre_hooks_done(void *owner) {
+  ch_relay *r = owner;
+  grpc_status_code code;
+  const char *message;
+  if (ch_intercept_rejected(r->ic, &code, &message)) {
+    reject(r, code, message);
+  } else {
+    grpc_byte_buffer *changed = ch_intercept_request(r->ic);
+    if (changed) {
+      grpc_byte_buffer_destroy(r->c2b);
+      r->c2b = changed;
+    }
+    forward_unary(r);
+  }
   relay_unpend(r);
 }
+
+static void begin_intercept(ch_relay *r) {
+  ch_proxy *p = r->w->proxy;
+  ch_intercept_env env = {.cq = r->w->cq, .registry = p->registry, .store = p->store};
+  r->pending++; /* held until on_pre_hooks_done */
+  if (ch_intercept_begin(r->kind, &env, r->c2b, r->details.deadline, on_pre_hooks_done, r,
+                         &r->ic) != 0) { /* out of memory: forward untouched */
+    r->kind = CH_INTERCEPT_NONE;
+    forward_unary(r);
+    r->pending--;
+  }
+}
+
+static void on_post_hooks_done(void *owner) { relay_unpend(owner); }
 
 /* Fills ops for the final answer to the client: initial metadata if not
  * sent yet, the backend's message if any, and its status and trailers. */
@@ -271,15 +319,33 @@ static size_t fill_reply(ch_relay *r, grpc_op *ops, grpc_byte_buffer *message) {
   return n;
 }
 
-static void on_unary_response(ch_tag *t, bool ok) {
-  ch_relay *r = ch_container_of(t, ch_relay, unary_response);
-  (void)ok; /* a client batch with RECV_STATUS always reports a status */
+static void reply_unary(ch_relay *r) {
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = fill_reply(r, ops, r->b2c);
   ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   ops[n++].data.recv_close_on_server.cancelled = &r->cancelled;
   relay_start(r, r->down, ops, n, &r->unary_done);
+}
+
+/* Answers the client with crihook's own error (a Fail-policy rejection);
+ * the backend call is never started. */
+static void reject(ch_relay *r, grpc_status_code code, const char *message) {
+  r->status = code;
+  grpc_slice_unref(r->status_details);
+  r->status_details = grpc_slice_from_copied_string(message);
+  reply_unary(r);
+}
+
+static void on_unary_response(ch_tag *t, bool ok) {
+  ch_relay *r = ch_container_of(t, ch_relay, unary_response);
+  (void)ok; /* a client batch with RECV_STATUS always reports a status */
+  if (r->ic) ch_intercept_record(r->ic, r->status, r->b2c); /* before the client hears */
+  reply_unary(r);
+  if (r->ic) {
+    r->pending++; /* held until on_post_hooks_done */
+    ch_intercept_post(r->ic, on_post_hooks_done);
+  }
   relay_unpend(r);
 }
 

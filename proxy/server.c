@@ -95,10 +95,24 @@ static void start_workers(ch_proxy *p) {
   }
 }
 
+void ch_proxy_config_release(ch_proxy_config *config) {
+  if (config->image_backend && config->image_backend != config->backend)
+    grpc_channel_destroy(config->image_backend);
+  if (config->backend) grpc_channel_destroy(config->backend);
+  config->backend = config->image_backend = NULL;
+}
+
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err) {
-  if (ch_listen_prepare(config->listen->path, err) != 0) return -1;
+  ch_proxy_config channels = *config;
+  if (ch_listen_prepare(config->listen->path, err) != 0) {
+    ch_proxy_config_release(&channels);
+    return -1;
+  }
   ch_proxy_full *full = calloc(1, sizeof *full);
-  if (!full) return ch_fail(err, "out of memory");
+  if (!full) {
+    ch_proxy_config_release(&channels);
+    return ch_fail(err, "out of memory");
+  }
   ch_proxy *p = &full->shared;
   pthread_mutex_init(&full->server_lock, NULL);
   full->listen = *config->listen;
@@ -114,10 +128,13 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   if (!p->workers || bind_listen(p->server, config->listen, err) != 0) {
     if (!p->workers) ch_fail(err, "out of memory");
     free_unstarted(full);
+    ch_proxy_config_release(&channels);
     return -1;
   }
   p->backend = config->backend;
   p->image_backend = config->image_backend;
+  p->registry = config->registry;
+  p->store = config->store;
   grpc_server_start(p->server);
   start_workers(p);
   if (ch_listen_finish(config->listen->path, err) != 0) {

@@ -9,6 +9,8 @@
 
 #include "endpoint.h"
 #include "error.h"
+#include "registry.h"
+#include "store.h"
 
 typedef struct ch_proxy ch_proxy;
 
@@ -18,10 +20,16 @@ typedef struct ch_proxy_config {
   grpc_channel *image_backend; /* taken; may equal backend */
   int max_msg_size;
   int workers;
-  int shutdown_grace_ms; /* how long in-flight calls may take to finish */
+  int shutdown_grace_ms;      /* how long in-flight calls may take to finish */
+  ch_registry_slot *registry; /* plugins (not owned) */
+  ch_store *store;            /* metadata (not owned); NULL disables interception */
 } ch_proxy_config;
 
-/* Prepares the socket path, binds, starts the workers. */
+/* Destroys the config's channels (for a start that never happened). */
+void ch_proxy_config_release(ch_proxy_config *config);
+
+/* Prepares the socket path, binds, starts the workers. Takes the channels
+ * whether it succeeds or not. */
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err);
 
 /* Stops accepting, ends open streams with UNAVAILABLE, lets other in-flight

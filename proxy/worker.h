@@ -14,6 +14,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "registry.h"
+#include "store.h"
 #include "tag.h"
 
 typedef struct ch_relay ch_relay;
@@ -32,6 +34,8 @@ struct ch_proxy {
   grpc_server *server;
   grpc_channel *backend;
   grpc_channel *image_backend;
+  ch_registry_slot *registry; /* plugins; not owned */
+  ch_store *store;            /* pod/container metadata; not owned */
   ch_worker *workers;
   int worker_count;
   atomic_bool draining;   /* no new calls; streams are being ended */

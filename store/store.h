@@ -40,8 +40,7 @@ ch_store *ch_store_new(void);
 void ch_store_free(ch_store *store);
 
 /* Stores (or replaces) a pod. The message is copied. */
-int ch_store_put_pod(ch_store *store, const char *pod_id, const ch_pod_record *pod,
-                     ch_error *err);
+int ch_store_put_pod(ch_store *store, const char *pod_id, const ch_pod_record *pod, ch_error *err);
 
 /* A copy of the pod, or NULL if unknown. Free with
  * runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(p, NULL). */

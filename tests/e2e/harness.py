@@ -14,6 +14,7 @@
   summary.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -87,31 +88,64 @@ class Containerd:
 
 
 class Crihookd:
-    """crihookd in front of `backend`, listening on a fresh socket."""
+    """crihookd in front of `backend`, listening on a fresh socket, with its
+    own hook directory and admin socket (unless given)."""
 
-    def __init__(self, backend, *args, env=None, listen=None, wait=True):
+    def __init__(self, backend, *args, env=None, listen=None, wait=True, hook_dir=None,
+                 log_mode="w"):
         self.dir = tmpdir("crihook-d-")
         self.sock = listen or os.path.join(self.dir, "crihook.sock")
+        self.admin = os.path.join(self.dir, "admin.sock")
+        self.hook_dir = hook_dir or os.path.join(self.dir, "hookserver.d")
         self.log_path = os.path.join(self.dir, "crihookd.log")
-        self.log = open(self.log_path, "w")
-        cmd = [CRIHOOKD, "--listen", "unix://" + self.sock, "--backend", backend]
-        cmd += list(args)
+        self.backend, self.args, self.env = backend, args, env
+        self._launch(wait)
+
+    def _launch(self, wait):
+        self.log = open(self.log_path, "a")
+        cmd = [CRIHOOKD, "--listen", "unix://" + self.sock, "--backend", self.backend,
+               "--hook-dir", self.hook_dir, "--admin-socket", "unix://" + self.admin]
+        cmd += list(self.args)
+        env = self.env
         full_env = dict(os.environ)
         full_env.update(env or {})
+        self.terminated = False
+        self.serving_mark = self.read_log().count("serving listen=")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
         if wait:
             self.wait_serving()
+
+    def restart(self, wait=True):
+        """Starts crihookd again with the same sockets, hook dir and log."""
+        self._launch(wait)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def ctl(self, *args, check=True):
+        return ctl(self.sock, "--admin", "unix://" + self.admin, *args, check=check)
+
+    def plugins(self):
+        return json.loads(self.ctl("plugins", "--json").stdout)
+
+    def store(self, kind):
+        return json.loads(self.ctl("store", kind, "--json").stdout)
 
     def wait_serving(self, timeout=20.0):
         def up():
             if self.proc.poll() is not None:
                 raise AssertionError("crihookd exited early:\n" + self.read_log())
-            return "serving" in self.read_log()
+            return self.read_log().count("serving listen=") > self.serving_mark
         wait_for(up, timeout, what="crihookd to serve")
 
     def read_log(self):
-        with open(self.log_path) as f:
-            return f.read()
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def signal(self, sig):
         if sig == signal.SIGTERM:
@@ -168,12 +202,73 @@ def raw_unary(sock, method, body=b"", timeout=10.0, metadata=None, ch=None):
 
 
 def ctl(endpoint, *args, timeout=60, check=True):
-    cmd = [CRIHOOKCTL, "--endpoint", "unix://" + endpoint] + list(args)
+    cmd = [CRIHOOKCTL, "--endpoint", "unix://" + endpoint]
+    if args and args[0] == "--admin":
+        cmd += list(args[:2])
+        args = args[2:]
+    cmd += list(args)
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          timeout=timeout)
     if check and out.returncode != 0:
         raise AssertionError("%s failed (%d): %s" % (" ".join(args), out.returncode, out.stderr))
     return out
+
+
+class HookServer:
+    """tests/e2e/hookserver.py as a separate process on its own socket."""
+
+    SCRIPT = os.path.join(ROOT, "tests", "e2e", "hookserver.py")
+
+    def __init__(self, name, config=None, directory=None):
+        self.dir = directory or tmpdir("crihook-hs-")
+        self.sock = os.path.join(self.dir, name + ".sock")
+        self.config_path = os.path.join(self.dir, name + ".json")
+        self.log_path = os.path.join(self.dir, name + ".calls")
+        self.set(config or {})
+        self.start()
+
+    def start(self):
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        self.proc = subprocess.Popen([sys.executable, self.SCRIPT, self.sock, self.config_path],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        self.proc.stdout.close()
+        assert line == "ready", "hook server did not start"
+
+    def set(self, config):
+        config = dict(config)
+        config["log"] = self.log_path
+        write_atomic(self.config_path, json.dumps(config))
+
+    def calls(self, hook=None):
+        try:
+            with open(self.log_path) as f:
+                lines = [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+        return [c for c in lines if hook is None or c["hook"] == hook]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def register(hook_dir, file_name, endpoint, hooks, policy="Ignore", timeout_ms=None):
+    """Drops a registration file into `hook_dir` (atomically)."""
+    os.makedirs(hook_dir, exist_ok=True)
+    doc = {"remote-endpoint": endpoint, "failure-policy": policy, "runtime-hooks": list(hooks)}
+    if timeout_ms is not None:
+        doc["timeout-ms"] = timeout_ms
+    write_atomic(os.path.join(hook_dir, file_name), json.dumps(doc))
 
 
 # ---- minimal protobuf wire encoding for the few messages built by hand ----

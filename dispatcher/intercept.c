@@ -1,0 +1,379 @@
+/* intercept.c: the begin / record / post phases of intercept.h, driven by a
+ * table with one row per intercepted method. */
+#include "intercept.h"
+
+#include <grpc/byte_buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "grpc_util.h"
+#include "log.h"
+#include "merge.h"
+#include "pbutil.h"
+#include "views.h"
+
+#define NO_HOOK CH_HOOK_COUNT
+#define SKIP_LABEL "runtimeproxy.koordinator.sh/skip-hookserver"
+
+/* True if a pod's label map (`field` of `msg`) says skip every hook. */
+static bool labels_say_skip(const ProtobufCMessage *msg, const char *field) {
+  const char *value = msg ? ch_pb_map_get(msg, field, SKIP_LABEL) : NULL;
+  return value && strcmp(value, "true") == 0;
+}
+
+typedef struct kind_info {
+  const char *method;
+  const ProtobufCMessageDescriptor *request;
+  ch_hook_point pre, post;
+  bool store_needs_request; /* the store is updated from the request */
+} kind_info;
+
+static const kind_info kinds[] = {
+    [CH_INTERCEPT_RUN_POD] = {"RunPodSandbox", &runtime__v1__run_pod_sandbox_request__descriptor,
+                              CH_HOOK_PRE_RUN_POD_SANDBOX, NO_HOOK, true},
+    [CH_INTERCEPT_STOP_POD] = {"StopPodSandbox", &runtime__v1__stop_pod_sandbox_request__descriptor,
+                               NO_HOOK, CH_HOOK_POST_STOP_POD_SANDBOX, false},
+    [CH_INTERCEPT_REMOVE_POD] = {"RemovePodSandbox",
+                                 &runtime__v1__remove_pod_sandbox_request__descriptor,
+                                 CH_HOOK_PRE_REMOVE_POD_SANDBOX, NO_HOOK, true},
+    [CH_INTERCEPT_CREATE_CONTAINER] = {"CreateContainer",
+                                       &runtime__v1__create_container_request__descriptor,
+                                       CH_HOOK_PRE_CREATE_CONTAINER, NO_HOOK, true},
+    [CH_INTERCEPT_START_CONTAINER] = {"StartContainer",
+                                      &runtime__v1__start_container_request__descriptor,
+                                      CH_HOOK_PRE_START_CONTAINER, CH_HOOK_POST_START_CONTAINER,
+                                      false},
+    [CH_INTERCEPT_UPDATE_RESOURCES] = {"UpdateContainerResources",
+                                       &runtime__v1__update_container_resources_request__descriptor,
+                                       CH_HOOK_PRE_UPDATE_CONTAINER_RESOURCES, NO_HOOK, true},
+    [CH_INTERCEPT_STOP_CONTAINER] = {"StopContainer",
+                                     &runtime__v1__stop_container_request__descriptor,
+                                     CH_HOOK_PRE_STOP_CONTAINER, CH_HOOK_POST_STOP_CONTAINER,
+                                     false},
+    [CH_INTERCEPT_REMOVE_CONTAINER] = {"RemoveContainer",
+                                       &runtime__v1__remove_container_request__descriptor, NO_HOOK,
+                                       CH_HOOK_POST_REMOVE_CONTAINER, true},
+};
+#define KIND_COUNT (sizeof kinds / sizeof kinds[0])
+
+struct ch_intercept {
+  ch_intercept_kind kind;
+  ch_intercept_env env;
+  ch_registry *registry;
+  gpr_timespec deadline;
+  ch_intercept_cb cb;
+  void *owner;
+  ProtobufCMessage *request; /* decoded CRI request; NULL: forward untouched */
+  const char *id;            /* the pod or container ID the request names (in request) */
+  ch_pod_record *pod;        /* owned: the pod as the store knows it */
+  ch_container_record *ctr;  /* owned: the container as the store knows it */
+  char *ctr_pod_id;          /* owned */
+  bool changed;              /* a Pre hook's answer was applied to the request */
+  bool ctr_changed;          /* ... or to the stored container (PreStart) */
+  bool skip;
+  bool succeeded;
+  ch_dispatch dispatch;
+  char subject[192];
+};
+
+ch_intercept_kind ch_intercept_kind_of(const char *method, size_t len) {
+  for (size_t k = 1; k < KIND_COUNT; k++)
+    if (strlen(kinds[k].method) == len && memcmp(kinds[k].method, method, len) == 0)
+      return (ch_intercept_kind)k;
+  return CH_INTERCEPT_NONE;
+}
+
+static bool wanted(const ch_intercept *ic, ch_hook_point hook) {
+  return hook != NO_HOOK && ch_dispatch_wanted(ic->registry, hook);
+}
+
+/* ---- decoding and context ---- */
+
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+  size_t len = 0;
+  uint8_t *bytes = ch_byte_buffer_flatten(bb, &len);
+  if (!bytes) return NULL;
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, bytes);
+  free(bytes);
+  return msg;
+}
+
+/* Field 1 of every intercepted request but RunPodSandbox is the ID. */
+static const char *request_id(const ProtobufCMessage *msg) {
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(msg->descriptor, 1);
+  if (!f || f->type != PROTOBUF_C_TYPE_STRING) return "";
+  return *(char *const *)((const char *)msg + f->offset);
+}
+
+static void ensure_container(ch_intercept *ic) {
+  if (ic->ctr) return;
+  ic->ctr = ch_store_container_request(ic->env.store, ic->id, &ic->ctr_pod_id);
+  if (ic->ctr) return;
+  ic->ctr = malloc(sizeof *ic->ctr); /* unknown to the store: the ID is all we have */
+  if (!ic->ctr) return;
+  runtime__v1alpha1__container_resource_hook_request__init(ic->ctr);
+  ProtobufCMessage *meta = ch_pb_submessage(&ic->ctr->base, "container_meta");
+  if (meta) ch_pb_set_string(&ic->ctr->container_meta->id, ic->id);
+}
+
+static void ensure_pod(ch_intercept *ic, const char *pod_id) {
+  if (ic->pod || !pod_id || !*pod_id) return;
+  ic->pod = ch_store_get_pod(ic->env.store, pod_id);
+}
+
+static void load_context(ch_intercept *ic, bool hooks) {
+  switch (ic->kind) {
+    case CH_INTERCEPT_RUN_POD: {
+      Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
+      ic->skip = r->config && labels_say_skip(&r->config->base, "labels");
+      if (r->config && r->config->metadata)
+        snprintf(ic->subject, sizeof ic->subject, "pod=%s/%s", r->config->metadata->namespace_,
+                 r->config->metadata->name);
+      return;
+    }
+    case CH_INTERCEPT_CREATE_CONTAINER: {
+      Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
+      ensure_pod(ic, r->pod_sandbox_id);
+      ic->skip = ic->pod ? labels_say_skip(&ic->pod->base, "labels")
+                         : r->sandbox_config && labels_say_skip(&r->sandbox_config->base, "labels");
+      snprintf(ic->subject, sizeof ic->subject, "pod=%s container=%s", r->pod_sandbox_id,
+               r->config && r->config->metadata ? r->config->metadata->name : "");
+      return;
+    }
+    case CH_INTERCEPT_STOP_POD:
+    case CH_INTERCEPT_REMOVE_POD:
+      snprintf(ic->subject, sizeof ic->subject, "pod=%s", ic->id);
+      if (!hooks) return;
+      ensure_pod(ic, ic->id);
+      ic->skip = ic->pod && labels_say_skip(&ic->pod->base, "labels");
+      return;
+    default: /* container calls that carry only an ID */
+      snprintf(ic->subject, sizeof ic->subject, "container=%s", ic->id);
+      if (!hooks && ic->kind != CH_INTERCEPT_UPDATE_RESOURCES) return;
+      ensure_container(ic);
+      ic->skip = ic->ctr && labels_say_skip(&ic->ctr->base, "pod_labels");
+      return;
+  }
+}
+
+/* ---- building hook requests and applying answers ---- */
+
+static uint8_t *pack_update_request(ch_intercept *ic, size_t *len) {
+  Runtime__V1__UpdateContainerResourcesRequest *r = (void *)ic->request;
+  Runtime__V1alpha1__LinuxContainerResources *stored = ic->ctr->container_resources;
+  if (r->linux)
+    ic->ctr->container_resources = (Runtime__V1alpha1__LinuxContainerResources *)r->linux;
+  uint8_t *bytes = ch_pb_pack(&ic->ctr->base, len);
+  ic->ctr->container_resources = stored;
+  return bytes;
+}
+
+static uint8_t *build_request(void *ctx, size_t *len) {
+  ch_intercept *ic = ctx;
+  switch (ic->kind) {
+    case CH_INTERCEPT_RUN_POD: {
+      Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
+      if (!r->config) return NULL;
+      ch_pod_view v;
+      ch_pod_view_of_config(&v, r->config, r->runtime_handler);
+      return ch_pb_pack(&v.msg.base, len);
+    }
+    case CH_INTERCEPT_CREATE_CONTAINER: {
+      ch_container_view v;
+      ch_container_view_of_create(&v, (void *)ic->request, ic->pod, "");
+      return ch_pb_pack(&v.msg.base, len);
+    }
+    case CH_INTERCEPT_STOP_POD:
+    case CH_INTERCEPT_REMOVE_POD: {
+      if (ic->pod) return ch_pb_pack(&ic->pod->base, len);
+      Runtime__V1alpha1__PodSandboxHookRequest empty =
+          RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_REQUEST__INIT;
+      return ch_pb_pack(&empty.base, len);
+    }
+    case CH_INTERCEPT_UPDATE_RESOURCES:
+      return ic->ctr ? pack_update_request(ic, len) : NULL;
+    default:
+      return ic->ctr ? ch_pb_pack(&ic->ctr->base, len) : NULL;
+  }
+}
+
+static int apply_answer(void *ctx, const ProtobufCMessage *answer, const ch_plugin *plugin,
+                        ch_merge_trace *trace) {
+  ch_intercept *ic = ctx;
+  const char *name = plugin->name;
+  switch (ic->kind) {
+    case CH_INTERCEPT_RUN_POD:
+      ic->changed = true;
+      return ch_merge_pod_answer(((Runtime__V1__RunPodSandboxRequest *)ic->request)->config,
+                                 (const void *)answer, trace, name);
+    case CH_INTERCEPT_CREATE_CONTAINER: {
+      Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
+      if (!r->config) return -1;
+      ic->changed = true;
+      return ch_merge_container_answer(r->config, r->sandbox_config, (const void *)answer, trace,
+                                       name);
+    }
+    case CH_INTERCEPT_UPDATE_RESOURCES:
+      ic->changed = true;
+      return ch_merge_update_answer((void *)ic->request, (const void *)answer, trace, name);
+    case CH_INTERCEPT_START_CONTAINER:
+      ic->ctr_changed = true;
+      return ch_merge_record_answer(ic->ctr, (const void *)answer, trace, name);
+    default: /* PreStopContainer, PreRemovePodSandbox: nothing in the call to change */
+      return 0;
+  }
+}
+
+static void chain_done(void *ctx) {
+  ch_intercept *ic = ctx;
+  ic->cb(ic->owner);
+}
+
+static const ch_dispatch_ops dispatch_ops = {build_request, apply_answer, chain_done};
+
+static void run_hooks(ch_intercept *ic, ch_hook_point hook, ch_intercept_cb cb) {
+  ic->cb = cb;
+  if (hook == NO_HOOK || ic->skip || !ic->request || !wanted(ic, hook)) {
+    if (hook != NO_HOOK && ic->skip && wanted(ic, hook))
+      ch_debug("intercept", "hooks skipped by label hook=%s %s", ch_hook_name(hook), ic->subject);
+    cb(ic->owner);
+    return;
+  }
+  ch_dispatch_start(&ic->dispatch, ic->env.cq, ic->registry, hook, ic->deadline, ic->subject,
+                    &dispatch_ops, ic);
+}
+
+/* ---- phases ---- */
+
+int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
+                       grpc_byte_buffer *request, gpr_timespec deadline, ch_intercept_cb resume,
+                       void *owner, ch_intercept **out) {
+  ch_intercept *ic = calloc(1, sizeof *ic);
+  *out = ic;
+  if (!ic) return -1;
+  const kind_info *k = &kinds[kind];
+  ic->kind = kind;
+  ic->env = *env;
+  ic->deadline = deadline;
+  ic->owner = owner;
+  ic->registry = ch_registry_slot_acquire(env->registry);
+  ic->id = "";
+  bool hooks = wanted(ic, k->pre) || wanted(ic, k->post);
+  if (request && (hooks || k->store_needs_request)) {
+    ic->request = decode(k->request, request);
+    if (!ic->request)
+      ch_warn("intercept", "request does not decode; forwarded untouched method=%s", k->method);
+  }
+  if (ic->request) {
+    if (kind != CH_INTERCEPT_RUN_POD && kind != CH_INTERCEPT_CREATE_CONTAINER)
+      ic->id = request_id(ic->request);
+    load_context(ic, hooks);
+  }
+  run_hooks(ic, k->pre, resume);
+  return 0;
+}
+
+bool ch_intercept_rejected(const ch_intercept *ic, grpc_status_code *code, const char **message) {
+  if (!ic->dispatch.rejected) return false;
+  *code = ic->dispatch.reject_code;
+  *message = ic->dispatch.reject_message;
+  return true;
+}
+
+grpc_byte_buffer *ch_intercept_request(ch_intercept *ic) {
+  if (!ic->changed || !ic->request) return NULL;
+  size_t len;
+  uint8_t *bytes = ch_pb_pack(ic->request, &len);
+  if (!bytes) return NULL;
+  grpc_slice slice = grpc_slice_new(bytes, len, free);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return bb;
+}
+
+static char *response_id(grpc_byte_buffer *response, const ProtobufCMessageDescriptor *desc) {
+  ProtobufCMessage *msg = response ? decode(desc, response) : NULL;
+  if (!msg) return NULL;
+  char *id = strdup(request_id(msg)); /* field 1 of both responses is the new ID */
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return id;
+}
+
+static void record_created(ch_intercept *ic, grpc_byte_buffer *response) {
+  ch_error err;
+  int rc = 0;
+  if (ic->kind == CH_INTERCEPT_RUN_POD) {
+    Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
+    char *id = response_id(response, &runtime__v1__run_pod_sandbox_response__descriptor);
+    if (id && r->config) {
+      ch_pod_view v;
+      ch_pod_view_of_config(&v, r->config, r->runtime_handler);
+      rc = ch_store_put_pod(ic->env.store, id, &v.msg, &err);
+    }
+    free(id);
+  } else {
+    Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
+    char *id = response_id(response, &runtime__v1__create_container_response__descriptor);
+    if (id) {
+      ch_container_view v;
+      ch_container_view_of_create(&v, r, ic->pod, id);
+      rc = ch_store_put_container(ic->env.store, id, r->pod_sandbox_id, &v.msg, &err);
+    }
+    free(id);
+  }
+  if (rc != 0) ch_warn("intercept", "store not updated %s: %s", ic->subject, err.msg);
+}
+
+static void record_update(ch_intercept *ic) {
+  Runtime__V1__UpdateContainerResourcesRequest *r = (void *)ic->request;
+  if (!ic->ctr || !ic->ctr_pod_id) return; /* unknown to the store */
+  if (r->linux) {
+    ProtobufCMessage *res = ch_pb_submessage(&ic->ctr->base, "container_resources");
+    if (res) ch_merge_fields(res, &r->linux->base, "resources", NULL, "");
+  }
+  ch_pb_map_merge(&ic->ctr->base, "container_annotations", &r->base, "annotations");
+  ic->ctr_changed = true;
+}
+
+void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_buffer *response) {
+  ic->succeeded = status == GRPC_STATUS_OK;
+  if (!ic->succeeded || !ic->request) return;
+  ch_error err;
+  switch (ic->kind) {
+    case CH_INTERCEPT_RUN_POD:
+    case CH_INTERCEPT_CREATE_CONTAINER:
+      record_created(ic, response);
+      break;
+    case CH_INTERCEPT_UPDATE_RESOURCES:
+      record_update(ic);
+      break;
+    case CH_INTERCEPT_REMOVE_POD:
+      ch_store_remove_pod(ic->env.store, ic->id);
+      break;
+    case CH_INTERCEPT_REMOVE_CONTAINER:
+      ch_store_remove_container(ic->env.store, ic->id);
+      break;
+    default:
+      break;
+  }
+  if (ic->ctr_changed && ic->ctr_pod_id &&
+      ch_store_put_container(ic->env.store, ic->id, ic->ctr_pod_id, ic->ctr, &err) != 0)
+    ch_warn("intercept", "store not updated %s: %s", ic->subject, err.msg);
+}
+
+void ch_intercept_post(ch_intercept *ic, ch_intercept_cb finished) {
+  ch_hook_point post = kinds[ic->kind].post;
+  run_hooks(ic, ic->succeeded ? post : NO_HOOK, finished);
+}
+
+void ch_intercept_free(ch_intercept *ic) {
+  if (!ic) return;
+  if (ic->request) protobuf_c_message_free_unpacked(ic->request, NULL);
+  if (ic->pod) runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(ic->pod, NULL);
+  if (ic->ctr) runtime__v1alpha1__container_resource_hook_request__free_unpacked(ic->ctr, NULL);
+  free(ic->ctr_pod_id);
+  ch_registry_unref(ic->registry);
+  free(ic);
+}

@@ -1,0 +1,84 @@
+/* intercept.h: what crihook does around the CRI calls it hooks.
+ *
+ * For each intercepted method the flow has fixed phases, like an nginx
+ * request:
+ *   1. begin   — the request has arrived: decode it, run the Pre hooks
+ *                (changing the request as they answer), then resume the
+ *                owner; the owner forwards ch_intercept_request() (or the
+ *                original bytes when it returns NULL) or, if
+ *                ch_intercept_rejected(), answers the error instead;
+ *   2. record  — the backend has answered: on success, update the store
+ *                (synchronously, before the client sees the answer, so the
+ *                next call finds it);
+ *   3. post    — after the client has its answer: run the Post hooks
+ *                (notifications), then call `finished`.
+ *
+ *   method                    Pre hook                     store          Post hook
+ *   RunPodSandbox             PreRunPodSandbox             put pod        -
+ *   CreateContainer           PreCreateContainer           put container  -
+ *   StartContainer            PreStartContainer            update         PostStartContainer
+ *   UpdateContainerResources  PreUpdateContainerResources  update         -
+ *   StopContainer             PreStopContainer             -              PostStopContainer
+ *   StopPodSandbox            -                            -              PostStopPodSandbox
+ *   RemovePodSandbox          PreRemovePodSandbox          remove pod     -
+ *   RemoveContainer           -                            remove         PostRemoveContainer
+ *
+ * A request is only decoded when the store or a registered hook needs it,
+ * and forwarded byte for byte unless a hook changed it. A pod labelled
+ * runtimeproxy.koordinator.sh/skip-hookserver=true skips every hook (the
+ * store is still kept). Everything runs on the calling worker's thread; the
+ * callbacks may be called before the function that triggers them returns. */
+#pragma once
+
+#include <grpc/grpc.h>
+#include <stdbool.h>
+
+#include "registry.h"
+#include "store.h"
+
+typedef enum ch_intercept_kind {
+  CH_INTERCEPT_NONE = 0,
+  CH_INTERCEPT_RUN_POD,
+  CH_INTERCEPT_STOP_POD,
+  CH_INTERCEPT_REMOVE_POD,
+  CH_INTERCEPT_CREATE_CONTAINER,
+  CH_INTERCEPT_START_CONTAINER,
+  CH_INTERCEPT_UPDATE_RESOURCES,
+  CH_INTERCEPT_STOP_CONTAINER,
+  CH_INTERCEPT_REMOVE_CONTAINER,
+} ch_intercept_kind;
+
+/* The kind for a CRI method name ("RunPodSandbox"), or NONE. */
+ch_intercept_kind ch_intercept_kind_of(const char *method, size_t len);
+
+typedef struct ch_intercept_env {
+  grpc_completion_queue *cq;
+  ch_registry_slot *registry;
+  ch_store *store;
+} ch_intercept_env;
+
+typedef struct ch_intercept ch_intercept;
+typedef void (*ch_intercept_cb)(void *owner);
+
+/* Phase 1. `request` is not taken. Stores the new state in *out before any
+ * hook runs (resume may be called before this returns, and will find it
+ * there); returns -1 only if out of memory, and then the owner forwards the
+ * call untouched. */
+int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
+                       grpc_byte_buffer *request, gpr_timespec deadline, ch_intercept_cb resume,
+                       void *owner, ch_intercept **out);
+
+/* After resume: true if a Fail-policy plugin rejected the call. */
+bool ch_intercept_rejected(const ch_intercept *ic, grpc_status_code *code, const char **message);
+
+/* After resume: the changed request (the caller owns it), or NULL to
+ * forward the original bytes. */
+grpc_byte_buffer *ch_intercept_request(ch_intercept *ic);
+
+/* Phase 2. `response` is not taken (may be NULL). */
+void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_buffer *response);
+
+/* Phase 3. Calls finished(owner) once the Post hooks (if any) are done. */
+void ch_intercept_post(ch_intercept *ic, ch_intercept_cb finished);
+
+void ch_intercept_free(ch_intercept *ic);
