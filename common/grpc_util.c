@@ -75,6 +75,28 @@ static void copy_details(ch_unary_result *result, grpc_slice details) {
   result->details[n] = '\0';
 }
 
+size_t ch_unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_count,
+                           grpc_byte_buffer *request, grpc_metadata_array *initial_md,
+                           grpc_byte_buffer **answer, grpc_status_code *status,
+                           grpc_slice *details, grpc_metadata_array *trailing_md) {
+  memset(ops, 0, 6 * sizeof *ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = md_count;
+  ops[0].data.send_initial_metadata.metadata = (grpc_metadata *)md;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = request;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = answer;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.status = status;
+  ops[5].data.recv_status_on_client.status_details = details;
+  ops[5].data.recv_status_on_client.trailing_metadata = trailing_md;
+  return 6;
+}
+
 int ch_unary_call(grpc_channel *channel, const char *method, const void *request,
                   size_t request_len, int timeout_ms, const grpc_metadata *md, size_t md_count,
                   ch_unary_result *result, ch_error *err) {
@@ -96,21 +118,8 @@ int ch_unary_call(grpc_channel *channel, const char *method, const void *request
   grpc_byte_buffer *resp_bb = NULL;
   grpc_slice details = grpc_empty_slice();
   grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = md_count;
-  ops[0].data.send_initial_metadata.metadata = (grpc_metadata *)md;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = req_bb;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &resp_bb;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.status = &result->status;
-  ops[5].data.recv_status_on_client.status_details = &details;
-  ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
+  ch_unary_client_ops(ops, md, md_count, req_bb, &initial_md, &resp_bb, &result->status, &details,
+                      &trailing_md);
   int rc = 0;
   if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
     rc = ch_fail(err, "call %s: grpc refused the batch", method);

@@ -93,19 +93,8 @@ static bool start_call(ch_dispatch *d, const ch_plugin *p) {
                                      grpc_slice_from_static_string(ch_hook_method(d->hook)), NULL,
                                      plugin_deadline(d, p), NULL);
   grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = d->request;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &d->initial_md;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &d->answer;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.status = &d->status;
-  ops[5].data.recv_status_on_client.status_details = &d->details;
-  ops[5].data.recv_status_on_client.trailing_metadata = &d->trailing_md;
+  ch_unary_client_ops(ops, NULL, 0, d->request, &d->initial_md, &d->answer, &d->status,
+                      &d->details, &d->trailing_md);
   d->started = gpr_now(GPR_CLOCK_MONOTONIC);
   if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) return true;
   reset_call(d);

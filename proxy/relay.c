@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc_util.h"
 #include "intercept.h"
 #include "log.h"
 #include "methods.h"
@@ -239,22 +240,8 @@ static void on_unary_request(ch_tag *t, bool ok) {
  * batch. */
 static void forward_unary(ch_relay *r) {
   grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  size_t n = 0;
-  ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[n].data.send_initial_metadata.count = r->down_md.count;
-  ops[n++].data.send_initial_metadata.metadata = r->down_md.metadata;
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n++].data.send_message.send_message = r->c2b;
-  ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[n++].data.recv_initial_metadata.recv_initial_metadata = &r->up_md;
-  ops[n].op = GRPC_OP_RECV_MESSAGE;
-  ops[n++].data.recv_message.recv_message = &r->b2c;
-  ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[n].data.recv_status_on_client.status = &r->status;
-  ops[n].data.recv_status_on_client.status_details = &r->status_details;
-  ops[n++].data.recv_status_on_client.trailing_metadata = &r->up_trailers;
+  size_t n = ch_unary_client_ops(ops, r->down_md.metadata, r->down_md.count, r->c2b, &r->up_md,
+                                 &r->b2c, &r->status, &r->status_details, &r->up_trailers);
   if (!relay_start(r, r->up, ops, n, &r->unary_response))
     grpc_call_cancel_with_status(r->down, GRPC_STATUS_INTERNAL,
                                  "crihookd: cannot start the backend call", NULL);
