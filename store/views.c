@@ -87,6 +87,7 @@ void ch_container_view_of_create(ch_container_view *v,
   m->container_annotations =
       (Runtime__V1alpha1__ContainerResourceHookRequest__ContainerAnnotationsEntry **)c->annotations;
   if (c->linux) m->container_resources = (hook_resources *)c->linux->resources;
+  if (c->image) m->container_image = c->image->image;
   m->n_container_envs = c->n_envs;
   m->container_envs =
       (Runtime__V1alpha1__ContainerResourceHookRequest__ContainerEnvsEntry **)c->envs;
