@@ -133,6 +133,7 @@ class PreHooksReachTheRuntime(HookCase):
         create = hs.calls("PreCreateContainer")[-1]["request"]
         self.assertEqual(create["container_envs"]["GREETING"], "hello from crihook")
         self.assertEqual(create["pod_cgroup_parent"], parent)
+        self.assertEqual(create["container_image"], "localhost/crihook/busybox:test")
 
     def test_update_resources_changed_by_plugin(self):
         hs = self.server("shares", {"PreUpdateContainerResources": {"answer": {
