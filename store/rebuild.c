@@ -1,14 +1,30 @@
 /* rebuild.c: filling the store from what the backend already runs
- * (ch_store_rebuild in store.h).
+ * (ch_store_rebuild in store.h), so that hook requests after a crihookd
+ * restart carry the same data as before it.
  *
- * The List calls give every pod's and container's ID, metadata, labels and
- * annotations. The verbose status of each adds, where the runtime provides
- * it (containerd does: info["info"] is a JSON document whose "config" is the
- * PodSandboxConfig / ContainerConfig the runtime was given, i.e. as the hooks
- * left it), the cgroup parent, overhead, resources and envs. The records are
- * built with the same views as on the live path, so a hook request after a
- * restart carries exactly what it carried before. */
+ * Steps, each a blocking unary CRI call on the backend channel:
+ *   ListPodSandbox, then PodSandboxStatus(verbose) for each pod;
+ *   ListContainers, then ContainerStatus(verbose) for each container.
+ * A pod or container removed between the List and its Status (NOT_FOUND) is
+ * skipped; any other failure ends the rebuild with an error.
+ *
+ * Where the data comes from:
+ * - containerd answers a verbose status with info["info"], a JSON document
+ *   whose "config" member is the PodSandboxConfig / ContainerConfig it was
+ *   given (Go's encoding/json, snake_case keys as in the .proto), i.e. the
+ *   request as the Pre hooks left it. It is decoded leniently (keys this
+ *   build's cri.proto lacks are skipped) and supplies everything: metadata,
+ *   labels, annotations, cgroup parent, overhead, resources, image, envs in
+ *   order.
+ * - Without it (CRI-O and cri-dockerd put other things in info), the status
+ *   alone: metadata, labels, annotations, runtime handler, and a container's
+ *   image and resources as the runtime reports them; no cgroup parent, pod
+ *   resources or envs.
+ * Either way the records are built with the views of views.h, as on the
+ * live path, and everything goes into a fresh store that replaces the live
+ * store's content in one swap at the end (store_internal.h). */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,56 +32,119 @@
 #include "grpc_util.h"
 #include "pbjson.h"
 #include "store.h"
+#include "store_internal.h"
 #include "views.h"
-
-void ch_store_replace_with(ch_store *s, ch_store *from); /* store.c */
 
 typedef struct backend {
   grpc_channel *channel;
   int timeout_ms;
 } backend;
 
-/* One call; *out is NULL if the object is gone (NOT_FOUND). */
+/* Both status responses' info map entries are {base, key, value}. */
+typedef Runtime__V1__PodSandboxStatusResponse__InfoEntry info_entry;
+
+enum { MUST_EXIST, MAY_BE_GONE };
+
+/* ---- calls --------------------------------------------------------------- */
+
+static uint8_t *pack(const ProtobufCMessage *msg, size_t *len) {
+  *len = protobuf_c_message_get_packed_size(msg);
+  uint8_t *bytes = malloc(*len ? *len : 1);
+  if (bytes) protobuf_c_message_pack(msg, bytes);
+  return bytes;
+}
+
+/* Decodes an OK answer, or fails with the call's status. NOT_FOUND is not a
+ * failure when `missing` is MAY_BE_GONE: *out stays NULL. */
+static int answer_of(const ch_unary_result *res, const ProtobufCMessageDescriptor *type,
+                     int missing, ProtobufCMessage **out, ch_error *err) {
+  if (res->status == GRPC_STATUS_NOT_FOUND && missing == MAY_BE_GONE) return 0;
+  if (res->status != GRPC_STATUS_OK)
+    return ch_fail(err, "%s: %s", ch_status_name(res->status), res->details);
+  static const uint8_t nothing[1];
+  *out = protobuf_c_message_unpack(type, NULL, res->response_len,
+                                   res->response ? res->response : nothing);
+  return *out ? 0 : ch_fail(err, "the answer does not decode as %s", type->short_name);
+}
+
+/* Calls RuntimeService/`method`; *out is the answer (NULL if gone). */
 static int call(const backend *b, const char *method, const ProtobufCMessage *request,
-                const ProtobufCMessageDescriptor *answer_type, ProtobufCMessage **out,
+                const ProtobufCMessageDescriptor *type, int missing, ProtobufCMessage **out,
                 ch_error *err) {
-  size_t len = protobuf_c_message_get_packed_size(request);
-  uint8_t *bytes = malloc(len ? len : 1);
-  if (!bytes) return ch_fail(err, "out of memory");
-  protobuf_c_message_pack(request, bytes);
   char path[128];
   snprintf(path, sizeof path, "/runtime.v1.RuntimeService/%s", method);
+  *out = NULL;
+  size_t len;
+  uint8_t *bytes = pack(request, &len);
+  if (!bytes) return ch_fail(err, "out of memory");
   ch_unary_result res;
   int rc = ch_unary_call(b->channel, path, bytes, len, b->timeout_ms, NULL, 0, &res, err);
   free(bytes);
-  *out = NULL;
-  if (rc != 0) return ch_wrap(err, "%s", method);
-  if (res.status == GRPC_STATUS_OK) {
-    *out = protobuf_c_message_unpack(answer_type, NULL, res.response_len,
-                                     res.response ? res.response : (uint8_t *)"");
-    if (!*out) rc = ch_fail(err, "%s: the answer does not decode", method);
-  } else if (res.status != GRPC_STATUS_NOT_FOUND) {
-    rc = ch_fail(err, "%s: %s: %s", method, ch_status_name(res.status), res.details);
-  }
+  if (rc != 0) return -1;
+  rc = answer_of(&res, type, missing, out, err);
   ch_unary_result_clear(&res);
   return rc;
 }
 
-/* The "config" member of info["info"], decoded as `type`; NULL if absent. */
-static ProtobufCMessage *config_from_info(size_t n,
-                                          Runtime__V1__PodSandboxStatusResponse__InfoEntry **info,
-                                          const ProtobufCMessageDescriptor *type) {
-  for (size_t i = 0; i < n; i++) {
-    if (strcmp(info[i]->key, "info") != 0) continue;
-    json_t *doc = json_loads(info[i]->value, 0, NULL);
-    ProtobufCMessage *config = NULL;
-    ch_error ignored;
-    json_t *c = json_object_get(doc, "config");
-    if (json_is_object(c)) ch_pb_from_json_lenient(type, c, &config, &ignored);
-    json_decref(doc);
-    return config;
+/* ---- the verbose info ---------------------------------------------------- */
+
+/* The "config" member of the JSON document info["info"], decoded as `type`;
+ * NULL if there is none or it does not decode (then the status is used). */
+static ProtobufCMessage *config_of_info(size_t n, info_entry *const *info,
+                                        const ProtobufCMessageDescriptor *type) {
+  const char *text = NULL;
+  for (size_t i = 0; i < n && !text; i++)
+    if (strcmp(info[i]->key, "info") == 0) text = info[i]->value;
+  json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+  json_t *config = json_object_get(doc, "config");
+  ProtobufCMessage *out = NULL;
+  ch_error ignored;
+  if (json_is_object(config)) ch_pb_from_json_lenient(type, config, &out, &ignored);
+  json_decref(doc);
+  return out;
+}
+
+/* ---- pods ---------------------------------------------------------------- */
+
+/* A PodSandboxConfig made of the status's fields (the list item's if the
+ * answer has no status); it shares their memory. */
+static Runtime__V1__PodSandboxConfig pod_config_of_status(const Runtime__V1__PodSandboxStatus *st,
+                                                          const Runtime__V1__PodSandbox *item) {
+  Runtime__V1__PodSandboxConfig c = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
+  if (st) {
+    c.metadata = st->metadata;
+    c.n_labels = st->n_labels;
+    c.labels = (Runtime__V1__PodSandboxConfig__LabelsEntry **)st->labels;
+    c.n_annotations = st->n_annotations;
+    c.annotations = (Runtime__V1__PodSandboxConfig__AnnotationsEntry **)st->annotations;
+  } else {
+    c.metadata = item->metadata;
+    c.n_labels = item->n_labels;
+    c.labels = (Runtime__V1__PodSandboxConfig__LabelsEntry **)item->labels;
+    c.n_annotations = item->n_annotations;
+    c.annotations = (Runtime__V1__PodSandboxConfig__AnnotationsEntry **)item->annotations;
   }
-  return NULL;
+  return c;
+}
+
+static const char *runtime_handler_of(const Runtime__V1__PodSandboxStatus *st,
+                                      const Runtime__V1__PodSandbox *item) {
+  if (st && st->runtime_handler[0]) return st->runtime_handler;
+  return item->runtime_handler;
+}
+
+static int put_pod(ch_store *fresh, const Runtime__V1__PodSandbox *item,
+                   const Runtime__V1__PodSandboxStatusResponse *answer, ch_error *err) {
+  ProtobufCMessage *decoded =
+      config_of_info(answer->n_info, answer->info, &runtime__v1__pod_sandbox_config__descriptor);
+  Runtime__V1__PodSandboxConfig fallback = pod_config_of_status(answer->status, item);
+  const Runtime__V1__PodSandboxConfig *config =
+      decoded ? (const Runtime__V1__PodSandboxConfig *)decoded : &fallback;
+  ch_pod_view v;
+  ch_pod_view_of_config(&v, config, runtime_handler_of(answer->status, item));
+  int rc = ch_store_put_pod(fresh, item->id, &v.msg, err);
+  protobuf_c_message_free_unpacked(decoded, NULL);
+  return rc;
 }
 
 static int add_pod(const backend *b, ch_store *fresh, const Runtime__V1__PodSandbox *item,
@@ -73,26 +152,68 @@ static int add_pod(const backend *b, ch_store *fresh, const Runtime__V1__PodSand
   Runtime__V1__PodSandboxStatusRequest req = RUNTIME__V1__POD_SANDBOX_STATUS_REQUEST__INIT;
   req.pod_sandbox_id = item->id;
   req.verbose = true;
-  Runtime__V1__PodSandboxStatusResponse *st;
+  Runtime__V1__PodSandboxStatusResponse *answer;
   if (call(b, "PodSandboxStatus", &req.base, &runtime__v1__pod_sandbox_status_response__descriptor,
-           (ProtobufCMessage **)&st, err) != 0)
-    return -1;
-  if (!st) return 0; /* removed meanwhile */
-  Runtime__V1__PodSandboxConfig *config =
-      (void *)config_from_info(st->n_info, st->info, &runtime__v1__pod_sandbox_config__descriptor);
-  Runtime__V1__PodSandboxConfig fallback = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
-  if (!config) { /* no verbose config: what the list says */
-    fallback.metadata = item->metadata;
-    fallback.n_labels = item->n_labels;
-    fallback.labels = (void *)item->labels;
-    fallback.n_annotations = item->n_annotations;
-    fallback.annotations = (void *)item->annotations;
+           MAY_BE_GONE, (ProtobufCMessage **)&answer, err) != 0)
+    return ch_wrap(err, "PodSandboxStatus %s", item->id);
+  if (!answer) return 0; /* removed since the list */
+  int rc = put_pod(fresh, item, answer, err);
+  runtime__v1__pod_sandbox_status_response__free_unpacked(answer, NULL);
+  return rc;
+}
+
+static int add_pods(const backend *b, ch_store *fresh, ch_error *err) {
+  Runtime__V1__ListPodSandboxRequest req = RUNTIME__V1__LIST_POD_SANDBOX_REQUEST__INIT;
+  Runtime__V1__ListPodSandboxResponse *list;
+  if (call(b, "ListPodSandbox", &req.base, &runtime__v1__list_pod_sandbox_response__descriptor,
+           MUST_EXIST, (ProtobufCMessage **)&list, err) != 0)
+    return ch_wrap(err, "ListPodSandbox");
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < list->n_items; i++) rc = add_pod(b, fresh, list->items[i], err);
+  runtime__v1__list_pod_sandbox_response__free_unpacked(list, NULL);
+  return rc;
+}
+
+/* ---- containers ---------------------------------------------------------- */
+
+/* A ContainerConfig made of the status's fields (the list item's if the
+ * answer has no status), its resources in `linux_cfg`; it shares their
+ * memory. */
+static Runtime__V1__ContainerConfig ctr_config_of_status(
+    const Runtime__V1__ContainerStatus *st, const Runtime__V1__Container *item,
+    Runtime__V1__LinuxContainerConfig *linux_cfg) {
+  Runtime__V1__ContainerConfig c = RUNTIME__V1__CONTAINER_CONFIG__INIT;
+  runtime__v1__linux_container_config__init(linux_cfg);
+  if (!st) {
+    c.metadata = item->metadata;
+    c.n_annotations = item->n_annotations;
+    c.annotations = (Runtime__V1__ContainerConfig__AnnotationsEntry **)item->annotations;
+    return c;
   }
-  ch_pod_view v;
-  ch_pod_view_of_config(&v, config ? config : &fallback, item->runtime_handler);
-  int rc = ch_store_put_pod(fresh, item->id, &v.msg, err);
-  if (config) runtime__v1__pod_sandbox_config__free_unpacked(config, NULL);
-  runtime__v1__pod_sandbox_status_response__free_unpacked(st, NULL);
+  c.metadata = st->metadata;
+  c.image = st->image;
+  c.n_annotations = st->n_annotations;
+  c.annotations = (Runtime__V1__ContainerConfig__AnnotationsEntry **)st->annotations;
+  if (st->resources && st->resources->linux) {
+    linux_cfg->resources = st->resources->linux;
+    c.linux = linux_cfg;
+  }
+  return c;
+}
+
+static int put_container(ch_store *fresh, const Runtime__V1__Container *item,
+                         const Runtime__V1__ContainerStatusResponse *answer, ch_error *err) {
+  ProtobufCMessage *decoded = config_of_info(answer->n_info, (info_entry *const *)answer->info,
+                                             &runtime__v1__container_config__descriptor);
+  Runtime__V1__LinuxContainerConfig linux_cfg;
+  Runtime__V1__ContainerConfig fallback = ctr_config_of_status(answer->status, item, &linux_cfg);
+  Runtime__V1__CreateContainerRequest create = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
+  create.pod_sandbox_id = item->pod_sandbox_id;
+  create.config = decoded ? (Runtime__V1__ContainerConfig *)decoded : &fallback;
+  ch_container_view v;
+  ch_container_view_of_create(&v, &create, NULL, item->id);
+  int rc = ch_store_put_container(fresh, item->id, item->pod_sandbox_id, &v.msg, err);
+  protobuf_c_message_free_unpacked(decoded, NULL);
   return rc;
 }
 
@@ -101,40 +222,13 @@ static int add_container(const backend *b, ch_store *fresh, const Runtime__V1__C
   Runtime__V1__ContainerStatusRequest req = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
   req.container_id = item->id;
   req.verbose = true;
-  Runtime__V1__ContainerStatusResponse *st;
+  Runtime__V1__ContainerStatusResponse *answer;
   if (call(b, "ContainerStatus", &req.base, &runtime__v1__container_status_response__descriptor,
-           (ProtobufCMessage **)&st, err) != 0)
-    return -1;
-  if (!st) return 0;
-  Runtime__V1__ContainerConfig *config = (void *)config_from_info(
-      st->n_info, (void *)st->info, &runtime__v1__container_config__descriptor);
-  Runtime__V1__ContainerConfig fallback = RUNTIME__V1__CONTAINER_CONFIG__INIT;
-  if (!config) {
-    fallback.metadata = item->metadata;
-    fallback.n_annotations = item->n_annotations;
-    fallback.annotations = (void *)item->annotations;
-  }
-  Runtime__V1__CreateContainerRequest create = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
-  create.pod_sandbox_id = item->pod_sandbox_id;
-  create.config = config ? config : &fallback;
-  ch_container_view v;
-  ch_container_view_of_create(&v, &create, NULL, item->id);
-  int rc = ch_store_put_container(fresh, item->id, item->pod_sandbox_id, &v.msg, err);
-  if (config) runtime__v1__container_config__free_unpacked(config, NULL);
-  runtime__v1__container_status_response__free_unpacked(st, NULL);
-  return rc;
-}
-
-static int add_pods(const backend *b, ch_store *fresh, ch_error *err) {
-  Runtime__V1__ListPodSandboxRequest req = RUNTIME__V1__LIST_POD_SANDBOX_REQUEST__INIT;
-  Runtime__V1__ListPodSandboxResponse *list;
-  if (call(b, "ListPodSandbox", &req.base, &runtime__v1__list_pod_sandbox_response__descriptor,
-           (ProtobufCMessage **)&list, err) != 0)
-    return -1;
-  int rc = 0;
-  for (size_t i = 0; list && rc == 0 && i < list->n_items; i++)
-    rc = add_pod(b, fresh, list->items[i], err);
-  if (list) runtime__v1__list_pod_sandbox_response__free_unpacked(list, NULL);
+           MAY_BE_GONE, (ProtobufCMessage **)&answer, err) != 0)
+    return ch_wrap(err, "ContainerStatus %s", item->id);
+  if (!answer) return 0; /* removed since the list */
+  int rc = put_container(fresh, item, answer, err);
+  runtime__v1__container_status_response__free_unpacked(answer, NULL);
   return rc;
 }
 
@@ -142,22 +236,24 @@ static int add_containers(const backend *b, ch_store *fresh, ch_error *err) {
   Runtime__V1__ListContainersRequest req = RUNTIME__V1__LIST_CONTAINERS_REQUEST__INIT;
   Runtime__V1__ListContainersResponse *list;
   if (call(b, "ListContainers", &req.base, &runtime__v1__list_containers_response__descriptor,
-           (ProtobufCMessage **)&list, err) != 0)
-    return -1;
+           MUST_EXIST, (ProtobufCMessage **)&list, err) != 0)
+    return ch_wrap(err, "ListContainers");
   int rc = 0;
-  for (size_t i = 0; list && rc == 0 && i < list->n_containers; i++)
+  for (size_t i = 0; rc == 0 && i < list->n_containers; i++)
     rc = add_container(b, fresh, list->containers[i], err);
-  if (list) runtime__v1__list_containers_response__free_unpacked(list, NULL);
+  runtime__v1__list_containers_response__free_unpacked(list, NULL);
   return rc;
 }
+
+/* ---- the whole rebuild --------------------------------------------------- */
 
 int ch_store_rebuild(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
   backend b = {channel, timeout_ms};
   ch_store *fresh = ch_store_new();
-  if (!fresh) return ch_fail(err, "out of memory");
+  if (!fresh) return ch_fail(err, "rebuild the store: out of memory");
   int rc = add_pods(&b, fresh, err);
   if (rc == 0) rc = add_containers(&b, fresh, err);
-  if (rc == 0) ch_store_replace_with(store, fresh);
-  ch_store_free(fresh);
+  if (rc == 0) ch_store_swap_content(store, fresh);
+  ch_store_free(fresh); /* the old content after a swap, the partial new one otherwise */
   return rc;
 }

@@ -78,5 +78,7 @@ json_t *ch_store_containers_json(ch_store *store);
  * ContainerStatus(verbose) for containers; the verbose info's "config"
  * (containerd) supplies cgroup parent, overhead, resources and envs. Pods
  * and containers that are not ready/running are kept too (they can still be
- * stopped and removed). */
+ * stopped and removed); ones removed between List and Status are skipped.
+ * `timeout_ms` is the deadline of each call (0 = none). The new content
+ * replaces the old in one step; on failure (-1) the old content stays. */
 int ch_store_rebuild(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
