@@ -15,8 +15,9 @@
  * server receives and what `crihookctl store` shows are the same thing:
  * - a pod is a PodSandboxHookRequest;
  * - a container is a ContainerResourceHookRequest of which the store keeps
- *   container_meta, container_annotations, container_resources and
- *   container_envs, plus the ID of its pod; the pod_* fields are filled from
+ *   container_meta, container_annotations, container_resources,
+ *   container_envs and container_image, plus the ID of its pod; the pod_*
+ *   fields are filled from
  *   the pod's entry when a request is built.
  *
  * Thread safety: every function may be called from any thread; lookups are
