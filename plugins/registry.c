@@ -1,107 +1,61 @@
-/* registry.c: reading hookserver.d into an immutable, reference-counted
- * registry, and the slot that publishes it (registry.h). */
+/* registry.c: hookserver.d read into an immutable, reference-counted
+ * registry, and the slot that publishes it (registry.h).
+ *
+ * A load runs in four steps: list the directory (the *.json names, sorted
+ * with strcmp), read each file (regular files only, symlinks followed, at
+ * most MAX_FILE_SIZE bytes), parse it (plugin_parse.c), and index the
+ * plugins per hook point. A bad file becomes an entry in `errors`; only a
+ * failure that is not the file's fault (an unreadable directory, memory)
+ * fails the load.
+ *
+ * Channels: each plugin points at a ch_plugin_channel, shared with every
+ * other plugin of this or the previous generation that names the same grpc
+ * target, so a reload never reconnects a hook server that did not move. The
+ * channel is destroyed when the last registry using it is freed. */
 #include "registry.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <jansson.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "grpc_util.h"
 
 #define MAX_FILE_SIZE (1024 * 1024)
-#define MAX_TIMEOUT_MS 120000
-
-/* ---- one file ---- */
-
-static int parse_policy(const json_t *doc, ch_plugin *out, ch_error *err) {
-  const json_t *v = json_object_get(doc, "failure-policy");
-  if (!v) return 0;
-  if (!json_is_string(v)) return ch_fail(err, "\"failure-policy\" must be a string");
-  const char *s = json_string_value(v);
-  if (strcmp(s, "Fail") == 0)
-    out->fail_closed = true;
-  else if (strcmp(s, "Ignore") != 0)
-    return ch_fail(err, "\"failure-policy\" must be \"Fail\" or \"Ignore\", not \"%s\"", s);
-  return 0;
-}
-
-static int parse_hooks(const json_t *doc, ch_plugin *out, ch_error *err) {
-  const json_t *list = json_object_get(doc, "runtime-hooks");
-  if (!json_is_array(list)) return ch_fail(err, "\"runtime-hooks\" must be a list of hook names");
-  size_t i;
-  const json_t *v;
-  json_array_foreach(list, i, v) {
-    ch_hook_point hook;
-    if (!json_is_string(v)) return ch_fail(err, "\"runtime-hooks\"[%zu] must be a string", i);
-    if (ch_hook_parse(json_string_value(v), &hook) != 0)
-      return ch_fail(err, "unknown hook \"%s\" in \"runtime-hooks\"", json_string_value(v));
-    out->hooks |= 1u << hook;
-  }
-  if (!out->hooks) return ch_fail(err, "\"runtime-hooks\" registers no hooks");
-  return 0;
-}
-
-static int parse_timeout(const json_t *doc, ch_plugin *out, ch_error *err) {
-  const json_t *v = json_object_get(doc, "timeout-ms");
-  out->timeout_ms = CH_PLUGIN_DEFAULT_TIMEOUT_MS;
-  if (!v) return 0;
-  if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > MAX_TIMEOUT_MS)
-    return ch_fail(err, "\"timeout-ms\" must be an integer from 1 to %d", MAX_TIMEOUT_MS);
-  out->timeout_ms = (int)json_integer_value(v);
-  return 0;
-}
-
-int ch_plugin_parse(const char *name, const char *text, size_t len, ch_plugin *out, ch_error *err) {
-  memset(out, 0, sizeof *out);
-  size_t n = strlen(name);
-  snprintf(out->name, sizeof out->name, "%.*s", (int)(n > 5 ? n - 5 : n), name);
-  json_error_t jerr;
-  json_t *doc = json_loadb(text, len, 0, &jerr);
-  if (!doc)
-    return ch_fail(err, "not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-  int rc = 0;
-  const json_t *ep = json_object_get(doc, "remote-endpoint");
-  if (!json_is_object(doc))
-    rc = ch_fail(err, "must be a JSON object");
-  else if (!ep)
-    rc = ch_fail(err, "\"remote-endpoint\" is missing");
-  else if (!json_is_string(ep))
-    rc = ch_fail(err, "\"remote-endpoint\" must be a string");
-  else if (ch_endpoint_parse(json_string_value(ep), &out->endpoint, err) != 0)
-    rc = ch_wrap(err, "\"remote-endpoint\"");
-  else if (parse_policy(doc, out, err) || parse_hooks(doc, out, err) ||
-           parse_timeout(doc, out, err))
-    rc = -1;
-  json_decref(doc);
-  return rc;
-}
+/* A hook server that is down must fail its calls at once, not after
+ * grpc's default backoff of a second or more. */
+#define PLUGIN_RECONNECT_BACKOFF_MS 100
 
 /* ---- channels shared across generations ---- */
 
-static ch_plugin_channel *find_channel(const ch_registry *r, const char *target) {
-  for (size_t i = 0; r && i < r->count; i++)
-    if (r->plugins[i].channel && strcmp(r->plugins[i].channel->target, target) == 0)
-      return r->plugins[i].channel;
+static ch_plugin_channel *find_channel(const ch_registry *r, size_t count, const char *target) {
+  for (size_t i = 0; r && i < count; i++)
+    if (strcmp(r->plugins[i].channel->target, target) == 0) return r->plugins[i].channel;
   return NULL;
 }
 
-static ch_plugin_channel *channel_for(const ch_registry *previous, const ch_registry *building,
-                                      const char *target) {
-  ch_plugin_channel *c = find_channel(building, target);
-  if (!c) c = find_channel(previous, target);
-  if (c) {
-    atomic_fetch_add(&c->refs, 1);
-    return c;
-  }
-  c = calloc(1, sizeof *c);
+static ch_plugin_channel *channel_open(const char *target) {
+  ch_plugin_channel *c = calloc(1, sizeof *c);
   if (!c) return NULL;
+  ch_channel_opts opts = {.reconnect_backoff_ms = PLUGIN_RECONNECT_BACKOFF_MS};
   atomic_init(&c->refs, 1);
   snprintf(c->target, sizeof c->target, "%s", target);
-  c->channel = ch_channel_open(target, NULL);
+  c->channel = ch_channel_open(target, &opts);
+  return c;
+}
+
+/* A reference to the channel for `target`: one the registry being built or
+ * the previous one already has, else a new one. NULL when out of memory. */
+static ch_plugin_channel *channel_for(const ch_registry *building, const ch_registry *previous,
+                                      const char *target) {
+  ch_plugin_channel *c = find_channel(building, building->count, target);
+  if (!c && previous) c = find_channel(previous, previous->count, target);
+  if (!c) return channel_open(target);
+  atomic_fetch_add(&c->refs, 1);
   return c;
 }
 
@@ -111,9 +65,33 @@ static void channel_unref(ch_plugin_channel *c) {
   free(c);
 }
 
-/* ---- the directory ---- */
+/* ---- listing the directory ---- */
 
-static bool wanted_name(const char *name) {
+typedef struct name_list {
+  char **names;
+  size_t count, cap;
+} name_list;
+
+static void name_list_free(name_list *l) {
+  for (size_t i = 0; i < l->count; i++) free(l->names[i]);
+  free(l->names);
+  *l = (name_list){0};
+}
+
+static int name_list_add(name_list *l, const char *name) {
+  if (l->count == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    char **grown = realloc(l->names, cap * sizeof *grown);
+    if (!grown) return -1;
+    l->names = grown;
+    l->cap = cap;
+  }
+  if (!(l->names[l->count] = strdup(name))) return -1;
+  l->count++;
+  return 0;
+}
+
+static bool is_registration_name(const char *name) {
   size_t n = strlen(name);
   return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0;
 }
@@ -122,73 +100,169 @@ static int by_name(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The sorted names of the registration files; *count = 0 if dir is missing. */
-static int list_files(const char *dir, char ***names, size_t *count, ch_error *err) {
-  *names = NULL;
-  *count = 0;
+static int read_names(DIR *d, name_list *out, ch_error *err) {
+  struct dirent *e;
+  for (errno = 0; (e = readdir(d)) != NULL; errno = 0)
+    if (is_registration_name(e->d_name) && name_list_add(out, e->d_name) != 0)
+      return ch_fail(err, "out of memory");
+  return errno ? ch_fail_errno(err, errno, "read directory") : 0;
+}
+
+/* The sorted registration file names in `dir`; none if it does not exist. */
+static int list_files(const char *dir, name_list *out, ch_error *err) {
+  *out = (name_list){0};
   DIR *d = opendir(dir);
-  if (!d)
-    return errno == ENOENT || errno == ENOTDIR ? 0 : ch_fail_errno(err, errno, "open %s", dir);
-  size_t cap = 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (!wanted_name(e->d_name)) continue;
-    if (*count == cap) {
-      char **grown = realloc(*names, (cap = cap ? cap * 2 : 16) * sizeof *grown);
-      if (!grown) break;
-      *names = grown;
-    }
-    (*names)[(*count)++] = strdup(e->d_name);
-  }
+  if (!d) return errno == ENOENT || errno == ENOTDIR ? 0 : ch_fail_errno(err, errno, "open");
+  int rc = read_names(d, out, err);
   closedir(d);
-  if (*count) qsort(*names, *count, sizeof **names, by_name);
+  if (rc != 0) {
+    name_list_free(out);
+    return -1;
+  }
+  if (out->count) qsort(out->names, out->count, sizeof *out->names, by_name);
   return 0;
 }
 
-static int read_file(const char *path, char **text, size_t *len, ch_error *err) {
-  struct stat st;
-  if (stat(path, &st) != 0) return ch_fail_errno(err, errno, "cannot read");
-  if (!S_ISREG(st.st_mode)) return ch_fail(err, "not a regular file");
-  if (st.st_size > MAX_FILE_SIZE) return ch_fail(err, "larger than %d bytes", MAX_FILE_SIZE);
-  FILE *f = fopen(path, "rb");
-  if (!f) return ch_fail_errno(err, errno, "cannot read");
-  *text = malloc((size_t)st.st_size + 1);
-  *len = *text ? fread(*text, 1, (size_t)st.st_size, f) : 0;
-  fclose(f);
-  return *text ? 0 : ch_fail(err, "out of memory");
+/* ---- reading one file ---- */
+
+typedef struct file_text {
+  char *text;
+  size_t len;
+  int64_t mtime_ns, size; /* from fstat, for the error record */
+  bool vanished;          /* removed since the directory was listed */
+} file_text;
+
+static const char *file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a fifo";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
 }
 
-static void add_error(ch_registry *r, const char *path, const char *reason) {
+static void note_stat(file_text *out, const struct stat *st) {
+  out->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  out->size = (int64_t)st->st_size;
+}
+
+/* Fails with vanished set: the name is gone, there is nothing to report. */
+static int vanished(file_text *out) {
+  out->vanished = true;
+  return -1;
+}
+
+/* Checks what the name points at before opening it: opening a fifo or a
+ * device could block or have side effects. */
+static int check_target(const char *path, file_text *out, ch_error *err) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno != ENOENT) return ch_fail_errno(err, errno, "cannot stat");
+    if (lstat(path, &st) != 0) return vanished(out);
+    return ch_fail(err, "broken symlink");
+  }
+  note_stat(out, &st);
+  if (!S_ISREG(st.st_mode)) return ch_fail(err, "not a regular file (%s)", file_kind(st.st_mode));
+  return 0;
+}
+
+static int read_all(int fd, const struct stat *st, file_text *out, ch_error *err) {
+  if (st->st_size > MAX_FILE_SIZE)
+    return ch_fail(err, "larger than %d bytes (%lld)", MAX_FILE_SIZE, (long long)st->st_size);
+  out->text = malloc((size_t)st->st_size + 1);
+  if (!out->text) return ch_fail(err, "out of memory");
+  while (out->len < (size_t)st->st_size) {
+    ssize_t n = read(fd, out->text + out->len, (size_t)st->st_size - out->len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ch_fail_errno(err, errno, "cannot read");
+    if (n == 0) break;
+    out->len += (size_t)n;
+  }
+  return 0;
+}
+
+static int open_and_read(const char *path, file_text *out, ch_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return errno == ENOENT ? vanished(out) : ch_fail_errno(err, errno, "cannot open");
+  struct stat st;
+  int rc = fstat(fd, &st) != 0 ? ch_fail_errno(err, errno, "cannot stat") : 0;
+  if (rc == 0) {
+    note_stat(out, &st);
+    rc = S_ISREG(st.st_mode) ? read_all(fd, &st, out, err)
+                             : ch_fail(err, "not a regular file (%s)", file_kind(st.st_mode));
+  }
+  close(fd);
+  return rc;
+}
+
+static int read_registration(const char *path, file_text *out, ch_error *err) {
+  *out = (file_text){0};
+  if (check_target(path, out, err) != 0) return -1;
+  return open_and_read(path, out, err);
+}
+
+/* ---- building a registry ---- */
+
+static ch_registry *registry_new(size_t files) {
+  ch_registry *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  atomic_init(&r->refs, 1);
+  r->plugins = calloc(files ? files : 1, sizeof *r->plugins);
+  r->errors = calloc(files ? files : 1, sizeof *r->errors);
+  if (!r->plugins || !r->errors) {
+    ch_registry_unref(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void add_error(ch_registry *r, const char *path, const file_text *f, const char *reason) {
   ch_plugin_file_error *e = &r->errors[r->error_count++];
   snprintf(e->file, sizeof e->file, "%s", path);
   snprintf(e->reason, sizeof e->reason, "%s", reason);
+  e->mtime_ns = f->mtime_ns;
+  e->size = f->size;
 }
 
-static void load_one(ch_registry *r, const ch_registry *previous, const char *dir,
-                     const char *name) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  ch_error err;
-  char *text = NULL;
-  size_t len = 0;
+/* Adds the plugin parsed from f, or the reason it is bad. Fails only when
+ * out of memory. */
+static int add_plugin(ch_registry *r, const ch_registry *previous, const char *path,
+                      const char *name, const file_text *f, ch_error *err) {
   ch_plugin *p = &r->plugins[r->count];
-  if (read_file(path, &text, &len, &err) != 0 || ch_plugin_parse(name, text, len, p, &err) != 0) {
-    add_error(r, path, err.msg);
-    free(text);
-    return;
+  ch_error why;
+  if (ch_plugin_parse(name, f->text, f->len, p, &why) != 0) {
+    memset(p, 0, sizeof *p);
+    add_error(r, path, f, why.msg);
+    return 0;
   }
-  free(text);
   snprintf(p->file, sizeof p->file, "%s", path);
   p->order = (int)r->count;
-  p->channel = channel_for(previous, r, p->endpoint.target);
-  if (!p->channel) {
-    add_error(r, path, "out of memory");
-    return;
-  }
+  p->channel = channel_for(r, previous, p->endpoint.target);
+  if (!p->channel) return ch_fail(err, "out of memory");
   r->count++;
+  return 0;
+}
+
+static int load_file(ch_registry *r, const ch_registry *previous, const char *dir, const char *name,
+                     ch_error *err) {
+  char path[sizeof r->errors->file];
+  file_text f = {0};
+  ch_error why;
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
+    add_error(r, path, &f, "path too long");
+    return 0;
+  }
+  int rc = 0;
+  if (read_registration(path, &f, &why) == 0)
+    rc = add_plugin(r, previous, path, name, &f, err);
+  else if (!f.vanished)
+    add_error(r, path, &f, why.msg);
+  free(f.text);
+  return rc;
 }
 
 static int index_hooks(ch_registry *r) {
   for (int h = 0; h < CH_HOOK_COUNT; h++) {
+    r->hook_count[h] = 0;
     r->by_hook[h] = calloc(r->count ? r->count : 1, sizeof *r->by_hook[h]);
     if (!r->by_hook[h]) return -1;
     for (size_t i = 0; i < r->count; i++)
@@ -197,40 +271,38 @@ static int index_hooks(ch_registry *r) {
   return 0;
 }
 
-static ch_registry *registry_alloc(size_t files) {
-  ch_registry *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
-  atomic_init(&r->refs, 1);
-  r->plugins = calloc(files ? files : 1, sizeof *r->plugins);
-  r->errors = calloc(files ? files : 1, sizeof *r->errors);
-  if (!r->plugins || !r->errors || index_hooks(r) != 0) {
+ch_registry *ch_registry_empty(void) {
+  ch_registry *r = registry_new(0);
+  if (r && index_hooks(r) != 0) {
     ch_registry_unref(r);
     return NULL;
   }
   return r;
 }
 
-ch_registry *ch_registry_empty(void) { return registry_alloc(0); }
+static int load_files(ch_registry *r, const ch_registry *previous, const char *dir,
+                      const name_list *names, ch_error *err) {
+  for (size_t i = 0; i < names->count; i++)
+    if (load_file(r, previous, dir, names->names[i], err) != 0) return -1;
+  return index_hooks(r) == 0 ? 0 : ch_fail(err, "out of memory");
+}
 
 int ch_registry_load(const char *dir, const ch_registry *previous, ch_registry **out,
                      ch_error *err) {
-  char **names;
-  size_t count;
-  if (list_files(dir, &names, &count, err) != 0) return -1;
-  ch_registry *r = registry_alloc(count);
-  for (size_t i = 0; r && i < count; i++) load_one(r, previous, dir, names[i]);
-  for (size_t i = 0; i < count; i++) free(names[i]);
-  free(names);
-  if (!r) return ch_fail(err, "out of memory");
-  for (int h = 0; h < CH_HOOK_COUNT; h++) free(r->by_hook[h]);
-  memset(r->hook_count, 0, sizeof r->hook_count);
-  if (index_hooks(r) != 0) {
+  name_list names;
+  if (list_files(dir, &names, err) != 0) return ch_wrap(err, "hook directory %s", dir);
+  ch_registry *r = registry_new(names.count);
+  int rc = r ? load_files(r, previous, dir, &names, err) : ch_fail(err, "out of memory");
+  name_list_free(&names);
+  if (rc != 0) {
     ch_registry_unref(r);
-    return ch_fail(err, "out of memory");
+    return ch_wrap(err, "load %s", dir);
   }
   *out = r;
   return 0;
 }
+
+/* ---- references ---- */
 
 void ch_registry_ref(ch_registry *r) { atomic_fetch_add(&r->refs, 1); }
 
@@ -243,10 +315,17 @@ void ch_registry_unref(ch_registry *r) {
   free(r);
 }
 
+/* ---- comparing generations ---- */
+
 static bool plugin_equal(const ch_plugin *a, const ch_plugin *b) {
   return strcmp(a->name, b->name) == 0 && strcmp(a->file, b->file) == 0 &&
-         strcmp(a->endpoint.path, b->endpoint.path) == 0 && a->fail_closed == b->fail_closed &&
+         strcmp(a->endpoint.path, b->endpoint.path) == 0 &&
+         strcmp(a->endpoint.target, b->endpoint.target) == 0 && a->fail_closed == b->fail_closed &&
          a->timeout_ms == b->timeout_ms && a->hooks == b->hooks && a->order == b->order;
+}
+
+static bool file_error_equal(const ch_plugin_file_error *a, const ch_plugin_file_error *b) {
+  return strcmp(a->file, b->file) == 0 && strcmp(a->reason, b->reason) == 0;
 }
 
 bool ch_registry_equal(const ch_registry *a, const ch_registry *b) {
@@ -254,9 +333,7 @@ bool ch_registry_equal(const ch_registry *a, const ch_registry *b) {
   for (size_t i = 0; i < a->count; i++)
     if (!plugin_equal(&a->plugins[i], &b->plugins[i])) return false;
   for (size_t i = 0; i < a->error_count; i++)
-    if (strcmp(a->errors[i].file, b->errors[i].file) != 0 ||
-        strcmp(a->errors[i].reason, b->errors[i].reason) != 0)
-      return false;
+    if (!file_error_equal(&a->errors[i], &b->errors[i])) return false;
   return true;
 }
 
@@ -279,13 +356,13 @@ void ch_registry_slot_publish(ch_registry_slot *slot, ch_registry *next) {
   next->generation = old ? old->generation + 1 : 1;
   slot->current = next;
   pthread_mutex_unlock(&slot->lock);
-  ch_registry_unref(old);
+  ch_registry_unref(old); /* outside the lock: may destroy channels */
 }
 
 ch_registry *ch_registry_slot_acquire(ch_registry_slot *slot) {
   pthread_mutex_lock(&slot->lock);
   ch_registry *r = slot->current;
-  ch_registry_ref(r);
+  if (r) ch_registry_ref(r);
   pthread_mutex_unlock(&slot->lock);
   return r;
 }

@@ -8,11 +8,16 @@
  *     "timeout-ms": 2000 }                            (crihook's; default 2000)
  * Files are taken in file-name order (strcmp), which is the call order when
  * several plugins register for one hook: 10-a.json runs before 20-b.json.
- * Only regular files (or symlinks to them) named *.json whose name does not
- * start with '.' count, which also skips a ConfigMap's "..data" machinery.
+ * The order is byte order, not numeric: 9-c.json comes after 20-b.json, so
+ * give prefixes the same number of digits.
+ * Only names ending in ".json" and not starting with '.' are considered,
+ * which also skips a ConfigMap's "..data" machinery; each must be a regular
+ * file or a symlink to one (anything else is a bad file), of at most 1 MiB.
  *
  * A bad file registers nothing and is listed in `errors` with the exact
- * reason; every other file is unaffected.
+ * reason; every other file is unaffected. A file that vanishes while the
+ * directory is read is simply not there; a symlink whose target is missing
+ * is a bad file ("broken symlink").
  *
  * Ownership: a registry is reference-counted. The slot holds one reference;
  * ch_registry_slot_acquire() gives the caller another, which the caller
@@ -55,6 +60,11 @@ typedef struct ch_plugin {
 typedef struct ch_plugin_file_error {
   char file[512];
   char reason[512];
+  /* The file as stat(2) saw it when it was read (0 when it could not be):
+   * lets the watcher log a bad file again once it is rewritten, even with
+   * the same reason. ch_registry_equal() ignores them. */
+  int64_t mtime_ns;
+  int64_t size;
 } ch_plugin_file_error;
 
 typedef struct ch_registry {

@@ -54,7 +54,7 @@ class HookServer:
         self.pb = load_api()
         self.config_path = config_path
         self.lock = threading.Lock()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
         self.server.add_generic_rpc_handlers((self,))
         self.server.add_insecure_port("unix://" + sock)
 
