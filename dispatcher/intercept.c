@@ -123,6 +123,17 @@ static void ensure_pod(ch_intercept *ic, const char *pod_id) {
   ic->pod = ch_store_get_pod(ic->env.store, pod_id);
 }
 
+/* kubelet's CreateContainer carries its own copy of the pod's config, which
+ * does not have the cgroup parent a PreRunPodSandbox hook gave the pod; the
+ * runtime places the container by that copy. Forward the pod's real one. */
+static void carry_pod_cgroup_parent(ch_intercept *ic, Runtime__V1__CreateContainerRequest *r) {
+  if (!ic->pod || !*ic->pod->cgroup_parent || !r->sandbox_config) return;
+  ProtobufCMessage *linux_ = ch_pb_submessage(&r->sandbox_config->base, "linux");
+  Runtime__V1__LinuxPodSandboxConfig *l = (void *)linux_;
+  if (!l || strcmp(l->cgroup_parent, ic->pod->cgroup_parent) == 0) return;
+  if (ch_pb_set_string(&l->cgroup_parent, ic->pod->cgroup_parent) == 0) ic->changed = true;
+}
+
 static void load_context(ch_intercept *ic, bool hooks) {
   switch (ic->kind) {
     case CH_INTERCEPT_RUN_POD: {
@@ -140,6 +151,7 @@ static void load_context(ch_intercept *ic, bool hooks) {
                          : r->sandbox_config && labels_say_skip(&r->sandbox_config->base, "labels");
       snprintf(ic->subject, sizeof ic->subject, "pod=%s container=%s", r->pod_sandbox_id,
                r->config && r->config->metadata ? r->config->metadata->name : "");
+      carry_pod_cgroup_parent(ic, r);
       return;
     }
     case CH_INTERCEPT_STOP_POD:

@@ -125,6 +125,10 @@ class PreHooksReachTheRuntime(HookCase):
                       "cgroup parent not in the runtime's sandbox spec")
         self.assertTrue(os.path.isdir("/sys/fs/cgroup/memory" + parent) or
                         os.path.isdir("/sys/fs/cgroup" + parent), "no cgroup under " + parent)
+        # the container follows its pod into the plugin's cgroup parent, although
+        # kubelet's CreateContainer still carries the pod config it first sent
+        cgroups = self.ctl("exec-sync", ctr_id, "--", "cat", "/proc/self/cgroup").stdout
+        self.assertIn(parent + "/", cgroups)
         ctr_status = json.dumps(json.loads(self.ctl("inspect", ctr_id).stdout))
         self.assertIn('"crihook.test/ctr": "from-plugin"', ctr_status)
         # what the plugin saw is what the pod asked for
