@@ -37,6 +37,7 @@
 #define CRIHOOK_PLUGIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hook.pb-c.h"
@@ -91,9 +92,13 @@ typedef struct crihook_plugin_ops {
  * stale socket file replaced, mode 0660) until SIGTERM or SIGINT, then
  * finishes the calls in flight and returns 0. Returns -1 with `err` filled
  * if the server cannot start (e.g. "cannot listen on /x.sock: Permission
- * denied"). */
-int crihook_serve(const char *path, const crihook_plugin_ops *ops, void *user,
-                  crihook_error *err);
+ * denied"). `path` may also be written "unix:///x.sock". One crihook_serve()
+ * per process at a time; it handles SIGTERM and SIGINT while it runs (a
+ * second signal cancels the calls in flight at once) and puts back the
+ * previous handlers when it returns. Callbacks should be quick: they run
+ * one at a time, so a slow one delays the others (and crihookd's
+ * timeout-ms counts from when it sent the call). */
+int crihook_serve(const char *path, const crihook_plugin_ops *ops, void *user, crihook_error *err);
 
 /* Asks a running crihook_serve() to stop, as SIGTERM does (from a callback
  * or another thread). */
@@ -116,8 +121,7 @@ const char *crihook_map_get(void *const *map, size_t count, const char *key);
 /* ---- building responses (each returns 0, or -1 if out of memory) ---- */
 
 int crihook_set_label(crihook_pod_response *response, const char *key, const char *value);
-int crihook_set_pod_annotation(crihook_pod_response *response, const char *key,
-                               const char *value);
+int crihook_set_pod_annotation(crihook_pod_response *response, const char *key, const char *value);
 int crihook_set_cgroup_parent(crihook_pod_response *response, const char *cgroup_parent);
 /* The response's resources, created empty on first use; set the fields to
  * change (fields left at zero change nothing). NULL if out of memory. */
@@ -126,8 +130,7 @@ crihook_resources *crihook_pod_resources(crihook_pod_response *response);
 int crihook_set_env(crihook_container_response *response, const char *key, const char *value);
 int crihook_set_annotation(crihook_container_response *response, const char *key,
                            const char *value);
-int crihook_set_pod_cgroup_parent(crihook_container_response *response,
-                                  const char *cgroup_parent);
+int crihook_set_pod_cgroup_parent(crihook_container_response *response, const char *cgroup_parent);
 crihook_resources *crihook_container_resources(crihook_container_response *response);
 
 /* Sets a string field of a resources message (cpuset_cpus, cpuset_mems). */
