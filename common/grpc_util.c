@@ -30,7 +30,9 @@ grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts) {
   args[n++] = ch_arg_int(GRPC_ARG_MAX_METADATA_SIZE, CH_MAX_METADATA);
   args[n++] = ch_arg_int(GRPC_ARG_ENABLE_RETRIES, 0);
   args[n++] = ch_arg_int(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff);
-  args[n++] = ch_arg_int(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff);
+  /* the minimum backoff is also the connect timeout: a busy backend must get
+   * a second to answer, while retries after a failure start at `backoff` */
+  args[n++] = ch_arg_int(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff < 1000 ? 1000 : backoff);
   args[n++] = ch_arg_int(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff * 10);
   args[n++] = ch_arg_int(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (opts && opts->user_agent)

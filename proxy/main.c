@@ -23,6 +23,7 @@
 #include "server.h"
 #include "stats.h"
 #include "store.h"
+#include "tuning.h"
 #include "watch.h"
 
 #define PROBE_TIMEOUT_MS 2000
@@ -206,6 +207,7 @@ int main(int argc, char **argv) {
   }
   ch_log_set_level(opts.log_level);
   signal(SIGPIPE, SIG_IGN);
+  ch_process_tune();
   grpc_init();
   int rc = serve(&opts, &err);
   if (rc != 0) ch_error_log("main", "%s", err.msg);
