@@ -2,11 +2,12 @@
 #
 # demo.sh — see crihook work on this machine in about a minute: installs what
 # is missing, builds, starts a private containerd, puts crihookd in front of
-# it, registers an example hook plugin (hookserver.d.example/10-demo-env.json,
-# served by tests/e2e/hookserver.py with demo-env.rules.json), and runs a real
-# pod and container through crihookd, showing from inside the container and
-# from the runtime's status what the plugin changed. Cleans up after itself;
-# safe to run twice in a row. Run as root on Debian 12:
+# it, registers two example plugins written with the C SDK (qos-cgroup and
+# env-inject, from hookserver.d.example/), and runs a real pod (labelled
+# crihook.io/qos-class=gold) and container through crihookd, showing from
+# inside the container and from the runtime's status what the plugins
+# changed. Cleans up after itself; safe to run twice in a row. Run as root
+# on Debian 12:
 #
 #   bash scripts/demo.sh
 set -euo pipefail
@@ -24,12 +25,13 @@ WORK=$(mktemp -d /tmp/crihook-demo-XXXXXX)
 CTD_DIR=$WORK/containerd
 mkdir -p "$CTD_DIR"
 CRIHOOKD_PID=
-PLUGIN_PID=
+PLUGIN_PIDS=()
 cleanup() {
 	[ -n "$CRIHOOKD_PID" ] && kill "$CRIHOOKD_PID" 2>/dev/null && wait "$CRIHOOKD_PID" 2>/dev/null
-	[ -n "$PLUGIN_PID" ] && kill "$PLUGIN_PID" 2>/dev/null && wait "$PLUGIN_PID" 2>/dev/null
+	for p in "${PLUGIN_PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	bash tests/harness/containerd.sh stop "$CTD_DIR" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
+	rmdir /sys/fs/cgroup/*/crihook/gold /sys/fs/cgroup/*/crihook 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -37,16 +39,21 @@ say "starting a private containerd"
 CONTAINERD_SOCK=$(bash tests/harness/containerd.sh start "$CTD_DIR" 2>/dev/null | tail -n 1)
 echo "containerd: $CONTAINERD_SOCK"
 
-say "starting the example plugin demo-env and registering it"
-PLUGIN_SOCK=$WORK/demo-env.sock
-/usr/bin/python3 tests/e2e/hookserver.py "$PLUGIN_SOCK" hookserver.d.example/demo-env.rules.json \
-	>"$WORK/plugin.log" 2>&1 &
-PLUGIN_PID=$!
-for _ in $(seq 100); do [ -S "$PLUGIN_SOCK" ] && break; sleep 0.05; done
+say "starting the example plugins qos-cgroup and env-inject, and registering them"
 mkdir -p "$WORK/hookserver.d"
-sed "s|unix:///run/crihook/plugins/demo-env.sock|unix://$PLUGIN_SOCK|" \
-	hookserver.d.example/10-demo-env.json >"$WORK/hookserver.d/10-demo-env.json"
-cat "$WORK/hookserver.d/10-demo-env.json"
+start_plugin() { # NAME REGISTRATION-FILE ARGS...
+	local name=$1 file=$2
+	shift 2
+	"$BUILD/plugins/examples/$name/crihook-$name" --socket "$WORK/$name.sock" "$@" \
+		>"$WORK/$name.log" 2>&1 &
+	PLUGIN_PIDS+=($!)
+	for _ in $(seq 100); do [ -S "$WORK/$name.sock" ] && break; sleep 0.05; done
+	sed "s|unix:///run/crihook/plugins/$name.sock|unix://$WORK/$name.sock|" \
+		"hookserver.d.example/$file" >"$WORK/hookserver.d/$file"
+}
+start_plugin qos-cgroup 10-qos-cgroup.json --rules hookserver.d.example/qos-cgroup.rules.json
+start_plugin env-inject 20-env-inject.json --rules hookserver.d.example/env-inject.rules.json
+head -n 20 "$WORK"/hookserver.d/*.json
 
 say "starting crihookd in front of containerd"
 SOCK=$WORK/crihook.sock
@@ -65,20 +72,32 @@ ctl plugins
 say "crihookctl version (through crihookd)"
 ctl version
 
-say "a real pod and container through crihookd"
-POD_ID=$(ctl runp "$ROOT/tests/e2e/fixtures/pod.json")
+say "a real pod (labelled crihook.io/qos-class=gold) and container through crihookd"
+/usr/bin/python3 - "$ROOT/tests/e2e/fixtures/pod.json" "$WORK/pod.json" <<'PY'
+import json, sys
+pod = json.load(open(sys.argv[1]))
+pod["labels"]["crihook.io/qos-class"] = "gold"
+json.dump(pod, open(sys.argv[2], "w"), indent=2)
+PY
+POD_ID=$(ctl runp "$WORK/pod.json")
 echo "pod:       $POD_ID"
-CTR_ID=$(ctl create "$POD_ID" "$ROOT/tests/e2e/fixtures/container.json" "$ROOT/tests/e2e/fixtures/pod.json")
+CTR_ID=$(ctl create "$POD_ID" "$ROOT/tests/e2e/fixtures/container.json" "$WORK/pod.json")
 echo "container: $CTR_ID"
 ctl start "$CTR_ID"
 ctl ps --pod "$POD_ID"
 
-say "inside the container: env (the pod file asked for GREETING=hello from crihook)"
+say "inside the container: env (the container file asked only for CRIHOOK_E2E and GREETING)"
 ctl exec-sync "$CTR_ID" -- env | sort
 
-say "the runtime's view: labels and annotations the plugin added"
-ctl inspectp "$POD_ID" | grep -E '"crihook\.demo/' || true
-ctl inspect "$CTR_ID" | grep -E '"crihook\.demo/' | sort -u || true
+say "inside the container: its cgroup (qos-cgroup placed the pod under /crihook/gold)"
+ctl exec-sync "$CTR_ID" -- cat /proc/self/cgroup | grep -E 'cpu,|memory' || true
+
+say "the runtime's view: the cgroup parent and the annotations the plugins set"
+ctl inspectp "$POD_ID" | grep -m1 -E '"cgroupsPath"|"cgroup_parent"' || true
+ctl inspect "$CTR_ID" | grep -E '"example.com/' | sort -u || true
+
+say "crihookctl plugins: who was called"
+ctl plugins
 
 say "what crihookd remembers for later hooks (crihookctl store containers)"
 ctl store containers
