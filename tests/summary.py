@@ -2,7 +2,7 @@
 
 Counts test cases, not just test programs: a Python end-to-end file prints
 "cases: P passed, F failed, S skipped" and a cmocka program prints
-"[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)"; a program that failed
+"[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)" per group; a program that failed
 without saying how many cases failed (a crash, a timeout, a sanitizer
 report) counts as one more failure. Exits 1 if anything failed or nothing ran.
 """
@@ -25,7 +25,8 @@ def counts(entry):
     passed = CMOCKA_PASSED.findall(out)
     if passed:
         failed = CMOCKA_FAILED.findall(out)
-        return int(passed[-1]), int(failed[-1]) if failed else 0, 0
+        # one line per cmocka group: add them up
+        return sum(map(int, passed)), sum(map(int, failed)), 0
     if entry["result"] == "SKIP":
         return 0, 0, 1
     return (1, 0, 0) if entry["result"] in ("OK", "EXPECTEDFAIL") else (0, 1, 0)

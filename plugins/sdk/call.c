@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "hooks.h"
+#include "grpc_util.h"
 #include "sdk.h"
 
 _Static_assert(CH_HOOK_COUNT == 10, "a new hook point needs its callback in crihook_plugin_ops");
@@ -275,27 +276,6 @@ static void on_received(sdk_tag *tag, bool ok) {
   answer(c, status, status == GRPC_STATUS_OK ? "" : err.message);
 }
 
-static const char *status_name(grpc_status_code code) {
-  static const char *const names[] = {"OK",
-                                      "CANCELLED",
-                                      "UNKNOWN",
-                                      "INVALID_ARGUMENT",
-                                      "DEADLINE_EXCEEDED",
-                                      "NOT_FOUND",
-                                      "ALREADY_EXISTS",
-                                      "PERMISSION_DENIED",
-                                      "RESOURCE_EXHAUSTED",
-                                      "FAILED_PRECONDITION",
-                                      "ABORTED",
-                                      "OUT_OF_RANGE",
-                                      "UNIMPLEMENTED",
-                                      "INTERNAL",
-                                      "UNAVAILABLE",
-                                      "DATA_LOSS",
-                                      "UNAUTHENTICATED"};
-  return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "?";
-}
-
 static double ms_since(const struct timespec *start) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -307,7 +287,7 @@ static void log_call(const sdk_call *c, bool ok) {
   const char *hook = c->hook >= 0 ? ch_hook_name((ch_hook_point)c->hook) : method;
   char *message = grpc_slice_to_c_string(c->status_message);
   sdk_log("debug", "hook=%s pod=%s container=%s status=%s%s%s%s ms=%.2f", hook,
-          c->pod[0] ? c->pod : "-", c->container[0] ? c->container : "-", status_name(c->status),
+          c->pod[0] ? c->pod : "-", c->container[0] ? c->container : "-", ch_status_name(c->status),
           message[0] ? " message=\"" : "", message, message[0] ? "\"" : "", ms_since(&c->start));
   if (!ok || c->cancelled)
     sdk_log("debug", "hook=%s: the client went away before the answer", hook);
