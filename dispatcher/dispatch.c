@@ -10,6 +10,7 @@
 #include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "stats.h"
 
 static void call_next(ch_dispatch *d);
@@ -93,8 +94,8 @@ static bool start_call(ch_dispatch *d, const ch_plugin *p) {
                                      grpc_slice_from_static_string(ch_hook_method(d->hook)), NULL,
                                      plugin_deadline(d, p), NULL);
   grpc_op ops[6];
-  ch_unary_client_ops(ops, NULL, 0, d->request, &d->initial_md, &d->answer, &d->status,
-                      &d->details, &d->trailing_md);
+  ch_unary_client_ops(ops, NULL, 0, d->request, &d->initial_md, &d->answer, &d->status, &d->details,
+                      &d->trailing_md);
   d->started = gpr_now(GPR_CLOCK_MONOTONIC);
   if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) return true;
   reset_call(d);
@@ -155,6 +156,10 @@ static void on_answer(ch_tag *t, bool ok) {
     else
       ch_plugin_stats_record(d->plugin->name, true, NULL);
   }
+  ch_hook_result result = d->status == GRPC_STATUS_DEADLINE_EXCEEDED ? CH_HOOK_RESULT_TIMEOUT
+                          : d->status != GRPC_STATUS_OK || stop      ? CH_HOOK_RESULT_ERROR
+                                                                     : CH_HOOK_RESULT_OK;
+  ch_metrics_hook_call(d->plugin->name, d->hook, result, stop, ms / 1e3);
   ch_debug("dispatch", "hook called plugin=%s hook=%s %s status=%s ms=%.2f", d->plugin->name,
            ch_hook_name(d->hook), d->subject, ch_status_name(d->status), ms);
   reset_call(d);

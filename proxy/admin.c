@@ -11,6 +11,7 @@
 
 #include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "stats.h"
 
 #define MAX_REQUEST 4096
@@ -20,6 +21,7 @@ struct ch_admin {
   ch_endpoint endpoint;
   ch_registry_slot *registry;
   ch_store *store;
+  ch_proxy *proxy; /* NULL until attached */
 };
 
 typedef struct admin_conn {
@@ -86,9 +88,16 @@ static void on_written(uv_write_t *w, int status) {
   uv_close((uv_handle_t *)&c->pipe, on_closed);
 }
 
+static void respond_text(admin_conn *c, int code, char *body, const char *type);
+
 static void respond(admin_conn *c, int code, json_t *doc) {
   char *body = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   json_decref(doc);
+  respond_text(c, code, body, "application/json");
+}
+
+/* Sends `body` (taken; may be NULL) with a newline after it. */
+static void respond_text(admin_conn *c, int code, char *body, const char *type) {
   const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found" : "Bad Request";
   size_t len = body ? strlen(body) : 0;
   size_t size = len + 256;
@@ -99,9 +108,9 @@ static void respond(admin_conn *c, int code, json_t *doc) {
     return;
   }
   int n = snprintf(c->response, size,
-                   "HTTP/1.0 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                   "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                    "Connection: close\r\n\r\n%s\n",
-                   code, reason, len + 1, body ? body : "");
+                   code, reason, type, len + 1, body ? body : "");
   free(body);
   uv_buf_t buf = uv_buf_init(c->response, (unsigned)n);
   c->write.data = c;
@@ -117,7 +126,17 @@ static void maybe_answer(admin_conn *c) {
   char method[8], path[256];
   int code = 400;
   json_t *doc;
-  if (sscanf(c->request, "%7s %255s", method, path) == 2 && strcmp(method, "GET") == 0)
+  bool get = sscanf(c->request, "%7s %255s", method, path) == 2 && strcmp(method, "GET") == 0;
+  if (get && strcmp(path, "/metrics") == 0) {
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    ch_admin *a = c->admin;
+    respond_text(
+        c, 200,
+        ch_metrics_render(a->registry, a->store, a->proxy ? ch_proxy_in_flight(a->proxy) : 0),
+        "text/plain; version=0.0.4");
+    return;
+  }
+  if (get)
     doc = route(c->admin, path, &code);
   else
     doc = json_pack("{s:s}", "error", "only GET is served");
@@ -157,6 +176,8 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 static void on_server_closed(uv_handle_t *h) { free(h->data); }
+
+void ch_admin_attach_proxy(ch_admin *a, ch_proxy *proxy) { a->proxy = proxy; }
 
 int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, ch_registry_slot *registry,
                    ch_store *store, ch_admin **out, ch_error *err) {

@@ -19,6 +19,7 @@
 #include "endpoint.h"
 #include "grpc_util.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
 #include "server.h"
 #include "stats.h"
@@ -186,6 +187,7 @@ static int serve(const crihookd_options *o, ch_error *err) {
   ch_store_free(c.store);
   ch_registry_slot_destroy(&c.registry);
   ch_plugin_stats_reset();
+  ch_metrics_reset();
   if (rc == 0) ch_info("main", "stopped cleanly");
   return rc;
 }

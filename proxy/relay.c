@@ -22,6 +22,7 @@
  * may start new batches and then drops its own count; the relay is freed when
  * the count reaches zero, at which point nothing can refer to it. */
 #include <grpc/byte_buffer.h>
+#include <grpc/support/time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@
 #include "intercept.h"
 #include "log.h"
 #include "methods.h"
+#include "metrics.h"
 #include "worker.h"
 
 struct ch_relay {
@@ -48,6 +50,8 @@ struct ch_relay {
   grpc_status_code status;
   grpc_slice status_details;
   ch_intercept_kind kind; /* a hooked CRI method, or NONE */
+  gpr_timespec accepted_at;
+  grpc_status_code sent_code; /* what the client was told (metrics) */
   ch_intercept *ic;
   int cancelled;
   int pending;
@@ -115,6 +119,14 @@ static void stream_list_remove(ch_relay *r) {
   r->next = r->prev = NULL;
 }
 
+static void record_call(const ch_relay *r) {
+  gpr_timespec took = gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), r->accepted_at);
+  ch_metrics_cri_call((const char *)GRPC_SLICE_START_PTR(r->details.method),
+                      GRPC_SLICE_LENGTH(r->details.method),
+                      r->status_sent ? r->sent_code : GRPC_STATUS_CANCELLED,
+                      (double)gpr_timespec_to_micros(took) / 1e6);
+}
+
 static void relay_free(ch_relay *r) {
   if (r->streaming) stream_list_remove(r);
   if (r->up) grpc_call_unref(r->up);
@@ -127,7 +139,10 @@ static void relay_free(ch_relay *r) {
   grpc_metadata_array_destroy(&r->up_trailers);
   grpc_call_details_destroy(&r->details);
   ch_intercept_free(r->ic);
-  if (r->counted) atomic_fetch_sub(&r->w->proxy->in_flight, 1);
+  if (r->counted) {
+    record_call(r);
+    atomic_fetch_sub(&r->w->proxy->in_flight, 1);
+  }
   atomic_fetch_sub(&r->w->proxy->live_relays, 1);
   free(r);
 }
@@ -192,6 +207,7 @@ static void on_accepted(ch_tag *t, bool ok) {
   if (!atomic_load(&r->w->proxy->draining)) ch_relay_accept_next(r->w);
   atomic_fetch_add(&r->w->proxy->in_flight, 1);
   r->counted = true;
+  r->accepted_at = gpr_now(GPR_CLOCK_MONOTONIC);
   ch_method_info info = ch_method_classify((const char *)GRPC_SLICE_START_PTR(r->details.method),
                                            GRPC_SLICE_LENGTH(r->details.method));
   r->up = create_backend_call(r, &info);
@@ -303,6 +319,7 @@ static size_t fill_reply(ch_relay *r, grpc_op *ops, grpc_byte_buffer *message) {
   ops[n].data.send_status_from_server.trailing_metadata_count = r->up_trailers.count;
   ops[n++].data.send_status_from_server.trailing_metadata = r->up_trailers.metadata;
   r->status_sent = true;
+  r->sent_code = r->status;
   return n;
 }
 
@@ -513,6 +530,7 @@ static void send_drain_status(ch_relay *r) {
   ops[n].data.send_status_from_server.status = GRPC_STATUS_UNAVAILABLE;
   ops[n++].data.send_status_from_server.status_details = &details;
   r->status_sent = true;
+  r->sent_code = GRPC_STATUS_UNAVAILABLE;
   relay_start(r, r->down, ops, n, &r->status_done);
 }
 

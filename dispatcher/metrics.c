@@ -1,0 +1,232 @@
+/* metrics.c: the series of metrics.h: uthash tables keyed by label values,
+ * fixed histogram buckets, one mutex, rendered on demand. */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "grpc_util.h"
+
+static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define BUCKETS (sizeof bucket_le / sizeof bucket_le[0])
+#define CODES 17
+
+typedef struct histogram {
+  uint64_t bucket[BUCKETS]; /* non-cumulative; summed when rendered */
+  uint64_t count;
+  double sum;
+} histogram;
+
+typedef struct method_series {
+  char key[160];
+  uint64_t calls[CODES + 1]; /* last slot: codes out of range */
+  histogram latency;
+  UT_hash_handle hh;
+} method_series;
+
+typedef struct hook_series {
+  char key[200]; /* plugin '\0'-free "plugin|hook" */
+  char plugin[128];
+  ch_hook_point hook;
+  uint64_t results[3];
+  uint64_t rejections;
+  histogram latency;
+  UT_hash_handle hh;
+} hook_series;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static method_series *methods;
+static hook_series *hooks;
+
+static void observe(histogram *h, double seconds) {
+  size_t i = 0;
+  while (i < BUCKETS && seconds > bucket_le[i]) i++;
+  if (i < BUCKETS) h->bucket[i]++;
+  h->count++;
+  h->sum += seconds;
+}
+
+static method_series *method_for(const char *method, size_t len) {
+  char key[160];
+  snprintf(key, sizeof key, "%.*s", (int)len, method);
+  method_series *m;
+  HASH_FIND_STR(methods, key, m);
+  if (m) return m;
+  if (HASH_COUNT(methods) >= CH_METRICS_MAX_SERIES) {
+    HASH_FIND_STR(methods, "other", m);
+    if (m) return m;
+    snprintf(key, sizeof key, "other");
+  }
+  if (!(m = calloc(1, sizeof *m))) return NULL;
+  snprintf(m->key, sizeof m->key, "%s", key);
+  HASH_ADD_STR(methods, key, m);
+  return m;
+}
+
+void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, double seconds) {
+  pthread_mutex_lock(&lock);
+  method_series *m = method_for(method, len);
+  if (m) {
+    m->calls[(unsigned)code < CODES ? (unsigned)code : CODES]++;
+    observe(&m->latency, seconds);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
+                          bool rejected, double seconds) {
+  char key[200];
+  snprintf(key, sizeof key, "%s|%d", plugin, (int)hook);
+  pthread_mutex_lock(&lock);
+  hook_series *h;
+  HASH_FIND_STR(hooks, key, h);
+  if (!h && (h = calloc(1, sizeof *h)) != NULL) {
+    snprintf(h->key, sizeof h->key, "%s", key);
+    snprintf(h->plugin, sizeof h->plugin, "%s", plugin);
+    h->hook = hook;
+    HASH_ADD_STR(hooks, key, h);
+  }
+  if (h) {
+    h->results[result]++;
+    h->rejections += rejected;
+    observe(&h->latency, seconds);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+/* ---- rendering ---- */
+
+typedef struct text {
+  char *buf;
+  size_t len, cap;
+  bool failed;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...) {
+  for (int attempt = 0; attempt < 2 && !t->failed; attempt++) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < t->cap - t->len) {
+      t->len += (size_t)n;
+      return;
+    }
+    size_t cap = (t->cap + (size_t)n + 1) * 2;
+    char *grown = realloc(t->buf, cap);
+    if (!grown)
+      t->failed = true;
+    else {
+      t->buf = grown;
+      t->cap = cap;
+    }
+  }
+}
+
+static void put_histogram(text *t, const char *name, const char *labels, const histogram *h) {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < BUCKETS; i++) {
+    cumulative += h->bucket[i];
+    put(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bucket_le[i],
+        (unsigned long long)cumulative);
+  }
+  put(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)h->count);
+  put(t, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+      (unsigned long long)h->count);
+}
+
+static void put_methods(text *t) {
+  put(t,
+      "# HELP crihook_cri_calls_total CRI calls through crihookd by method and status code.\n"
+      "# TYPE crihook_cri_calls_total counter\n");
+  for (method_series *m = methods; m; m = m->hh.next)
+    for (unsigned c = 0; c <= CODES; c++)
+      if (m->calls[c])
+        put(t, "crihook_cri_calls_total{method=\"%s\",code=\"%s\"} %llu\n", m->key,
+            c < CODES ? ch_status_name((grpc_status_code)c) : "OTHER",
+            (unsigned long long)m->calls[c]);
+  put(t,
+      "# HELP crihook_cri_call_duration_seconds Time from accept to the end of the call.\n"
+      "# TYPE crihook_cri_call_duration_seconds histogram\n");
+  for (method_series *m = methods; m; m = m->hh.next) {
+    char labels[200];
+    snprintf(labels, sizeof labels, "method=\"%s\"", m->key);
+    put_histogram(t, "crihook_cri_call_duration_seconds", labels, &m->latency);
+  }
+}
+
+static void put_hooks(text *t) {
+  static const char *const result_names[] = {"ok", "error", "timeout"};
+  put(t,
+      "# HELP crihook_hook_calls_total Hook calls by plugin, hook and result.\n"
+      "# TYPE crihook_hook_calls_total counter\n");
+  for (hook_series *h = hooks; h; h = h->hh.next)
+    for (int r = 0; r < 3; r++)
+      put(t, "crihook_hook_calls_total{plugin=\"%s\",hook=\"%s\",result=\"%s\"} %llu\n", h->plugin,
+          ch_hook_name(h->hook), result_names[r], (unsigned long long)h->results[r]);
+  put(t,
+      "# HELP crihook_hook_rejections_total CRI calls refused by a Fail-policy plugin.\n"
+      "# TYPE crihook_hook_rejections_total counter\n");
+  for (hook_series *h = hooks; h; h = h->hh.next)
+    put(t, "crihook_hook_rejections_total{plugin=\"%s\",hook=\"%s\"} %llu\n", h->plugin,
+        ch_hook_name(h->hook), (unsigned long long)h->rejections);
+  put(t,
+      "# HELP crihook_hook_call_duration_seconds Hook call latency.\n"
+      "# TYPE crihook_hook_call_duration_seconds histogram\n");
+  for (hook_series *h = hooks; h; h = h->hh.next) {
+    char labels[256];
+    snprintf(labels, sizeof labels, "plugin=\"%s\",hook=\"%s\"", h->plugin, ch_hook_name(h->hook));
+    put_histogram(t, "crihook_hook_call_duration_seconds", labels, &h->latency);
+  }
+}
+
+static void put_gauge(text *t, const char *name, const char *help, const char *type, long long v) {
+  put(t, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
+}
+
+char *ch_metrics_render(ch_registry_slot *registry, ch_store *store, int in_flight) {
+  text t = {0};
+  ch_registry *r = ch_registry_slot_acquire(registry);
+  put_gauge(&t, "crihook_plugins", "Plugins registered.", "gauge", (long long)r->count);
+  put_gauge(&t, "crihook_plugin_files_rejected", "Registration files rejected.", "gauge",
+            (long long)r->error_count);
+  put_gauge(&t, "crihook_registry_generation", "Registry reloads that changed something.",
+            "counter", (long long)r->generation);
+  ch_registry_unref(r);
+  put_gauge(&t, "crihook_store_pods", "Pods in the store.", "gauge",
+            (long long)ch_store_pod_count(store));
+  put_gauge(&t, "crihook_store_containers", "Containers in the store.", "gauge",
+            (long long)ch_store_container_count(store));
+  put_gauge(&t, "crihook_calls_in_flight", "CRI calls in flight.", "gauge", in_flight);
+  pthread_mutex_lock(&lock);
+  put_methods(&t);
+  put_hooks(&t);
+  pthread_mutex_unlock(&lock);
+  if (t.failed) {
+    free(t.buf);
+    return NULL;
+  }
+  return t.buf;
+}
+
+void ch_metrics_reset(void) {
+  pthread_mutex_lock(&lock);
+  method_series *m, *mt;
+  HASH_ITER(hh, methods, m, mt) {
+    HASH_DEL(methods, m);
+    free(m);
+  }
+  hook_series *h, *ht;
+  HASH_ITER(hh, hooks, h, ht) {
+    HASH_DEL(hooks, h);
+    free(h);
+  }
+  pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,39 @@
+/* metrics.h: crihookd's counters and latency histograms, rendered in the
+ * Prometheus text format for GET /metrics on the admin socket.
+ *
+ *   crihook_cri_calls_total{method,code}           every call through the proxy
+ *   crihook_cri_call_duration_seconds{method}      histogram, accept to teardown
+ *   crihook_hook_calls_total{plugin,hook,result}   result: ok | error | timeout
+ *   crihook_hook_call_duration_seconds{plugin,hook} histogram
+ *   crihook_hook_rejections_total{plugin,hook}     Fail-policy rejections
+ *   crihook_plugins, crihook_plugin_files_rejected, crihook_registry_generation
+ *   crihook_store_pods, crihook_store_containers, crihook_calls_in_flight
+ *
+ * Recording takes one uncontended mutex (one worker thread by default) and
+ * no allocation after a series' first use. At most CH_METRICS_MAX_SERIES
+ * method series are kept; further method names count under "other", so a
+ * client inventing names cannot grow memory. */
+#pragma once
+
+#include <grpc/grpc.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hooks.h"
+#include "registry.h"
+#include "store.h"
+
+#define CH_METRICS_MAX_SERIES 256
+
+void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, double seconds);
+
+typedef enum { CH_HOOK_RESULT_OK, CH_HOOK_RESULT_ERROR, CH_HOOK_RESULT_TIMEOUT } ch_hook_result;
+
+void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
+                          bool rejected, double seconds);
+
+/* The whole exposition, malloc'd (caller frees); NULL if out of memory. */
+char *ch_metrics_render(ch_registry_slot *registry, ch_store *store, int in_flight);
+
+/* Frees every series (at exit). */
+void ch_metrics_reset(void);
