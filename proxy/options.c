@@ -56,6 +56,7 @@ const char *crihookd_usage(void) {
          "  --workers N              data-plane threads (default 1)\n"
          "  --shutdown-grace MS      on SIGTERM, how long in-flight calls may finish (default "
          "5000)\n"
+         "  --admin-socket ENDPOINT  crihookctl's socket (default " CH_DEFAULT_ADMIN ")\n"
          "  --help, --version\n"
          "Each option may also be set by its environment variable, e.g. CRIHOOK_LISTEN;\n"
          "the command line wins.\n";

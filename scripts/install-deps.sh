@@ -25,7 +25,7 @@ PACKAGES=(
 	libjansson-dev libuv1-dev libcmocka-dev uthash-dev libsystemd-dev
 	# end-to-end tests: a real containerd, images, helpers
 	containerd runc containernetworking-plugins busybox-static
-	nginx-light iproute2 python3 python3-grpcio python3-protobuf protobuf-compiler procps
+	nginx-light iproute2 python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler procps
 )
 
 # Commands and files that must exist afterwards.

@@ -1,0 +1,325 @@
+"""Deployment files cannot drift from the daemon's real defaults.
+
+The defaults come from the built daemon (`crihookd --help`); the systemd
+unit, the kubelet drop-in, the DaemonSet and the READMEs' kubelet/k3s lines
+must use exactly those paths. `meson install --destdir` of the build dir
+must put the binaries, the SDK, the units and the examples where the unit
+expects them. No containerd and no root needed.
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import harness
+
+DEPLOY = os.path.join(harness.ROOT, "deploy")
+UNIT_SRC = os.path.join(DEPLOY, "systemd", "crihookd.service")
+DROPIN_SRC = os.path.join(DEPLOY, "systemd", "kubelet.service.d", "10-crihook.conf")
+DAEMONSET = os.path.join(DEPLOY, "kubernetes", "crihook-daemonset.yaml")
+DEPLOY_README = os.path.join(DEPLOY, "README.md")
+TOP_README = os.path.join(harness.ROOT, "README.md")
+EXAMPLES = os.path.join(harness.ROOT, "hookserver.d.example")
+OPTIONS_H = os.path.join(harness.ROOT, "proxy", "options.h")
+DETECT_C = os.path.join(harness.ROOT, "proxy", "detect.c")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def unix_path(endpoint):
+    assert endpoint.startswith("unix://"), endpoint
+    return endpoint[len("unix://"):]
+
+
+def help_default(text, flag):
+    """The '(default X)' of `flag` in a --help text, or None."""
+    m = re.search(r"^\s*--%s\s.*?\(default ([^)\s]+)\)" % re.escape(flag), text, re.M)
+    return m.group(1) if m else None
+
+
+def daemon_defaults():
+    out = subprocess.run([harness.CRIHOOKD, "--help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout
+    listen = help_default(out.stdout, "listen")
+    hook_dir = help_default(out.stdout, "hook-dir")
+    admin = help_default(out.stdout, "admin-socket")
+    assert listen and hook_dir, "crihookd --help names no defaults:\n" + out.stdout
+    if admin is None:
+        # crihookd --help does not list --admin-socket (yet): take the
+        # daemon's compiled-in default from the header it is built with.
+        m = re.search(r'#define CH_DEFAULT_ADMIN "([^"]+)"', read(OPTIONS_H))
+        assert m, "no CH_DEFAULT_ADMIN in proxy/options.h"
+        admin = m.group(1)
+    return {"listen": listen, "hook_dir": hook_dir, "admin": admin}
+
+
+D = daemon_defaults()
+LISTEN, ADMIN, HOOK_DIR = D["listen"], D["admin"], D["hook_dir"]
+LISTEN_DIR = os.path.dirname(unix_path(LISTEN))
+BACKENDS = dict(re.findall(r'\{"([\w-]+)", "(/[^"]+\.sock)"\}', read(DETECT_C)))
+
+
+def unit_settings(text):
+    """[(section, key, value)] of a systemd unit file."""
+    section, out = None, []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def values(settings, section, key):
+    return [v for s, k, v in settings if s == section and k == key]
+
+
+def environment(settings):
+    env = {}
+    for v in values(settings, "Service", "Environment"):
+        v = v[1:-1] if v.startswith('"') and v.endswith('"') else v
+        k, _, val = v.partition("=")
+        env[k] = val
+    return env
+
+
+def crihook_socket_paths(text):
+    """Every /run/crihook/... socket path a text names."""
+    return set(re.findall(r"%s/[\w./-]+?\.sock" % re.escape(LISTEN_DIR), text))
+
+
+class Defaults(unittest.TestCase):
+    def test_daemon_defaults_known(self):
+        # The rest of the file assumes the daemon's sockets share one directory.
+        self.assertEqual(os.path.dirname(unix_path(ADMIN)), LISTEN_DIR)
+        self.assertIn("k3s", BACKENDS)
+
+    def test_crihookctl_defaults_match_daemon(self):
+        out = subprocess.run([harness.CRIHOOKCTL, "--help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=30).stdout
+        self.assertIn("or %s)" % LISTEN, out)
+        self.assertIn("or %s)" % ADMIN, out)
+
+
+class SystemdUnit(unittest.TestCase):
+    def setUp(self):
+        self.s = unit_settings(read(UNIT_SRC))
+
+    def test_defaults(self):
+        env = environment(self.s)
+        self.assertEqual(env["CRIHOOK_LISTEN"], LISTEN)
+        self.assertEqual(env["CRIHOOK_ADMIN_SOCKET"], ADMIN)
+        self.assertEqual(env["CRIHOOK_HOOK_DIR"], HOOK_DIR)
+        self.assertEqual(env["CRIHOOK_BACKEND"], "auto")
+        # Every crihook socket the unit names is one of the daemon's.
+        self.assertLessEqual(crihook_socket_paths(read(UNIT_SRC)),
+                             {unix_path(LISTEN), unix_path(ADMIN)})
+
+    def test_service(self):
+        one = lambda key: values(self.s, "Service", key)
+        self.assertEqual(one("Type"), ["simple"])
+        self.assertEqual(one("Restart"), ["always"])
+        self.assertEqual(one("RestartSec"), ["1"])
+        self.assertEqual(one("KillSignal"), ["SIGTERM"])
+        self.assertEqual(one("TimeoutStopSec"), ["15"])
+        self.assertEqual(one("EnvironmentFile"), ["-/etc/default/crihookd"])
+        # EnvironmentFile after the Environment= defaults (it overrides them anyway).
+        self.assertEqual(one("ExecStart"), ["@SBINDIR@/crihookd $CRIHOOKD_ARGS"])
+        self.assertIn("Before=kubelet.service", read(UNIT_SRC))
+        after = " ".join(values(self.s, "Unit", "After")).split()
+        self.assertIn("containerd.service", after)
+        self.assertIn("crio.service", after)
+        self.assertEqual(values(self.s, "Unit", "StartLimitIntervalSec"), ["0"])
+
+
+class KubeletDropin(unittest.TestCase):
+    def test_dropin(self):
+        s = unit_settings(read(DROPIN_SRC))
+        self.assertEqual(values(s, "Unit", "Requires"), ["crihookd.service"])
+        self.assertEqual(values(s, "Unit", "After"), ["crihookd.service"])
+        self.assertEqual(environment(s),
+                         {"KUBELET_EXTRA_ARGS": "--container-runtime-endpoint=" + LISTEN})
+
+
+class Readmes(unittest.TestCase):
+    def check_runtime_endpoint_lines(self, path):
+        text = read(path)
+        lines = [l for l in text.splitlines() if "container-runtime-endpoint" in l
+                 and "unix://" in l]
+        self.assertTrue(lines, path)
+        for line in lines:
+            for url in re.findall(r"unix://[^\s\"'`]+", line):
+                self.assertEqual(url, LISTEN, "%s: %s" % (path, line))
+        return text
+
+    def test_deploy_readme(self):
+        text = self.check_runtime_endpoint_lines(DEPLOY_README)
+        for needle in ("k3s agent  --container-runtime-endpoint " + LISTEN,
+                       "k3s server --container-runtime-endpoint " + LISTEN,
+                       "CRIHOOK_BACKEND=unix://" + BACKENDS["k3s"],
+                       "KUBELET_EXTRA_ARGS=--container-runtime-endpoint=" + LISTEN,
+                       "crihookctl --endpoint %s version" % LISTEN,
+                       "CRIHOOK_LISTEN=" + LISTEN, "CRIHOOK_ADMIN_SOCKET=" + ADMIN,
+                       "CRIHOOK_HOOK_DIR=" + HOOK_DIR):
+            self.assertIn(needle, text)
+        self.assertLessEqual(crihook_socket_paths(text), {unix_path(LISTEN), unix_path(ADMIN)})
+
+    def test_top_readme(self):
+        text = self.check_runtime_endpoint_lines(TOP_README)
+        self.assertIn("kubelet --container-runtime-endpoint=" + LISTEN, text)
+        self.assertIn("`" + BACKENDS["k3s"] + "`", text)
+
+
+class DaemonSet(unittest.TestCase):
+    def setUp(self):
+        self.text = read(DAEMONSET)
+
+    def test_text(self):
+        # Checks that need no YAML parser.
+        for needle in ("localhost/crihook/crihookd:0.1.0",
+                       'runtimeproxy.koordinator.sh/skip-hookserver: "true"',
+                       "LISTEN=" + LISTEN, "path: " + HOOK_DIR, "path: " + LISTEN_DIR):
+            self.assertIn(needle, self.text)
+        self.assertLessEqual(crihook_socket_paths(self.text), {unix_path(LISTEN)})
+
+    def test_manifest(self):
+        try:
+            import yaml
+        except ImportError:
+            self.skipTest("python3-yaml is not installed")
+        docs = [d for d in yaml.safe_load_all(self.text) if d]
+        ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+        self.assertEqual(ds["metadata"]["namespace"], "kube-system")
+        pod = ds["spec"]["template"]
+        spec = pod["spec"]
+        self.assertEqual(pod["metadata"]["labels"]["runtimeproxy.koordinator.sh/skip-hookserver"],
+                         "true")
+        self.assertIs(spec["hostNetwork"], True)
+        self.assertIs(spec["hostPID"], False)
+        (c,) = spec["containers"]
+        self.assertEqual(c["image"], "localhost/crihook/crihookd:0.1.0")
+        self.assertIs(c["securityContext"]["privileged"], True)
+        probe = c["readinessProbe"]["exec"]["command"]
+        self.assertEqual(probe[probe.index("--endpoint") + 1], LISTEN)
+        self.assertEqual(probe[-1], "version")
+        host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        by_host = {path: mounts[name] for name, path in host.items()}
+        # Sockets and the hook dir at the same path as on the host.
+        for path in (LISTEN_DIR, HOOK_DIR, os.path.dirname(BACKENDS["containerd"]),
+                     os.path.dirname(BACKENDS["k3s"])):
+            self.assertEqual(by_host.get(path), path, "hostPath %s" % path)
+        self.assertEqual(by_host.get("/etc/systemd/system"), "/host/etc/systemd/system")
+        self.assertEqual(by_host.get("/opt/crihook"), "/host/opt/crihook")
+        script = [d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["install.sh"]
+        self.assertIn("LISTEN=" + LISTEN, script)
+        self.assertIn("PREFIX=/opt/crihook", script)
+        self.assertIn("HOST=/host", script)
+        # The pod never switches kubelet itself (an operator step, deploy/README.md).
+        acts = [l for l in script.splitlines()
+                if "kubelet" in l and not l.strip().startswith(("#", "log "))]
+        self.assertEqual(acts, [])
+        sh = subprocess.run(["sh", "-n"], input=script, text=True, stderr=subprocess.PIPE)
+        self.assertEqual(sh.returncode, 0, sh.stderr)
+
+
+def build_options():
+    with open(os.path.join(harness.BUILD, "meson-info", "intro-buildoptions.json")) as f:
+        return {o["name"]: o["value"] for o in json.load(f)}
+
+
+class MesonInstall(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dest = harness.tmpdir("crihook-dest-")
+        out = subprocess.run(["meson", "install", "-C", harness.BUILD, "--destdir", cls.dest,
+                              "--no-rebuild", "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=300)
+        cls.install_log = out.stdout
+        cls.rc = out.returncode
+        opts = build_options()
+        cls.prefix = opts["prefix"]
+        cls.opts = opts
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dest, ignore_errors=True)
+
+    def path(self, *parts):
+        """Installed path (under DESTDIR) of prefix/parts."""
+        return os.path.join(self.dest, self.prefix.lstrip("/"), *parts)
+
+    def test_01_install_ran(self):
+        self.assertEqual(self.rc, 0, self.install_log)
+
+    def test_binaries_and_sdk(self):
+        o = self.opts
+        self.assertTrue(os.access(self.path(o["sbindir"], "crihookd"), os.X_OK))
+        self.assertTrue(os.access(self.path(o["bindir"], "crihookctl"), os.X_OK))
+        libs = glob.glob(self.path(o["libdir"], "libcrihook.so*"))
+        self.assertTrue(libs, "no libcrihook.so* in " + self.path(o["libdir"]))
+        self.assertTrue(os.path.isfile(self.path(o["libdir"], "pkgconfig", "crihook.pc")))
+        self.assertTrue(os.path.isfile(self.path(o["includedir"], "crihook", "crihook_plugin.h")))
+
+    def test_units(self):
+        unit = self.path("lib", "systemd", "system", "crihookd.service")
+        dropin = self.path("lib", "systemd", "system", "kubelet.service.d", "10-crihook.conf")
+        self.assertEqual(read(dropin), read(DROPIN_SRC))
+        text = read(unit)
+        self.assertNotIn("@", text)
+        crihookd = os.path.join(self.prefix, self.opts["sbindir"], "crihookd")
+        (exec_start,) = values(unit_settings(text), "Service", "ExecStart")
+        self.assertEqual(exec_start.split()[0], crihookd)
+        self.assertTrue(os.access(os.path.join(self.dest, crihookd.lstrip("/")), os.X_OK))
+        # Apart from ExecStart, the installed unit is the source unit.
+        self.assertEqual(text, read(UNIT_SRC).replace("@SBINDIR@",
+                                                      os.path.dirname(crihookd)))
+
+    def test_units_verify(self):
+        analyze = shutil.which("systemd-analyze")
+        if not analyze:
+            self.skipTest("systemd-analyze is not installed")
+        d = tempfile.mkdtemp(dir=self.dest)
+        crihookd = os.path.join(self.dest, self.prefix.lstrip("/"), self.opts["sbindir"],
+                                "crihookd")
+        with open(os.path.join(d, "crihookd.service"), "w") as f:
+            f.write(read(self.path("lib", "systemd", "system", "crihookd.service"))
+                    .replace(os.path.join(self.prefix, self.opts["sbindir"], "crihookd"),
+                             crihookd))
+        # A stand-in kubelet.service, so the drop-in is loaded and checked too.
+        with open(os.path.join(d, "kubelet.service"), "w") as f:
+            f.write("[Service]\nExecStart=/bin/true $KUBELET_EXTRA_ARGS\n")
+        shutil.copytree(self.path("lib", "systemd", "system", "kubelet.service.d"),
+                        os.path.join(d, "kubelet.service.d"))
+        env = dict(os.environ, SYSTEMD_UNIT_PATH=d + ":")
+        out = subprocess.run([analyze, "verify", "crihookd.service", "kubelet.service"],
+                             cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertEqual(out.stdout.strip(), "", out.stdout)
+
+    def test_examples(self):
+        want = sorted(os.path.basename(p) for p in glob.glob(os.path.join(EXAMPLES, "*.json")))
+        got_dir = self.path(self.opts["datadir"], "crihook", "hookserver.d.example")
+        self.assertEqual(sorted(os.listdir(got_dir)), want)
+        for name in want:
+            self.assertEqual(read(os.path.join(got_dir, name)),
+                             read(os.path.join(EXAMPLES, name)))
+
+
+if __name__ == "__main__":
+    harness.main()
