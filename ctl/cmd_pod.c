@@ -96,18 +96,8 @@ static void print_pods(const Runtime__V1__ListPodSandboxResponse *resp, bool qui
 }
 
 int ctl_cmd_pods(ctl_ctx *ctx, int argc, char **argv) {
-  static const struct option longs[] = {{"output", required_argument, NULL, 'o'},
-                                        {"quiet", no_argument, NULL, 'q'},
-                                        {NULL, 0, NULL, 0}};
   bool json = false, quiet = false;
-  int opt;
-  while ((opt = getopt_long(argc, argv, "+o:q", longs, NULL)) != -1) {
-    if (opt == 'q')
-      quiet = true;
-    else if (opt != 'o' || ctl_parse_output(optarg, &json) < 0)
-      return ctl_usage(argv[0]);
-  }
-  if (optind != argc) return ctl_usage(argv[0]);
+  if (ctl_parse_list_options(argc, argv, &json, &quiet) != 0) return ctl_usage(argv[0]);
   ProtobufCMessage *resp;
   if (ctl_call(ctx, "ListPodSandbox", NULL, 0, &resp) < 0) return CTL_EXIT_FAIL;
   if (json) {

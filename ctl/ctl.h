@@ -23,7 +23,7 @@ enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 
 typedef struct ctl_ctx {
   cri_client *client;
-  int timeout_s; /* --timeout: the deadline of every call, in seconds */
+  int timeout_s;     /* --timeout: the deadline of every call, in seconds */
   const char *admin; /* --admin: crihookd's admin socket */
 } ctl_ctx;
 
@@ -94,6 +94,10 @@ json_t *ctl_status_json(const ProtobufCMessage *response);
 /* Parses an -o value, "json" or "table", into *json. Returns 0, or prints
  * the error and returns -1. */
 int ctl_parse_output(const char *value, bool *json);
+
+/* Parses the options of a listing command, [-q|--quiet] [-o|--output
+ * json|table]; 0, or -1 when the command line does not parse. */
+int ctl_parse_list_options(int argc, char **argv, bool *json, bool *quiet);
 
 /* ---- table.c: crictl-style tables and human-readable values ---- */
 

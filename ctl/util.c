@@ -1,5 +1,6 @@
 /* util.c: crihookctl's shared helpers (see ctl.h): error printing, calls with
  * the global timeout, JSON input files and JSON output. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,4 +105,18 @@ void ctl_print_list_json(const ProtobufCMessage *response, const char *key) {
   if (!json_object_get(out, key)) json_object_set_new(out, key, json_array());
   ctl_print_json(out, false);
   json_decref(out);
+}
+
+int ctl_parse_list_options(int argc, char **argv, bool *json, bool *quiet) {
+  static const struct option longs[] = {{"output", required_argument, NULL, 'o'},
+                                        {"quiet", no_argument, NULL, 'q'},
+                                        {NULL, 0, NULL, 0}};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "+o:q", longs, NULL)) != -1) {
+    if (opt == 'q')
+      *quiet = true;
+    else if (opt != 'o' || ctl_parse_output(optarg, json) < 0)
+      return -1;
+  }
+  return optind == argc ? 0 : -1;
 }
