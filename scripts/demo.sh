@@ -34,6 +34,7 @@ cleanup() {
 	rmdir /sys/fs/cgroup/*/crihook/gold /sys/fs/cgroup/*/crihook 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM PIPE # so the EXIT trap runs on a signal too
 
 say "starting a private containerd"
 CONTAINERD_SOCK=$(bash tests/harness/containerd.sh start "$CTD_DIR" 2>/dev/null | tail -n 1)

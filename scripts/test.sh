@@ -25,6 +25,7 @@ ninja -C "$BUILD" >/dev/null
 SUITE_DIR=$(mktemp -d /tmp/crihook-suite-XXXXXX)
 cleanup() { bash tests/harness/containerd.sh stop "$SUITE_DIR" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM PIPE # so the EXIT trap runs on a signal too
 CRIHOOK_TEST_CONTAINERD=$(bash tests/harness/containerd.sh start "$SUITE_DIR" | tail -n 1)
 export CRIHOOK_TEST_CONTAINERD
 
