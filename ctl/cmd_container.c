@@ -83,13 +83,7 @@ int ctl_cmd_inspect(ctl_ctx *ctx, int argc, char **argv) {
   Runtime__V1__ContainerStatusRequest req = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
   req.container_id = argv[1];
   req.verbose = 1;
-  ProtobufCMessage *resp;
-  if (ctl_call(ctx, "ContainerStatus", &req, 0, &resp) < 0) return CTL_EXIT_FAIL;
-  json_t *json = ctl_status_json(resp);
-  ctl_print_json(json, false);
-  json_decref(json);
-  protobuf_c_message_free_unpacked(resp, NULL);
-  return CTL_EXIT_OK;
+  return ctl_show_status(ctx, "ContainerStatus", &req.base);
 }
 
 /* ---- ps ------------------------------------------------------------------ */

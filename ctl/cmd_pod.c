@@ -58,13 +58,7 @@ int ctl_cmd_inspectp(ctl_ctx *ctx, int argc, char **argv) {
   Runtime__V1__PodSandboxStatusRequest req = RUNTIME__V1__POD_SANDBOX_STATUS_REQUEST__INIT;
   req.pod_sandbox_id = argv[1];
   req.verbose = 1;
-  ProtobufCMessage *resp;
-  if (ctl_call(ctx, "PodSandboxStatus", &req, 0, &resp) < 0) return CTL_EXIT_FAIL;
-  json_t *json = ctl_status_json(resp);
-  ctl_print_json(json, false);
-  json_decref(json);
-  protobuf_c_message_free_unpacked(resp, NULL);
-  return CTL_EXIT_OK;
+  return ctl_show_status(ctx, "PodSandboxStatus", &req.base);
 }
 
 static const char *pod_state_name(Runtime__V1__PodSandboxState state) {

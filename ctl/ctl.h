@@ -95,6 +95,10 @@ json_t *ctl_status_json(const ProtobufCMessage *response);
  * the error and returns -1. */
 int ctl_parse_output(const char *value, bool *json);
 
+/* Makes a verbose status call (ContainerStatus, PodSandboxStatus) and prints
+ * its answer as JSON with the runtime's info parsed; returns the exit code. */
+int ctl_show_status(ctl_ctx *ctx, const char *method, const ProtobufCMessage *request);
+
 /* Parses the options of a listing command, [-q|--quiet] [-o|--output
  * json|table]; 0, or -1 when the command line does not parse. */
 int ctl_parse_list_options(int argc, char **argv, bool *json, bool *quiet);

@@ -120,3 +120,13 @@ int ctl_parse_list_options(int argc, char **argv, bool *json, bool *quiet) {
   }
   return optind == argc ? 0 : -1;
 }
+
+int ctl_show_status(ctl_ctx *ctx, const char *method, const ProtobufCMessage *request) {
+  ProtobufCMessage *resp;
+  if (ctl_call(ctx, method, request, 0, &resp) < 0) return CTL_EXIT_FAIL;
+  json_t *json = ctl_status_json(resp);
+  ctl_print_json(json, false);
+  json_decref(json);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return CTL_EXIT_OK;
+}
