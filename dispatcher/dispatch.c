@@ -75,15 +75,40 @@ static bool plugin_failed(ch_dispatch *d, grpc_status_code code, const char *cau
   return reject;
 }
 
+/* Reports the plugin's call to the live trace, with the changes its answer
+ * made (then forgets them, for the next plugin). */
+static void trace_call(ch_dispatch *d, ch_trace_result result, double ms, const char *cause) {
+  if (d->ops->traced && ch_trace_active()) {
+    ch_trace_hook h = {.hook = d->hook, .result = result, .ms = ms};
+    snprintf(h.plugin, sizeof h.plugin, "%s", d->plugin->name);
+    snprintf(h.cause, sizeof h.cause, "%s", cause ? cause : "");
+    memcpy(h.changes, d->trace.changes, d->trace.changes_len);
+    h.change_count = d->trace.change_count;
+    d->ops->traced(d->ctx, &h);
+  }
+  ch_merge_trace_clear_changes(&d->trace);
+}
+
+static ch_trace_result failure_result(const ch_dispatch *d) {
+  return d->rejected ? CH_TRACE_HOOK_REJECTED : CH_TRACE_HOOK_ERROR;
+}
+
 static void finish(ch_dispatch *d) {
   reset_call(d);
   d->ops->done(d->ctx);
 }
 
+/* A plugin that failed before its call was in flight. */
+static bool failed_to_start(ch_dispatch *d, const char *cause) {
+  bool stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
+  trace_call(d, failure_result(d), 0, cause);
+  return !stop;
+}
+
 static bool start_call(ch_dispatch *d, const ch_plugin *p) {
   size_t len;
   uint8_t *bytes = d->ops->build(d->ctx, &len);
-  if (!bytes) return !plugin_failed(d, GRPC_STATUS_INTERNAL, "cannot build the hook request");
+  if (!bytes) return failed_to_start(d, "cannot build the hook request");
   grpc_slice slice = grpc_slice_new(bytes, len, free);
   d->request = grpc_raw_byte_buffer_create(&slice, 1);
   grpc_slice_unref(slice);
@@ -99,7 +124,7 @@ static bool start_call(ch_dispatch *d, const ch_plugin *p) {
   d->started = gpr_now(GPR_CLOCK_MONOTONIC);
   if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) return true;
   reset_call(d);
-  return !plugin_failed(d, GRPC_STATUS_INTERNAL, "grpc refused the hook call");
+  return failed_to_start(d, "grpc refused the hook call");
 }
 
 /* Starts the next plugin's call, skipping (or stopping at) plugins that fail
@@ -128,6 +153,8 @@ static const char *apply_answer(ch_dispatch *d) {
       protobuf_c_message_unpack(answer_type(d->hook), NULL, len, bytes ? bytes : (uint8_t *)"");
   free(bytes);
   if (!answer) return "its answer is not a valid hook response";
+  ch_merge_trace_clear_changes(&d->trace);
+  d->trace.want_changes = ch_trace_active();
   int rc = d->ops->apply(d->ctx, answer, d->plugin, &d->trace);
   protobuf_c_message_free_unpacked(answer, NULL);
   if (rc != 0) return "its answer could not be applied";
@@ -144,22 +171,31 @@ static void on_answer(ch_tag *t, bool ok) {
   (void)ok; /* a client batch with RECV_STATUS always reports a status */
   double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
   bool stop = false;
+  char cause[512] = "";
   if (d->status != GRPC_STATUS_OK) {
-    char cause[512];
     snprintf(cause, sizeof cause, "%s: %.*s", ch_status_name(d->status),
              (int)GRPC_SLICE_LENGTH(d->details), (const char *)GRPC_SLICE_START_PTR(d->details));
     stop = plugin_failed(d, d->status, cause);
   } else {
-    const char *cause = apply_answer(d);
-    if (cause)
+    const char *why = apply_answer(d);
+    if (why) {
+      snprintf(cause, sizeof cause, "%s", why);
       stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
-    else
+    } else {
       ch_plugin_stats_record(d->plugin->name, true, NULL);
+    }
   }
-  ch_hook_result result = d->status == GRPC_STATUS_DEADLINE_EXCEEDED ? CH_HOOK_RESULT_TIMEOUT
-                          : d->status != GRPC_STATUS_OK || stop      ? CH_HOOK_RESULT_ERROR
-                                                                     : CH_HOOK_RESULT_OK;
+  bool timeout = d->status == GRPC_STATUS_DEADLINE_EXCEEDED;
+  ch_hook_result result = timeout                               ? CH_HOOK_RESULT_TIMEOUT
+                          : d->status != GRPC_STATUS_OK || stop ? CH_HOOK_RESULT_ERROR
+                                                                : CH_HOOK_RESULT_OK;
   ch_metrics_hook_call(d->plugin->name, d->hook, result, stop, ms / 1e3);
+  trace_call(d,
+             stop       ? CH_TRACE_HOOK_REJECTED
+             : timeout  ? CH_TRACE_HOOK_TIMEOUT
+             : cause[0] ? CH_TRACE_HOOK_ERROR
+                        : CH_TRACE_HOOK_OK,
+             ms, cause);
   ch_debug("dispatch", "hook called plugin=%s hook=%s %s status=%s ms=%.2f", d->plugin->name,
            ch_hook_name(d->hook), d->subject, ch_status_name(d->status), ms);
   reset_call(d);

@@ -15,6 +15,11 @@
  * the hook and the cause. With Ignore, or on a Post hook, the failure is
  * logged and counted and the chain goes on.
  *
+ * Live trace (trace.h): while someone watches, each plugin's call is also
+ * reported to ops->traced (if set): plugin, hook, result, latency, and what
+ * its answer changed (the merge's change list). Nobody watching costs one
+ * atomic load per hook call.
+ *
  * The struct lives inside its owner's per-call state; the registry passed in
  * must stay referenced by the owner until done() has been called. */
 #pragma once
@@ -28,6 +33,7 @@
 #include "merge.h"
 #include "registry.h"
 #include "tag.h"
+#include "trace.h"
 
 typedef struct ch_dispatch ch_dispatch;
 
@@ -36,6 +42,7 @@ typedef struct ch_dispatch_ops {
   int (*apply)(void *ctx, const ProtobufCMessage *answer, const ch_plugin *plugin,
                ch_merge_trace *trace); /* 0, or -1 if the answer cannot be applied */
   void (*done)(void *ctx);
+  void (*traced)(void *ctx, const ch_trace_hook *call); /* optional; see above */
 } ch_dispatch_ops;
 
 struct ch_dispatch {

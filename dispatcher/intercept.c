@@ -74,6 +74,8 @@ struct ch_intercept {
   bool ctr_changed;          /* ... or to the stored container (PreStart) */
   bool skip;
   bool succeeded;
+  char *created_id;       /* owned: the ID the runtime gave a new pod/container */
+  ch_trace_hooks *traced; /* owned: hook calls for the live trace, or NULL */
   ch_dispatch dispatch;
   char subject[192];
 };
@@ -243,13 +245,30 @@ static void chain_done(void *ctx) {
   ic->cb(ic->owner);
 }
 
-static const ch_dispatch_ops dispatch_ops = {build_request, apply_answer, chain_done};
+static void hook_traced(void *ctx, const ch_trace_hook *call) {
+  ch_intercept *ic = ctx;
+  ch_trace_hooks_add(&ic->traced, call);
+}
+
+static const ch_dispatch_ops dispatch_ops = {build_request, apply_answer, chain_done, hook_traced};
+
+/* The plugins a skip label kept from being called, for the live trace. */
+static void trace_skipped(ch_intercept *ic, ch_hook_point hook) {
+  if (!ch_trace_active()) return;
+  for (size_t i = 0; i < ic->registry->hook_count[hook]; i++) {
+    ch_trace_hook h = {.hook = hook, .result = CH_TRACE_HOOK_SKIPPED};
+    snprintf(h.plugin, sizeof h.plugin, "%s", ic->registry->by_hook[hook][i]->name);
+    ch_trace_hooks_add(&ic->traced, &h);
+  }
+}
 
 static void run_hooks(ch_intercept *ic, ch_hook_point hook, ch_intercept_cb cb) {
   ic->cb = cb;
   if (hook == NO_HOOK || ic->skip || !ic->request || !wanted(ic, hook)) {
-    if (hook != NO_HOOK && ic->skip && wanted(ic, hook))
+    if (hook != NO_HOOK && ic->skip && wanted(ic, hook)) {
       ch_debug("intercept", "hooks skipped by label hook=%s %s", ch_hook_name(hook), ic->subject);
+      trace_skipped(ic, hook);
+    }
     cb(ic->owner);
     return;
   }
@@ -273,7 +292,8 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
   ic->registry = ch_registry_slot_acquire(env->registry);
   ic->id = "";
   bool hooks = wanted(ic, k->pre) || wanted(ic, k->post);
-  if (request && (hooks || k->store_needs_request)) {
+  bool traced = ch_trace_active();
+  if (request && (hooks || k->store_needs_request || traced)) {
     ic->request = decode(k->request, request);
     if (!ic->request)
       ch_warn("intercept", "request does not decode; forwarded untouched method=%s", k->method);
@@ -281,7 +301,7 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
   if (ic->request) {
     if (kind != CH_INTERCEPT_RUN_POD && kind != CH_INTERCEPT_CREATE_CONTAINER)
       ic->id = request_id(ic->request);
-    load_context(ic, hooks);
+    load_context(ic, hooks || traced);
   }
   run_hooks(ic, k->pre, resume);
   return 0;
@@ -324,7 +344,7 @@ static void record_created(ch_intercept *ic, grpc_byte_buffer *response) {
       ch_pod_view_of_config(&v, r->config, r->runtime_handler);
       rc = ch_store_put_pod(ic->env.store, id, &v.msg, &err);
     }
-    free(id);
+    ic->created_id = id;
   } else {
     Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
     char *id = response_id(response, &runtime__v1__create_container_response__descriptor);
@@ -333,7 +353,7 @@ static void record_created(ch_intercept *ic, grpc_byte_buffer *response) {
       ch_container_view_of_create(&v, r, ic->pod, id);
       rc = ch_store_put_container(ic->env.store, id, r->pod_sandbox_id, &v.msg, &err);
     }
-    free(id);
+    ic->created_id = id;
   }
   if (rc != 0) ch_warn("intercept", "store not updated %s: %s", ic->subject, err.msg);
 }
@@ -380,8 +400,68 @@ void ch_intercept_post(ch_intercept *ic, ch_intercept_cb finished) {
   run_hooks(ic, ic->succeeded ? post : NO_HOOK, finished);
 }
 
+/* ---- the live trace's subject ---- */
+
+static void name_pod(ch_trace_event *ev, const char *namespace_, const char *name) {
+  if (name && *name) snprintf(ev->pod, sizeof ev->pod, "%s/%s", namespace_ ? namespace_ : "", name);
+}
+
+static void name_pod_meta(ch_trace_event *ev, const Runtime__V1alpha1__PodSandboxMetadata *m) {
+  if (m) name_pod(ev, m->namespace_, m->name);
+}
+
+static void trace_created(ch_intercept *ic, ch_trace_event *ev) {
+  const char *created = ic->created_id ? ic->created_id : "";
+  if (ic->kind == CH_INTERCEPT_RUN_POD) {
+    Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
+    if (r->config && r->config->metadata)
+      name_pod(ev, r->config->metadata->namespace_, r->config->metadata->name);
+    snprintf(ev->pod_id, sizeof ev->pod_id, "%s", created);
+    return;
+  }
+  Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
+  if (ic->pod)
+    name_pod_meta(ev, ic->pod->pod_meta);
+  else if (r->sandbox_config && r->sandbox_config->metadata)
+    name_pod(ev, r->sandbox_config->metadata->namespace_, r->sandbox_config->metadata->name);
+  snprintf(ev->pod_id, sizeof ev->pod_id, "%s", r->pod_sandbox_id);
+  if (r->config && r->config->metadata)
+    snprintf(ev->container, sizeof ev->container, "%s", r->config->metadata->name);
+  snprintf(ev->container_id, sizeof ev->container_id, "%s", created);
+}
+
+static void trace_subject(ch_intercept *ic, ch_trace_event *ev) {
+  switch (ic->kind) {
+    case CH_INTERCEPT_RUN_POD:
+    case CH_INTERCEPT_CREATE_CONTAINER:
+      trace_created(ic, ev);
+      return;
+    case CH_INTERCEPT_STOP_POD:
+    case CH_INTERCEPT_REMOVE_POD:
+      snprintf(ev->pod_id, sizeof ev->pod_id, "%s", ic->id);
+      if (ic->pod) name_pod_meta(ev, ic->pod->pod_meta);
+      return;
+    default:
+      snprintf(ev->container_id, sizeof ev->container_id, "%s", ic->id);
+      if (ic->ctr_pod_id) snprintf(ev->pod_id, sizeof ev->pod_id, "%s", ic->ctr_pod_id);
+      if (!ic->ctr) return;
+      name_pod_meta(ev, ic->ctr->pod_meta);
+      if (ic->ctr->container_meta)
+        snprintf(ev->container, sizeof ev->container, "%s", ic->ctr->container_meta->name);
+      return;
+  }
+}
+
+void ch_intercept_trace(ch_intercept *ic, ch_trace_event *ev) {
+  if (ic->request) trace_subject(ic, ev);
+  ev->hooks = ic->traced;
+  ic->traced = NULL;
+}
+
 void ch_intercept_free(ch_intercept *ic) {
   if (!ic) return;
+  free(ic->created_id);
+  free(ic->traced);
   if (ic->request) protobuf_c_message_free_unpacked(ic->request, NULL);
   if (ic->pod) runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(ic->pod, NULL);
   if (ic->ctr) runtime__v1alpha1__container_resource_hook_request__free_unpacked(ic->ctr, NULL);

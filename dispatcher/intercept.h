@@ -27,7 +27,13 @@
  * and forwarded byte for byte unless a hook changed it. A pod labelled
  * runtimeproxy.koordinator.sh/skip-hookserver=true skips every hook (the
  * store is still kept). Everything runs on the calling worker's thread; the
- * callbacks may be called before the function that triggers them returns. */
+ * callbacks may be called before the function that triggers them returns.
+ *
+ * Live trace (trace.h): while someone watches, begin also decodes requests
+ * no hook or store needs (they are small: an ID) and looks the pod or
+ * container up in the store, so the event can name them; the hook calls of
+ * both chains are collected (and label-skipped plugins listed as skipped);
+ * ch_intercept_trace() hands both to the event at the end of the call. */
 #pragma once
 
 #include <grpc/grpc.h>
@@ -35,6 +41,7 @@
 
 #include "registry.h"
 #include "store.h"
+#include "trace.h"
 
 typedef enum ch_intercept_kind {
   CH_INTERCEPT_NONE = 0,
@@ -80,5 +87,9 @@ void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_bu
 
 /* Phase 3. Calls finished(owner) once the Post hooks (if any) are done. */
 void ch_intercept_post(ch_intercept *ic, ch_intercept_cb finished);
+
+/* Fills the event's pod and container fields and gives it the hook calls
+ * collected so far (they move into the event). */
+void ch_intercept_trace(ch_intercept *ic, ch_trace_event *ev);
 
 void ch_intercept_free(ch_intercept *ic);

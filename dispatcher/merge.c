@@ -2,6 +2,8 @@
  * where the same rule applies to several message types. */
 #include "merge.h"
 
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,65 @@ static void trace_note(ch_merge_trace *t, const char *what, const char *plugin) 
   t->notes[t->count++].plugin = plugin;
 }
 
+/* ---- the change list (want_changes) ---- */
+
+void ch_merge_trace_clear_changes(ch_merge_trace *t) {
+  t->changes_len = 0;
+  t->change_count = 0;
+}
+
+static void change_note(ch_merge_trace *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void change_note(ch_merge_trace *t, const char *fmt, ...) {
+  static const char more[] = "...";
+  char entry[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(entry, sizeof entry, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  size_t len = (size_t)n < sizeof entry ? (size_t)n : sizeof entry - 1;
+  size_t room = sizeof t->changes - t->changes_len;
+  if (room < sizeof more) return; /* already ended with "..." */
+  if (len + 1 > room - sizeof more) {
+    memcpy(t->changes + t->changes_len, more, sizeof more);
+    t->changes_len = sizeof t->changes;
+  } else {
+    memcpy(t->changes + t->changes_len, entry, len + 1);
+    t->changes_len += len + 1;
+  }
+  t->change_count++;
+}
+
+static bool want_changes(const ch_merge_trace *t) { return t && t->want_changes; }
+
+/* "labels" -> "label", "annotations" -> "annotation", "envs" -> "env";
+ * dotted names (resources.unified) stay. Returns the length to print. */
+static int singular_length(const char *label) {
+  size_t n = strlen(label);
+  return (int)(n > 1 && label[n - 1] == 's' && !strchr(label, '.') ? n - 1 : n);
+}
+
+static void note_key_change(ch_merge_trace *t, const char *label, const char *key, const char *old,
+                            const char *value) {
+  if (!want_changes(t) || (old && strcmp(old, value) == 0)) return;
+  if (old)
+    change_note(t, "%.*s[%s] %s->%s", singular_length(label), label, key, old, value);
+  else
+    change_note(t, "%.*s+%s=%s", singular_length(label), label, key, value);
+}
+
+static void note_value_change(ch_merge_trace *t, const char *what, const char *old,
+                              const char *value) {
+  if (!want_changes(t) || strcmp(old, value) == 0) return;
+  if (!old[0] || strcmp(old, "0") == 0)
+    change_note(t, "%s=%s", what, value);
+  else
+    change_note(t, "%s %s->%s", what, old, value);
+}
+
+/* ---- merging ---- */
+
 static int merge_map(ProtobufCMessage *dst, const char *dst_field, const ProtobufCMessage *src,
                      const char *src_field, const char *label, ch_merge_trace *t,
                      const char *plugin) {
@@ -41,6 +102,9 @@ static int merge_map(ProtobufCMessage *dst, const char *dst_field, const Protobu
   } entry;
   entry **list = *MEMBER(entry **, src, f->offset);
   for (size_t i = 0; i < n; i++) {
+    if (want_changes(t))
+      note_key_change(t, label, list[i]->key, ch_pb_map_get(dst, dst_field, list[i]->key),
+                      list[i]->value);
     if (ch_pb_map_set(dst, dst_field, list[i]->key, list[i]->value) < 0) return -1;
     char what[128];
     snprintf(what, sizeof what, "%s[%s]", label, list[i]->key);
@@ -56,7 +120,9 @@ static int set_string(ProtobufCMessage *dst, const char *field, const char *valu
       protobuf_c_message_descriptor_get_field_by_name(dst->descriptor, field);
   if (!f || f->type != PROTOBUF_C_TYPE_STRING) return -1;
   trace_note(t, what, plugin);
-  return ch_pb_set_string(MEMBER(char *, dst, f->offset), value);
+  char **slot = MEMBER(char *, dst, f->offset);
+  if (want_changes(t)) note_value_change(t, what, *slot ? *slot : "", value);
+  return ch_pb_set_string(slot, value);
 }
 
 static bool is_map_entry(const ProtobufCMessageDescriptor *d) {
@@ -93,6 +159,38 @@ static size_t scalar_size(const ProtobufCFieldDescriptor *f) {
     default:
       return 4;
   }
+}
+
+/* The scalar field as text, for the change list. */
+static void scalar_text(const ProtobufCFieldDescriptor *f, const ProtobufCMessage *m, char *buf,
+                        size_t size) {
+  switch (f->type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+      snprintf(buf, size, "%lld", (long long)*MEMBER(int64_t, m, f->offset));
+      return;
+    case PROTOBUF_C_TYPE_UINT64:
+      snprintf(buf, size, "%llu", (unsigned long long)*MEMBER(uint64_t, m, f->offset));
+      return;
+    case PROTOBUF_C_TYPE_UINT32:
+      snprintf(buf, size, "%u", *MEMBER(uint32_t, m, f->offset));
+      return;
+    case PROTOBUF_C_TYPE_BOOL:
+      snprintf(buf, size, "%s", *MEMBER(protobuf_c_boolean, m, f->offset) ? "true" : "false");
+      return;
+    default: /* int32, sint32, enum */
+      snprintf(buf, size, "%d", *MEMBER(int32_t, m, f->offset));
+      return;
+  }
+}
+
+static void note_scalar_change(ch_merge_trace *t, const char *what,
+                               const ProtobufCFieldDescriptor *df, const ProtobufCMessage *dst,
+                               const ProtobufCFieldDescriptor *sf, const ProtobufCMessage *src) {
+  char old[32], value[32];
+  scalar_text(df, dst, old, sizeof old);
+  scalar_text(sf, src, value, sizeof value);
+  note_value_change(t, what, strcmp(old, "false") == 0 ? "" : old, value);
 }
 
 /* Replaces dst's repeated message field with converted copies of src's. */
@@ -133,12 +231,15 @@ static int merge_one_field(ProtobufCMessage *dst, const ProtobufCMessage *src,
     if (is_map_entry(sf->descriptor))
       return merge_map(dst, df->name, src, sf->name, what, t, plugin);
     trace_note(t, what, plugin);
+    if (want_changes(t))
+      change_note(t, "%s replaced (%zu)", what, *MEMBER(size_t, src, sf->quantifier_offset));
     return replace_list(dst, df, src, sf);
   }
   if (sf->type == PROTOBUF_C_TYPE_STRING)
     return set_string(dst, df->name, *MEMBER(char *, src, sf->offset), what, t, plugin);
   if (!scalar_is_set(sf, src)) return 0;
   trace_note(t, what, plugin);
+  if (want_changes(t)) note_scalar_change(t, what, df, dst, sf, src);
   memcpy(MEMBER(char, dst, df->offset), MEMBER(char, src, sf->offset), scalar_size(sf));
   return 0;
 }
@@ -202,11 +303,19 @@ int ch_merge_env(Runtime__V1__ContainerConfig *config, const char *key, const ch
   return 0;
 }
 
+static const char *env_value(const Runtime__V1__ContainerConfig *config, const char *key) {
+  for (size_t i = 0; i < config->n_envs; i++)
+    if (strcmp(config->envs[i]->key, key) == 0) return config->envs[i]->value;
+  return NULL;
+}
+
 static int merge_envs(Runtime__V1__ContainerConfig *config,
                       const Runtime__V1alpha1__ContainerResourceHookResponse *answer,
                       ch_merge_trace *t, const char *plugin) {
   for (size_t i = 0; i < answer->n_container_envs; i++) {
     const char *key = answer->container_envs[i]->key;
+    if (want_changes(t))
+      note_key_change(t, "envs", key, env_value(config, key), answer->container_envs[i]->value);
     if (ch_merge_env(config, key, answer->container_envs[i]->value) < 0) return -1;
     char what[128];
     snprintf(what, sizeof what, "envs[%s]", key);

@@ -15,10 +15,23 @@
  * Several plugins on one hook are merged in call order, each seeing the
  * request as changed by those before it. A ch_merge_trace remembers which
  * plugin set what during one call, so that a later plugin overwriting an
- * earlier one's value can be reported (at debug level, by the caller). */
+ * earlier one's value can be reported (at debug level, by the caller).
+ *
+ * When the caller sets want_changes (someone is watching the live trace,
+ * trace.h), the merges also list what they actually changed, one compact
+ * entry per value, values as they were and became:
+ *   env+FOO=bar               a key added (label, annotation, env,
+ *                             resources.unified)
+ *   annotation[x] old->new    a key whose value changed
+ *   cgroup_parent=/kubepods   a field that was empty or zero
+ *   resources.cpu_shares 2->512   a field that had another value
+ *   resources.hugepage_limits replaced (2)   a list replaced (new length)
+ * A value set to what it already was is not a change. Entries that do not
+ * fit end the list with "...". */
 #pragma once
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cri.pb-c.h"
@@ -33,7 +46,14 @@ typedef struct ch_merge_trace {
     const char *plugin; /* not owned: lives as long as the registry */
   } notes[CH_MERGE_TRACE_MAX];
   char overwrites[512]; /* "labels[x] (a -> b), ..." filled by the merges */
+  bool want_changes;    /* set by the caller: fill `changes` */
+  char changes[512];    /* entries separated by '\0', change_count of them */
+  size_t changes_len;
+  unsigned change_count;
 } ch_merge_trace;
+
+/* Empties the change list (between two plugins' answers). */
+void ch_merge_trace_clear_changes(ch_merge_trace *trace);
 
 /* Merges every field `src` sets into `dst`; src and dst may be different
  * message types that share field names (the hook API's and CRI's

@@ -20,9 +20,15 @@
  *
  * Lifetime: `pending` counts batches started and not completed. Each handler
  * may start new batches and then drops its own count; the relay is freed when
- * the count reaches zero, at which point nothing can refer to it. */
+ * the count reaches zero, at which point nothing can refer to it.
+ *
+ * At teardown every counted call is recorded in the metrics and, only if
+ * someone watches the live trace (one atomic load otherwise), published as a
+ * trace event with the intercept's pod, container and hook calls
+ * (dispatcher/trace.h). */
 #include <grpc/byte_buffer.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +37,7 @@
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
+#include "trace.h"
 #include "worker.h"
 
 struct ch_relay {
@@ -119,15 +126,32 @@ static void stream_list_remove(ch_relay *r) {
   r->next = r->prev = NULL;
 }
 
+static void trace_call(const ch_relay *r, grpc_status_code code, double seconds) {
+  ch_trace_event *ev =
+      ch_trace_event_new((const char *)GRPC_SLICE_START_PTR(r->details.method),
+                         GRPC_SLICE_LENGTH(r->details.method), code, seconds * 1e3);
+  if (!ev) return;
+  if (code != GRPC_STATUS_OK && r->status_sent)
+    snprintf(ev->message, sizeof ev->message, "%.*s", (int)GRPC_SLICE_LENGTH(r->status_details),
+             (const char *)GRPC_SLICE_START_PTR(r->status_details));
+  if (r->ic) ch_intercept_trace(r->ic, ev);
+  ch_trace_publish(ev);
+}
+
 static void record_call(const ch_relay *r) {
   gpr_timespec took = gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), r->accepted_at);
+  double seconds = (double)gpr_timespec_to_micros(took) / 1e6;
+  grpc_status_code code = r->status_sent ? r->sent_code : GRPC_STATUS_CANCELLED;
   ch_metrics_cri_call((const char *)GRPC_SLICE_START_PTR(r->details.method),
-                      GRPC_SLICE_LENGTH(r->details.method),
-                      r->status_sent ? r->sent_code : GRPC_STATUS_CANCELLED,
-                      (double)gpr_timespec_to_micros(took) / 1e6);
+                      GRPC_SLICE_LENGTH(r->details.method), code, seconds);
+  if (ch_trace_active()) trace_call(r, code, seconds);
 }
 
 static void relay_free(ch_relay *r) {
+  if (r->counted) { /* first: the trace reads the intercept and the status */
+    record_call(r);
+    atomic_fetch_sub(&r->w->proxy->in_flight, 1);
+  }
   if (r->streaming) stream_list_remove(r);
   if (r->up) grpc_call_unref(r->up);
   if (r->down) grpc_call_unref(r->down);
@@ -139,10 +163,6 @@ static void relay_free(ch_relay *r) {
   grpc_metadata_array_destroy(&r->up_trailers);
   grpc_call_details_destroy(&r->details);
   ch_intercept_free(r->ic);
-  if (r->counted) {
-    record_call(r);
-    atomic_fetch_sub(&r->w->proxy->in_flight, 1);
-  }
   atomic_fetch_sub(&r->w->proxy->live_relays, 1);
   free(r);
 }
