@@ -43,6 +43,9 @@ static const ctl_command commands[] = {
      "crihookd's plugins: file, endpoint, policy, hooks, order, calls, last error (admin socket)"},
     {"store", ctl_cmd_store, "pods|containers [--json]",
      "what crihookd knows about pods or containers (admin socket)"},
+    {"trace", ctl_cmd_trace, "[--method RE] [--pod NAME] [--json]",
+     "live stream of the CRI calls through crihookd, one line each: time, method, pod/container, "
+     "status, latency, hooks and what they changed (admin socket; until interrupted)"},
 };
 
 const ctl_command *ctl_find_command(const char *name) {

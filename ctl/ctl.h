@@ -53,6 +53,7 @@ int ctl_cmd_inspect(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_exec_sync(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_images(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_events(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_trace(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_plugins(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_store(ctl_ctx *ctx, int argc, char **argv);
 

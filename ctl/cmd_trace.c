@@ -1,0 +1,248 @@
+/* cmd_trace.c: `crihookctl trace [--method RE] [--pod NAME] [--json]`, the
+ * live stream of CRI calls passing through crihookd.
+ *
+ * Sends GET /trace?method=..&pod=.. to the admin socket (proxy/admin_trace.h:
+ * the filters run in crihookd, so unwatched traffic is not sent) and prints
+ * one line per call as it arrives: the JSON as-is with --json, otherwise
+ *   15:04:05.123 CreateContainer pod=default/web container=app OK 12.3ms
+ *     hooks: 10-env:PreCreateContainer ok 1.2ms (env+FOO=bar)
+ * on one line. Runs until interrupted (SIGINT/SIGTERM: exit 0) or until
+ * crihookd ends the stream (exit 1). The signal handler only shuts the
+ * socket down, which ends the blocking read on whatever thread it lands. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "endpoint.h"
+
+static volatile sig_atomic_t interrupted;
+static volatile int trace_fd = -1;
+
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+  if (trace_fd >= 0) shutdown(trace_fd, SHUT_RDWR);
+}
+
+static void catch_signals(void) {
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- the request ---- */
+
+static void url_encode(const char *in, char *out, size_t size) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)in; *p && n + 4 < size; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+        strchr("-_.~", *p)) {
+      out[n++] = (char)*p;
+    } else {
+      out[n++] = '%';
+      out[n++] = hex[*p >> 4];
+      out[n++] = hex[*p & 15];
+    }
+  }
+  out[n] = '\0';
+}
+
+static int connect_admin(const char *endpoint, ch_error *err) {
+  ch_endpoint ep;
+  if (ch_endpoint_parse(endpoint, &ep, err) != 0) return -1;
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", ep.path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return fd;
+  ch_fail_errno(err, errno, "admin socket %s (is crihookd running?)", ep.path);
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+static int send_request(int fd, const char *method, const char *pod, ch_error *err) {
+  char m[1024], p[1024], request[2304];
+  url_encode(method ? method : "", m, sizeof m);
+  url_encode(pod ? pod : "", p, sizeof p);
+  int n = snprintf(request, sizeof request, "GET /trace?method=%s&pod=%s HTTP/1.0\r\n\r\n", m, p);
+  if (n >= (int)sizeof request) return ch_fail(err, "filters too long");
+  if (write(fd, request, (size_t)n) != n) return ch_fail_errno(err, errno, "admin socket write");
+  return 0;
+}
+
+/* Reads the status line and headers; on an error answer, its message. */
+static int read_header(FILE *in, ch_error *err) {
+  char *line = NULL;
+  size_t cap = 0;
+  int code = 0;
+  if (getline(&line, &cap, in) > 0) sscanf(line, "HTTP/1.%*d %d", &code);
+  while (getline(&line, &cap, in) > 0 && strcmp(line, "\r\n") != 0) {
+  }
+  if (code != 200) {
+    json_error_t jerr;
+    json_t *body = json_loadf(in, JSON_DISABLE_EOF_CHECK, &jerr);
+    const char *why = json_string_value(json_object_get(body, "error"));
+    ch_fail(err, "admin /trace: HTTP %d%s%s", code, why ? ": " : "", why ? why : "");
+    json_decref(body);
+  }
+  free(line);
+  return code == 200 ? 0 : -1;
+}
+
+/* ---- printing ---- */
+
+static const char *str(const json_t *obj, const char *key) {
+  const char *s = json_string_value(json_object_get(obj, key));
+  return s ? s : "";
+}
+
+/* "2024-05-01T15:04:05.123456Z" as local "15:04:05.123". */
+static void local_clock(const char *iso, char *buf, size_t size) {
+  struct tm tm = {0};
+  int us = 0;
+  if (sscanf(iso, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+             &tm.tm_min, &tm.tm_sec, &us) != 7) {
+    snprintf(buf, size, "%s", iso);
+    return;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  time_t t = timegm(&tm);
+  localtime_r(&t, &tm);
+  snprintf(buf, size, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, us / 1000);
+}
+
+static void print_ms(double ms) { printf(ms < 1 ? " %.2fms" : " %.1fms", ms); }
+
+/* CRI methods by their short name, anything else by its full path. */
+static const char *method_label(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return strncmp(path, "/runtime.", 9) == 0 && slash ? slash + 1 : path;
+}
+
+static void print_subject(const json_t *ev) {
+  char id[16];
+  if (*str(ev, "pod")) {
+    printf(" pod=%s", str(ev, "pod"));
+  } else if (*str(ev, "pod_id")) {
+    ctl_short_id(str(ev, "pod_id"), id, sizeof id);
+    printf(" pod=%s", id);
+  }
+  if (*str(ev, "container")) {
+    printf(" container=%s", str(ev, "container"));
+  } else if (*str(ev, "container_id")) {
+    ctl_short_id(str(ev, "container_id"), id, sizeof id);
+    printf(" container=%s", id);
+  }
+}
+
+static void print_hook(const json_t *h, size_t index) {
+  printf("%s%s:%s %s", index ? "; " : " hooks: ", str(h, "plugin"), str(h, "hook"),
+         str(h, "result"));
+  if (strcmp(str(h, "result"), "skipped") != 0)
+    print_ms(json_number_value(json_object_get(h, "latency_ms")));
+  size_t i;
+  json_t *change;
+  json_array_foreach(json_object_get(h, "changes"), i, change) {
+    printf("%s%s", i ? ", " : " (", json_string_value(change));
+  }
+  if (json_array_size(json_object_get(h, "changes"))) printf(")");
+  if (*str(h, "cause")) printf(" [%s]", str(h, "cause"));
+}
+
+static void print_event(const json_t *ev) {
+  if (json_object_get(ev, "dropped")) {
+    printf("--- %lld calls not shown: this reader fell behind ---\n",
+           json_integer_value(json_object_get(ev, "dropped")));
+    return;
+  }
+  char clock[32];
+  local_clock(str(ev, "time"), clock, sizeof clock);
+  printf("%s %s", clock, method_label(str(ev, "method")));
+  print_subject(ev);
+  printf(" %s", str(ev, "code"));
+  if (*str(ev, "message")) printf(" \"%s\"", str(ev, "message"));
+  print_ms(json_number_value(json_object_get(ev, "latency_ms")));
+  size_t i;
+  json_t *h;
+  json_array_foreach(json_object_get(ev, "hooks"), i, h) print_hook(h, i);
+  printf("\n");
+}
+
+/* Prints each line until the stream ends; returns the exit code. */
+static int follow(FILE *in, bool json) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  while ((n = getline(&line, &cap, in)) > 0) {
+    if (json) {
+      fwrite(line, 1, (size_t)n, stdout);
+      continue;
+    }
+    json_error_t jerr;
+    json_t *ev = json_loads(line, 0, &jerr);
+    if (ev) print_event(ev);
+    json_decref(ev);
+  }
+  free(line);
+  if (interrupted) return CTL_EXIT_OK;
+  return ctl_fail("crihookd ended the trace");
+}
+
+/* ---- the command ---- */
+
+static int parse_options(int argc, char **argv, const char **method, const char **pod, bool *json) {
+  static const struct option longs[] = {
+      {"method", required_argument, NULL, 'm'},
+      {"pod", required_argument, NULL, 'p'},
+      {"json", no_argument, NULL, 'j'},
+      {NULL, 0, NULL, 0},
+  };
+  int opt;
+  while ((opt = getopt_long(argc, argv, "+m:p:j", longs, NULL)) != -1) {
+    if (opt == 'm')
+      *method = optarg;
+    else if (opt == 'p')
+      *pod = optarg;
+    else if (opt == 'j')
+      *json = true;
+    else
+      return -1;
+  }
+  return optind == argc ? 0 : -1;
+}
+
+int ctl_cmd_trace(ctl_ctx *ctx, int argc, char **argv) {
+  const char *method = NULL, *pod = NULL;
+  bool json = false;
+  if (parse_options(argc, argv, &method, &pod, &json) != 0) return ctl_usage("trace");
+  ch_error err;
+  int fd = connect_admin(ctx->admin, &err);
+  if (fd < 0) return ctl_fail("%s", err.msg);
+  FILE *in = send_request(fd, method, pod, &err) == 0 ? fdopen(fd, "r") : NULL;
+  if (!in) {
+    close(fd);
+    return ctl_fail("%s", err.msg);
+  }
+  int rc = CTL_EXIT_FAIL;
+  if (read_header(in, &err) != 0) {
+    ctl_fail("%s", err.msg);
+  } else {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    trace_fd = fd;
+    catch_signals();
+    rc = follow(in, json);
+  }
+  trace_fd = -1;
+  fclose(in);
+  return rc;
+}
