@@ -247,13 +247,23 @@ static int add_containers(const backend *b, ch_store *fresh, ch_error *err) {
 
 /* ---- the whole rebuild --------------------------------------------------- */
 
-int ch_store_rebuild(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
+/* Reads the backend into a fresh store and hands it to `install`. */
+static int rebuild_with(ch_store *store, grpc_channel *channel, int timeout_ms,
+                        void (*install)(ch_store *, ch_store *), ch_error *err) {
   backend b = {channel, timeout_ms};
   ch_store *fresh = ch_store_new();
   if (!fresh) return ch_fail(err, "rebuild the store: out of memory");
   int rc = add_pods(&b, fresh, err);
   if (rc == 0) rc = add_containers(&b, fresh, err);
-  if (rc == 0) ch_store_swap_content(store, fresh);
-  ch_store_free(fresh); /* the old content after a swap, the partial new one otherwise */
+  if (rc == 0) install(store, fresh);
+  ch_store_free(fresh); /* what was left over, or the partial new content */
   return rc;
+}
+
+int ch_store_rebuild(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
+  return rebuild_with(store, channel, timeout_ms, ch_store_swap_content, err);
+}
+
+int ch_store_fill_missing(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
+  return rebuild_with(store, channel, timeout_ms, ch_store_merge_missing, err);
 }

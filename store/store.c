@@ -117,6 +117,25 @@ void ch_store_swap_content(ch_store *s, ch_store *other) {
   pthread_rwlock_unlock(&s->lock);
 }
 
+/* Moves the entries of *from whose ID `to` lacks; the caller holds the
+ * write lock of `to`'s store. */
+static void table_merge_missing(entry **to, entry **from) {
+  entry *e, *tmp, *have;
+  HASH_ITER(hh, *from, e, tmp) {
+    HASH_FIND_STR(*to, e->id, have);
+    if (have) continue;
+    HASH_DEL(*from, e);
+    HASH_ADD_KEYPTR(hh, *to, e->id, strlen(e->id), e);
+  }
+}
+
+void ch_store_merge_missing(ch_store *s, ch_store *other) {
+  pthread_rwlock_wrlock(&s->lock);
+  table_merge_missing(&s->pods, &other->pods);
+  table_merge_missing(&s->containers, &other->containers);
+  pthread_rwlock_unlock(&s->lock);
+}
+
 /* Unlinks the entry `id` from `table`; the caller holds the write lock. */
 static entry *table_unlink(entry **table, const char *id) {
   entry *e;

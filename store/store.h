@@ -83,3 +83,8 @@ json_t *ch_store_containers_json(ch_store *store);
  * `timeout_ms` is the deadline of each call (0 = none). The new content
  * replaces the old in one step; on failure (-1) the old content stays. */
 int ch_store_rebuild(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
+
+/* The same reads, but only adds the pods and containers the store lacks;
+ * what the store has (written by calls already served) wins. Used to retry
+ * a rebuild that failed at start while calls are being served. */
+int ch_store_fill_missing(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);

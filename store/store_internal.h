@@ -11,3 +11,7 @@
 /* Exchanges the pod and container tables of `store` and `other` under the
  * write lock of `store`; `other` must not be shared with other threads. */
 void ch_store_swap_content(ch_store *store, ch_store *other);
+
+/* Moves every pod and container of `other` whose ID `store` lacks into
+ * `store`, under its write lock; what `store` has already wins. */
+void ch_store_merge_missing(ch_store *store, ch_store *other);
