@@ -3,6 +3,9 @@
  * Every line has a timestamp, a level, a component and a message that ends in
  * key=value fields, e.g.
  *   2026-11-23T19:30:00.123Z info  proxy: backend chosen path=/run/x.sock
+ * With --log-format json each line is instead one JSON object: time, level,
+ * component, msg (the whole message) and each key=value as its own field
+ * (log_json.c).
  * Logging is thread-safe (one write(2) per line). Only the outermost layers
  * log; helpers return errors (error.h) instead. */
 #pragma once
@@ -16,7 +19,12 @@ typedef enum ch_log_level {
   CH_LOG_ERROR = 3,
 } ch_log_level;
 
+typedef enum ch_log_format { CH_LOG_TEXT = 0, CH_LOG_JSON = 1 } ch_log_format;
+
 void ch_log_set_level(ch_log_level level);
+void ch_log_set_format(ch_log_format format);
+/* Parses "text" or "json"; returns -1 if unknown. */
+int ch_log_parse_format(const char *name, ch_log_format *out);
 bool ch_log_enabled(ch_log_level level);
 
 /* Parses "debug", "info", "warn"/"warning" or "error"; returns -1 if unknown. */
