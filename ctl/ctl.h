@@ -56,9 +56,19 @@ int ctl_cmd_events(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_trace(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_plugins(ctl_ctx *ctx, int argc, char **argv);
 int ctl_cmd_store(ctl_ctx *ctx, int argc, char **argv);
+int ctl_cmd_status(ctl_ctx *ctx, int argc, char **argv);
 
 /* The command table (crihookctl.c), for usage messages. */
 const ctl_command *ctl_find_command(const char *name);
+
+/* ---- admin_client.c: crihookd's admin socket ---- */
+
+/* A connected socket to the admin endpoint, or -1 with err (which says
+ * whether crihookd runs). */
+int ctl_admin_connect(const char *endpoint, ch_error *err);
+
+/* GETs `path` and parses the JSON body; -1 with err unless HTTP 200. */
+int ctl_admin_get(const char *endpoint, const char *path, json_t **out, ch_error *err);
 
 /* ---- util.c: errors, calls, input, JSON output ---- */
 

@@ -41,6 +41,9 @@ typedef struct hook_series {
 } hook_series;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static bool enabled = true; /* set once before the workers start */
+
+void ch_metrics_enable(bool on) { enabled = on; }
 static method_series *methods;
 static hook_series *hooks;
 
@@ -70,6 +73,7 @@ static method_series *method_for(const char *method, size_t len) {
 }
 
 void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, double seconds) {
+  if (!enabled) return;
   pthread_mutex_lock(&lock);
   method_series *m = method_for(method, len);
   if (m) {
@@ -81,6 +85,7 @@ void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, 
 
 void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
                           bool rejected, double seconds) {
+  if (!enabled) return;
   char key[200];
   snprintf(key, sizeof key, "%s|%d", plugin, (int)hook);
   pthread_mutex_lock(&lock);
@@ -191,7 +196,8 @@ static void put_gauge(text *t, const char *name, const char *help, const char *t
   put(t, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
 }
 
-char *ch_metrics_render(ch_registry_slot *registry, ch_store *store, int in_flight) {
+char *ch_metrics_render(ch_registry_slot *registry, ch_store *store,
+                        const ch_metrics_process *process) {
   text t = {0};
   ch_registry *r = ch_registry_slot_acquire(registry);
   put_gauge(&t, "crihook_plugins", "Plugins registered.", "gauge", (long long)r->count);
@@ -204,7 +210,14 @@ char *ch_metrics_render(ch_registry_slot *registry, ch_store *store, int in_flig
             (long long)ch_store_pod_count(store));
   put_gauge(&t, "crihook_store_containers", "Containers in the store.", "gauge",
             (long long)ch_store_container_count(store));
-  put_gauge(&t, "crihook_calls_in_flight", "CRI calls in flight.", "gauge", in_flight);
+  put_gauge(&t, "crihook_calls_in_flight", "CRI calls in flight.", "gauge", process->in_flight);
+  put_gauge(&t, "crihook_backend_connected", "1 if the backend connection is up.", "gauge",
+            process->backend_connected);
+  put_gauge(&t, "crihook_backend_connects_total",
+            "Times the backend connection came up (the first time included).", "counter",
+            (long long)process->backend_connects);
+  put_gauge(&t, "crihook_store_rebuilt", "1 once the store has been rebuilt from the backend.",
+            "gauge", process->store_rebuilt);
   pthread_mutex_lock(&lock);
   put_methods(&t);
   put_hooks(&t);

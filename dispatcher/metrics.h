@@ -8,7 +8,10 @@
  *   crihook_hook_rejections_total{plugin,hook}     Fail-policy rejections
  *   crihook_plugins, crihook_plugin_files_rejected, crihook_registry_generation
  *   crihook_store_pods, crihook_store_containers, crihook_calls_in_flight
+ *   crihook_backend_connected, crihook_backend_connects_total,
+ *   crihook_store_rebuilt
  *
+ * `--metrics off` turns recording into a no-op (the gauges stay).
  * Recording takes one uncontended mutex (one worker thread by default) and
  * no allocation after a series' first use. At most CH_METRICS_MAX_SERIES
  * method series are kept; further method names count under "other", so a
@@ -18,12 +21,16 @@
 #include <grpc/grpc.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hooks.h"
 #include "registry.h"
 #include "store.h"
 
 #define CH_METRICS_MAX_SERIES 256
+
+/* Recording is on unless switched off (before serving starts). */
+void ch_metrics_enable(bool on);
 
 void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, double seconds);
 
@@ -32,8 +39,17 @@ typedef enum { CH_HOOK_RESULT_OK, CH_HOOK_RESULT_ERROR, CH_HOOK_RESULT_TIMEOUT }
 void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
                           bool rejected, double seconds);
 
+/* Process-wide gauges the caller knows (the data plane, health.h). */
+typedef struct ch_metrics_process {
+  int in_flight;
+  bool backend_connected;
+  uint64_t backend_connects;
+  bool store_rebuilt;
+} ch_metrics_process;
+
 /* The whole exposition, malloc'd (caller frees); NULL if out of memory. */
-char *ch_metrics_render(ch_registry_slot *registry, ch_store *store, int in_flight);
+char *ch_metrics_render(ch_registry_slot *registry, ch_store *store,
+                        const ch_metrics_process *process);
 
 /* Frees every series (at exit). */
 void ch_metrics_reset(void);

@@ -1,94 +1,111 @@
-/* admin.c: the admin socket of admin.h: accept, read one request line,
- * answer with a JSON document built from the registry or the store. */
+/* admin.c: the admin endpoints of admin.h: accept on the unix socket (and
+ * the optional TCP listener), read one request line, route it, answer. The
+ * documents come from admin_docs.c and dispatcher/metrics.c. */
 #include "admin.h"
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin_docs.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
-#include "stats.h"
 
 #define MAX_REQUEST 4096
 
+typedef struct admin_listener {
+  union {
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } h;
+  struct ch_admin *admin;
+  bool full_access; /* every route, or only /metrics and /healthz */
+} admin_listener;
+
 struct ch_admin {
-  uv_pipe_t server;
+  admin_listener unix_listener;
+  admin_listener *tcp_listener; /* NULL unless --metrics-address */
   ch_endpoint endpoint;
-  ch_registry_slot *registry;
-  ch_store *store;
+  ch_admin_config config;
   ch_proxy *proxy; /* NULL until attached */
+  int refs;        /* open listeners and connections; freed at zero */
 };
 
 typedef struct admin_conn {
-  uv_pipe_t pipe;
+  union {
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } h;
   ch_admin *admin;
+  bool full_access;
   char request[MAX_REQUEST];
   size_t used;
   uv_write_t write;
   char *response; /* owned until the write completes */
 } admin_conn;
 
-/* ---- documents ---- */
+static uv_stream_t *conn_stream(admin_conn *c) { return (uv_stream_t *)&c->h; }
 
-static json_t *hooks_json(unsigned hooks) {
-  json_t *list = json_array();
-  for (int h = 0; h < CH_HOOK_COUNT; h++)
-    if (hooks & (1u << h)) json_array_append_new(list, json_string(ch_hook_name(h)));
-  return list;
+/* ---- answers ---- */
+
+static void admin_unref(ch_admin *a) {
+  if (--a->refs == 0) free(a);
 }
-
-static json_t *plugin_json(const ch_plugin *p) {
-  ch_plugin_stats stats;
-  ch_plugin_stats_get(p->name, &stats);
-  return json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:I, s:I, s:s}", "name", p->name, "file",
-                   p->file, "endpoint", p->endpoint.path, "failure_policy",
-                   p->fail_closed ? "Fail" : "Ignore", "hooks", hooks_json(p->hooks), "order",
-                   p->order, "timeout_ms", p->timeout_ms, "calls", (json_int_t)stats.calls,
-                   "failures", (json_int_t)stats.failures, "last_error", stats.last_error);
-}
-
-static json_t *plugins_json(ch_registry_slot *slot) {
-  ch_registry *r = ch_registry_slot_acquire(slot);
-  json_t *plugins = json_array(), *rejected = json_array();
-  for (size_t i = 0; i < r->count; i++) json_array_append_new(plugins, plugin_json(&r->plugins[i]));
-  for (size_t i = 0; i < r->error_count; i++)
-    json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", r->errors[i].file, "reason",
-                                              r->errors[i].reason));
-  json_t *doc = json_pack("{s:I, s:o, s:o}", "generation", (json_int_t)r->generation, "plugins",
-                          plugins, "rejected", rejected);
-  ch_registry_unref(r);
-  return doc;
-}
-
-static json_t *route(ch_admin *a, const char *path, int *code) {
-  *code = 200;
-  if (strcmp(path, "/plugins") == 0) return plugins_json(a->registry);
-  if (strcmp(path, "/store/pods") == 0) return ch_store_pods_json(a->store);
-  if (strcmp(path, "/store/containers") == 0) return ch_store_containers_json(a->store);
-  *code = 404;
-  return json_pack("{s:s}", "error", "no such path; try /plugins, /store/pods, /store/containers");
-}
-
-/* ---- connections ---- */
 
 static void on_closed(uv_handle_t *h) {
   admin_conn *c = h->data;
+  ch_admin *a = c->admin;
   free(c->response);
   free(c);
+  admin_unref(a);
 }
+
+static void conn_close(admin_conn *c) { uv_close((uv_handle_t *)&c->h, on_closed); }
 
 static void on_written(uv_write_t *w, int status) {
   (void)status;
-  admin_conn *c = w->data;
-  uv_close((uv_handle_t *)&c->pipe, on_closed);
+  conn_close(w->data);
 }
 
-static void respond_text(admin_conn *c, int code, char *body, const char *type);
+static const char *reason_of(int code) {
+  switch (code) {
+    case 200:
+      return "OK";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Bad Request";
+  }
+}
+
+/* Sends `body` (taken; may be NULL) with a newline after it, then closes. */
+static void respond_text(admin_conn *c, int code, char *body, const char *type) {
+  size_t len = body ? strlen(body) : 0;
+  size_t size = len + 256;
+  c->response = malloc(size);
+  if (!c->response) {
+    free(body);
+    conn_close(c);
+    return;
+  }
+  int n = snprintf(c->response, size,
+                   "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n%s\n",
+                   code, reason_of(code), type, len + 1, body ? body : "");
+  free(body);
+  uv_buf_t buf = uv_buf_init(c->response, (unsigned)n);
+  c->write.data = c;
+  if (uv_write(&c->write, conn_stream(c), &buf, 1, on_written) != 0) conn_close(c);
+}
 
 static void respond(admin_conn *c, int code, json_t *doc) {
   char *body = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
@@ -96,26 +113,61 @@ static void respond(admin_conn *c, int code, json_t *doc) {
   respond_text(c, code, body, "application/json");
 }
 
-/* Sends `body` (taken; may be NULL) with a newline after it. */
-static void respond_text(admin_conn *c, int code, char *body, const char *type) {
-  const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found" : "Bad Request";
-  size_t len = body ? strlen(body) : 0;
-  size_t size = len + 256;
-  c->response = malloc(size);
-  if (!c->response) {
-    free(body);
-    uv_close((uv_handle_t *)&c->pipe, on_closed);
-    return;
-  }
-  int n = snprintf(c->response, size,
-                   "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n\r\n%s\n",
-                   code, reason, type, len + 1, body ? body : "");
-  free(body);
-  uv_buf_t buf = uv_buf_init(c->response, (unsigned)n);
-  c->write.data = c;
-  if (uv_write(&c->write, (uv_stream_t *)&c->pipe, &buf, 1, on_written) != 0)
-    uv_close((uv_handle_t *)&c->pipe, on_closed);
+static void respond_error(admin_conn *c, int code, const char *message) {
+  respond(c, code, json_pack("{s:s}", "error", message));
+}
+
+/* ---- routes ---- */
+
+static ch_admin_view view_of(ch_admin *a) {
+  return (ch_admin_view){.registry = a->config.registry,
+                         .store = a->config.store,
+                         .backend = ch_health_backend(a->config.health),
+                         .listen = a->config.listen,
+                         .in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : -1};
+}
+
+static void answer_metrics(admin_conn *c) {
+  ch_admin *a = c->admin;
+  ch_metrics_process process = {.in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : 0,
+                                .backend_connected = ch_health_connected(a->config.health),
+                                .backend_connects = ch_health_connects(a->config.health),
+                                .store_rebuilt = ch_health_store_rebuilt(a->config.health)};
+  char *text = ch_metrics_render(a->config.registry, a->config.store, &process);
+  if (!text) return respond_error(c, 500, "out of memory");
+  respond_text(c, 200, text, "text/plain; version=0.0.4");
+}
+
+static void on_healthz_probed(void *ctx, const ch_health_report *report) {
+  respond(ctx, ch_admin_ready(report) ? 200 : 503, ch_admin_healthz_json(report));
+}
+
+static void on_status_probed(void *ctx, const ch_health_report *report) {
+  admin_conn *c = ctx;
+  ch_admin_view v = view_of(c->admin);
+  respond(c, 200, ch_admin_status_json(&v, report));
+}
+
+static void probe_then(admin_conn *c, void (*done)(void *, const ch_health_report *)) {
+  if (ch_health_probe(c->admin->config.health, done, c) != 0)
+    respond_error(c, 500, "cannot probe the backend: out of memory");
+}
+
+static void route(admin_conn *c, const char *path) {
+  ch_admin *a = c->admin;
+  if (strcmp(path, "/metrics") == 0) return answer_metrics(c);
+  if (strcmp(path, "/healthz") == 0) return probe_then(c, on_healthz_probed);
+  if (!c->full_access)
+    return respond_error(c, 403, "only /metrics and /healthz are served on this address");
+  if (strcmp(path, "/status") == 0) return probe_then(c, on_status_probed);
+  if (strcmp(path, "/plugins") == 0)
+    return respond(c, 200, ch_admin_plugins_json(a->config.registry));
+  if (strcmp(path, "/store/pods") == 0) return respond(c, 200, ch_store_pods_json(a->config.store));
+  if (strcmp(path, "/store/containers") == 0)
+    return respond(c, 200, ch_store_containers_json(a->config.store));
+  respond_error(c, 404,
+                "no such path; try /status, /healthz, /plugins, /store/pods, "
+                "/store/containers, /metrics");
 }
 
 /* Answers once the request line is complete ("GET /path HTTP/1.x"). */
@@ -123,26 +175,14 @@ static void maybe_answer(admin_conn *c) {
   char *eol = memchr(c->request, '\n', c->used);
   if (!eol) return;
   *eol = '\0';
+  uv_read_stop(conn_stream(c));
   char method[8], path[256];
-  int code = 400;
-  json_t *doc;
-  bool get = sscanf(c->request, "%7s %255s", method, path) == 2 && strcmp(method, "GET") == 0;
-  if (get && strcmp(path, "/metrics") == 0) {
-    uv_read_stop((uv_stream_t *)&c->pipe);
-    ch_admin *a = c->admin;
-    respond_text(
-        c, 200,
-        ch_metrics_render(a->registry, a->store, a->proxy ? ch_proxy_in_flight(a->proxy) : 0),
-        "text/plain; version=0.0.4");
-    return;
-  }
-  if (get)
-    doc = route(c->admin, path, &code);
-  else
-    doc = json_pack("{s:s}", "error", "only GET is served");
-  uv_read_stop((uv_stream_t *)&c->pipe);
-  respond(c, code, doc);
+  if (sscanf(c->request, "%7s %255s", method, path) != 2 || strcmp(method, "GET") != 0)
+    return respond_error(c, 400, "only GET is served");
+  route(c, path);
 }
+
+/* ---- connections ---- */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
@@ -154,7 +194,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   admin_conn *c = s->data;
   if (n < 0 || (n == 0 && c->used == sizeof c->request - 1)) {
-    uv_close((uv_handle_t *)&c->pipe, on_closed);
+    uv_read_stop(s);
+    conn_close(c);
     return;
   }
   c->used += (size_t)n;
@@ -163,36 +204,50 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 }
 
 static void on_connection(uv_stream_t *server, int status) {
-  ch_admin *a = server->data;
+  admin_listener *l = server->data;
   if (status != 0) return;
   admin_conn *c = calloc(1, sizeof *c);
   if (!c) return;
-  c->admin = a;
-  uv_pipe_init(server->loop, &c->pipe, 0);
-  c->pipe.data = c;
-  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
-      uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0)
-    uv_close((uv_handle_t *)&c->pipe, on_closed);
+  c->admin = l->admin;
+  c->admin->refs++;
+  c->full_access = l->full_access;
+  if (server->type == UV_TCP)
+    uv_tcp_init(server->loop, &c->h.tcp);
+  else
+    uv_pipe_init(server->loop, &c->h.pipe, 0);
+  c->h.pipe.data = c; /* the same place in both members */
+  if (uv_accept(server, conn_stream(c)) != 0 ||
+      uv_read_start(conn_stream(c), on_alloc, on_read) != 0)
+    conn_close(c);
 }
 
-static void on_server_closed(uv_handle_t *h) { free(h->data); }
+/* ---- listeners ---- */
+
+static void on_listener_closed(uv_handle_t *h) {
+  admin_listener *l = h->data;
+  ch_admin *a = l->admin;
+  if (l != &a->unix_listener) free(l);
+  admin_unref(a);
+}
 
 void ch_admin_attach_proxy(ch_admin *a, ch_proxy *proxy) { a->proxy = proxy; }
 
-int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, ch_registry_slot *registry,
-                   ch_store *store, ch_admin **out, ch_error *err) {
+int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, const ch_admin_config *config,
+                   ch_admin **out, ch_error *err) {
   if (ch_listen_prepare(endpoint->path, err) != 0) return ch_wrap(err, "admin socket");
   ch_admin *a = calloc(1, sizeof *a);
   if (!a) return ch_fail(err, "out of memory");
   a->endpoint = *endpoint;
-  a->registry = registry;
-  a->store = store;
-  uv_pipe_init(loop, &a->server, 0);
-  a->server.data = a;
-  int rc = uv_pipe_bind(&a->server, endpoint->path);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->server, 16, on_connection);
+  a->config = *config;
+  a->unix_listener.admin = a;
+  a->unix_listener.full_access = true;
+  uv_pipe_init(loop, &a->unix_listener.h.pipe, 0);
+  a->unix_listener.h.pipe.data = &a->unix_listener;
+  a->refs = 1;
+  int rc = uv_pipe_bind(&a->unix_listener.h.pipe, endpoint->path);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->unix_listener.h, 16, on_connection);
   if (rc != 0) {
-    uv_close((uv_handle_t *)&a->server, on_server_closed);
+    uv_close((uv_handle_t *)&a->unix_listener.h, on_listener_closed);
     return ch_fail(err, "admin socket %s: %s", endpoint->path, uv_strerror(rc));
   }
   chmod(endpoint->path, 0600);
@@ -200,7 +255,35 @@ int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, ch_registry_slo
   return 0;
 }
 
+static int resolve_tcp(const char *host, int port, struct sockaddr_storage *addr) {
+  if (!*host) return uv_ip6_addr("::", port, (struct sockaddr_in6 *)addr);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)addr) == 0) return 0;
+  return uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
+}
+
+int ch_admin_listen_tcp(ch_admin *a, const char *host, int port, ch_error *err) {
+  struct sockaddr_storage addr;
+  if (resolve_tcp(host, port, &addr) != 0)
+    return ch_fail(err, "--metrics-address: \"%s\" is not an IP address", host);
+  admin_listener *l = calloc(1, sizeof *l);
+  if (!l) return ch_fail(err, "out of memory");
+  l->admin = a;
+  uv_tcp_init(a->unix_listener.h.pipe.loop, &l->h.tcp);
+  l->h.tcp.data = l;
+  a->refs++;
+  int rc = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&addr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->h.tcp, 64, on_connection);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&l->h.tcp, on_listener_closed);
+    return ch_fail(err, "--metrics-address %s:%d: %s", host, port, uv_strerror(rc));
+  }
+  a->tcp_listener = l;
+  return 0;
+}
+
 void ch_admin_stop(ch_admin *a) {
   unlink(a->endpoint.path);
-  uv_close((uv_handle_t *)&a->server, on_server_closed);
+  a->proxy = NULL; /* freed soon; answers still pending report no calls */
+  if (a->tcp_listener) uv_close((uv_handle_t *)&a->tcp_listener->h.tcp, on_listener_closed);
+  uv_close((uv_handle_t *)&a->unix_listener.h.pipe, on_listener_closed);
 }

@@ -1,14 +1,20 @@
-/* admin.h: crihookd's admin socket, read by crihookctl.
+/* admin.h: crihookd's admin endpoints, read by crihookctl, curl and
+ * Prometheus.
  *
- * A unix socket (default /run/crihook/admin.sock, mode 0600) that speaks
- * just enough HTTP/1.0 for `curl --unix-socket` and crihookctl: one GET per
- * connection, a JSON answer, then close.
+ * The admin socket (default /run/crihook/admin.sock, mode 0600) speaks just
+ * enough HTTP/1.0 for `curl --unix-socket` and crihookctl: one GET per
+ * connection, an answer, then close.
  *   GET /plugins           the registry: every plugin with its file, endpoint,
  *                          policy, hooks, order, timeout, call counters and
  *                          last error; and the files that were rejected
  *   GET /store/pods        the store's pods
  *   GET /store/containers  the store's containers
  *   GET /metrics           Prometheus text format (dispatcher/metrics.h)
+ *   GET /healthz           200 when ready (the backend answers a Version call
+ *                          now and the store is rebuilt), else 503; JSON
+ *   GET /status            what `crihookctl status` shows (admin_docs.h)
+ * With --metrics-address, a TCP listener serves the same HTTP but only
+ * /metrics and /healthz (the rest describes the node's pods: kept to root).
  * It runs on the control loop (libuv), never on the data plane. */
 #pragma once
 
@@ -16,17 +22,29 @@
 
 #include "endpoint.h"
 #include "error.h"
+#include "health.h"
 #include "registry.h"
 #include "server.h"
 #include "store.h"
 
 typedef struct ch_admin ch_admin;
 
-int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, ch_registry_slot *registry,
-                   ch_store *store, ch_admin **out, ch_error *err);
+typedef struct ch_admin_config {
+  ch_registry_slot *registry; /* not owned */
+  ch_store *store;            /* not owned */
+  ch_health *health;          /* not owned */
+  const char *listen;         /* the CRI socket's path, for /status */
+} ch_admin_config;
 
-/* Lets /metrics report the data plane's calls in flight. */
+int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, const ch_admin_config *config,
+                   ch_admin **out, ch_error *err);
+
+/* Adds the TCP listener of --metrics-address (host "" = every address). */
+int ch_admin_listen_tcp(ch_admin *admin, const char *host, int port, ch_error *err);
+
+/* Lets /metrics and /status report the data plane's calls in flight. */
 void ch_admin_attach_proxy(ch_admin *admin, ch_proxy *proxy);
 
-/* Closes the socket and removes its file; freed once the loop has run. */
+/* Closes the listeners and removes the socket file; freed once the loop
+ * has run. */
 void ch_admin_stop(ch_admin *admin);

@@ -1,11 +1,12 @@
 /* main.c: crihookd start-up and shutdown.
  *
  * Order: options -> grpc -> choose the backend(s) -> on the control loop
- * (libuv): watch hookserver.d, rebuild the store from the backend, open the
- * admin socket -> start the data plane (server.c) -> run the loop -> on
- * SIGTERM/SIGINT drain on the loop's thread pool (a second signal cuts the
- * grace short) -> exit 0. Every error that stops start-up is printed once here,
- * with the context the helpers added on the way up. */
+ * (libuv): watch hookserver.d, rebuild the store from the backend (retried
+ * by health.c if it fails), open the admin socket (and the metrics address)
+ * -> start the data plane (server.c) -> tell systemd READY=1 -> run the
+ * loop -> on SIGTERM/SIGINT tell systemd STOPPING=1 and drain on the loop's
+ * thread pool (a second signal cuts the grace short) -> exit 0. Every error that stops start-up is
+ * printed once here, with the context the helpers added on the way up. */
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -18,8 +19,10 @@
 #include "detect.h"
 #include "endpoint.h"
 #include "grpc_util.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "options.h"
 #include "server.h"
 #include "stats.h"
@@ -30,10 +33,13 @@
 #define PROBE_TIMEOUT_MS 2000
 #define REBUILD_TIMEOUT_MS 10000
 
-/* Resolves "auto" or an endpoint into `out`, logging why it was chosen. */
-static int resolve_backend(const char *what, const char *value, ch_endpoint *out, ch_error *err) {
+/* Resolves "auto" or an endpoint into `out`, logging why it was chosen and
+ * writing that into why[0..why_len). */
+static int resolve_backend(const char *what, const char *value, ch_endpoint *out, char *why,
+                           size_t why_len, ch_error *err) {
   if (strcmp(value, "auto") != 0) {
     if (ch_endpoint_parse(value, out, err) != 0) return ch_wrap(err, "%s", what);
+    snprintf(why, why_len, "set by flag or environment");
     ch_probe_result probe;
     ch_probe_backend(out->path, PROBE_TIMEOUT_MS, &probe);
     if (probe.answered)
@@ -51,24 +57,34 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
   if (index < 0) return ch_wrap(err, "%s auto-detection", what);
   const ch_backend_candidate *c = &ch_default_candidates[index];
   if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
+  snprintf(why, why_len, "auto-detected: %s is the first in probe order that %s", c->name,
+           chosen.why);
   ch_info("main", "%s auto-detected runtime=%s path=%s: first in probe order that %s", what,
           c->name, c->path, chosen.why);
   return 0;
 }
 
-static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_error *err) {
+static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_backend_info *info,
+                         ch_error *err) {
   static ch_endpoint backend, image;
-  if (resolve_backend("backend", o->backend, &backend, err) != 0) return -1;
+  char unused[sizeof info->chosen_by];
+  if (resolve_backend("backend", o->backend, &backend, info->chosen_by, sizeof info->chosen_by,
+                      err) != 0)
+    return -1;
+  snprintf(info->path, sizeof info->path, "%s", backend.path);
+  snprintf(info->image_path, sizeof info->image_path, "%s", backend.path);
   ch_channel_opts copts = {.max_msg_size = o->max_msg_size};
   cfg->backend = ch_channel_open(backend.target, &copts);
   cfg->image_backend = cfg->backend;
   if (o->image_backend[0] && strcmp(o->image_backend, o->backend) != 0) {
-    if (resolve_backend("image backend", o->image_backend, &image, err) != 0) {
+    if (resolve_backend("image backend", o->image_backend, &image, unused, sizeof unused, err) !=
+        0) {
       grpc_channel_destroy(cfg->backend);
       return -1;
     }
     if (strcmp(image.path, backend.path) != 0)
       cfg->image_backend = ch_channel_open(image.target, &copts);
+    snprintf(info->image_path, sizeof info->image_path, "%s", image.path);
   }
   return 0;
 }
@@ -84,6 +100,7 @@ typedef struct control {
   ch_store *store;
   ch_plugin_watch *watch;
   ch_admin *admin;
+  ch_health *health;
   ch_proxy *proxy;
   bool draining;
 } control;
@@ -93,8 +110,14 @@ static void close_control_handles(control *c) {
   uv_close((uv_handle_t *)&c->intr, NULL);
   if (c->watch) ch_plugin_watch_stop(c->watch);
   if (c->admin) ch_admin_stop(c->admin);
+  if (c->health) ch_health_stop(c->health);
   c->watch = NULL;
   c->admin = NULL;
+}
+
+static void notify(const char *state) {
+  ch_error err;
+  if (ch_sd_notify(state, &err) != 0) ch_warn("main", "systemd not told %s", err.msg);
 }
 
 static void drain_in_pool(uv_work_t *req) {
@@ -121,28 +144,43 @@ static void on_stop_signal(uv_signal_t *handle, int signum) {
   }
   ch_info("main", "signal received, draining signal=%s in_flight=%d", strsignal(signum),
           ch_proxy_in_flight(c->proxy));
+  notify("STOPPING=1\nSTATUS=draining");
+  ch_health_stop(c->health); /* its poll reads the channel the drain destroys */
   c->draining = true;
   c->drain.data = c;
   uv_queue_work(&c->loop, &c->drain, drain_in_pool, after_drain);
 }
 
-static void rebuild_store(ch_store *store, grpc_channel *backend) {
+static bool rebuild_store(ch_store *store, grpc_channel *backend) {
   ch_error err;
   if (ch_store_rebuild(store, backend, REBUILD_TIMEOUT_MS, &err) != 0) {
     ch_warn("main",
-            "store not rebuilt from the backend (hooks for existing pods will lack "
-            "their data): %s",
+            "store not rebuilt from the backend, retrying in the background (until then "
+            "/healthz says not ready and hooks for existing pods lack their data): %s",
             err.msg);
-    return;
+    return false;
   }
   ch_info("main", "store rebuilt from the backend pods=%zu containers=%zu",
           ch_store_pod_count(store), ch_store_container_count(store));
+  return true;
 }
 
 /* Everything on the control loop, before the data plane starts. */
-static int start_control(control *c, const crihookd_options *o, grpc_channel *backend,
-                         ch_error *err) {
+static int start_admin(control *c, const crihookd_options *o, const char *listen, ch_error *err) {
   ch_endpoint admin;
+  if (ch_endpoint_parse(o->admin_socket, &admin, err) != 0) return ch_wrap(err, "--admin-socket");
+  ch_admin_config cfg = {
+      .registry = &c->registry, .store = c->store, .health = c->health, .listen = listen};
+  if (ch_admin_start(&c->loop, &admin, &cfg, &c->admin, err) != 0) return -1;
+  if (!o->metrics_port) return 0;
+  if (ch_admin_listen_tcp(c->admin, o->metrics_address, o->metrics_port, err) != 0) return -1;
+  ch_info("main", "metrics served over HTTP address=%s port=%d",
+          o->metrics_address[0] ? o->metrics_address : "*", o->metrics_port);
+  return 0;
+}
+
+static int start_control(control *c, const crihookd_options *o, grpc_channel *backend,
+                         const ch_backend_info *info, const char *listen, ch_error *err) {
   uv_signal_init(&c->loop, &c->term);
   uv_signal_init(&c->loop, &c->intr);
   c->term.data = c->intr.data = c;
@@ -150,9 +188,9 @@ static int start_control(control *c, const crihookd_options *o, grpc_channel *ba
   uv_signal_start(&c->intr, on_stop_signal, SIGINT);
   if (ch_plugin_watch_start(&c->loop, o->hook_dir, &c->registry, &c->watch, err) != 0)
     return ch_wrap(err, "hook directory %s", o->hook_dir);
-  rebuild_store(c->store, backend);
-  if (ch_endpoint_parse(o->admin_socket, &admin, err) != 0) return ch_wrap(err, "--admin-socket");
-  return ch_admin_start(&c->loop, &admin, &c->registry, c->store, &c->admin, err);
+  if (!(c->health = ch_health_new(&c->loop, info, c->store))) return ch_fail(err, "out of memory");
+  ch_health_set_store_rebuilt(c->health, rebuild_store(c->store, backend));
+  return start_admin(c, o, listen, err);
 }
 
 static int serve(const crihookd_options *o, ch_error *err) {
@@ -162,21 +200,25 @@ static int serve(const crihookd_options *o, ch_error *err) {
                          .max_msg_size = o->max_msg_size,
                          .workers = o->workers,
                          .shutdown_grace_ms = o->shutdown_grace_ms};
-  if (open_backends(o, &cfg, err) != 0) return -1;
+  ch_backend_info info = {0};
+  if (open_backends(o, &cfg, &info, err) != 0) return -1;
   control c = {0};
   uv_loop_init(&c.loop);
   ch_registry_slot_init(&c.registry);
   c.store = ch_store_new();
   cfg.registry = &c.registry;
   cfg.store = c.store;
-  int rc = start_control(&c, o, cfg.backend, err);
+  int rc = start_control(&c, o, cfg.backend, &info, listen.path, err);
   if (rc == 0)
     rc = ch_proxy_start(&cfg, &c.proxy, err) == 0 ? 0 : ch_wrap(err, "start");
   else
     ch_proxy_config_release(&cfg);
   if (rc == 0) {
+    ch_admin_attach_proxy(c.admin, c.proxy);
+    ch_health_attach(c.health, cfg.backend);
     ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
             o->workers, o->max_msg_size, CRIHOOK_VERSION);
+    notify("READY=1\nSTATUS=serving");
     uv_run(&c.loop, UV_RUN_DEFAULT);
     ch_proxy_free(c.proxy);
   } else {
@@ -184,6 +226,7 @@ static int serve(const crihookd_options *o, ch_error *err) {
   }
   uv_run(&c.loop, UV_RUN_DEFAULT); /* lets closed handles finish */
   uv_loop_close(&c.loop);
+  ch_health_free(c.health);
   ch_store_free(c.store);
   ch_registry_slot_destroy(&c.registry);
   ch_plugin_stats_reset();
@@ -208,6 +251,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   ch_log_set_level(opts.log_level);
+  ch_log_set_format(opts.log_format);
+  ch_metrics_enable(opts.metrics);
   signal(SIGPIPE, SIG_IGN);
   ch_process_tune();
   grpc_init();

@@ -20,7 +20,10 @@ enum {
   OPT_LOG_LEVEL,
   OPT_WORKERS,
   OPT_GRACE,
-  OPT_ADMIN
+  OPT_ADMIN,
+  OPT_LOG_FORMAT,
+  OPT_METRICS_ADDRESS,
+  OPT_METRICS
 };
 
 typedef struct option_spec {
@@ -39,6 +42,9 @@ static const option_spec specs[] = {
     {"workers", "CRIHOOK_WORKERS", OPT_WORKERS},
     {"shutdown-grace", "CRIHOOK_SHUTDOWN_GRACE", OPT_GRACE},
     {"admin-socket", "CRIHOOK_ADMIN_SOCKET", OPT_ADMIN},
+    {"log-format", "CRIHOOK_LOG_FORMAT", OPT_LOG_FORMAT},
+    {"metrics-address", "CRIHOOK_METRICS_ADDRESS", OPT_METRICS_ADDRESS},
+    {"metrics", "CRIHOOK_METRICS", OPT_METRICS},
 };
 #define SPEC_COUNT (sizeof specs / sizeof specs[0])
 
@@ -53,10 +59,15 @@ const char *crihookd_usage(void) {
          ")\n"
          "  --max-msg-size SIZE      largest message in either direction (default 16MiB)\n"
          "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+         "  --log-format FORMAT      text or json: one JSON object per line (default text)\n"
          "  --workers N              data-plane threads (default 1)\n"
          "  --shutdown-grace MS      on SIGTERM, how long in-flight calls may finish (default "
          "5000)\n"
-         "  --admin-socket ENDPOINT  crihookctl's socket (default " CH_DEFAULT_ADMIN ")\n"
+         "  --admin-socket ENDPOINT  crihookctl's socket (default " CH_DEFAULT_ADMIN
+         ")\n"
+         "  --metrics-address ADDR   also serve /metrics and /healthz over HTTP on TCP\n"
+         "                           ADDR (HOST:PORT, e.g. 127.0.0.1:9464; default: off)\n"
+         "  --metrics on|off         record metrics (default on)\n"
          "  --help, --version\n"
          "Each option may also be set by its environment variable, e.g. CRIHOOK_LISTEN;\n"
          "the command line wins.\n";
@@ -100,6 +111,34 @@ static int copy_text(char *dst, size_t len, const char *value, ch_error *err) {
   return 0;
 }
 
+/* "on"/"off" (also true/false, 1/0). */
+static int parse_on_off(const char *text, bool *out, ch_error *err) {
+  if (!strcasecmp(text, "on") || !strcasecmp(text, "true") || !strcmp(text, "1"))
+    *out = true;
+  else if (!strcasecmp(text, "off") || !strcasecmp(text, "false") || !strcmp(text, "0"))
+    *out = false;
+  else
+    return ch_fail(err, "expected on or off, not \"%s\"", text);
+  return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT"; HOST may be empty (all addresses). */
+static int parse_host_port(const char *text, char *host, size_t len, int *port, ch_error *err) {
+  const char *colon = strrchr(text, ':');
+  if (!colon) return ch_fail(err, "expected HOST:PORT, not \"%s\"", text);
+  const char *h = text;
+  size_t hlen = (size_t)(colon - text);
+  if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+    h++;
+    hlen -= 2;
+  }
+  if (hlen >= len) return ch_fail(err, "host too long in \"%s\"", text);
+  if (parse_int(colon + 1, 1, 65535, port, err) != 0) return ch_wrap(err, "port of \"%s\"", text);
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  return 0;
+}
+
 static int apply(crihookd_options *o, int id, const char *value, ch_error *err) {
   switch (id) {
     case OPT_LISTEN:
@@ -118,6 +157,15 @@ static int apply(crihookd_options *o, int id, const char *value, ch_error *err) 
       return parse_int(value, 1, 64, &o->workers, err);
     case OPT_GRACE:
       return parse_int(value, 0, 3600 * 1000, &o->shutdown_grace_ms, err);
+    case OPT_METRICS_ADDRESS:
+      return parse_host_port(value, o->metrics_address, sizeof o->metrics_address, &o->metrics_port,
+                             err);
+    case OPT_METRICS:
+      return parse_on_off(value, &o->metrics, err);
+    case OPT_LOG_FORMAT:
+      if (ch_log_parse_format(value, &o->log_format) != 0)
+        return ch_fail(err, "unknown log format \"%s\" (text, json)", value);
+      return 0;
     case OPT_LOG_LEVEL:
       if (ch_log_parse_level(value, &o->log_level) != 0)
         return ch_fail(err, "unknown log level \"%s\" (debug, info, warn, error)", value);
@@ -135,6 +183,8 @@ static void set_defaults(crihookd_options *o) {
   snprintf(o->admin_socket, sizeof o->admin_socket, "%s", CH_DEFAULT_ADMIN);
   o->max_msg_size = 16 * 1024 * 1024;
   o->log_level = CH_LOG_INFO;
+  o->log_format = CH_LOG_TEXT;
+  o->metrics = true;
   o->workers = 1;
   o->shutdown_grace_ms = 5000;
 }

@@ -21,6 +21,10 @@ typedef struct crihookd_options {
   char admin_socket[256];
   int max_msg_size;
   ch_log_level log_level;
+  ch_log_format log_format;
+  char metrics_address[128]; /* host of --metrics-address; "" = all */
+  int metrics_port;          /* 0 = no HTTP metrics listener */
+  bool metrics;              /* --metrics on|off */
   int workers;
   int shutdown_grace_ms;
   bool help;

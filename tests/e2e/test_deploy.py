@@ -130,7 +130,8 @@ class SystemdUnit(unittest.TestCase):
 
     def test_service(self):
         one = lambda key: values(self.s, "Service", key)
-        self.assertEqual(one("Type"), ["simple"])
+        self.assertEqual(one("Type"), ["notify"])  # crihookd sends READY=1
+        self.assertEqual(one("NotifyAccess"), ["main"])
         self.assertEqual(one("Restart"), ["always"])
         self.assertEqual(one("RestartSec"), ["1"])
         self.assertEqual(one("KillSignal"), ["SIGTERM"])
