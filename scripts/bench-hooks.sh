@@ -13,27 +13,12 @@
 #                BENCH_BUILD_DIR (default build)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BUILD=${BENCH_BUILD_DIR:-build}
 DURATION=${BENCH_DURATION_MS:-3000}
 CONCURRENCY=${BENCH_CONCURRENCY:-1 32}
 
-[ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" >/dev/null
-ninja -C "$BUILD" >/dev/null
-
-WORK=$(mktemp -d /tmp/crihook-bh-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	bash tests/harness/containerd.sh stop "$WORK/ctd" >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$WORK/ctd" "$WORK/hooks"
-
-CTD=$(bash tests/harness/containerd.sh start "$WORK/ctd" 2>/dev/null | tail -n 1)
-ctl() { "$BUILD/ctl/crihookctl" --endpoint "unix://$CTD" "$@"; }
-POD=$(ctl runp tests/e2e/fixtures/pod.json)
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+bench_setup crihook-bh
 CTR=$(ctl create "$POD" tests/e2e/fixtures/container.json tests/e2e/fixtures/pod.json)
 ctl start "$CTR" >/dev/null
 

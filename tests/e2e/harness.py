@@ -9,7 +9,7 @@
 - raw_unary / raw_stream: CRI calls with raw bytes through Debian's
   python3-grpcio, so the test sees exactly what kubelet would: status code,
   message, metadata, bytes.
-- ctl(): runs crihookctl.
+- ctl(): runs crihookctl; http_get(): one GET on the admin socket.
 - cases(): unittest runner that prints "N passed, N failed" for the suite's
   summary.
 """
@@ -17,6 +17,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -199,6 +200,26 @@ def raw_unary(sock, method, body=b"", timeout=10.0, metadata=None, ch=None):
     finally:
         if own:
             ch.close()
+
+
+def http_get(path, unix=None, tcp=None):
+    """(code, body) of one HTTP/1.0 GET on crihookd's admin socket (a path)
+    or its --metrics-address ((host, port))."""
+    if unix:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(unix)
+    else:
+        s = socket.create_connection(tcp, timeout=10)
+    s.sendall(("GET %s HTTP/1.0\r\n\r\n" % path).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def ctl(endpoint, *args, timeout=60, check=True):

@@ -7,7 +7,6 @@ numbers are checked against the calls this test makes.
 
 import os
 import re
-import socket
 import unittest
 
 import grpc
@@ -18,19 +17,8 @@ from harness import V1, HookServer, pb_bytes, register
 
 
 def scrape(admin):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(admin)
-    s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.0 200"), head
-    assert "text/plain" in head
+    code, body = harness.http_get("/metrics", unix=admin)
+    assert code == 200, code
     return body
 
 

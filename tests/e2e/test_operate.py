@@ -21,28 +21,9 @@ import unittest
 import uuid
 
 import harness
-from harness import V1
+from harness import V1, http_get
 
 FIXTURES = harness.FIXTURES
-
-
-def http_get(path, unix=None, tcp=None):
-    """(code, body) of one HTTP/1.0 GET over a unix socket or (host, port)."""
-    if unix:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(unix)
-    else:
-        s = socket.create_connection(tcp, timeout=10)
-    s.sendall(("GET %s HTTP/1.0\r\n\r\n" % path).encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def free_port():
