@@ -6,7 +6,12 @@
  *   ListPodSandbox, then PodSandboxStatus(verbose) for each pod;
  *   ListContainers, then ContainerStatus(verbose) for each container.
  * A pod or container removed between the List and its Status (NOT_FOUND) is
- * skipped; any other failure ends the rebuild with an error.
+ * skipped. A Status that fails for one item alone (e.g. INTERNAL for a
+ * broken sandbox) keeps that item with what the List said of it (metadata,
+ * labels, annotations), so one bad pod cannot keep the store from being
+ * rebuilt. A failure that says the backend itself is in trouble
+ * (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED), and any
+ * failed List, ends the rebuild with an error.
  *
  * Where the data comes from:
  * - containerd answers a verbose status with info["info"], a JSON document
@@ -24,6 +29,7 @@
  * live path, and everything goes into a fresh store that replaces the live
  * store's content in one swap at the end (store_internal.h). */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,16 +60,25 @@ static uint8_t *pack(const ProtobufCMessage *msg, size_t *len) {
   return bytes;
 }
 
-/* Decodes an OK answer, or fails with the call's status. NOT_FOUND is not a
- * failure when `missing` is MAY_BE_GONE: *out stays NULL. */
+static bool backend_in_trouble(grpc_status_code code) {
+  return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DEADLINE_EXCEEDED ||
+         code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_RESOURCE_EXHAUSTED;
+}
+
+/* Decodes an OK answer, or fails with the call's status. With MAY_BE_GONE
+ * (a per-item Status), NOT_FOUND is not a failure (*out stays NULL) and an
+ * error about the item alone gives an empty answer (the List's data is
+ * used). */
 static int answer_of(const ch_unary_result *res, const ProtobufCMessageDescriptor *type,
                      int missing, ProtobufCMessage **out, ch_error *err) {
-  if (res->status == GRPC_STATUS_NOT_FOUND && missing == MAY_BE_GONE) return 0;
-  if (res->status != GRPC_STATUS_OK)
+  bool per_item = missing == MAY_BE_GONE;
+  if (res->status == GRPC_STATUS_NOT_FOUND && per_item) return 0;
+  bool empty = res->status != GRPC_STATUS_OK && per_item && !backend_in_trouble(res->status);
+  if (res->status != GRPC_STATUS_OK && !empty)
     return ch_fail(err, "%s: %s", ch_status_name(res->status), res->details);
   static const uint8_t nothing[1];
-  *out = protobuf_c_message_unpack(type, NULL, res->response_len,
-                                   res->response ? res->response : nothing);
+  *out = protobuf_c_message_unpack(type, NULL, empty ? 0 : res->response_len,
+                                   res->response && !empty ? res->response : nothing);
   return *out ? 0 : ch_fail(err, "the answer does not decode as %s", type->short_name);
 }
 

@@ -522,10 +522,28 @@ static void test_fake_list_containers_fails(void **state) {
   assert_rebuild_fails(env, want);
 }
 
-static void test_fake_status_fails(void **state) {
+/* A Status that fails for one pod keeps that pod with the List's data. */
+static void test_fake_status_fails_for_one_pod(void **state) {
   fake_env *env = *state;
   env->sc.p_info_status = GRPC_STATUS_INTERNAL;
-  const char *want[] = {"PodSandboxStatus p-info", "INTERNAL", "status broke", NULL};
+  ch_error err = {{0}};
+  put_stale_content(env->store);
+  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
+  assert_null(ch_store_get_pod(env->store, "stale-pod"));
+  ch_pod_record *pod = ch_store_get_pod(env->store, "p-info");
+  assert_non_null(pod);
+  assert_non_null(pod->pod_meta);
+  assert_string_equal(pod->pod_meta->name, "p-info"); /* the List's, not the config's */
+  assert_string_equal(pod->runtime_handler, "kata");
+  runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(pod, NULL);
+}
+
+/* A Status that says the backend is in trouble fails the whole rebuild. */
+static void test_fake_status_unavailable(void **state) {
+  fake_env *env = *state;
+  env->sc.p_info_status = GRPC_STATUS_UNAVAILABLE;
+  const char *want[] = {"PodSandboxStatus p-info", "UNAVAILABLE", "status broke", NULL};
   assert_rebuild_fails(env, want);
 }
 
@@ -801,7 +819,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_fake_rebuild, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_pods_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_containers_fails, fake_setup, fake_teardown),
-      cmocka_unit_test_setup_teardown(test_fake_status_fails, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_status_fails_for_one_pod, fake_setup,
+                                      fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_status_unavailable, fake_setup, fake_teardown),
       cmocka_unit_test(test_missing_socket),
   };
   const struct CMUnitTest containerd[] = {
