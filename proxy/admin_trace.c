@@ -237,14 +237,16 @@ int ch_trace_serve(uv_stream_t *client, const char *query, ch_error *err) {
   c->next = conns;
   if (conns) conns->prev = c;
   conns = c;
-  if (!(c->lines[0] = strdup(header))) ch_fail(err, "out of memory");
-  if (!c->lines[0] || ch_trace_watch(&filter, RING_CAPACITY, notify, c, &c->watcher, err) != 0) {
+  if ((c->lines[0] = strdup(header)) != NULL)
+    c->line_count = 1; /* written once the watcher is attached */
+  else
+    ch_fail(err, "out of memory");
+  if (!c->line_count || ch_trace_watch(&filter, RING_CAPACITY, notify, c, &c->watcher, err) != 0) {
     close_conn(c, "not started");
     return ch_wrap(err, "trace");
   }
   ch_info("trace", "trace watcher attached method=\"%s\" pod=\"%s\"",
           filter.method ? filter.method : "", filter.pod ? filter.pod : "");
-  c->line_count = 1;
   write_lines(c);
   uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
   return 0;

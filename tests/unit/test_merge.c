@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -224,6 +225,65 @@ static void trace_reports_overwrites_between_plugins(void **state) {
   protobuf_c_message_free_unpacked(&c->base, NULL);
 }
 
+/* The entries of trace->changes, joined by " | ". */
+static void changes_text(const ch_merge_trace *t, char *buf, size_t size) {
+  size_t used = 0;
+  const char *c = t->changes;
+  buf[0] = '\0';
+  for (unsigned i = 0; i < t->change_count; i++, c += strlen(c) + 1)
+    used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? " | " : "", c);
+}
+
+static void trace_lists_what_an_answer_changed(void **state) {
+  (void)state;
+  ch_merge_trace trace = {.want_changes = true};
+  char text[1024];
+  Runtime__V1__ContainerConfig *c = CONTAINER(
+      "{\"envs\": [{\"key\": \"A\", \"value\": \"1\"}, {\"key\": \"S\", \"value\": \"same\"}],"
+      " \"annotations\": {\"x\": \"old\"}, \"linux\": {\"resources\": {\"cpu_shares\": 2}}}");
+  Runtime__V1__PodSandboxConfig *pod = CONFIG("{}");
+  Runtime__V1alpha1__ContainerResourceHookResponse *a = CTR_ANSWER(
+      "{\"container_envs\": {\"A\": \"2\", \"FOO\": \"bar\", \"S\": \"same\"},"
+      " \"container_annotations\": {\"x\": \"new\", \"y\": \"z\"},"
+      " \"container_resources\": {\"cpu_shares\": 512, \"memory_limit_in_bytes\": 1024,"
+      " \"hugepage_limits\": [{\"page_size\": \"2MB\", \"limit\": 1}]},"
+      " \"pod_cgroup_parent\": \"/kubepods/gold\"}");
+  assert_int_equal(ch_merge_container_answer(c, pod, a, &trace, "p"), 0);
+  changes_text(&trace, text, sizeof text);
+  assert_string_equal(text,
+                      "annotation[x] old->new | annotation+y=z | env[A] 1->2 | env+FOO=bar | "
+                      "resources.cpu_shares 2->512 | resources.memory_limit_in_bytes=1024 | "
+                      "resources.hugepage_limits replaced (1) | pod_cgroup_parent=/kubepods/gold");
+  ch_merge_trace_clear_changes(&trace);
+  assert_int_equal(trace.change_count, 0);
+  trace.want_changes = false; /* nobody watching: nothing listed */
+  assert_int_equal(ch_merge_container_answer(c, pod, a, &trace, "p"), 0);
+  assert_int_equal(trace.change_count, 0);
+  protobuf_c_message_free_unpacked(&a->base, NULL);
+  protobuf_c_message_free_unpacked(&pod->base, NULL);
+  protobuf_c_message_free_unpacked(&c->base, NULL);
+}
+
+static void trace_change_list_ends_with_dots_when_full(void **state) {
+  (void)state;
+  ch_merge_trace trace = {.want_changes = true};
+  Runtime__V1__PodSandboxConfig *c = CONFIG("{}");
+  char json[8192] = "{\"labels\": {";
+  for (int i = 0; i < 40; i++)
+    snprintf(json + strlen(json), sizeof json - strlen(json), "%s\"key-%02d\": \"value-%02d\"",
+             i ? ", " : "", i, i);
+  strcat(json, "}}");
+  Runtime__V1alpha1__PodSandboxHookResponse *a = POD_ANSWER(json);
+  assert_int_equal(ch_merge_pod_answer(c, a, &trace, "p"), 0);
+  assert_true(trace.changes_len <= sizeof trace.changes);
+  const char *last = trace.changes;
+  for (unsigned i = 1; i < trace.change_count; i++) last += strlen(last) + 1;
+  assert_string_equal(last, "...");
+  assert_string_equal(trace.changes, "label+key-00=value-00");
+  protobuf_c_message_free_unpacked(&a->base, NULL);
+  protobuf_c_message_free_unpacked(&c->base, NULL);
+}
+
 static void map_helpers(void **state) {
   (void)state;
   Runtime__V1__PodSandboxConfig *c = CONFIG("{\"labels\": {\"a\": \"1\"}}");
@@ -249,6 +309,8 @@ int main(void) {
       cmocka_unit_test(update_answer_merges_into_the_request),
       cmocka_unit_test(record_answer_updates_what_is_stored),
       cmocka_unit_test(trace_reports_overwrites_between_plugins),
+      cmocka_unit_test(trace_lists_what_an_answer_changed),
+      cmocka_unit_test(trace_change_list_ends_with_dots_when_full),
       cmocka_unit_test(map_helpers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
