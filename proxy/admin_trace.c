@@ -39,6 +39,7 @@ typedef struct trace_conn {
 } trace_conn;
 
 static trace_conn *conns;
+static bool stopped; /* after ch_trace_shutdown: no new streams */
 
 static const char header[] =
     "HTTP/1.0 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-cache\r\n"
@@ -122,6 +123,7 @@ static void close_conn(trace_conn *c, const char *why) {
 }
 
 void ch_trace_shutdown(void) {
+  stopped = true; /* an admin request still being read must not start one */
   while (conns) close_conn(conns, "crihookd is stopping");
 }
 
@@ -231,6 +233,7 @@ static trace_conn *open_conn(uv_stream_t *client, ch_error *err) {
 int ch_trace_serve(uv_stream_t *client, const char *query, ch_error *err) {
   char buf[1024];
   ch_trace_filter filter;
+  if (stopped) return ch_fail(err, "trace: crihookd is stopping");
   if (parse_query(query, buf, sizeof buf, &filter, err) != 0) return ch_wrap(err, "trace");
   trace_conn *c = open_conn(client, err);
   if (!c) return -1;
