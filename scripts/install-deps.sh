@@ -26,6 +26,8 @@ PACKAGES=(
 	# end-to-end tests: a real containerd, images, helpers
 	containerd runc containernetworking-plugins busybox-static
 	nginx-light iproute2 python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler procps
+	# the DaemonSet's image (deploy/image/build-image.sh) ships systemctl
+	systemd
 )
 
 # Commands and files that must exist afterwards.
@@ -33,6 +35,7 @@ REQUIRED_PATHS=(
 	/usr/bin/cc /usr/bin/meson /usr/bin/ninja /usr/bin/pkg-config /usr/bin/protoc-c
 	/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc
 	/usr/lib/cni/loopback /bin/busybox /usr/sbin/nginx /usr/bin/python3 /usr/bin/pgrep
+	/usr/bin/systemctl
 )
 
 APT_LOG=$(mktemp /tmp/crihook-install-deps.XXXXXX)

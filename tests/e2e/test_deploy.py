@@ -2,7 +2,8 @@
 
 The defaults come from the built daemon (`crihookd --help`); the systemd
 unit, the kubelet drop-in, the DaemonSet and the READMEs' kubelet/k3s lines
-must use exactly those paths. `meson install --destdir` of the build dir
+must use exactly those paths, and the DaemonSet the image the build makes
+(tag = meson's project version). `meson install --destdir` of the build dir
 must put the binaries, the SDK, the units and the examples where the unit
 expects them. No containerd and no root needed.
 """
@@ -61,6 +62,14 @@ def daemon_defaults():
         admin = m.group(1)
     return {"listen": listen, "hook_dir": hook_dir, "admin": admin}
 
+
+def project_version():
+    with open(os.path.join(harness.BUILD, "meson-info", "intro-projectinfo.json")) as f:
+        return json.load(f)["version"]
+
+
+# The DaemonSet's image, as the build names it (deploy/image/meson.build).
+IMAGE = "localhost/crihook/crihookd:" + project_version()
 
 D = daemon_defaults()
 LISTEN, ADMIN, HOOK_DIR = D["listen"], D["admin"], D["hook_dir"]
@@ -174,7 +183,10 @@ class Readmes(unittest.TestCase):
                        "KUBELET_EXTRA_ARGS=--container-runtime-endpoint=" + LISTEN,
                        "crihookctl --endpoint %s version" % LISTEN,
                        "CRIHOOK_LISTEN=" + LISTEN, "CRIHOOK_ADMIN_SOCKET=" + ADMIN,
-                       "CRIHOOK_HOOK_DIR=" + HOOK_DIR):
+                       "CRIHOOK_HOOK_DIR=" + HOOK_DIR,
+                       # The image section names the image the build makes.
+                       "`%s`" % IMAGE, "ninja -C build image",
+                       "ctr -n k8s.io images import"):
             self.assertIn(needle, text)
         self.assertLessEqual(crihook_socket_paths(text), {unix_path(LISTEN), unix_path(ADMIN)})
 
@@ -190,7 +202,7 @@ class DaemonSet(unittest.TestCase):
 
     def test_text(self):
         # Checks that need no YAML parser.
-        for needle in ("localhost/crihook/crihookd:0.1.0",
+        for needle in ("image: " + IMAGE,
                        'runtimeproxy.koordinator.sh/skip-hookserver: "true"',
                        "LISTEN=" + LISTEN, "path: " + HOOK_DIR, "path: " + LISTEN_DIR):
             self.assertIn(needle, self.text)
@@ -211,7 +223,7 @@ class DaemonSet(unittest.TestCase):
         self.assertIs(spec["hostNetwork"], True)
         self.assertIs(spec["hostPID"], False)
         (c,) = spec["containers"]
-        self.assertEqual(c["image"], "localhost/crihook/crihookd:0.1.0")
+        self.assertEqual(c["image"], IMAGE)
         self.assertIs(c["securityContext"]["privileged"], True)
         probe = c["readinessProbe"]["exec"]["command"]
         self.assertEqual(probe[probe.index("--endpoint") + 1], LISTEN)
