@@ -79,23 +79,53 @@ static int send_request(int fd, const char *method, const char *pod, ch_error *e
   return 0;
 }
 
+/* The stream as it arrives: read(2) into a growing buffer, so that all the
+ * lines one read brings are printed with one write (see follow). */
+typedef struct reader {
+  int fd;
+  char *buf;
+  size_t len, cap;
+} reader;
+
+/* Reads once more; 0 at end of stream (or on a signal), -1 out of memory. */
+static ssize_t read_more(reader *r) {
+  if (r->cap - r->len < 4096) {
+    size_t cap = r->cap ? r->cap * 2 : 65536;
+    char *grown = realloc(r->buf, cap + 1);
+    if (!grown) return -1;
+    r->buf = grown;
+    r->cap = cap;
+  }
+  ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
+  if (n <= 0) return 0;
+  r->len += (size_t)n;
+  r->buf[r->len] = '\0';
+  return n;
+}
+
+static void consume(reader *r, size_t n) {
+  memmove(r->buf, r->buf + n, r->len - n);
+  r->len -= n;
+  r->buf[r->len] = '\0';
+}
+
 /* Reads the status line and headers; on an error answer, its message. */
-static int read_header(FILE *in, ch_error *err) {
-  char *line = NULL;
-  size_t cap = 0;
+static int read_header(reader *r, ch_error *err) {
+  char *end;
+  while (!(r->buf && (end = strstr(r->buf, "\r\n\r\n")) != NULL))
+    if (read_more(r) <= 0) return ch_fail(err, "admin /trace: no answer");
   int code = 0;
-  if (getline(&line, &cap, in) > 0) sscanf(line, "HTTP/1.%*d %d", &code);
-  while (getline(&line, &cap, in) > 0 && strcmp(line, "\r\n") != 0) {
+  sscanf(r->buf, "HTTP/1.%*d %d", &code);
+  consume(r, (size_t)(end + 4 - r->buf));
+  if (code == 200) return 0;
+  while (read_more(r) > 0) {
   }
-  if (code != 200) {
-    json_error_t jerr;
-    json_t *body = json_loadf(in, JSON_DISABLE_EOF_CHECK, &jerr);
-    const char *why = json_string_value(json_object_get(body, "error"));
-    ch_fail(err, "admin /trace: HTTP %d%s%s", code, why ? ": " : "", why ? why : "");
-    json_decref(body);
-  }
-  free(line);
-  return code == 200 ? 0 : -1;
+  json_error_t jerr;
+  json_t *body = json_loads(r->buf, 0, &jerr);
+  const char *why = json_string_value(json_object_get(body, "error"));
+  ch_fail(err, "admin /trace: HTTP %d%s%s", code, why ? ": " : "", why ? why : "");
+  json_decref(body);
+  return -1;
 }
 
 /* ---- printing ---- */
@@ -178,22 +208,31 @@ static void print_event(const json_t *ev) {
   printf("\n");
 }
 
-/* Prints each line until the stream ends; returns the exit code. */
-static int follow(FILE *in, bool json) {
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  while ((n = getline(&line, &cap, in)) > 0) {
-    if (json) {
-      fwrite(line, 1, (size_t)n, stdout);
-      continue;
-    }
-    json_error_t jerr;
-    json_t *ev = json_loads(line, 0, &jerr);
-    if (ev) print_event(ev);
-    json_decref(ev);
+static void print_line(char *line, bool json) {
+  if (json) {
+    puts(line);
+    return;
   }
-  free(line);
+  json_error_t jerr;
+  json_t *ev = json_loads(line, 0, &jerr);
+  if (ev) print_event(ev);
+  json_decref(ev);
+}
+
+/* Prints each line until the stream ends; returns the exit code. Output is
+ * flushed once per read, not per line: at thousands of calls a second a
+ * write per line would cost more than crihookd spends on the trace. */
+static int follow(reader *r, bool json) {
+  do {
+    size_t used = 0;
+    for (char *nl; (nl = memchr(r->buf + used, '\n', r->len - used)) != NULL;
+         used = (size_t)(nl + 1 - r->buf)) {
+      *nl = '\0';
+      print_line(r->buf + used, json);
+    }
+    consume(r, used);
+    fflush(stdout);
+  } while (read_more(r) > 0);
   if (interrupted) return CTL_EXIT_OK;
   return ctl_fail("crihookd ended the trace");
 }
@@ -228,21 +267,16 @@ int ctl_cmd_trace(ctl_ctx *ctx, int argc, char **argv) {
   ch_error err;
   int fd = connect_admin(ctx->admin, &err);
   if (fd < 0) return ctl_fail("%s", err.msg);
-  FILE *in = send_request(fd, method, pod, &err) == 0 ? fdopen(fd, "r") : NULL;
-  if (!in) {
-    close(fd);
-    return ctl_fail("%s", err.msg);
-  }
+  reader r = {.fd = fd};
   int rc = CTL_EXIT_FAIL;
-  if (read_header(in, &err) != 0) {
+  trace_fd = fd;
+  catch_signals();
+  if (send_request(fd, method, pod, &err) != 0 || read_header(&r, &err) != 0)
     ctl_fail("%s", err.msg);
-  } else {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    trace_fd = fd;
-    catch_signals();
-    rc = follow(in, json);
-  }
+  else
+    rc = follow(&r, json);
   trace_fd = -1;
-  fclose(in);
+  close(fd);
+  free(r.buf);
   return rc;
 }
