@@ -106,8 +106,11 @@ grep -qx "ExecStart=$PREFIX/sbin/crihookd .*" "$UNIT" ||
 
 OUT_DIR=$(dirname "$OUT")
 mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
-ROOT=$(mktemp -d "$OUT_DIR/.rootfs.XXXXXX")
-trap 'rm -rf "$ROOT" "$OUT_DIR"/.build.*' EXIT
+# Everything temporary in one directory next to OUT, removed however we exit.
+WORK=$(mktemp -d "$OUT_DIR/.crihookd-image.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+ROOT=$WORK/rootfs
+mkdir "$ROOT"
 DEPS=("${BASH_SOURCE[0]}" "$OCI_LAYOUT" "$CRIHOOKD" "$CRIHOOKCTL" "$UNIT" "$DROPIN" "$BUSYBOX")
 
 # Is this library (by file name) part of glibc? Those stay out of the bundle:
@@ -206,9 +209,10 @@ done
 # 5. The archive.
 version=${REF##*:}
 json_strings "$version" >/dev/null
-make_image "$ROOT" "$REF" "$OUT" \
+make_image "$ROOT" "$REF" "$WORK/image.tar" \
 	"\"Env\":[$(json_strings "PATH=$PREFIX/bin:$PREFIX/sbin:$DEFAULT_PATH" "LD_LIBRARY_PATH=$PREFIX/lib")],\"Cmd\":[\"$PREFIX/sbin/crihookd\"],\"WorkingDir\":\"/\",\"Labels\":{\"org.opencontainers.image.title\":\"crihookd\",\"org.opencontainers.image.version\":\"$version\"}" \
 	"crihook deploy/image/build-image.sh"
+mv -f "$WORK/image.tar" "$OUT"
 
 if [ -n "$DEPFILE" ]; then
 	{
