@@ -99,7 +99,8 @@ done
 [ -f "$UNIT" ] || die "no unit file at $UNIT"
 [ -f "$DROPIN" ] || die "no kubelet drop-in at $DROPIN"
 [ -x "$BUSYBOX" ] || die "no busybox at $BUSYBOX (apt-get install busybox-static)"
-"$BUSYBOX" --list-full | grep -q '^bin/sh$' ||
+applets=$("$BUSYBOX" --list-full) || die "$BUSYBOX --list-full failed"
+grep -qx 'bin/sh' <<<"$applets" ||
 	die "$BUSYBOX is not a busybox with an 'sh' applet (apt-get install busybox-static)"
 grep -qx "ExecStart=$PREFIX/sbin/crihookd .*" "$UNIT" ||
 	die "the unit $UNIT does not start $PREFIX/sbin/crihookd (configure it with SBINDIR=$PREFIX/sbin)"
