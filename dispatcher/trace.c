@@ -25,6 +25,7 @@ struct ch_trace_watcher {
   ch_trace_event **ring;
   size_t capacity, head, count;
   uint64_t dropped;
+  bool idle; /* the consumer waits for notify */
 };
 
 static pthread_mutex_t hub_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -83,6 +84,7 @@ int ch_trace_watch(const ch_trace_filter *filter, size_t capacity, void (*notify
   w->ring = calloc(w->capacity, sizeof *w->ring);
   w->notify = notify;
   w->arg = arg;
+  w->idle = true;
   if (!w->ring) ch_fail(err, "out of memory");
   if (!w->ring || compile_filter(w, filter, err) != 0) {
     watcher_free(w);
@@ -118,7 +120,11 @@ static void push(ch_trace_watcher *w, ch_trace_event *ev) {
   }
   atomic_fetch_add_explicit(&ev->refs, 1, memory_order_relaxed);
   w->ring[(w->head + w->count) % w->capacity] = ev;
-  if (w->count++ == 0 && w->notify) w->notify(w->arg);
+  w->count++;
+  if (w->idle && w->notify) {
+    w->idle = false;
+    w->notify(w->arg);
+  }
 }
 
 void ch_trace_publish(ch_trace_event *ev) {
@@ -137,6 +143,7 @@ size_t ch_trace_take(ch_trace_watcher *w, ch_trace_event **out, size_t max, uint
   w->count -= n;
   *dropped = w->dropped;
   w->dropped = 0;
+  if (n == 0 && *dropped == 0) w->idle = true;
   pthread_mutex_unlock(&hub_lock);
   return n;
 }

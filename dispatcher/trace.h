@@ -11,12 +11,18 @@
  *   ch_trace_event_new + fill (method, subject, code, latency, hooks)
  *   ch_trace_publish: for each watcher whose filter matches, push a
  *   reference into its bounded ring; a full ring drops the event and
- *   counts it; the first event into an empty ring calls notify()
+ *   counts it; the first event after the watcher went idle calls notify()
  *                                    ---->  notify = uv_async_send: the
  *                                           watcher takes its events
  *                                           (ch_trace_take), writes them
  *                                           as JSON lines, then the drop
- *                                           count as {"dropped":N}
+ *                                           count as {"dropped":N}; while
+ *                                           events keep coming it takes
+ *                                           them on a timer, and goes idle
+ *                                           (re-arms notify) when a take
+ *                                           finds nothing
+ * So a busy stream costs a bounded number of wake-ups per second, not one
+ * per call, and an idle one costs none.
  *
  * Cost: with no watcher, the data path pays one relaxed atomic load per
  * call (ch_trace_active) and one more per hook call. With watchers, each
@@ -130,8 +136,9 @@ typedef struct ch_trace_filter {
 } ch_trace_filter;
 
 /* Attaches a watcher with a ring of `capacity` events. notify(arg) is called
- * from the publishing thread when an event lands in an empty ring (it must
- * be async-signal-ish cheap: uv_async_send). Fails on a bad regex. */
+ * from the publishing thread for the first event after the watcher was
+ * created or went idle (it must be cheap and thread-safe: uv_async_send).
+ * Fails on a bad regex. */
 int ch_trace_watch(const ch_trace_filter *filter, size_t capacity, void (*notify)(void *),
                    void *arg, ch_trace_watcher **out, ch_error *err);
 
@@ -141,7 +148,8 @@ void ch_trace_unwatch(ch_trace_watcher *w);
 
 /* Takes up to `max` queued events in order (the caller owns one reference
  * each) and returns how many; *dropped receives the events dropped since the
- * last take (and resets the count). */
+ * last take (and resets the count). A take that finds nothing makes the
+ * watcher idle: the next event calls notify again. */
 size_t ch_trace_take(ch_trace_watcher *w, ch_trace_event **out, size_t max, uint64_t *dropped);
 
 /* Offers the event to every watcher (takes the caller's reference). */

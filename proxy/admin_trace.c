@@ -1,14 +1,19 @@
 /* admin_trace.c: the trace streams of admin_trace.h.
  *
  * One trace_conn per client: its own pipe (a dup of the admin connection's
- * socket), a uv_async_t the hub pokes when events arrive, and the hub
- * watcher. A wake-up takes up to BATCH events, turns each into its JSON
- * line and writes them all with one uv_write; while a write is in flight no
- * events are taken, so a client that reads slowly lets its ring fill and the
- * hub drops (and counts) what does not fit: the data plane never waits.
+ * socket), a uv_async_t the hub pokes when an event arrives for an idle
+ * watcher, a timer, and the hub watcher. The poke takes what is queued and
+ * starts the timer; every TICK_MS the timer takes what came since (up to
+ * BATCH events: each becomes its JSON line, all written with one uv_write),
+ * until a take finds nothing: then the watcher is idle again and the timer
+ * stops. So a busy stream wakes the loop ~1000/TICK_MS times a second
+ * whatever the call rate, and shows a call at most TICK_MS late. While a
+ * write is in flight nothing is taken, so a client that reads slowly lets
+ * its ring fill and the hub drops (and counts) what does not fit: the data
+ * plane never waits.
  *
- * A conn is freed when both its handles have closed; it ends when the client
- * closes (read EOF or error), a write fails, or ch_trace_shutdown(). */
+ * A conn is freed when its three handles have closed; it ends when the
+ * client closes (read EOF or error), a write fails, or ch_trace_shutdown(). */
 #include "admin_trace.h"
 
 #include <ctype.h>
@@ -23,15 +28,18 @@
 
 #define RING_CAPACITY 4096 /* events queued per client */
 #define BATCH 256          /* events per write */
+#define TICK_MS 20         /* how often a busy stream is written */
 
 typedef struct trace_conn {
   uv_pipe_t pipe;
   uv_async_t wake;
+  uv_timer_t tick;
   ch_trace_watcher *watcher;
   uv_write_t write;
   char *lines[BATCH + 1]; /* owned while written */
   size_t line_count;
   bool writing, closing;
+  bool more; /* the last take filled a batch: take again once written */
   int open_handles;
   uint64_t sent, dropped;
   struct trace_conn *next, *prev; /* every open stream, for shutdown */
@@ -120,6 +128,7 @@ static void close_conn(trace_conn *c, const char *why) {
   }
   uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
   uv_close((uv_handle_t *)&c->wake, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tick, on_handle_closed);
 }
 
 void ch_trace_shutdown(void) {
@@ -129,7 +138,7 @@ void ch_trace_shutdown(void) {
 
 /* ---- streaming ---- */
 
-static void flush(trace_conn *c);
+static size_t flush(trace_conn *c);
 
 static void on_written(uv_write_t *w, int status) {
   trace_conn *c = w->data;
@@ -137,8 +146,8 @@ static void on_written(uv_write_t *w, int status) {
   free_lines(c);
   if (status < 0)
     close_conn(c, uv_strerror(status));
-  else if (!c->closing)
-    flush(c);
+  else if (c->more && !c->closing)
+    flush(c); /* do not wait a tick */
 }
 
 static void write_lines(trace_conn *c) {
@@ -155,12 +164,14 @@ static void write_lines(trace_conn *c) {
   }
 }
 
-/* Takes what the ring holds (up to BATCH events) and writes it. */
-static void flush(trace_conn *c) {
-  if (c->writing || c->closing) return;
+/* Takes what the ring holds (up to BATCH events) and writes it; returns
+ * how many events were taken or dropped (0: the watcher is idle now). */
+static size_t flush(trace_conn *c) {
+  if (c->writing || c->closing) return 1;
   ch_trace_event *events[BATCH];
   uint64_t dropped;
   size_t n = ch_trace_take(c->watcher, events, BATCH, &dropped);
+  c->more = n == BATCH;
   for (size_t i = 0; i < n; i++) {
     char *json = ch_trace_event_json(events[i]);
     ch_trace_event_unref(events[i]);
@@ -177,9 +188,20 @@ static void flush(trace_conn *c) {
     if ((c->lines[c->line_count] = strdup(note)) != NULL) c->line_count++;
   }
   if (c->line_count) write_lines(c);
+  return n + dropped;
 }
 
-static void on_wake(uv_async_t *a) { flush(a->data); }
+static void on_tick(uv_timer_t *t) {
+  trace_conn *c = t->data;
+  if (flush(c) == 0) uv_timer_stop(&c->tick);
+}
+
+static void on_wake(uv_async_t *a) {
+  trace_conn *c = a->data;
+  flush(c);
+  if (!c->closing && !uv_is_active((uv_handle_t *)&c->tick))
+    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+}
 
 /* Called by the hub on a worker thread. */
 static void notify(void *arg) {
@@ -216,8 +238,9 @@ static trace_conn *open_conn(uv_stream_t *client, ch_error *err) {
   }
   uv_pipe_init(client->loop, &c->pipe, 0);
   uv_async_init(client->loop, &c->wake, on_wake);
-  c->pipe.data = c->wake.data = c;
-  c->open_handles = 2;
+  uv_timer_init(client->loop, &c->tick);
+  c->pipe.data = c->wake.data = c->tick.data = c;
+  c->open_handles = 3;
   int rc = uv_pipe_open(&c->pipe, copy);
   if (rc != 0) {
     close(copy);
@@ -225,6 +248,7 @@ static trace_conn *open_conn(uv_stream_t *client, ch_error *err) {
     c->closing = true;
     uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
     uv_close((uv_handle_t *)&c->wake, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tick, on_handle_closed);
     return NULL;
   }
   return c;

@@ -1,7 +1,7 @@
 /* test_trace.c: the live-trace hub of dispatcher/trace.h: nothing is queued
  * without a watcher, filters by method (regex on the full path and the
  * short name) and pod (namespace/name, name, ID), bounded rings that count
- * drops, wake-ups only on an empty ring, and the JSON line of an event. */
+ * drops, wake-ups only for an idle watcher, and the JSON line of an event. */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,13 +56,13 @@ static void nothing_happens_without_a_watcher(void **state) {
   assert_false(ch_trace_active());
 }
 
-static void events_arrive_in_order_with_one_wakeup(void **state) {
+static void events_arrive_in_order_and_wake_only_an_idle_watcher(void **state) {
   (void)state;
   wakeups = 0;
   ch_trace_watcher *w = watch("", "", 8);
   ch_trace_publish(event(VERSION, "", ""));
   ch_trace_publish(event(CREATE, "default/web", "p1"));
-  assert_int_equal(wakeups, 1); /* the second landed in a ring that was not empty */
+  assert_int_equal(wakeups, 1); /* the watcher was busy at the second */
   ch_trace_event *got[4];
   uint64_t dropped;
   assert_int_equal(ch_trace_take(w, got, 4, &dropped), 2);
@@ -71,6 +71,10 @@ static void events_arrive_in_order_with_one_wakeup(void **state) {
   assert_int_equal(dropped, 0);
   ch_trace_event_unref(got[0]);
   ch_trace_event_unref(got[1]);
+  ch_trace_publish(event(VERSION, "", ""));
+  assert_int_equal(wakeups, 1); /* still busy: it takes again on its timer */
+  assert_int_equal(drain(w, &dropped), 1);
+  assert_int_equal(drain(w, &dropped), 0); /* found nothing: idle */
   ch_trace_publish(event(VERSION, "", ""));
   assert_int_equal(wakeups, 2);
   ch_trace_unwatch(w); /* frees what is still queued */
@@ -195,7 +199,7 @@ static void event_json_line(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(nothing_happens_without_a_watcher),
-      cmocka_unit_test(events_arrive_in_order_with_one_wakeup),
+      cmocka_unit_test(events_arrive_in_order_and_wake_only_an_idle_watcher),
       cmocka_unit_test(method_filter_matches_full_path_or_short_name),
       cmocka_unit_test(pod_filter_matches_namespace_name_name_or_id),
       cmocka_unit_test(a_full_ring_drops_and_counts),
