@@ -30,7 +30,7 @@ import uuid
 import grpc
 
 import harness
-from harness import V1, pb_fields
+from harness import V1, pb_bytes, pb_fields
 
 DAEMONSET = os.path.join(harness.ROOT, "deploy", "kubernetes", "crihook-daemonset.yaml")
 DROPIN_SRC = os.path.join(harness.ROOT, "deploy", "systemd", "kubelet.service.d",
@@ -318,13 +318,15 @@ class CrihookdPod(unittest.TestCase):
     @classmethod
     def container_state(cls, ctr_id):
         """(state, exit code) from ContainerStatus, straight from containerd."""
-        status = json.loads(cls.cri_ctl("inspect", ctr_id).stdout)
-        st = status.get("status", status)
-        state = st.get("state", 0)
-        if isinstance(state, str):
-            state = {"CONTAINER_CREATED": 0, "CONTAINER_RUNNING": 1,
-                     "CONTAINER_EXITED": 2}.get(state, 3)
-        return state, int(st.get("exit_code", st.get("exitCode", 0)) or 0)
+        answer = harness.raw_unary(cls.cri, V1 + "ContainerStatus", pb_bytes(1, ctr_id))
+        assert answer.code == grpc.StatusCode.OK, "ContainerStatus %s: %s" % (ctr_id,
+                                                                             answer.details)
+        status = [v for f, _, v in pb_fields(answer.body) if f == 1][0]
+        fields = dict((f, v) for f, _, v in pb_fields(status))
+        exit_code = fields.get(7, 0)
+        if exit_code >= 1 << 31:  # int32 on the wire as a 64-bit varint
+            exit_code -= 1 << 64
+        return fields.get(3, 0), exit_code
 
     @classmethod
     def log(cls, name="crihookd.log"):
