@@ -16,12 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
-#include "endpoint.h"
 
 static volatile sig_atomic_t interrupted;
 static volatile int trace_fd = -1;
@@ -55,18 +53,6 @@ static void url_encode(const char *in, char *out, size_t size) {
     }
   }
   out[n] = '\0';
-}
-
-static int connect_admin(const char *endpoint, ch_error *err) {
-  ch_endpoint ep;
-  if (ch_endpoint_parse(endpoint, &ep, err) != 0) return -1;
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", ep.path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return fd;
-  ch_fail_errno(err, errno, "admin socket %s (is crihookd running?)", ep.path);
-  if (fd >= 0) close(fd);
-  return -1;
 }
 
 static int send_request(int fd, const char *method, const char *pod, ch_error *err) {
@@ -265,7 +251,7 @@ int ctl_cmd_trace(ctl_ctx *ctx, int argc, char **argv) {
   bool json = false;
   if (parse_options(argc, argv, &method, &pod, &json) != 0) return ctl_usage("trace");
   ch_error err;
-  int fd = connect_admin(ctx->admin, &err);
+  int fd = ctl_admin_connect(ctx->admin, &err);
   if (fd < 0) return ctl_fail("%s", err.msg);
   reader r = {.fd = fd};
   int rc = CTL_EXIT_FAIL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin_docs.h"
+#include "admin_trace.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -153,6 +154,14 @@ static void probe_then(admin_conn *c, void (*done)(void *, const ch_health_repor
     respond_error(c, 500, "cannot probe the backend: out of memory");
 }
 
+/* GET /trace[?method=RE&pod=NAME]: the live call trace (admin_trace.h)
+ * keeps its own copy of the socket and streams until the client leaves. */
+static void answer_trace(admin_conn *c, const char *query) {
+  ch_error err;
+  if (ch_trace_serve(conn_stream(c), query, &err) != 0) return respond_error(c, 400, err.msg);
+  conn_close(c);
+}
+
 static void route(admin_conn *c, const char *path) {
   ch_admin *a = c->admin;
   if (strcmp(path, "/metrics") == 0) return answer_metrics(c);
@@ -160,6 +169,8 @@ static void route(admin_conn *c, const char *path) {
   if (!c->full_access)
     return respond_error(c, 403, "only /metrics and /healthz are served on this address");
   if (strcmp(path, "/status") == 0) return probe_then(c, on_status_probed);
+  if (strncmp(path, "/trace", 6) == 0 && (path[6] == '\0' || path[6] == '?'))
+    return answer_trace(c, path + 6);
   if (strcmp(path, "/plugins") == 0)
     return respond(c, 200, ch_admin_plugins_json(a->config.registry));
   if (strcmp(path, "/store/pods") == 0) return respond(c, 200, ch_store_pods_json(a->config.store));
@@ -167,7 +178,7 @@ static void route(admin_conn *c, const char *path) {
     return respond(c, 200, ch_store_containers_json(a->config.store));
   respond_error(c, 404,
                 "no such path; try /status, /healthz, /plugins, /store/pods, "
-                "/store/containers, /metrics");
+                "/store/containers, /metrics, /trace");
 }
 
 /* Answers once the request line is complete ("GET /path HTTP/1.x"). */

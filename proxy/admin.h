@@ -13,6 +13,9 @@
  *   GET /healthz           200 when ready (the backend answers a Version call
  *                          now and the store is rebuilt), else 503; JSON
  *   GET /status            what `crihookctl status` shows (admin_docs.h)
+ *   GET /trace?method=RE&pod=NAME
+ *                          the live call trace, one JSON line per call, for
+ *                          as long as the client stays (admin_trace.h)
  * With --metrics-address, a TCP listener serves the same HTTP but only
  * /metrics and /healthz (the rest describes the node's pods: kept to root).
  * It runs on the control loop (libuv), never on the data plane. */

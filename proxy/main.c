@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "admin_trace.h"
 #include "crihook-config.h"
 #include "detect.h"
 #include "endpoint.h"
@@ -110,6 +111,7 @@ static void close_control_handles(control *c) {
   uv_close((uv_handle_t *)&c->intr, NULL);
   if (c->watch) ch_plugin_watch_stop(c->watch);
   if (c->admin) ch_admin_stop(c->admin);
+  ch_trace_shutdown(); /* ends `crihookctl trace` streams */
   if (c->health) ch_health_stop(c->health);
   c->watch = NULL;
   c->admin = NULL;
