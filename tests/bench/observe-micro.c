@@ -1,0 +1,111 @@
+/* observe-micro.c: what metrics and the live trace cost per call, measured
+ * in-process where the machine's noise cannot hide it (scripts/
+ * bench-observe.sh runs it after its end-to-end runs).
+ *
+ *   observe-micro [--calls N] [--per-call-us US]
+ *
+ * Times, per CRI call: recording it in the metrics (ch_metrics_cri_call,
+ * on and off), the data path's trace check with nobody watching
+ * (ch_trace_active), and with one watcher attached the whole trace path:
+ * the worker's side (ch_trace_event_new + ch_trace_publish) and the control
+ * loop's (ch_trace_take + ch_trace_event_json + unref). Prints each in
+ * nanoseconds and as a share of US microseconds, crihookd's own CPU per
+ * forwarded call (default 33: the cheapest figure of scripts/bench.sh). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "trace.h"
+
+static const char method[] = "/runtime.v1.RuntimeService/Version";
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static double metrics_ns(long calls, bool enabled) {
+  ch_metrics_enable(enabled);
+  double t0 = now_ns();
+  for (long i = 0; i < calls; i++)
+    ch_metrics_cri_call(method, sizeof method - 1, GRPC_STATUS_OK, 0.0001 * (double)(i % 50));
+  return (now_ns() - t0) / (double)calls;
+}
+
+static double unwatched_ns(long calls) {
+  volatile long hits = 0;
+  double t0 = now_ns();
+  for (long i = 0; i < calls; i++)
+    if (ch_trace_active()) hits++;
+  return (now_ns() - t0) / (double)calls;
+}
+
+static void no_notify(void *arg) { (void)arg; }
+
+/* Publishes batches of 64 and drains them as the loop would; returns the
+ * worker's and the loop's ns per event. */
+static int watched_ns(long calls, double *worker, double *loop) {
+  ch_trace_watcher *w;
+  ch_error err;
+  ch_trace_filter any = {0};
+  if (ch_trace_watch(&any, 4096, no_notify, NULL, &w, &err) != 0) {
+    fprintf(stderr, "observe-micro: %s\n", err.msg);
+    return -1;
+  }
+  double pub = 0, take = 0;
+  ch_trace_event *batch[64];
+  for (long done = 0; done < calls; done += 64) {
+    double t0 = now_ns();
+    for (int i = 0; i < 64; i++)
+      ch_trace_publish(ch_trace_event_new(method, sizeof method - 1, GRPC_STATUS_OK, 0.25));
+    double t1 = now_ns();
+    uint64_t dropped;
+    size_t n = ch_trace_take(w, batch, 64, &dropped);
+    for (size_t i = 0; i < n; i++) {
+      free(ch_trace_event_json(batch[i]));
+      ch_trace_event_unref(batch[i]);
+    }
+    take += now_ns() - t1;
+    pub += t1 - t0;
+  }
+  ch_trace_unwatch(w);
+  *worker = pub / (double)calls;
+  *loop = take / (double)calls;
+  return 0;
+}
+
+static void row(const char *what, double ns, double per_call_us) {
+  printf("  %-46s %9.1f ns  %6.2f%% of a call\n", what, ns, 100 * ns / (per_call_us * 1000));
+}
+
+int main(int argc, char **argv) {
+  long calls = 2000000;
+  double per_call_us = 33;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--calls") == 0)
+      calls = atol(argv[i + 1]);
+    else if (strcmp(argv[i], "--per-call-us") == 0)
+      per_call_us = atof(argv[i + 1]);
+  }
+  if (calls < 64 || per_call_us <= 0) {
+    fprintf(stderr, "usage: observe-micro [--calls N>=64] [--per-call-us US>0]\n");
+    return 2;
+  }
+  double worker, loop;
+  metrics_ns(calls / 10, true); /* warm up: the series exists */
+  double off = metrics_ns(calls, false), on = metrics_ns(calls, true);
+  double idle = unwatched_ns(calls);
+  if (watched_ns(calls / 4, &worker, &loop) != 0) return 1;
+  printf("per-call cost in-process (%ld calls; a call costs crihookd %.1f us of CPU):\n", calls,
+         per_call_us);
+  row("metrics on (recording one CRI call)", on - off, per_call_us);
+  row("trace, nobody watching (the data path's check)", idle, per_call_us);
+  row("trace watched: worker (event + publish)", worker, per_call_us);
+  row("trace watched: control loop (take + JSON)", loop, per_call_us);
+  row("trace watched: both", worker + loop, per_call_us);
+  ch_metrics_reset();
+  return 0;
+}
