@@ -206,7 +206,7 @@ class DaemonSet(unittest.TestCase):
                        'runtimeproxy.koordinator.sh/skip-hookserver: "true"',
                        "LISTEN=" + LISTEN, "path: " + HOOK_DIR, "path: " + LISTEN_DIR):
             self.assertIn(needle, self.text)
-        self.assertLessEqual(crihook_socket_paths(self.text), {unix_path(LISTEN)})
+        self.assertLessEqual(crihook_socket_paths(self.text), {unix_path(LISTEN), unix_path(ADMIN)})
 
     def test_manifest(self):
         try:
@@ -226,8 +226,8 @@ class DaemonSet(unittest.TestCase):
         self.assertEqual(c["image"], IMAGE)
         self.assertIs(c["securityContext"]["privileged"], True)
         probe = c["readinessProbe"]["exec"]["command"]
-        self.assertEqual(probe[probe.index("--endpoint") + 1], LISTEN)
-        self.assertEqual(probe[-1], "version")
+        self.assertEqual(probe[probe.index("--admin") + 1], ADMIN)
+        self.assertEqual(probe[-1], "status")  # ready: backend answers, store rebuilt
         host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         by_host = {path: mounts[name] for name, path in host.items()}
