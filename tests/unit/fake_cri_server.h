@@ -1,4 +1,4 @@
-/* fake_cri_server.h: a tiny CRI server on grpc core for unit tests.
+/* fake_cri_server.h: a tiny CRI server for unit tests (on fake_grpc_server.h).
  *
  * It serves one unix socket and answers every call according to its mode.
  * Its completion queue runs in its own thread. The caller owns grpc_init()

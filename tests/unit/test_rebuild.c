@@ -2,7 +2,7 @@
  * and the lenient JSON decoding it relies on (ch_pb_from_json_lenient).
  *
  * Two kinds of backend:
- * - a scripted fake (fake_store_backend.c) playing a runtime whose verbose
+ * - a scripted fake (fake_grpc_server.c) playing a runtime whose verbose
  *   info is containerd-like for some objects and absent or not JSON for
  *   others, with objects that vanish between List and Status, and Lists
  *   or Statuses that fail;
@@ -27,7 +27,7 @@
 #include <cmocka.h>
 
 #include "cri.pb-c.h"
-#include "fake_store_backend.h"
+#include "fake_grpc_server.h"
 #include "grpc_util.h"
 #include "pbjson.h"
 #include "store.h"
@@ -396,7 +396,7 @@ static void handle(void *data, const char *method, const uint8_t *req, size_t le
 
 typedef struct fake_env {
   script sc;
-  fake_store_backend *backend;
+  fake_grpc_server *backend;
   grpc_channel *channel;
   ch_store *store;
 } fake_env;
@@ -407,7 +407,7 @@ static int fake_setup(void **state) {
   char path[128], target[140];
   snprintf(path, sizeof path, "%s/fake.sock", tmpdir);
   unlink(path);
-  env->backend = fake_store_backend_start(path, handle, &env->sc);
+  env->backend = fake_grpc_start(path, handle, &env->sc);
   if (!env->backend) return -1;
   snprintf(target, sizeof target, "unix:%s", path);
   env->channel = ch_channel_open(target, NULL);
@@ -420,7 +420,7 @@ static int fake_teardown(void **state) {
   fake_env *env = *state;
   ch_store_free(env->store);
   grpc_channel_destroy(env->channel);
-  fake_store_backend_stop(env->backend);
+  fake_grpc_stop(env->backend);
   free(env);
   return 0;
 }

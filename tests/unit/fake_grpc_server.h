@@ -1,15 +1,18 @@
-/* fake_store_backend.h: a scriptable CRI server on grpc core for the store
- * rebuild tests (test_rebuild.c).
+/* fake_grpc_server.h: a scriptable unary gRPC server on grpc core for unit
+ * tests (test_rebuild.c directly, test_detect.c through fake_cri_server.h).
  *
- * Unlike fake_cri_server.h, it reads each request before answering and
- * hands it to a handler the test supplies, so one fake can play a runtime
- * with several pods, containers that vanish between List and Status, or a
- * List that fails. Its completion queue runs in its own thread, which is
- * where the handler is called. The caller owns grpc_init()/grpc_shutdown(). */
+ * It reads each request and hands it to a handler the test supplies, so one
+ * fake can play a runtime with several pods, containers that vanish between
+ * List and Status, a List that fails, or a runtime that never answers. Its
+ * completion queue runs in its own thread, which is where the handler is
+ * called. Answers always carry initial metadata in the same batch as the
+ * status, so error answers are valid trailers-only answers. The caller owns
+ * grpc_init()/grpc_shutdown(). */
 #pragma once
 
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +21,7 @@ typedef struct fake_answer {
   char details[128];
   uint8_t *response; /* malloc'd packed answer (the fake frees it); NULL = none */
   size_t response_len;
+  bool hang; /* do not answer: wait until the client gives up or the server stops */
 } fake_answer;
 
 /* Answers one call of `method` (e.g. "/runtime.v1.RuntimeService/ListContainers")
@@ -32,13 +36,13 @@ void fake_answer_message(fake_answer *answer, const ProtobufCMessage *msg);
 /* Fills `answer` with an error status and details. */
 void fake_answer_error(fake_answer *answer, grpc_status_code status, const char *details);
 
-typedef struct fake_store_backend fake_store_backend;
+typedef struct fake_grpc_server fake_grpc_server;
 
 /* Starts serving unix socket `path`; NULL if grpc would not bind it. */
-fake_store_backend *fake_store_backend_start(const char *path, fake_handler handler, void *data);
+fake_grpc_server *fake_grpc_start(const char *path, fake_handler handler, void *data);
 
 /* Stops the server, joins its thread and frees everything. */
-void fake_store_backend_stop(fake_store_backend *b);
+void fake_grpc_stop(fake_grpc_server *b);
 
 /* How many calls were answered so far. */
-int fake_store_backend_calls(fake_store_backend *b);
+int fake_grpc_calls(fake_grpc_server *b);

@@ -1,10 +1,11 @@
-/* fake_store_backend.c: a scriptable CRI server (fake_store_backend.h).
+/* fake_grpc_server.c: a scriptable unary gRPC server (fake_grpc_server.h).
  *
  * Each call goes through three steps on the server's completion queue:
  * REQUESTED (grpc handed us a call) -> RECEIVING (the request message is
  * read) -> ANSWERING (the handler's answer is sent with initial metadata,
- * status and close in one batch) -> freed. */
-#include "fake_store_backend.h"
+ * status and close in one batch; or, for a hanging answer, only the close
+ * is awaited) -> freed. */
+#include "fake_grpc_server.h"
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -28,7 +29,7 @@ typedef struct fake_call {
   int cancelled;
 } fake_call;
 
-struct fake_store_backend {
+struct fake_grpc_server {
   grpc_server *server;
   grpc_completion_queue *cq;
   pthread_t thread;
@@ -68,7 +69,7 @@ static void free_call(fake_call *c) {
   free(c);
 }
 
-static int stopping(fake_store_backend *b) {
+static int stopping(fake_grpc_server *b) {
   pthread_mutex_lock(&b->mu);
   int stop = b->shutting_down;
   pthread_mutex_unlock(&b->mu);
@@ -76,7 +77,7 @@ static int stopping(fake_store_backend *b) {
 }
 
 /* Asks grpc for the next incoming call. */
-static void arm(fake_store_backend *b) {
+static void arm(fake_grpc_server *b) {
   if (stopping(b)) return;
   fake_call *c = calloc(1, sizeof *c);
   if (!c) abort();
@@ -97,7 +98,7 @@ static void receive(fake_call *c) {
 }
 
 /* Runs the handler on the request and turns its answer into c's fields. */
-static grpc_status_code run_handler(fake_store_backend *b, fake_call *c) {
+static grpc_status_code run_handler(fake_grpc_server *b, fake_call *c, bool *hang) {
   char method[256];
   size_t n = GRPC_SLICE_LENGTH(c->details.method);
   if (n >= sizeof method) n = sizeof method - 1;
@@ -115,6 +116,7 @@ static grpc_status_code run_handler(fake_store_backend *b, fake_call *c) {
     grpc_slice_unref(slice);
   }
   free(answer.response);
+  *hang = answer.hang;
   c->status_details = grpc_slice_from_copied_string(answer.details);
   pthread_mutex_lock(&b->mu);
   b->calls++;
@@ -122,26 +124,35 @@ static grpc_status_code run_handler(fake_store_backend *b, fake_call *c) {
   return answer.status;
 }
 
-static void answer(fake_store_backend *b, fake_call *c) {
-  grpc_status_code status = run_handler(b, c);
-  grpc_op ops[4];
-  memset(ops, 0, sizeof ops);
+/* The ops of the answer batch: the whole answer, or only the close. */
+static size_t answer_ops(fake_call *c, grpc_status_code status, bool hang, grpc_op ops[4]) {
+  memset(ops, 0, 4 * sizeof *ops);
   size_t k = 0;
-  ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (c->response) {
-    ops[k].op = GRPC_OP_SEND_MESSAGE;
-    ops[k++].data.send_message.send_message = c->response;
+  if (!hang) {
+    ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->response) {
+      ops[k].op = GRPC_OP_SEND_MESSAGE;
+      ops[k++].data.send_message.send_message = c->response;
+    }
+    ops[k].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[k].data.send_status_from_server.status = status;
+    ops[k++].data.send_status_from_server.status_details = &c->status_details;
   }
-  ops[k].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[k].data.send_status_from_server.status = status;
-  ops[k++].data.send_status_from_server.status_details = &c->status_details;
   ops[k].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   ops[k++].data.recv_close_on_server.cancelled = &c->cancelled;
+  return k;
+}
+
+static void answer(fake_grpc_server *b, fake_call *c) {
+  bool hang = false;
+  grpc_status_code status = run_handler(b, c, &hang);
+  grpc_op ops[4];
+  size_t k = answer_ops(c, status, hang, ops);
   c->stage = STAGE_ANSWERING;
   if (grpc_call_start_batch(c->call, ops, k, c, NULL) != GRPC_CALL_OK) free_call(c);
 }
 
-static void step(fake_store_backend *b, fake_call *c, int success) {
+static void step(fake_grpc_server *b, fake_call *c, int success) {
   if (c->stage == STAGE_REQUESTED && success) {
     arm(b);
     receive(c);
@@ -152,7 +163,7 @@ static void step(fake_store_backend *b, fake_call *c, int success) {
   }
 }
 
-static void mark_shutdown_done(fake_store_backend *b) {
+static void mark_shutdown_done(fake_grpc_server *b) {
   pthread_mutex_lock(&b->mu);
   b->shutdown_done = 1;
   pthread_cond_broadcast(&b->cv);
@@ -160,7 +171,7 @@ static void mark_shutdown_done(fake_store_backend *b) {
 }
 
 static void *serve(void *arg) {
-  fake_store_backend *b = arg;
+  fake_grpc_server *b = arg;
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
@@ -190,8 +201,8 @@ static int bind_unix(grpc_server *server, const char *path) {
   return port;
 }
 
-fake_store_backend *fake_store_backend_start(const char *path, fake_handler handler, void *data) {
-  fake_store_backend *b = calloc(1, sizeof *b);
+fake_grpc_server *fake_grpc_start(const char *path, fake_handler handler, void *data) {
+  fake_grpc_server *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   b->handler = handler;
   b->data = data;
@@ -214,7 +225,7 @@ fake_store_backend *fake_store_backend_start(const char *path, fake_handler hand
   return b;
 }
 
-void fake_store_backend_stop(fake_store_backend *b) {
+void fake_grpc_stop(fake_grpc_server *b) {
   if (!b) return;
   pthread_mutex_lock(&b->mu);
   b->shutting_down = 1;
@@ -233,7 +244,7 @@ void fake_store_backend_stop(fake_store_backend *b) {
   free(b);
 }
 
-int fake_store_backend_calls(fake_store_backend *b) {
+int fake_grpc_calls(fake_grpc_server *b) {
   pthread_mutex_lock(&b->mu);
   int n = b->calls;
   pthread_mutex_unlock(&b->mu);
