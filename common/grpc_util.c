@@ -79,8 +79,8 @@ static void copy_details(ch_unary_result *result, grpc_slice details) {
 
 size_t ch_unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_count,
                            grpc_byte_buffer *request, grpc_metadata_array *initial_md,
-                           grpc_byte_buffer **answer, grpc_status_code *status,
-                           grpc_slice *details, grpc_metadata_array *trailing_md) {
+                           grpc_byte_buffer **answer, grpc_status_code *status, grpc_slice *details,
+                           grpc_metadata_array *trailing_md) {
   memset(ops, 0, 6 * sizeof *ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].data.send_initial_metadata.count = md_count;
@@ -97,6 +97,23 @@ size_t ch_unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_co
   ops[5].data.recv_status_on_client.status_details = details;
   ops[5].data.recv_status_on_client.trailing_metadata = trailing_md;
   return 6;
+}
+
+size_t ch_unary_server_ops(grpc_op ops[4], grpc_byte_buffer *message, grpc_status_code status,
+                           grpc_slice *details, int *cancelled) {
+  memset(ops, 0, 4 * sizeof *ops);
+  size_t n = 0;
+  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (message) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = message;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = status;
+  ops[n++].data.send_status_from_server.status_details = details;
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n++].data.recv_close_on_server.cancelled = cancelled;
+  return n;
 }
 
 int ch_unary_call(grpc_channel *channel, const char *method, const void *request,

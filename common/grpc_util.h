@@ -53,8 +53,15 @@ void ch_unary_result_clear(ch_unary_result *result);
  * Returns the number of ops (6), to pass to grpc_call_start_batch. */
 size_t ch_unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_count,
                            grpc_byte_buffer *request, grpc_metadata_array *initial_md,
-                           grpc_byte_buffer **answer, grpc_status_code *status,
-                           grpc_slice *details, grpc_metadata_array *trailing_md);
+                           grpc_byte_buffer **answer, grpc_status_code *status, grpc_slice *details,
+                           grpc_metadata_array *trailing_md);
+
+/* Fills ops[0..3] with a unary server's whole answer: initial metadata (in
+ * the same batch as the status, so an error is a valid trailers-only
+ * answer), `message` if not NULL, the status, and the wait for the close.
+ * Returns the number of ops (3 or 4). */
+size_t ch_unary_server_ops(grpc_op ops[4], grpc_byte_buffer *message, grpc_status_code status,
+                           grpc_slice *details, int *cancelled);
 
 /* Flattens a (possibly compressed-free) byte buffer into one malloc'd block. */
 uint8_t *ch_byte_buffer_flatten(grpc_byte_buffer *bb, size_t *len);

@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hooks.h"
 #include "grpc_util.h"
+#include "hooks.h"
 #include "sdk.h"
 
 _Static_assert(CH_HOOK_COUNT == 10, "a new hook point needs its callback in crihook_plugin_ops");
@@ -132,18 +132,8 @@ static void answer(sdk_call *c, grpc_status_code status, const char *message) {
   grpc_slice_unref(c->status_message);
   c->status_message = grpc_slice_from_copied_string(message ? message : "");
   grpc_op ops[4];
-  memset(ops, 0, sizeof ops);
-  size_t n = 0;
-  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (status == GRPC_STATUS_OK && c->response) {
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = c->response;
-  }
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = status;
-  ops[n++].data.send_status_from_server.status_details = &c->status_message;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  size_t n = ch_unary_server_ops(ops, status == GRPC_STATUS_OK ? c->response : NULL, status,
+                                 &c->status_message, &c->cancelled);
   c->tag.fn = on_done;
   if (grpc_call_start_batch(c->call, ops, n, &c->tag, NULL) != GRPC_CALL_OK) call_free(c);
 }

@@ -126,21 +126,12 @@ static grpc_status_code run_handler(fake_grpc_server *b, fake_call *c, bool *han
 
 /* The ops of the answer batch: the whole answer, or only the close. */
 static size_t answer_ops(fake_call *c, grpc_status_code status, bool hang, grpc_op ops[4]) {
-  memset(ops, 0, 4 * sizeof *ops);
-  size_t k = 0;
-  if (!hang) {
-    ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (c->response) {
-      ops[k].op = GRPC_OP_SEND_MESSAGE;
-      ops[k++].data.send_message.send_message = c->response;
-    }
-    ops[k].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[k].data.send_status_from_server.status = status;
-    ops[k++].data.send_status_from_server.status_details = &c->status_details;
-  }
-  ops[k].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[k++].data.recv_close_on_server.cancelled = &c->cancelled;
-  return k;
+  if (!hang)
+    return ch_unary_server_ops(ops, c->response, status, &c->status_details, &c->cancelled);
+  memset(ops, 0, sizeof *ops);
+  ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[0].data.recv_close_on_server.cancelled = &c->cancelled;
+  return 1;
 }
 
 static void answer(fake_grpc_server *b, fake_call *c) {
