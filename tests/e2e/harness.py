@@ -1,17 +1,22 @@
 """harness.py: what every end-to-end test needs, in one place.
 
-- Containerd: a private containerd from tests/harness/containerd.sh. When the
-  test runner exports CRIHOOK_TEST_CONTAINERD (a socket path started once for
-  the whole suite), tests share it; a test that kills or restarts its backend
-  starts its own with `Containerd(private=True)`.
+- Containerd: a private containerd from tests/harness/containerd.sh.
+  `Containerd.shared()` reuses the one the test runner started for the whole
+  suite when it exports CRIHOOK_TEST_CONTAINERD (a socket path); a test that
+  kills or restarts its backend starts its own with `Containerd()`.
 - Crihookd: the daemon under test, started on a socket in a temp dir, its log
   kept in a file and shown when a test fails.
-- raw_unary / raw_stream: CRI calls with raw bytes through Debian's
-  python3-grpcio, so the test sees exactly what kubelet would: status code,
-  message, metadata, bytes.
+- raw_unary: a CRI call with raw bytes through Debian's python3-grpcio, so
+  the test sees exactly what kubelet would: status code, message, metadata,
+  bytes (channel() for other call shapes; pb_* encode and decode by hand).
 - ctl(): runs crihookctl; http_get(): one GET on the admin socket.
-- cases(): unittest runner that prints "N passed, N failed" for the suite's
-  summary.
+- HookServer: tests/e2e/hookserver.py as a process; register(): its
+  registration file in a hook directory.
+- fixture(): a config from tests/e2e/fixtures as a dict; write_json(): a dict
+  to a file; pod_files(): a pod and a container config (fresh pod name and
+  uid, the caller's labels etc. merged in) written for crihookctl runp/create.
+- main(): unittest runner that prints "cases: N passed, N failed, N skipped"
+  for the suite's summary.
 """
 
 import json
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 import unittest
+import uuid
 
 import grpc
 
@@ -274,6 +280,48 @@ class HookServer:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def fixture(file_name, **metadata):
+    """tests/e2e/fixtures/`file_name` as a dict, `metadata` merged into its "metadata"."""
+    with open(os.path.join(FIXTURES, file_name)) as f:
+        data = json.load(f)
+    data["metadata"].update(metadata)
+    return data
+
+
+def write_json(directory, name, data):
+    """Writes `data` to `directory`/`name` as JSON; returns the path."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+    return path
+
+
+def _merge(doc, extra):
+    """Each key of `extra` into `doc`: a dict into the dict already there, else set."""
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key].update(value)
+        else:
+            doc[key] = value
+
+
+def pod_files(directory, name=None, prefix="e2e-", labels=None, annotations=None, linux=None,
+              container=None):
+    """Writes the fixture pod and container configs into `directory` as
+    NAME-pod.json and NAME-ctr.json; returns (pod_path, ctr_path). The pod
+    gets a fresh uid and `name` (default `prefix` and 8 random hex digits);
+    `labels`, `annotations` and `linux` are merged into the pod's own, and
+    each key of `container` into the container config (a dict into the dict
+    already there)."""
+    name = name or prefix + uuid.uuid4().hex[:8]
+    pod = fixture("pod.json", name=name, uid=str(uuid.uuid4()))
+    _merge(pod, {"labels": labels or {}, "annotations": annotations or {}, "linux": linux or {}})
+    ctr = fixture("container.json")
+    _merge(ctr, container)
+    return (write_json(directory, name + "-pod.json", pod),
+            write_json(directory, name + "-ctr.json", ctr))
 
 
 def write_atomic(path, text):

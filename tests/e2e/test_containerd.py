@@ -8,12 +8,10 @@ crihookd, so the events must arrive while the lifecycle is still running.
 """
 
 import json
-import os
 import signal
 import threading
 import time
 import unittest
-import uuid
 
 import grpc
 
@@ -21,20 +19,6 @@ import harness
 from harness import V1, V1_IMAGE, V1ALPHA2, pb_bytes, pb_fields
 
 BUSYBOX = "localhost/crihook/busybox:test"
-
-
-def fixture(file_name, **metadata):
-    with open(os.path.join(harness.FIXTURES, file_name)) as f:
-        data = json.load(f)
-    data["metadata"].update(metadata)
-    return data
-
-
-def write_json(directory, name, data):
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        json.dump(data, f)
-    return path
 
 
 class EventWatcher:
@@ -141,10 +125,7 @@ class ThroughContainerd(unittest.TestCase):
         self.assertEqual(answer.code, grpc.StatusCode.DEADLINE_EXCEEDED)
 
     def test_full_lifecycle_with_live_events(self):
-        name = "life-" + uuid.uuid4().hex[:8]
-        pod = write_json(self.dir, name + "-pod.json",
-                         fixture("pod.json", name=name, uid=str(uuid.uuid4())))
-        ctr = write_json(self.dir, name + "-ctr.json", fixture("container.json"))
+        pod, ctr = harness.pod_files(self.dir, prefix="life-")
         watcher = EventWatcher(self.proxy.sock)
         try:
             pod_id = self.ctl("runp", pod).stdout.strip()
@@ -202,10 +183,7 @@ class BackendRestartAndDrain(unittest.TestCase):
         self.assertIsNone(self.proxy.proc.poll())
 
     def test_sigterm_with_real_calls_in_flight(self):
-        name = "drain-" + uuid.uuid4().hex[:8]
-        d = harness.tmpdir("crihook-drain-")
-        pod = write_json(d, "pod.json", fixture("pod.json", name=name, uid=str(uuid.uuid4())))
-        ctr = write_json(d, "ctr.json", fixture("container.json"))
+        pod, ctr = harness.pod_files(harness.tmpdir("crihook-drain-"), prefix="drain-")
         pod_id = harness.ctl(self.proxy.sock, "runp", pod).stdout.strip()
         ctr_id = harness.ctl(self.proxy.sock, "create", pod_id, ctr, pod).stdout.strip()
         harness.ctl(self.proxy.sock, "start", ctr_id)

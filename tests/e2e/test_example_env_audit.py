@@ -37,13 +37,6 @@ POST_HOOKS = ["PostStartContainer", "PostStopContainer", "PostRemoveContainer",
               "PostStopPodSandbox"]
 
 
-def fixture(file_name, **metadata):
-    with open(os.path.join(harness.FIXTURES, file_name)) as f:
-        data = json.load(f)
-    data["metadata"].update(metadata)
-    return data
-
-
 def connectable(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -156,19 +149,10 @@ class PluginCase(unittest.TestCase):
     def ctl(self, *args, check=True):
         return harness.ctl(self.proxy.sock, *args, check=check)
 
-    def pod_files(self, labels=None):
-        name = "ex-" + uuid.uuid4().hex[:8]
-        pod = fixture("pod.json", name=name, uid=str(uuid.uuid4()))
-        pod["labels"].update(labels or {})
-        pod_path, ctr_path = self.path(name + "-pod.json"), self.path(name + "-ctr.json")
-        with open(pod_path, "w") as f:
-            json.dump(pod, f)
-        with open(ctr_path, "w") as f:
-            json.dump(fixture("container.json"), f)
-        return pod, pod_path, ctr_path
-
     def run_pod(self, labels=None):
-        pod, pod_path, ctr_path = self.pod_files(labels)
+        pod_path, ctr_path = harness.pod_files(self.work, prefix="ex-", labels=labels)
+        with open(pod_path) as f:
+            pod = json.load(f)
         pod_id = self.ctl("runp", pod_path).stdout.strip()
         self.pods.append(pod_id)
         return pod, pod_id, pod_path, ctr_path

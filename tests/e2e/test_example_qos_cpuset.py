@@ -30,13 +30,6 @@ CPUSET = "crihook.io/cpuset"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-def fixture(file_name, **metadata):
-    with open(os.path.join(harness.FIXTURES, file_name)) as f:
-        data = json.load(f)
-    data["metadata"].update(metadata)
-    return data
-
-
 def online_cpus():
     with open("/sys/devices/system/cpu/online") as f:
         return f.read().strip()
@@ -138,21 +131,9 @@ class ExampleCase(unittest.TestCase):
         return harness.ctl(self.proxy.sock, *args, check=check)
 
     def pod_files(self, labels=None, annotations=None, ctr_annotations=None, cgroup_parent=None):
-        name = "ex-" + uuid.uuid4().hex[:8]
-        pod = fixture("pod.json", name=name, uid=str(uuid.uuid4()))
-        pod["labels"].update(labels or {})
-        pod["annotations"].update(annotations or {})
-        if cgroup_parent:
-            pod.setdefault("linux", {})["cgroup_parent"] = cgroup_parent
-        ctr = fixture("container.json")
-        ctr["annotations"].update(ctr_annotations or {})
-        pod_path = os.path.join(self.work, name + "-pod.json")
-        ctr_path = os.path.join(self.work, name + "-ctr.json")
-        with open(pod_path, "w") as f:
-            json.dump(pod, f)
-        with open(ctr_path, "w") as f:
-            json.dump(ctr, f)
-        return pod_path, ctr_path
+        return harness.pod_files(self.work, prefix="ex-", labels=labels, annotations=annotations,
+                                 linux=cgroup_parent and {"cgroup_parent": cgroup_parent},
+                                 container={"annotations": ctr_annotations or {}})
 
     def run_pod(self, check=True, **kw):
         pod_path, ctr_path = self.pod_files(**kw)

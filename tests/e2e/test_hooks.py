@@ -21,13 +21,6 @@ from harness import V1, HookServer, pb_bytes, pb_varint, register
 SKIP_LABEL = "runtimeproxy.koordinator.sh/skip-hookserver"
 
 
-def fixture(file_name, **metadata):
-    with open(os.path.join(harness.FIXTURES, file_name)) as f:
-        data = json.load(f)
-    data["metadata"].update(metadata)
-    return data
-
-
 class HookCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -69,21 +62,8 @@ class HookCase(unittest.TestCase):
     def ctl(self, *args, check=True):
         return harness.ctl(self.proxy.sock, *args, check=check)
 
-    def pod_files(self, labels=None, linux=None):
-        name = "hk-" + uuid.uuid4().hex[:8]
-        pod = fixture("pod.json", name=name, uid=str(uuid.uuid4()))
-        pod["labels"].update(labels or {})
-        pod.setdefault("linux", {}).update(linux or {})
-        pod_path = os.path.join(self.work, name + "-pod.json")
-        ctr_path = os.path.join(self.work, name + "-ctr.json")
-        with open(pod_path, "w") as f:
-            json.dump(pod, f)
-        with open(ctr_path, "w") as f:
-            json.dump(fixture("container.json"), f)
-        return pod_path, ctr_path
-
     def run_pod(self, labels=None, linux=None, check=True):
-        pod_path, ctr_path = self.pod_files(labels, linux)
+        pod_path, ctr_path = harness.pod_files(self.work, prefix="hk-", labels=labels, linux=linux)
         out = self.ctl("runp", pod_path, check=check)
         if out.returncode == 0:
             self.pods.append(out.stdout.strip())

@@ -118,17 +118,10 @@ class StoreSurvivesRestart(unittest.TestCase):
         hs = HookServer("watcher", {}, work)
         try:
             name = "rs-" + uuid.uuid4().hex[:8]
-            with open(os.path.join(harness.FIXTURES, "pod.json")) as f:
-                pod = json.load(f)
-            pod["metadata"].update(name=name, uid=str(uuid.uuid4()))
-            pod.setdefault("linux", {})["cgroup_parent"] = "/crihook-rs-" + name
-            with open(os.path.join(harness.FIXTURES, "container.json")) as f:
-                ctr = json.load(f)
-            ctr["linux"] = {"resources": {"cpu_shares": 300, "memory_limit_in_bytes": 50331648}}
-            pod_path, ctr_path = os.path.join(work, "pod.json"), os.path.join(work, "ctr.json")
-            for path, doc in ((pod_path, pod), (ctr_path, ctr)):
-                with open(path, "w") as f:
-                    json.dump(doc, f)
+            pod_path, ctr_path = harness.pod_files(
+                work, name, linux={"cgroup_parent": "/crihook-rs-" + name},
+                container={"linux": {"resources": {"cpu_shares": 300,
+                                                   "memory_limit_in_bytes": 50331648}}})
             pod_id = proxy.ctl("runp", pod_path).stdout.strip()
             ctr_id = proxy.ctl("create", pod_id, ctr_path, pod_path).stdout.strip()
             before = (proxy.store("pods"), proxy.store("containers"))

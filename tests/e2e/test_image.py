@@ -30,7 +30,7 @@ import uuid
 import grpc
 
 import harness
-from harness import V1, pb_bytes, pb_fields
+from harness import V1, pb_bytes, pb_fields, write_json
 
 DAEMONSET = os.path.join(harness.ROOT, "deploy", "kubernetes", "crihook-daemonset.yaml")
 DROPIN_SRC = os.path.join(harness.ROOT, "deploy", "systemd", "kubelet.service.d",
@@ -206,13 +206,6 @@ class ImageArchive(unittest.TestCase):
             self.assertEqual(sha256(read(out, "rb")), sha256(read(ARCHIVE, "rb")))
         finally:
             shutil.rmtree(d, ignore_errors=True)
-
-
-def write_json(directory, name, data):
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-    return path
 
 
 class CrihookdPod(unittest.TestCase):

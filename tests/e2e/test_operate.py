@@ -18,12 +18,9 @@ import socket
 import subprocess
 import time
 import unittest
-import uuid
 
 import harness
 from harness import V1, http_get
-
-FIXTURES = harness.FIXTURES
 
 
 def free_port():
@@ -42,13 +39,8 @@ def metric(body, name):
 
 
 def run_pod(sock, directory):
-    with open(os.path.join(FIXTURES, "pod.json")) as f:
-        pod = json.load(f)
-    pod["metadata"].update(name="operate-" + uuid.uuid4().hex[:6], uid=str(uuid.uuid4()))
-    path = os.path.join(directory, "pod.json")
-    with open(path, "w") as f:
-        json.dump(pod, f)
-    return harness.ctl(sock, "runp", path).stdout.strip()
+    pod_path, _ = harness.pod_files(directory, prefix="operate-")
+    return harness.ctl(sock, "runp", pod_path).stdout.strip()
 
 
 class Health(unittest.TestCase):

@@ -23,13 +23,6 @@ from fake_backend import FakeBackend
 from harness import HookServer, register
 
 
-def fixture(file_name, **metadata):
-    with open(os.path.join(harness.FIXTURES, file_name)) as f:
-        data = json.load(f)
-    data["metadata"].update(metadata)
-    return data
-
-
 class Tracer:
     """`crihookctl trace ARGS` in the background, its output in a file."""
 
@@ -82,13 +75,7 @@ class TraceLifecycle(unittest.TestCase):
         return harness.ctl(self.proxy.sock, *args).stdout.strip()
 
     def run_lifecycle(self, name):
-        pod = fixture("pod.json", name=name, uid=str(uuid.uuid4()))
-        pod_path = os.path.join(self.work, name + "-pod.json")
-        ctr_path = os.path.join(self.work, name + "-ctr.json")
-        with open(pod_path, "w") as f:
-            json.dump(pod, f)
-        with open(ctr_path, "w") as f:
-            json.dump(fixture("container.json"), f)
+        pod_path, ctr_path = harness.pod_files(self.work, name)
         self.ctl("version")
         pod_id = self.ctl("runp", pod_path)
         try:
