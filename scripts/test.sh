@@ -32,7 +32,24 @@ export CRIHOOK_TEST_CONTAINERD
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# containerds the tests start for themselves live under /tmp/crihook-ctd-*;
+# one still running after the tests is a leak, and fails the run.
+private_containerds() { pgrep -f "containerd --config /tmp/crihook-ctd-" | sort || true; }
+before=$(private_containerds)
+
 status=0
 meson test -C "$BUILD" --no-rebuild --print-errorlogs "$@" || status=$?
-/usr/bin/python3 tests/summary.py "$BUILD/meson-logs/testlog.json" || status=1
+leaked=$(comm -13 <(echo "$before") <(private_containerds) | grep . || true)
+if [ -n "$leaked" ]; then
+	echo "test.sh: a test left its containerd running (stopped now):" >&2
+	for pid in $leaked; do
+		cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+		echo "  pid $pid: $cmd" >&2
+		config=${cmd#*--config }
+		bash tests/harness/containerd.sh stop "$(dirname "${config%% *}")" >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+	done
+	status=1
+fi
+/usr/bin/python3 tests/summary.py "$BUILD/meson-logs/testlog.json" \
+	--leaked "$(echo "$leaked" | grep -c . || true)" || status=1
 exit "$status"

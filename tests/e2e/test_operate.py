@@ -147,8 +147,13 @@ class RebuildRetry(unittest.TestCase):
 
 
 class Options(unittest.TestCase):
-    def setUp(self):
-        self.ctd = harness.Containerd.shared()
+    @classmethod
+    def setUpClass(cls):
+        cls.ctd = harness.Containerd.shared()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ctd.stop()  # only stops a containerd of its own (no shared one)
 
     def test_metrics_off_records_no_calls(self):
         proxy = harness.Crihookd("unix://" + self.ctd.sock, "--metrics", "off")
