@@ -25,8 +25,10 @@ WORK=$(mktemp -d /tmp/crihook-demo-XXXXXX)
 CTD_DIR=$WORK/containerd
 mkdir -p "$CTD_DIR"
 CRIHOOKD_PID=
+TRACE_PID=
 PLUGIN_PIDS=()
 cleanup() {
+	[ -n "$TRACE_PID" ] && kill "$TRACE_PID" 2>/dev/null && wait "$TRACE_PID" 2>/dev/null
 	[ -n "$CRIHOOKD_PID" ] && kill "$CRIHOOKD_PID" 2>/dev/null && wait "$CRIHOOKD_PID" 2>/dev/null
 	for p in "${PLUGIN_PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	bash tests/harness/containerd.sh stop "$CTD_DIR" >/dev/null 2>&1 || true
@@ -80,6 +82,10 @@ pod = json.load(open(sys.argv[1]))
 pod["labels"]["crihook.io/qos-class"] = "gold"
 json.dump(pod, open(sys.argv[2], "w"), indent=2)
 PY
+# the live trace watches every call from here on (shown further down)
+"$BUILD/ctl/crihookctl" --admin "unix://$ADMIN" trace >"$WORK/trace.txt" 2>&1 &
+TRACE_PID=$!
+sleep 0.3
 POD_ID=$(ctl runp "$WORK/pod.json")
 echo "pod:       $POD_ID"
 CTR_ID=$(ctl create "$POD_ID" "$ROOT/tests/e2e/fixtures/container.json" "$WORK/pod.json")
@@ -106,6 +112,13 @@ ctl store containers
 say "stopping and removing"
 ctl stop -t 0 "$CTR_ID" && ctl rm "$CTR_ID" && ctl stopp "$POD_ID" && ctl rmp "$POD_ID"
 ctl pods
+
+say "crihookctl trace: every call above as it passed, with the hooks and what they changed"
+sleep 0.1 # the trace is flushed every 20 ms at most
+kill -TERM "$TRACE_PID" && wait "$TRACE_PID" || true
+TRACE_PID=
+grep -v -E ' (Version|ListPodSandbox|ListContainers|PodSandboxStatus|ContainerStatus|ExecSync) ' \
+	"$WORK/trace.txt" || true
 
 say "SIGTERM: crihookd drains and exits"
 kill "$CRIHOOKD_PID"
