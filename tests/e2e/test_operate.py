@@ -189,17 +189,20 @@ class Options(unittest.TestCase):
 
     def test_sd_notify(self):
         d = harness.tmpdir("crihook-nt-")
-        path = os.path.join(d, "notify.sock")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        s.bind(path)
-        s.settimeout(20)
-        proxy = harness.Crihookd("unix://" + self.ctd.sock, env={"NOTIFY_SOCKET": path})
-        try:
-            self.assertIn("READY=1", s.recv(4096).decode())
-        finally:
-            self.assertEqual(proxy.stop(), 0, proxy.read_log())
-        self.assertIn("STOPPING=1", s.recv(4096).decode())
-        s.close()
+        abstract = "crihook-notify-%d" % os.getpid()
+        # a path, as systemd gives, and an abstract name ("@...")
+        for bind_to, env_value in ((os.path.join(d, "notify.sock"),) * 2,
+                                   ("\0" + abstract, "@" + abstract)):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(bind_to)
+            s.settimeout(20)
+            proxy = harness.Crihookd("unix://" + self.ctd.sock, env={"NOTIFY_SOCKET": env_value})
+            try:
+                self.assertIn("READY=1", s.recv(4096).decode())
+            finally:
+                self.assertEqual(proxy.stop(), 0, proxy.read_log())
+            self.assertIn("STOPPING=1", s.recv(4096).decode())
+            s.close()
 
 
 if __name__ == "__main__":
