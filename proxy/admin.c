@@ -267,26 +267,41 @@ int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, const ch_admin_
 }
 
 static int resolve_tcp(const char *host, int port, struct sockaddr_storage *addr) {
-  if (!*host) return uv_ip6_addr("::", port, (struct sockaddr_in6 *)addr);
   if (uv_ip4_addr(host, port, (struct sockaddr_in *)addr) == 0) return 0;
   return uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
 }
 
-int ch_admin_listen_tcp(ch_admin *a, const char *host, int port, ch_error *err) {
+/* Binds `host` ("" = every address: IPv6 and IPv4 where the kernel has
+ * IPv6, else IPv4 only) and listens. */
+static int bind_tcp(uv_tcp_t *tcp, const char *host, int port, ch_error *err) {
   struct sockaddr_storage addr;
-  if (resolve_tcp(host, port, &addr) != 0)
-    return ch_fail(err, "--metrics-address: \"%s\" is not an IP address", host);
+  const char *try[2] = {host, NULL};
+  if (!*host) {
+    try[0] = "::";
+    try[1] = "0.0.0.0";
+  }
+  int rc = UV_EINVAL;
+  for (int i = 0; i < 2 && try[i]; i++) {
+    if (resolve_tcp(try[i], port, &addr) != 0)
+      return ch_fail(err, "--metrics-address: \"%s\" is not an IP address", host);
+    rc = uv_tcp_bind(tcp, (const struct sockaddr *)&addr, 0);
+    if (rc != UV_EAFNOSUPPORT) break;
+  }
+  if (rc == 0) rc = uv_listen((uv_stream_t *)tcp, 64, on_connection);
+  if (rc != 0) return ch_fail(err, "--metrics-address %s:%d: %s", host, port, uv_strerror(rc));
+  return 0;
+}
+
+int ch_admin_listen_tcp(ch_admin *a, const char *host, int port, ch_error *err) {
   admin_listener *l = calloc(1, sizeof *l);
   if (!l) return ch_fail(err, "out of memory");
   l->admin = a;
   uv_tcp_init(a->unix_listener.h.pipe.loop, &l->h.tcp);
   l->h.tcp.data = l;
   a->refs++;
-  int rc = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->h.tcp, 64, on_connection);
-  if (rc != 0) {
+  if (bind_tcp(&l->h.tcp, host, port, err) != 0) {
     uv_close((uv_handle_t *)&l->h.tcp, on_listener_closed);
-    return ch_fail(err, "--metrics-address %s:%d: %s", host, port, uv_strerror(rc));
+    return -1;
   }
   a->tcp_listener = l;
   return 0;

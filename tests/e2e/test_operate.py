@@ -165,6 +165,16 @@ class Options(unittest.TestCase):
         finally:
             self.assertEqual(proxy.stop(), 0, proxy.read_log())
 
+    def test_metrics_on_every_address(self):
+        port = free_port()
+        proxy = harness.Crihookd("unix://" + self.ctd.sock, "--metrics-address", ":%d" % port)
+        try:
+            self.assertIn("metrics served over HTTP address=* port=%d" % port, proxy.read_log())
+            code, body = http_get("/healthz", tcp=("127.0.0.1", port))
+            self.assertEqual(code, 200, body)
+        finally:
+            self.assertEqual(proxy.stop(), 0, proxy.read_log())
+
     def test_json_logs(self):
         proxy = harness.Crihookd("unix://" + self.ctd.sock, "--log-format", "json")
         self.assertEqual(proxy.stop(), 0, proxy.read_log())
