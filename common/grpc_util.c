@@ -35,6 +35,7 @@ grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts) {
   args[n++] = ch_arg_int(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff < 1000 ? 1000 : backoff);
   args[n++] = ch_arg_int(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff * 10);
   args[n++] = ch_arg_int(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (opts && opts->minimal_stack) args[n++] = ch_arg_int(GRPC_ARG_MINIMAL_STACK, 1);
   if (opts && opts->user_agent)
     args[n++] = ch_arg_str(GRPC_ARG_PRIMARY_USER_AGENT_STRING, opts->user_agent);
   grpc_channel_args channel_args = {.num_args = n, .args = args};

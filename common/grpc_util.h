@@ -10,6 +10,7 @@
 #pragma once
 
 #include <grpc/grpc.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,12 @@ typedef struct ch_channel_opts {
   int max_msg_size;         /* 0 = CH_DEFAULT_MAX_MSG */
   int reconnect_backoff_ms; /* 0 = 100 ms */
   const char *user_agent;   /* NULL = grpc's own */
+  /* grpc's minimal filter stack: no client-side deadline or message-size
+   * filters (≈ 5% less CPU per call). Only for a channel whose calls are
+   * bounded elsewhere: crihookd's backend calls are children of server
+   * calls, whose server enforces both the deadline (a cancel propagates to
+   * the child) and --max-msg-size in both directions. */
+  bool minimal_stack;
 } ch_channel_opts;
 
 /* Channel/server argument constructors (grpc core has no public ones). The

@@ -74,7 +74,8 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_bac
     return -1;
   snprintf(info->path, sizeof info->path, "%s", backend.path);
   snprintf(info->image_path, sizeof info->image_path, "%s", backend.path);
-  ch_channel_opts copts = {.max_msg_size = o->max_msg_size};
+  /* minimal stack: the server side bounds these calls (grpc_util.h) */
+  ch_channel_opts copts = {.max_msg_size = o->max_msg_size, .minimal_stack = true};
   cfg->backend = ch_channel_open(backend.target, &copts);
   cfg->image_backend = cfg->backend;
   if (o->image_backend[0] && strcmp(o->image_backend, o->backend) != 0) {
