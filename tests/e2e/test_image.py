@@ -120,14 +120,19 @@ class Layout:
         return self.rootfs.extractfile(self.files[path.lstrip("/")]).read()
 
 
+def built_image():
+    """Builds the archive if needed; returns (version, image reference)."""
+    build_image()
+    version = project_version()
+    return version, "localhost/crihook/crihookd:" + version
+
+
 class ImageArchive(unittest.TestCase):
     """The archive itself: names, contents, reproducible tar."""
 
     @classmethod
     def setUpClass(cls):
-        build_image()
-        cls.version = project_version()
-        cls.ref = "localhost/crihook/crihookd:" + cls.version
+        cls.version, cls.ref = built_image()
         cls.img = Layout(ARCHIVE)
 
     @classmethod
@@ -213,9 +218,7 @@ class CrihookdPod(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        build_image()
-        cls.version = project_version()
-        cls.ref = "localhost/crihook/crihookd:" + cls.version
+        cls.version, cls.ref = built_image()
         cls.containerd = harness.Containerd.shared()
         cls.cri = cls.containerd.sock
         cls.dir = harness.tmpdir("crihook-img-")
