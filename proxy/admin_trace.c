@@ -112,6 +112,12 @@ static void on_handle_closed(uv_handle_t *h) {
   }
 }
 
+static void close_handles(trace_conn *c) {
+  uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
+  uv_close((uv_handle_t *)&c->wake, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tick, on_handle_closed);
+}
+
 static void close_conn(trace_conn *c, const char *why) {
   if (c->closing) return;
   c->closing = true;
@@ -126,9 +132,7 @@ static void close_conn(trace_conn *c, const char *why) {
     ch_info("trace", "trace watcher detached reason=\"%s\" sent=%llu dropped=%llu", why,
             (unsigned long long)c->sent, (unsigned long long)c->dropped);
   }
-  uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
-  uv_close((uv_handle_t *)&c->wake, on_handle_closed);
-  uv_close((uv_handle_t *)&c->tick, on_handle_closed);
+  close_handles(c);
 }
 
 void ch_trace_shutdown(void) {
@@ -246,9 +250,7 @@ static trace_conn *open_conn(uv_stream_t *client, ch_error *err) {
     close(copy);
     ch_fail(err, "trace stream: %s", uv_strerror(rc));
     c->closing = true;
-    uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
-    uv_close((uv_handle_t *)&c->wake, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tick, on_handle_closed);
+    close_handles(c);
     return NULL;
   }
   return c;
