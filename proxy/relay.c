@@ -118,6 +118,7 @@ static ch_relay *relay_new(ch_worker *w) {
 }
 
 static void stream_list_remove(ch_relay *r) {
+  atomic_fetch_sub(&r->w->proxy->live_streams, 1);
   if (r->prev)
     r->prev->next = r->next;
   else if (r->w->streams == r)
@@ -386,6 +387,7 @@ ONLY_UNPEND(on_status_done, status_done)
 /* ---- the generic (streaming) path ---- */
 
 static void stream_list_add(ch_relay *r) {
+  atomic_fetch_add(&r->w->proxy->live_streams, 1);
   r->streaming = true;
   r->next = r->w->streams;
   if (r->next) r->next->prev = r;

@@ -5,11 +5,14 @@
  * set the socket's mode, keep a few accepts outstanding on every queue, start
  * the threads.
  *
- * Stop follows the only order grpc core accepts without hanging or
- * asserting: shutdown_and_notify (no new calls), end open streams, wait for
- * the shutdown tag up to the grace period, cancel what is left, destroy the
- * server, wait for every relay to be freed, destroy the channels, shut down
- * and drain the queues, join the threads. */
+ * Stop: stop accepting (the workers no longer re-arm accepts; the socket
+ * file goes), end open streams and wait until they are freed plus a short
+ * linger (so clients read their final status before grpc closes the
+ * connection), then the only order grpc core accepts without hanging or
+ * asserting: shutdown_and_notify, wait for the shutdown tag up to the grace
+ * period, cancel what is left, destroy the server, wait for every relay to
+ * be freed, destroy the channels, shut down and drain the queues, join the
+ * threads. */
 #include "server.h"
 
 #include <grpc/grpc_security.h>
@@ -26,6 +29,7 @@
 
 #define ACCEPTS_PER_WORKER 8
 #define WORKER_TICK_MS 100
+#define STREAM_LINGER_MS 100 /* after the last stream ended, before shutdown */
 
 typedef struct ch_proxy_full {
   ch_proxy shared; /* first: workers see only this part */
@@ -156,14 +160,28 @@ static void wait_for_relays(ch_proxy *p) {
   }
 }
 
+/* Waits (within the grace) until the workers have ended every open stream
+ * and freed it, then a little longer: grpc closes a connection as soon as
+ * its last call is done, and a client still writing to it (a window update)
+ * would see "Broken pipe" before it has read the stream's final status. */
+static void wait_for_streams(ch_proxy *p, gpr_timespec grace) {
+  if (atomic_load(&p->live_streams) == 0) return;
+  while (atomic_load(&p->live_streams) > 0 && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), grace) < 0)
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  nanosleep(&(struct timespec){0, STREAM_LINGER_MS * 1000 * 1000}, NULL);
+}
+
 static void drain_server(ch_proxy_full *full) {
   ch_proxy *p = &full->shared;
   grpc_completion_queue *done = grpc_completion_queue_create_for_pluck(NULL);
-  atomic_store(&p->draining, true);
-  grpc_server_shutdown_and_notify(p->server, done, p);
-  /* kubelet should see the socket gone as soon as nothing listens on it */
-  unlink(full->listen.path);
   gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
+  /* Workers stop accepting and end open streams (each tick); kubelet should
+   * see the socket gone at once. The server shuts down (GOAWAY, then each
+   * connection closes with its last call) once the streams have ended. */
+  atomic_store(&p->draining, true);
+  unlink(full->listen.path);
+  wait_for_streams(p, grace);
+  grpc_server_shutdown_and_notify(p->server, done, p);
   grpc_event ev = grpc_completion_queue_pluck(done, p, grace, NULL);
   if (ev.type == GRPC_QUEUE_TIMEOUT) {
     ch_warn("proxy", "calls still in flight after the grace period; cancelling them in_flight=%d",

@@ -38,9 +38,10 @@ struct ch_proxy {
   ch_store *store;            /* pod/container metadata; not owned */
   ch_worker *workers;
   int worker_count;
-  atomic_bool draining;   /* no new calls; streams are being ended */
-  atomic_int live_relays; /* relays allocated and not yet freed */
-  atomic_int in_flight;   /* calls accepted and not yet finished */
+  atomic_bool draining;    /* no new calls; streams are being ended */
+  atomic_int live_relays;  /* relays allocated and not yet freed */
+  atomic_int live_streams; /* of which on the generic (streaming) path */
+  atomic_int in_flight;    /* calls accepted and not yet finished */
 };
 
 /* Requests one more incoming call on the worker's queue (relay.c). */
