@@ -471,7 +471,7 @@ static int read_uint64(const json_t *j, uint64_t max, uint64_t *out, const json_
       return ch_fail(err, "%s: \"%s\" is not an unsigned integer", p->text, s);
     *out = v;
   } else {
-    int64_t v;
+    int64_t v = 0; /* GCC -O3 cannot see that read_int64 sets it on success */
     if (read_int64(j, 0, INT64_MAX, &v, p, err) < 0) return -1;
     *out = (uint64_t)v;
   }
