@@ -136,40 +136,83 @@ static void carry_pod_cgroup_parent(ch_intercept *ic, Runtime__V1__CreateContain
   if (ch_pb_set_string(&l->cgroup_parent, ic->pod->cgroup_parent) == 0) ic->changed = true;
 }
 
+/* ---- the subject of log lines ---- */
+
+/* Appends " key=value" (or "key=value" at the start) to the subject. */
+static void subject_add(ch_intercept *ic, const char *key, const char *value) {
+  size_t used = strlen(ic->subject);
+  snprintf(ic->subject + used, sizeof ic->subject - used, "%s%s=%s", used ? " " : "", key, value);
+}
+
+/* "pod=namespace/name" from the pod's metadata, or "pod=ID" when it is not
+ * known (as the live trace names pods). */
+static void subject_pod(ch_intercept *ic, const Runtime__V1__PodSandboxMetadata *cri,
+                        const Runtime__V1alpha1__PodSandboxMetadata *hook, const char *pod_id) {
+  const char *ns = cri ? cri->namespace_ : hook ? hook->namespace_ : "";
+  const char *name = cri ? cri->name : hook ? hook->name : "";
+  char named[160];
+  snprintf(named, sizeof named, "%s/%s", ns, name);
+  subject_add(ic, "pod", *name ? named : pod_id && *pod_id ? pod_id : "?");
+}
+
+static void name_subject(ch_intercept *ic) {
+  ic->subject[0] = '\0';
+  switch (ic->kind) {
+    case CH_INTERCEPT_RUN_POD: {
+      Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
+      subject_pod(ic, r->config ? r->config->metadata : NULL, NULL, "");
+      return;
+    }
+    case CH_INTERCEPT_CREATE_CONTAINER: {
+      Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
+      if (ic->pod)
+        subject_pod(ic, NULL, ic->pod->pod_meta, r->pod_sandbox_id);
+      else
+        subject_pod(ic, r->sandbox_config ? r->sandbox_config->metadata : NULL, NULL,
+                    r->pod_sandbox_id);
+      subject_add(ic, "container",
+                  r->config && r->config->metadata ? r->config->metadata->name : "");
+      return;
+    }
+    case CH_INTERCEPT_STOP_POD:
+    case CH_INTERCEPT_REMOVE_POD:
+      subject_pod(ic, NULL, ic->pod ? ic->pod->pod_meta : NULL, ic->id);
+      return;
+    default: /* container calls that carry only an ID */
+      if (ic->ctr && ic->ctr->pod_meta) subject_pod(ic, NULL, ic->ctr->pod_meta, ic->ctr_pod_id);
+      subject_add(ic, "container", ic->id);
+      return;
+  }
+}
+
 static void load_context(ch_intercept *ic, bool hooks) {
   switch (ic->kind) {
     case CH_INTERCEPT_RUN_POD: {
       Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
       ic->skip = r->config && labels_say_skip(&r->config->base, "labels");
-      if (r->config && r->config->metadata)
-        snprintf(ic->subject, sizeof ic->subject, "pod=%s/%s", r->config->metadata->namespace_,
-                 r->config->metadata->name);
-      return;
+      break;
     }
     case CH_INTERCEPT_CREATE_CONTAINER: {
       Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
       ensure_pod(ic, r->pod_sandbox_id);
       ic->skip = ic->pod ? labels_say_skip(&ic->pod->base, "labels")
                          : r->sandbox_config && labels_say_skip(&r->sandbox_config->base, "labels");
-      snprintf(ic->subject, sizeof ic->subject, "pod=%s container=%s", r->pod_sandbox_id,
-               r->config && r->config->metadata ? r->config->metadata->name : "");
       carry_pod_cgroup_parent(ic, r);
-      return;
+      break;
     }
     case CH_INTERCEPT_STOP_POD:
     case CH_INTERCEPT_REMOVE_POD:
-      snprintf(ic->subject, sizeof ic->subject, "pod=%s", ic->id);
-      if (!hooks) return;
+      if (!hooks) break;
       ensure_pod(ic, ic->id);
       ic->skip = ic->pod && labels_say_skip(&ic->pod->base, "labels");
-      return;
+      break;
     default: /* container calls that carry only an ID */
-      snprintf(ic->subject, sizeof ic->subject, "container=%s", ic->id);
-      if (!hooks && ic->kind != CH_INTERCEPT_UPDATE_RESOURCES) return;
+      if (!hooks && ic->kind != CH_INTERCEPT_UPDATE_RESOURCES) break;
       ensure_container(ic);
       ic->skip = ic->ctr && labels_say_skip(&ic->ctr->base, "pod_labels");
-      return;
+      break;
   }
+  name_subject(ic);
 }
 
 /* ---- building hook requests and applying answers ---- */

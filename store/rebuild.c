@@ -227,6 +227,7 @@ static int put_container(ch_store *fresh, const Runtime__V1__Container *item,
   create.config = decoded ? (Runtime__V1__ContainerConfig *)decoded : &fallback;
   ch_container_view v;
   ch_container_view_of_create(&v, &create, NULL, item->id);
+  if (answer->status) ch_container_view_name_image(&v, answer->status->image);
   int rc = ch_store_put_container(fresh, item->id, item->pod_sandbox_id, &v.msg, err);
   protobuf_c_message_free_unpacked(decoded, NULL);
   return rc;

@@ -16,9 +16,9 @@
  * - a pod is a PodSandboxHookRequest;
  * - a container is a ContainerResourceHookRequest of which the store keeps
  *   container_meta, container_annotations, container_resources,
- *   container_envs and container_image, plus the ID of its pod; the pod_*
- *   fields are filled from
- *   the pod's entry when a request is built.
+ *   container_envs, container_image and container_image_id, plus the ID of
+ *   its pod; the pod_* fields are filled from the pod's entry when a request
+ *   is built.
  *
  * Thread safety: every function may be called from any thread; lookups are
  * O(1) (hash tables under a read-write lock); getters return copies the

@@ -64,6 +64,26 @@ static void pod_fields_of_record(ch_container_view *v,
   m->pod_resources = pod->resources;
 }
 
+/* kubelet (1.28 on) asks for the image by ID in `image` and keeps the name
+ * the pod spec gave in `user_specified_image`: container_image is the name a
+ * plugin matches on, container_image_id what the runtime was asked for. */
+static void image_of_spec(Runtime__V1alpha1__ContainerResourceHookRequest *m,
+                          const Runtime__V1__ImageSpec *image) {
+  if (!image) return;
+  m->container_image_id = image->image;
+  m->container_image = image->user_specified_image[0] ? image->user_specified_image : image->image;
+}
+
+static bool is_image_id(const char *image) { return strncmp(image, "sha256:", 7) == 0; }
+
+void ch_container_view_name_image(ch_container_view *v,
+                                  const Runtime__V1__ImageSpec *status_image) {
+  Runtime__V1alpha1__ContainerResourceHookRequest *m = &v->msg;
+  if (!status_image || !status_image->image[0] || is_image_id(status_image->image)) return;
+  if (!m->container_image[0] || is_image_id(m->container_image))
+    m->container_image = status_image->image;
+}
+
 void ch_container_view_of_create(ch_container_view *v,
                                  const Runtime__V1__CreateContainerRequest *request,
                                  const Runtime__V1alpha1__PodSandboxHookRequest *stored_pod,
@@ -87,7 +107,7 @@ void ch_container_view_of_create(ch_container_view *v,
   m->container_annotations =
       (Runtime__V1alpha1__ContainerResourceHookRequest__ContainerAnnotationsEntry **)c->annotations;
   if (c->linux) m->container_resources = (hook_resources *)c->linux->resources;
-  if (c->image) m->container_image = c->image->image;
+  image_of_spec(m, c->image);
   m->n_container_envs = c->n_envs;
   m->container_envs =
       (Runtime__V1alpha1__ContainerResourceHookRequest__ContainerEnvsEntry **)c->envs;

@@ -39,3 +39,11 @@ void ch_container_view_of_create(ch_container_view *v,
                                  const Runtime__V1__CreateContainerRequest *request,
                                  const Runtime__V1alpha1__PodSandboxHookRequest *stored_pod,
                                  const char *container_id);
+
+/* For a container rebuilt from the runtime: when the config the runtime kept
+ * names the image by ID only (containerd 1.6 does not keep CRI's
+ * user_specified_image), container_image becomes the image name the
+ * runtime's ContainerStatus reports (`status_image`, containerd's first tag
+ * of the image), the closest to what kubelet wrote. Nothing changes when the
+ * view already has a name or the status has none. */
+void ch_container_view_name_image(ch_container_view *v, const Runtime__V1__ImageSpec *status_image);
