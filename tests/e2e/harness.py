@@ -14,7 +14,10 @@
   registration file in a hook directory.
 - fixture(): a config from tests/e2e/fixtures as a dict; write_json(): a dict
   to a file; pod_files(): a pod and a container config (fresh pod name and
-  uid, the caller's labels etc. merged in) written for crihookctl runp/create.
+  uid, the caller's labels etc. merged in) written for crihookctl runp/create,
+  shaped as kubelet writes them (its io.kubernetes.* labels and annotations,
+  log paths, the image by ID with the name in user_specified_image: the ID
+  is asked of the first containerd a test starts, image_id()).
 - main(): unittest runner that prints "cases: N passed, N failed, N skipped"
   for the suite's summary.
 """
@@ -38,6 +41,8 @@ CRIHOOKD = os.path.join(BUILD, "proxy", "crihookd")
 CRIHOOKCTL = os.path.join(BUILD, "ctl", "crihookctl")
 CONTAINERD_SH = os.path.join(ROOT, "tests", "harness", "containerd.sh")
 FIXTURES = os.path.join(ROOT, "tests", "e2e", "fixtures")
+
+BUSYBOX = "localhost/crihook/busybox:test"
 
 V1 = "/runtime.v1.RuntimeService/"
 V1_IMAGE = "/runtime.v1.ImageService/"
@@ -69,6 +74,7 @@ class Containerd:
             raise RuntimeError("containerd.sh start failed:\n" + out.stderr)
         self.sock = out.stdout.strip().splitlines()[-1]
         self.owned = True
+        image_id(self.sock)
 
     @classmethod
     def shared(cls):
@@ -76,6 +82,7 @@ class Containerd:
         if sock and os.path.exists(sock):
             obj = cls.__new__(cls)
             obj.dir, obj.sock, obj.owned = None, sock, False
+            image_id(sock)
             return obj
         return cls()
 
@@ -282,6 +289,28 @@ class HookServer:
         self.proc.wait()
 
 
+_image_ids = {}
+
+
+def image_id(sock=None, ref=BUSYBOX):
+    """The ID ("sha256:...") of image `ref` as the containerd at `sock` reports
+    it (ImageStatus), which kubelet puts in a container's image.image. Every
+    test containerd imports the same archives, so the ID is asked once and
+    remembered; without `sock`, the remembered one."""
+    if ref not in _image_ids:
+        if sock is None:
+            raise RuntimeError("image_id(%s): no containerd asked yet" % ref)
+        answer = raw_unary(sock, V1_IMAGE + "ImageStatus", pb_bytes(1, pb_bytes(1, ref)))
+        if answer.code != grpc.StatusCode.OK:
+            raise RuntimeError("ImageStatus %s: %s %s" % (ref, answer.code, answer.details))
+        image = [v for f, _, v in pb_fields(answer.body) if f == 1]
+        ids = [v.decode() for f, _, v in pb_fields(image[0] if image else b"") if f == 1]
+        if not ids:
+            raise RuntimeError("ImageStatus %s: the runtime does not have it" % ref)
+        _image_ids[ref] = ids[0]
+    return _image_ids[ref]
+
+
 def fixture(file_name, **metadata):
     """tests/e2e/fixtures/`file_name` as a dict, `metadata` merged into its "metadata"."""
     with open(os.path.join(FIXTURES, file_name)) as f:
@@ -316,9 +345,16 @@ def pod_files(directory, name=None, prefix="e2e-", labels=None, annotations=None
     each key of `container` into the container config (a dict into the dict
     already there)."""
     name = name or prefix + uuid.uuid4().hex[:8]
-    pod = fixture("pod.json", name=name, uid=str(uuid.uuid4()))
+    uid = str(uuid.uuid4())
+    pod = fixture("pod.json", name=name, uid=uid)
+    ns = pod["metadata"]["namespace"]
+    pod["labels"].update({"io.kubernetes.pod.name": name, "io.kubernetes.pod.uid": uid})
+    pod["log_directory"] = os.path.join(os.path.dirname(pod["log_directory"]), "%s_%s_%s" % (ns, name, uid))
     _merge(pod, {"labels": labels or {}, "annotations": annotations or {}, "linux": linux or {}})
     ctr = fixture("container.json")
+    ctr["image"]["image"] = image_id(None, ctr["image"]["user_specified_image"])
+    ctr["labels"].update({"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": ns,
+                          "io.kubernetes.pod.uid": uid})
     _merge(ctr, container)
     return (write_json(directory, name + "-pod.json", pod),
             write_json(directory, name + "-ctr.json", ctr))

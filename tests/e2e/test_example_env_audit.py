@@ -211,6 +211,32 @@ class EnvInject(PluginCase):
         plugin = self.proxy.plugins()["plugins"][0]
         self.assertIn("PreCreateContainer", json.dumps(plugin))
 
+    def test_image_rule_matches_kubelet_shaped_request_and_after_a_restart(self):
+        # kubelet sends the image ID in image.image and the name the pod spec
+        # gave in user_specified_image; a rule on the name must fire, one on
+        # the ID form must not, and the store keeps both across a restart
+        self.start([{"match": {"image": "*crihook/busybox*"}, "envs": {"BY_NAME": "1"}},
+                    {"match": {"image": "sha256:*"}, "envs": {"BY_ID": "1"}}])
+        pod, pod_id, pod_path, ctr_path = self.run_pod()
+        with open(ctr_path) as f:
+            image = json.load(f)["image"]
+        self.assertEqual(image["image"], harness.image_id())
+        self.assertTrue(image["image"].startswith("sha256:"), image)
+        ctr_id = self.ctl("create", pod_id, ctr_path, pod_path).stdout.strip()
+        self.ctl("start", ctr_id)
+        env = self.env_in(ctr_id)
+        self.assertEqual(env.get("BY_NAME"), "1")
+        self.assertNotIn("BY_ID", env)
+        want = {"container_image": harness.BUSYBOX, "container_image_id": image["image"]}
+
+        def stored():
+            ctr = [c for c in self.proxy.store("containers") if c["id"] == ctr_id][0]
+            return {k: ctr["container"].get(k) for k in want}
+        self.assertEqual(stored(), want)
+        self.proxy.kill()  # SIGKILL: the store is rebuilt from containerd
+        self.proxy.restart()
+        self.assertEqual(stored(), want)
+
     def test_rules_file_change_is_read_again(self):
         self.start([{"envs": {"VERSION_OF_RULES": "1"}}])
         _, _, first = self.run_container()

@@ -117,7 +117,10 @@ class PreHooksReachTheRuntime(HookCase):
         create = hs.calls("PreCreateContainer")[-1]["request"]
         self.assertEqual(create["container_envs"]["GREETING"], "hello from crihook")
         self.assertEqual(create["pod_cgroup_parent"], parent)
+        # kubelet's shape: the ID in image.image, the name in user_specified_image
         self.assertEqual(create["container_image"], "localhost/crihook/busybox:test")
+        self.assertEqual(create["container_image_id"], harness.image_id())
+        self.assertTrue(create["container_image_id"].startswith("sha256:"))
 
     def test_update_resources_changed_by_plugin(self):
         hs = self.server("shares", {"PreUpdateContainerResources": {"answer": {
