@@ -2,10 +2,13 @@
 
 Both binaries run from the build directory, each on its own socket,
 registered in crihookd's hook directory as hookserver.d.example registers
-them; crihookd sits in front of the harness's containerd. Effects are
-checked from the runtime's side: the pod's runtime spec (cgroupsPath), the
-cgroup directories on the host, /proc/self/cgroup and cpuset.cpus inside the
-container; refusals through crihookctl's error message.
+them; crihookd sits in front of the harness's containerd. Requests are
+shaped as kubelet's (annotations on the pod only, a pod cgroup parent of
+kubelet's form, kubelet's cpu_shares and oom_score_adj). Effects are checked
+from the runtime's side: the pod's runtime spec (cgroupsPath), the
+container's cgroup directory and cpu.shares on the host, its process's
+oom_score_adj, /proc/self/cgroup and cpuset.cpus inside the container;
+refusals through crihookctl's error message.
 """
 
 import json
@@ -28,6 +31,7 @@ EXAMPLES = os.path.join(harness.ROOT, "hookserver.d.example")
 CLASS = "crihook.io/qos-class"
 CPUSET = "crihook.io/cpuset"
 CGROUP_ROOT = "/sys/fs/cgroup"
+KUBEPODS = "crihook-e2e-kubepods"  # stands for kubelet's /kubepods in the pods' cgroup parents
 
 
 def online_cpus():
@@ -94,7 +98,7 @@ class ExampleCase(unittest.TestCase):
     def tearDownClass(cls):
         code = cls.proxy.stop()
         cls.containerd.stop()
-        remove_empty_cgroups("crihook")
+        remove_empty_cgroups(KUBEPODS)
         assert code == 0, "crihookd exit %d:\n%s" % (code, cls.proxy.read_log()[-5000:])
 
     def setUp(self):
@@ -158,22 +162,16 @@ class ExampleCase(unittest.TestCase):
 
 
 def remove_empty_cgroups(top):
-    """rmdir the cgroup directories `top`/* and `top` the pods left behind
-    (only empty ones can go: a live cgroup elsewhere is never touched)."""
+    """rmdir the cgroup directories under `top` and `top` itself that the pods
+    left behind, deepest first (only empty ones can go: a live cgroup is never
+    touched)."""
     for controller in os.listdir(CGROUP_ROOT):
         base = os.path.join(CGROUP_ROOT, controller, top)
-        if not os.path.isdir(base):
-            continue
-        for name in os.listdir(base):
-            if os.path.isdir(os.path.join(base, name)):
-                try:
-                    os.rmdir(os.path.join(base, name))
-                except OSError:
-                    pass
-        try:
-            os.rmdir(base)
-        except OSError:
-            pass
+        for dirpath, _, _ in (os.walk(base, topdown=False) if os.path.isdir(base) else []):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 class QosCgroup(ExampleCase):
@@ -193,79 +191,127 @@ class QosCgroup(ExampleCase):
         self.wait_plugins(1)
         return p, rules
 
-    def assert_parent(self, pod_id, parent):
+    def kubelet_pod(self, labels=None, annotations=None, check=True):
+        """A Burstable pod as kubelet (cgroupfs driver) sends it: its cgroup
+        parent is its own pod cgroup (under KUBEPODS, not the node's real
+        /kubepods), the container asks for 100m CPU (cpu_shares 102) and some
+        memory (oom_score_adj 968). Returns (runp's result, pod path, container
+        path, the pod's cgroup parent)."""
+        pod_path, ctr_path = self.pod_files(labels=labels, annotations=annotations)
+        with open(pod_path) as f:
+            pod = json.load(f)
+        parent = "/%s/burstable/pod%s" % (KUBEPODS, pod["metadata"]["uid"])
+        pod["linux"]["cgroup_parent"] = parent
+        harness.write_json(self.work, os.path.basename(pod_path), pod)
+        with open(ctr_path) as f:
+            ctr = json.load(f)
+        ctr["linux"]["resources"] = {"cpu_period": 100000, "cpu_shares": 102,
+                                     "memory_limit_in_bytes": 268435456, "oom_score_adj": 968}
+        harness.write_json(self.work, os.path.basename(ctr_path), ctr)
+        out = self.ctl("runp", pod_path, check=check)
+        if out.returncode == 0:
+            self.pods.append(out.stdout.strip())
+        return out, pod_path, ctr_path, parent
+
+    def kubelet_container(self, **kw):
+        out, pod_path, ctr_path, parent = self.kubelet_pod(**kw)
+        pod_id = out.stdout.strip()
+        ctr_id = self.ctl("create", pod_id, ctr_path, pod_path).stdout.strip()
+        self.ctl("start", ctr_id)
+        return pod_id, ctr_id, parent
+
+    def assert_resources(self, pod_id, ctr_id, parent, shares, oom, cls):
+        """The container's cgroup is under the pod's cgroup parent as kubelet
+        gave it; its cpu.shares and its process's oom_score_adj are the ones
+        wanted; its annotation names the class (or is absent)."""
         self.assertEqual(self.cgroups_path(pod_id), parent + "/" + pod_id)
-        for controller in ("cpu", "memory", "cpuset"):
-            path = os.path.join(CGROUP_ROOT, controller, parent.lstrip("/"), pod_id)
-            self.assertTrue(os.path.isdir(path), "no cgroup " + path)
-
-    def assert_unchanged(self, pod_id):
-        info = json.loads(self.ctl("inspectp", pod_id).stdout)["info"]
-        self.assertNotIn("crihook", info["runtimeSpec"]["linux"].get("cgroupsPath", ""))
-        self.assertNotIn("cgroup_parent", info["config"].get("linux", {}))
-
-    def test_gold_label_places_pod_and_its_containers(self):
-        self.start_qos()
-        pod_id, ctr_id = self.run_container(labels={CLASS: "gold"})
-        self.assert_parent(pod_id, "/crihook/gold")
-        info = json.loads(self.ctl("inspectp", pod_id).stdout)["info"]
-        self.assertEqual(info["config"]["linux"]["cgroup_parent"], "/crihook/gold")
         cgroups = self.exec(ctr_id, "cat", "/proc/self/cgroup")
-        self.assertIn(":cpu:/crihook/gold/" + ctr_id, cgroups)
-        self.assertIn(":memory:/crihook/gold/" + ctr_id, cgroups)
+        self.assertIn(":cpu:%s/%s\n" % (parent, ctr_id), cgroups + "\n")
+        self.assertIn(":memory:%s/%s\n" % (parent, ctr_id), cgroups + "\n")
+        with open(os.path.join(CGROUP_ROOT, "cpu", parent.lstrip("/"), ctr_id,
+                               "cpu.shares")) as f:
+            self.assertEqual(f.read().strip(), str(shares))
+        status = json.loads(self.ctl("inspect", ctr_id).stdout)
+        with open("/proc/%d/oom_score_adj" % status["info"]["pid"]) as f:
+            self.assertEqual(f.read().strip(), str(oom))
+        self.assertEqual(status["status"]["annotations"].get(CLASS), cls)
 
-    def test_annotation_and_label_precedence(self):
+    def test_gold_label_weighs_the_container_in_the_pods_own_cgroup(self):
         self.start_qos()
-        out, _, _ = self.run_pod(annotations={CLASS: "silver"})
-        self.assert_parent(out.stdout.strip(), "/crihook/silver")
-        out, _, _ = self.run_pod(labels={CLASS: "gold"}, annotations={CLASS: "silver"})
-        self.assert_parent(out.stdout.strip(), "/crihook/gold")  # the label wins
+        pod_id, ctr_id, parent = self.kubelet_container(labels={CLASS: "gold"})
+        # gold: cpu_shares 102 x 2, raised to 1024; oom_score_adj 968 capped at 500
+        self.assert_resources(pod_id, ctr_id, parent, 1024, 500, "gold")
+        info = json.loads(self.ctl("inspectp", pod_id).stdout)["info"]
+        self.assertEqual(info["config"]["linux"]["cgroup_parent"], parent)  # as kubelet asked
+
+    def test_bronze_annotation_and_label_precedence(self):
+        self.start_qos()
+        pod_id, ctr_id, parent = self.kubelet_container(annotations={CLASS: "bronze"})
+        self.assert_resources(pod_id, ctr_id, parent, 51, 1000, "bronze")
+        pod_id, ctr_id, parent = self.kubelet_container(labels={CLASS: "gold"},
+                                                        annotations={CLASS: "bronze"})
+        self.assert_resources(pod_id, ctr_id, parent, 1024, 500, "gold")  # the label wins
 
     def test_no_class_or_unknown_class_is_unchanged(self):
         self.start_qos()
-        out, _, _ = self.run_pod()
-        self.assert_unchanged(out.stdout.strip())
-        out, _, _ = self.run_pod(labels={CLASS: "tin"})
-        self.assert_unchanged(out.stdout.strip())
-        out, _, _ = self.run_pod(cgroup_parent="/crihook/own")  # the pod's own stays
-        self.assert_parent(out.stdout.strip(), "/crihook/own")
+        for labels in ({}, {CLASS: "tin"}):
+            with self.subTest(labels=labels):
+                pod_id, ctr_id, parent = self.kubelet_container(labels=labels)
+                self.assert_resources(pod_id, ctr_id, parent, 102, 968, None)
+
+    def test_update_keeps_the_class(self):
+        self.start_qos()
+        pod_id, ctr_id, parent = self.kubelet_container(labels={CLASS: "gold"})
+        # kubelet resizes the container to 1 CPU (cpu_shares 1024): gold doubles it
+        linux = pb_varint(1, 100000) + pb_varint(3, 1024) + pb_varint(4, 268435456)
+        answer = harness.raw_unary(self.proxy.sock, V1 + "UpdateContainerResources",
+                                   pb_bytes(1, ctr_id) + pb_bytes(2, linux))
+        self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
+        with open(os.path.join(CGROUP_ROOT, "cpu", parent.lstrip("/"), ctr_id,
+                               "cpu.shares")) as f:
+            self.assertEqual(f.read().strip(), "2048")
 
     def test_rules_reread_when_the_file_changes(self):
         p, rules = self.start_qos()
         harness.write_atomic(rules, json.dumps({
-            "label": CLASS, "classes": {"platinum": "/crihook/platinum"},
-            "default": "/crihook/default"}))
-        out, _, _ = self.run_pod(labels={CLASS: "platinum"})
-        self.assert_parent(out.stdout.strip(), "/crihook/platinum")
-        out, _, _ = self.run_pod(labels={CLASS: "gold"})  # no longer a class: the default
-        self.assert_parent(out.stdout.strip(), "/crihook/default")
-        out, _, _ = self.run_pod(annotations={CLASS: "platinum"})  # no annotation key now
-        self.assert_parent(out.stdout.strip(), "/crihook/default")
+            "label": CLASS, "classes": {"platinum": {"cpu_shares": {"factor": 3}},
+                                        "plain": {}},
+            "default": "plain"}))
+        pod_id, ctr_id, parent = self.kubelet_container(labels={CLASS: "platinum"})
+        self.assert_resources(pod_id, ctr_id, parent, 306, 968, "platinum")
+        pod_id, ctr_id, parent = self.kubelet_container(labels={CLASS: "gold"})  # the default
+        self.assert_resources(pod_id, ctr_id, parent, 102, 968, "plain")
         self.assertEqual(p.read_log().count("rules loaded from " + rules), 2, p.read_log())
 
     def test_rules_that_do_not_load_are_refused(self):
         p, rules = self.start_qos()
+        out, pod_path, ctr_path, _ = self.kubelet_pod(labels={CLASS: "gold"})
+        pod_id = out.stdout.strip()
+
+        def create():
+            return self.ctl("create", pod_id, ctr_path, pod_path, check=False)
         harness.write_atomic(rules, '{"label": "%s", "classes": {"gold": ' % CLASS)
         for _ in range(2):
-            out, _, _ = self.run_pod(check=False, labels={CLASS: "gold"})
+            out = create()
             self.assertNotEqual(out.returncode, 0)
-            for part in ("10-qos-cgroup", "PreRunPodSandbox", "INVALID_ARGUMENT",
+            for part in ("10-qos-cgroup", "PreCreateContainer", "INVALID_ARGUMENT",
                          "rules file %s does not parse" % rules, "line 1"):
                 self.assertIn(part, out.stderr)
-        harness.write_atomic(rules, json.dumps({"label": CLASS, "classes": {"gold": "gold.slice"}}))
-        out, _, _ = self.run_pod(check=False)
-        self.assertIn("rules file %s: class \"gold\": cgroup parent \"gold.slice\" is not a "
-                      "cgroupfs path" % rules, out.stderr)
+        harness.write_atomic(rules, json.dumps({"label": CLASS, "classes": {"gold": "/crihook"}}))
+        out = create()
+        self.assertIn("rules file %s: class \"gold\" must be an object" % rules, out.stderr)
         os.unlink(rules)
-        out, _, _ = self.run_pod(check=False)
+        out = create()
         self.assertIn("rules file %s: No such file or directory" % rules, out.stderr)
         shutil.copy(os.path.join(EXAMPLES, "qos-cgroup.rules.json"), rules)  # fixed: works again
-        out, _, _ = self.run_pod(labels={CLASS: "gold"})
-        self.assert_parent(out.stdout.strip(), "/crihook/gold")
+        ctr_id = create().stdout.strip()
+        self.ctl("start", ctr_id)
+        status = json.loads(self.ctl("inspect", ctr_id).stdout)
+        self.assertEqual(status["status"]["annotations"].get(CLASS), "gold")
         log = p.read_log()
         own = [line for line in log.splitlines() if line.startswith("crihook-qos-cgroup: ")]
         self.assertEqual(sum("does not parse" in line for line in own), 1, log)  # once a version
-        self.assertEqual(sum("not a cgroupfs path" in line for line in own), 1, log)
+        self.assertEqual(sum("must be an object" in line for line in own), 1, log)
 
     def test_bad_start(self):
         out = run_binary(QOS, "--socket", os.path.join(self.work, "never.sock"))
@@ -306,36 +352,54 @@ class CpusetPin(ExampleCase):
                                    pb_bytes(1, ctr_id) + pb_bytes(2, linux))
         self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
 
-    def test_pins_annotated_containers_only(self):
+    def test_pins_the_containers_of_an_annotated_pod(self):
+        # as kubelet runs a pod: the annotation is on the pod only
         self.start_pin()
-        pod_id, ctr_id = self.run_container(ctr_annotations={CPUSET: "0"})
+        pod_id, ctr_id = self.run_container(annotations={CPUSET: "0"})
         self.assertEqual(self.cpus(ctr_id), "0")
         status = json.loads(self.ctl("inspect", ctr_id).stdout)
         self.assertEqual(status["info"]["runtimeSpec"]["linux"]["resources"]["cpu"]["cpus"], "0")
+        self.assertNotIn(CPUSET, status["info"]["config"].get("annotations", {}))
         _, plain = self.run_container()
         with open(os.path.join(CGROUP_ROOT, "cpuset", "cpuset.cpus")) as f:
             node = f.read().strip()
         self.assertEqual(self.cpus(plain), node)
 
+    def test_container_annotation_overrides_the_pods(self):
+        if online_cpus() in ("0", ""):
+            self.skipTest("needs a node with at least two CPUs")
+        self.start_pin()
+        _, ctr_id = self.run_container(annotations={CPUSET: "0"}, ctr_annotations={CPUSET: "1"})
+        self.assertEqual(self.cpus(ctr_id), "1")
+        _, ctr_id = self.run_container(ctr_annotations={CPUSET: "1"})  # a container alone
+        self.assertEqual(self.cpus(ctr_id), "1")
+
     def test_refuses_cpus_the_node_lacks(self):
+        # the annotation on the pod only, as kubelet runs it: its CreateContainer
+        # is refused and nothing reaches the runtime
         self.start_pin(online="0")
-        out, pod_path, ctr_path = self.run_pod()
-        pod_id = out.stdout.strip()
         for value, message in (
-                ("0-1", "cpuset 0-1 asks for CPUs this node does not have (online: 0)"),
+                ("0-1", "pod annotation crihook.io/cpuset: cpuset 0-1 asks for CPUs this node "
+                        "does not have (online: 0)"),
                 ("0-63", "cpuset 0-63 asks for CPUs this node does not have (online: 0)"),
-                ("zero", 'annotation crihook.io/cpuset: "zero" is not a CPU list'),
+                ("zero", 'pod annotation crihook.io/cpuset: "zero" is not a CPU list'),
                 ("3-1", "range 3-1 goes backwards")):
             with self.subTest(value=value):
-                _, ctr = self.pod_files(ctr_annotations={CPUSET: value})
-                out = self.ctl("create", pod_id, ctr, pod_path, check=False)
+                out, pod_path, ctr_path = self.run_pod(annotations={CPUSET: value})
+                pod_id = out.stdout.strip()
+                out = self.ctl("create", pod_id, ctr_path, pod_path, check=False)
                 self.assertNotEqual(out.returncode, 0)
                 for part in ("40-cpuset-pin", "PreCreateContainer", "INVALID_ARGUMENT", message):
                     self.assertIn(part, out.stderr)
-        ps = self.ctl("ps", "-a", "--pod", pod_id).stdout
-        self.assertEqual(ps.count("crihook-e2e-ctr"), 0, ps)  # nothing reached the runtime
-        _, ctr = self.pod_files(ctr_annotations={CPUSET: "0"})
-        ctr_id = self.ctl("create", pod_id, ctr, pod_path).stdout.strip()
+                ps = self.ctl("ps", "-a", "--pod", pod_id).stdout
+                self.assertEqual(ps.count("crihook-e2e-ctr"), 0, ps)  # nothing reached the runtime
+        out, pod_path, _ = self.run_pod(annotations={CPUSET: "0-1"})
+        _, ctr = self.pod_files(ctr_annotations={CPUSET: "zero"})  # the container's own wins
+        out = self.ctl("create", out.stdout.strip(), ctr, pod_path, check=False)
+        self.assertIn('container annotation crihook.io/cpuset: "zero" is not a CPU list',
+                      out.stderr)
+        out, pod_path, ctr = self.run_pod(annotations={CPUSET: "0"})  # a CPU the node has
+        ctr_id = self.ctl("create", out.stdout.strip(), ctr, pod_path).stdout.strip()
         self.ctl("start", ctr_id)
         self.assertEqual(self.cpus(ctr_id), "0")
 
@@ -343,7 +407,7 @@ class CpusetPin(ExampleCase):
         if online_cpus() in ("0", ""):
             self.skipTest("needs a node with at least two CPUs")
         self.start_pin()
-        _, ctr_id = self.run_container(ctr_annotations={CPUSET: "0"})
+        _, ctr_id = self.run_container(annotations={CPUSET: "0"})
         self.update(self.containerd.sock, ctr_id, "0-1")  # behind crihookd's back
         self.assertEqual(self.cpus(ctr_id), "0-1")
         self.update(self.proxy.sock, ctr_id, "0-1", shares=512)  # through it: pinned again

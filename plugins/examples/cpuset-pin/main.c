@@ -3,15 +3,18 @@
  *
  *   crihook-cpuset-pin [--socket PATH] [--cpus-online FILE]
  *
- * A container that carries the annotation crihook.io/cpuset (a CPU list,
- * "0" or "0-1,3") gets container_resources.cpuset_cpus set to that list on
- * PreCreateContainer, and again on every PreUpdateContainerResources, so a
+ * A pod annotated crihook.io/cpuset (a CPU list, "0" or "0-1,3") has each
+ * of its containers pinned: container_resources.cpuset_cpus set to that list
+ * on PreCreateContainer, and again on every PreUpdateContainerResources, so a
  * later update (kubelet's CPU manager reconciling, an operator's
  * `crictl update`) cannot move it off those CPUs. A list that does not
  * parse, or that names CPUs the node does not have (read from --cpus-online
  * on every call, since CPUs go on- and offline), is refused with
  * INVALID_ARGUMENT; registered with failure-policy Fail, the refusal is what
- * kubelet sees. Containers without the annotation are left alone. */
+ * kubelet sees. The pod's annotation is the one Kubernetes users set
+ * (kubelet never copies pod annotations to its containers); a container's
+ * own annotation of the same key, where a client sets one, overrides it.
+ * Containers of pods without the annotation are left alone. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +29,24 @@ typedef struct pin_config {
   const char *cpus_online;
 } pin_config;
 
+/* The annotation's value: the container's own, else its pod's; `*whose`
+ * says which ("container" or "pod"). NULL when neither has it. */
+static const char *annotation_of(const crihook_container_request *req, const char **whose) {
+  const char *value = CRIHOOK_MAP_GET(req, container_annotations, CPUSET_ANNOTATION);
+  *whose = "container";
+  if (value && *value) return value;
+  value = CRIHOOK_MAP_GET(req, pod_annotations, CPUSET_ANNOTATION);
+  *whose = "pod";
+  return value && *value ? value : NULL;
+}
+
 /* Parses the annotation's value and checks it against the node's CPUs. */
-static int wanted_cpus(const pin_config *cfg, const char *value, cpulist *want,
+static int wanted_cpus(const pin_config *cfg, const char *whose, const char *value, cpulist *want,
                        crihook_error *err) {
   int rc = cpulist_parse(value, want, err);
   if (rc != 0) {
     crihook_error cause = *err;
-    return crihook_fail(err, rc, "annotation %s: %s", CPUSET_ANNOTATION, cause.message);
+    return crihook_fail(err, rc, "%s annotation %s: %s", whose, CPUSET_ANNOTATION, cause.message);
   }
   cpulist online;
   if ((rc = cpulist_read_file(cfg->cpus_online, &online, err)) != 0) return rc;
@@ -40,8 +54,9 @@ static int wanted_cpus(const pin_config *cfg, const char *value, cpulist *want,
     char have[128];
     cpulist_format(&online, have, sizeof have);
     return crihook_fail(err, CRIHOOK_INVALID_ARGUMENT,
-                        "cpuset %.100s asks for CPUs this node does not have (online: %s)", value,
-                        have);
+                        "%s annotation %s: cpuset %.100s asks for CPUs this node does not have "
+                        "(online: %s)",
+                        whose, CPUSET_ANNOTATION, value, have);
   }
   return 0;
 }
@@ -61,10 +76,11 @@ static int answer_cpus(crihook_container_response *resp, const cpulist *want, cr
 /* PreCreateContainer and PreUpdateContainerResources. */
 static int pin(void *user, const crihook_container_request *req, crihook_container_response *resp,
                crihook_error *err) {
-  const char *value = CRIHOOK_MAP_GET(req, container_annotations, CPUSET_ANNOTATION);
-  if (!value || !*value) return 0;
+  const char *whose;
+  const char *value = annotation_of(req, &whose);
+  if (!value) return 0;
   cpulist want;
-  int rc = wanted_cpus(user, value, &want, err);
+  int rc = wanted_cpus(user, whose, value, &want, err);
   return rc != 0 ? rc : answer_cpus(resp, &want, err);
 }
 
@@ -73,7 +89,8 @@ static void usage(FILE *to) {
           "usage: crihook-cpuset-pin [--socket PATH] [--cpus-online FILE]\n"
           "  --socket PATH       where to serve (default /run/crihook/plugins/cpuset-pin.sock)\n"
           "  --cpus-online FILE  the node's CPUs (default /sys/devices/system/cpu/online)\n"
-          "Pins containers annotated " CPUSET_ANNOTATION " to those CPUs.\n");
+          "Pins the containers of pods annotated " CPUSET_ANNOTATION
+          " (or containers so annotated) to those CPUs.\n");
 }
 
 /* Returns 0, 1 for a usage error, or 2 for --help. */

@@ -1,16 +1,20 @@
-/* main.c: crihook-qos-cgroup, an example hook server that places pods in a
- * cgroup parent chosen by their QoS class.
+/* main.c: crihook-qos-cgroup, an example hook server that gives a pod's
+ * containers the CPU weight and OOM-kill preference of the pod's QoS class.
  *
  *   crihook-qos-cgroup [--socket PATH] --rules FILE
  *
- * On PreRunPodSandbox it reads the pod's class from a label (or, without
- * it, an annotation) and answers the cgroup parent the rule file gives that
- * class (qos_rules.h), e.g. /crihook/gold; the runtime creates the pod's
- * cgroup under it. On PreCreateContainer it answers the pod's cgroup parent
- * as crihookd remembers it (as the pod's hooks left it): kubelet's
- * CreateContainer still carries the parent kubelet asked for, and runtimes
- * such as containerd place the container by that copy, so without this the
- * containers would land outside their pod's class.
+ * On PreCreateContainer and PreUpdateContainerResources it reads the pod's
+ * class from a pod label (or, without it, a pod annotation), and adjusts
+ * the cpu_shares and oom_score_adj kubelet computed for the container as the
+ * rule file says for that class (qos_rules.h); it also annotates the
+ * container with its class (crihook.io/qos-class). Answering the update
+ * too keeps the class when kubelet or an operator later updates the
+ * container's resources.
+ *
+ * It changes no cgroup parent: the pod stays in the pod cgroup kubelet made
+ * (/kubepods/<qos>/pod<uid>), so kubelet's pod-level stats, its QoS class
+ * and node-allocatable enforcement keep covering it. (An earlier version
+ * moved pods to /crihook/<class>; kubelet then read the pod's usage as 0.)
  *
  * The rule file is checked at start (a bad one stops the plugin there) and
  * re-read whenever it changes; a version that does not load is answered with
@@ -44,27 +48,38 @@ static int current_rules(qos_rules_file *f, const qos_rules **rules, crihook_err
   return rc;
 }
 
-/* PreRunPodSandbox. */
-static int place_pod(void *user, const crihook_pod_request *req, crihook_pod_response *resp,
-                     crihook_error *err) {
+#define CLASS_ANNOTATION "crihook.io/qos-class"
+
+/* Sets the response's resources to the class's values where they differ
+ * from the request's. */
+static int answer_resources(const qos_class *c, const crihook_container_request *req,
+                            crihook_container_response *resp) {
+  const crihook_resources *given = req->container_resources;
+  int64_t shares = given ? given->cpu_shares : 0, oom = given ? given->oom_score_adj : 0;
+  qos_class_apply(c, &shares, &oom);
+  bool new_shares = shares != (given ? given->cpu_shares : 0);
+  bool new_oom = oom != (given ? given->oom_score_adj : 0);
+  if (!new_shares && !new_oom) return 0;
+  crihook_resources *r = crihook_container_resources(resp);
+  if (!r) return -1;
+  if (new_shares) r->cpu_shares = shares;
+  if (new_oom) r->oom_score_adj = oom;
+  return 0;
+}
+
+/* PreCreateContainer and PreUpdateContainerResources. */
+static int adjust(void *user, const crihook_container_request *req,
+                  crihook_container_response *resp, crihook_error *err) {
   const qos_rules *rules;
   int rc = current_rules(user, &rules, err);
   if (rc != 0) return rc;
   const char *label = qos_rules_label(rules), *annotation = qos_rules_annotation(rules);
-  const char *parent =
-      qos_rules_parent(rules, label ? CRIHOOK_MAP_GET(req, labels, label) : NULL,
-                       annotation ? CRIHOOK_MAP_GET(req, annotations, annotation) : NULL);
-  if (parent && crihook_set_cgroup_parent(resp, parent) != 0)
-    return crihook_fail(err, CRIHOOK_RESOURCE_EXHAUSTED, "out of memory");
-  return 0;
-}
-
-/* PreCreateContainer: the container follows its pod. */
-static int follow_pod(void *user, const crihook_container_request *req,
-                      crihook_container_response *resp, crihook_error *err) {
-  (void)user;
-  if (req->pod_cgroup_parent && *req->pod_cgroup_parent &&
-      crihook_set_pod_cgroup_parent(resp, req->pod_cgroup_parent) != 0)
+  const qos_class *c =
+      qos_rules_class(rules, label ? CRIHOOK_MAP_GET(req, pod_labels, label) : NULL,
+                      annotation ? CRIHOOK_MAP_GET(req, pod_annotations, annotation) : NULL);
+  if (!c) return 0;
+  if (crihook_set_annotation(resp, CLASS_ANNOTATION, c->name) != 0 ||
+      answer_resources(c, req, resp) != 0)
     return crihook_fail(err, CRIHOOK_RESOURCE_EXHAUSTED, "out of memory");
   return 0;
 }
@@ -74,7 +89,7 @@ static void usage(FILE *to) {
           "usage: crihook-qos-cgroup [--socket PATH] --rules FILE\n"
           "  --socket PATH  where to serve (default /run/crihook/plugins/qos-cgroup.sock)\n"
           "  --rules FILE   the rule file (JSON; re-read when it changes)\n"
-          "Places pods in the cgroup parent of their QoS class.\n");
+          "Gives the containers of a pod the cpu shares and oom_score_adj of its QoS class.\n");
 }
 
 /* Returns 0, 1 for a usage error, or 2 for --help. */
@@ -102,7 +117,8 @@ static int serve(const qos_config *cfg, qos_rules_file *file) {
   const qos_rules *rules;
   if (current_rules(file, &rules, &err) != 0) return 1;
   fprintf(stderr, "crihook-qos-cgroup: serving on %s\n", cfg->socket);
-  crihook_plugin_ops ops = {.pre_run_pod_sandbox = place_pod, .pre_create_container = follow_pod};
+  crihook_plugin_ops ops = {.pre_create_container = adjust,
+                            .pre_update_container_resources = adjust};
   if (crihook_serve(cfg->socket, &ops, file, &err) != 0) {
     fprintf(stderr, "crihook-qos-cgroup: %s\n", err.message);
     return 1;

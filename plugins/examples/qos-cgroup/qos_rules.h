@@ -1,29 +1,48 @@
-/* qos_rules.h: the rule file of crihook-qos-cgroup, and the choice of a
- * pod's cgroup parent from it.
+/* qos_rules.h: the rule file of crihook-qos-cgroup, and what a QoS class
+ * does to a container's resources.
  *
  *   {"label": "crihook.io/qos-class", "annotation": "crihook.io/qos-class",
- *    "classes": {"gold": "/crihook/gold", "silver": "/crihook/silver"},
+ *    "classes": {
+ *      "gold":   {"cpu_shares": {"factor": 2, "min": 1024}, "oom_score_adj": {"max": 500}},
+ *      "bronze": {"cpu_shares": {"factor": 0.5}, "oom_score_adj": {"min": 1000}}},
  *    "default": ""}
  *
  * A pod's class is the value of its label `label`, or when it has no such
  * label, of its annotation `annotation` (either key may be left out, not
- * both). A class named in `classes` gets that cgroup parent; any other
- * class, or none, gets `default`, and an empty default changes nothing.
- * Parents are cgroupfs paths ("/a/b"), as the cgroupfs driver takes them.
+ * both). A class named in `classes` adjusts what kubelet computed for each
+ * of the pod's containers:
+ * - cpu_shares: kubelet's value times `factor` (default 1), then raised to
+ *   `min` and lowered to `max` (each optional), within the kernel's 2..262144;
+ * - oom_score_adj: kubelet's value raised to `min` and lowered to `max`
+ *   (each optional, -1000..1000, not 0: the hook API's merge reads 0 as
+ *   "unchanged").
+ * A class with neither still names itself on the container (an annotation).
+ * Any other class, or none, gets the class `default` names; an empty default
+ * changes nothing. No cgroup parent is ever changed: the pod stays in the
+ * cgroup kubelet made for it.
  *
  * qos_rules_file keeps the rules of one file and re-reads it when the file
  * changed (another inode, size or mtime), so an edit takes effect at the
- * next pod without a restart. A file that does not load is remembered too:
- * every call answers its error until the file changes again. */
+ * next container without a restart. A file that does not load is remembered
+ * too: every call answers its error until the file changes again. */
 #ifndef CRIHOOK_QOS_RULES_H
 #define CRIHOOK_QOS_RULES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "crihook_plugin.h"
 
 typedef struct qos_rules qos_rules;
+
+/* One class's adjustments; bounds are 0 when not given. */
+typedef struct qos_class {
+  const char *name; /* owned by the rules */
+  double shares_factor;
+  int64_t shares_min, shares_max;
+  int64_t oom_min, oom_max;
+} qos_class;
 
 /* Loads and checks a rule file. Returns 0 and a new `*out` (free with
  * qos_rules_free), or CRIHOOK_INVALID_ARGUMENT (JSON or schema error) or
@@ -36,10 +55,16 @@ const char *qos_rules_label(const qos_rules *rules);
 const char *qos_rules_annotation(const qos_rules *rules);
 size_t qos_rules_class_count(const qos_rules *rules);
 
-/* The cgroup parent for a pod whose class label and annotation have these
- * values (NULL when absent), or NULL for "leave it as it is". */
-const char *qos_rules_parent(const qos_rules *rules, const char *label_value,
-                             const char *annotation_value);
+/* The class of a pod whose class label and annotation have these values
+ * (NULL when absent): the label's, else the annotation's, else the default;
+ * NULL for "leave the pod as it is". */
+const qos_class *qos_rules_class(const qos_rules *rules, const char *label_value,
+                                 const char *annotation_value);
+
+/* The class's cpu shares and oom_score_adj for a container for which
+ * kubelet computed `*cpu_shares` and `*oom_score_adj` (0: not given). A cpu
+ * shares value of 0 stays 0 unless the class has a minimum. */
+void qos_class_apply(const qos_class *c, int64_t *cpu_shares, int64_t *oom_score_adj);
 
 typedef struct qos_rules_file {
   const char *path;

@@ -1,5 +1,6 @@
 /* test_qos_rules.c: unit tests of crihook-qos-cgroup's rule file
- * (qos_rules.c): the choice of a parent (label over annotation, default),
+ * (qos_rules.c): the choice of a class (label over annotation, default),
+ * what a class does to the cpu shares and oom_score_adj kubelet computed,
  * the checks and their messages, and re-reading a changed file. */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -18,7 +19,11 @@
 
 static const char *const example =
     "{\"label\": \"crihook.io/qos-class\", \"annotation\": \"crihook.io/qos-class\","
-    " \"classes\": {\"gold\": \"/crihook/gold\", \"silver\": \"/crihook/silver\"},"
+    " \"classes\": {\"gold\": {\"cpu_shares\": {\"factor\": 2, \"min\": 1024},"
+    "                        \"oom_score_adj\": {\"max\": 500}},"
+    "             \"silver\": {},"
+    "             \"bronze\": {\"cpu_shares\": {\"factor\": 0.5, \"max\": 512},"
+    "                          \"oom_score_adj\": {\"min\": 1000}}},"
     " \"default\": \"\"}";
 
 typedef struct fixture {
@@ -55,21 +60,54 @@ static qos_rules *load(const fixture *fx, const char *text) {
   return r;
 }
 
+static const char *class_name(const qos_class *c) { return c ? c->name : NULL; }
+
 static void test_choice(void **state) {
   qos_rules *r = load(*state, example);
-  assert_int_equal(qos_rules_class_count(r), 2);
-  assert_string_equal(qos_rules_parent(r, "gold", NULL), "/crihook/gold");
-  assert_string_equal(qos_rules_parent(r, NULL, "silver"), "/crihook/silver");
-  assert_string_equal(qos_rules_parent(r, "gold", "silver"), "/crihook/gold"); /* label wins */
-  assert_string_equal(qos_rules_parent(r, "", "silver"), "/crihook/silver");
-  assert_null(qos_rules_parent(r, "bronze", NULL)); /* unknown: no change */
-  assert_null(qos_rules_parent(r, NULL, NULL));
+  assert_int_equal(qos_rules_class_count(r), 3);
+  assert_string_equal(class_name(qos_rules_class(r, "gold", NULL)), "gold");
+  assert_string_equal(class_name(qos_rules_class(r, NULL, "silver")), "silver");
+  assert_string_equal(class_name(qos_rules_class(r, "gold", "silver")), "gold"); /* label wins */
+  assert_string_equal(class_name(qos_rules_class(r, "", "silver")), "silver");
+  assert_null(qos_rules_class(r, "tin", NULL)); /* unknown: no change */
+  assert_null(qos_rules_class(r, NULL, NULL));
   qos_rules_free(r);
-  r = load(*state, "{\"annotation\": \"qos\", \"classes\": {}, \"default\": \"/crihook/other\"}");
+  r = load(*state,
+           "{\"annotation\": \"qos\", \"classes\": {\"other\": {}}, \"default\": \"other\"}");
   assert_null(qos_rules_label(r));
   assert_string_equal(qos_rules_annotation(r), "qos");
-  assert_string_equal(qos_rules_parent(r, NULL, "bronze"), "/crihook/other");
-  assert_string_equal(qos_rules_parent(r, NULL, NULL), "/crihook/other");
+  assert_string_equal(class_name(qos_rules_class(r, NULL, "bronze")), "other");
+  assert_string_equal(class_name(qos_rules_class(r, NULL, NULL)), "other");
+  qos_rules_free(r);
+}
+
+/* Applies class `cls` to what kubelet computed; expects the wanted values. */
+static void apply(const qos_rules *r, const char *cls, int64_t shares, int64_t oom,
+                  int64_t want_shares, int64_t want_oom) {
+  qos_class_apply(qos_rules_class(r, cls, NULL), &shares, &oom);
+  if (shares != want_shares || oom != want_oom)
+    fail_msg("%s: shares %lld oom %lld, want %lld %lld", cls, (long long)shares, (long long)oom,
+             (long long)want_shares, (long long)want_oom);
+}
+
+static void test_adjustments(void **state) {
+  qos_rules *r = load(*state, example);
+  /* kubelet's values: BestEffort 2/1000, Burstable (100m, some memory)
+   * 102/968, Guaranteed (1 CPU) 1024/-997 */
+  apply(r, "gold", 102, 968, 1024, 500);    /* raised to the minimum; capped at 500 */
+  apply(r, "gold", 1024, -997, 2048, -997); /* doubled; already below the cap */
+  apply(r, "gold", 2, 1000, 1024, 500);
+  apply(r, "silver", 102, 968, 102, 968); /* names itself only */
+  apply(r, "bronze", 102, 968, 51, 1000);
+  apply(r, "bronze", 2048, -997, 512, 1000); /* halved, then the maximum */
+  apply(r, "bronze", 3, 1000, 2, 1000);      /* never below the kernel's 2 */
+  apply(r, "bronze", 0, 0, 0, 1000);         /* no shares given: none set */
+  apply(r, "gold", 0, 0, 1024, 0);           /* ... unless the class has a minimum */
+  qos_rules_free(r);
+  r = load(*state,
+           "{\"label\": \"x\", \"classes\": {\"huge\": {\"cpu_shares\": {\"factor\": 1000}}}}");
+  apply(r, "huge", 100000, 5, 262144, 5); /* the kernel's maximum */
+  apply(r, "huge", -5, 5, -5, 5);         /* nonsense in, unchanged out */
   qos_rules_free(r);
 }
 
@@ -86,9 +124,16 @@ static void refused(const fixture *fx, const char *text, int code, const char *p
     fail_msg("%s: message \"%s\" lacks the path or \"%s\"", text, err.message, part);
 }
 
+/* A rule file with one class `a` whose adjustments are `cls` (JSON). */
+static const char *with_class(char *buf, size_t size, const char *cls) {
+  snprintf(buf, size, "{\"label\": \"x\", \"classes\": {\"a\": %s}}", cls);
+  return buf;
+}
+
 static void test_bad_files(void **state) {
   const fixture *fx = *state;
   const int bad = CRIHOOK_INVALID_ARGUMENT;
+  char b[256];
   refused(fx, "{\"label\": \"x\", \"classes\": {", bad, "does not parse");
   refused(fx, "{\"label\": \"x\",\n \"classes\": {}, }", bad, "line 2");
   refused(fx, "[]", bad, "must be a JSON object");
@@ -97,17 +142,32 @@ static void test_bad_files(void **state) {
   refused(fx, "{\"label\": 3, \"classes\": {}}", bad, "\"label\" must be a string");
   refused(fx, "{\"label\": \"x\"}", bad, "no \"classes\"");
   refused(fx, "{\"label\": \"x\", \"classes\": []}", bad, "must be an object");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": 1}}", bad, "must be a string");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": \"gold.slice\"}}", bad,
-          "not a cgroupfs path");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": \"/x/../y\"}}", bad, "\"..\" component");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": \"/x//y\"}}", bad, "empty");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": \"/\"}}", bad, "empty");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": \"/x/\"}}", bad, "empty");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"\": \"/x\"}}", bad, "must not be empty");
-  refused(fx, "{\"label\": \"x\", \"classes\": {}, \"default\": \"x\"}", bad,
-          "\"default\": cgroup parent");
-  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": \"/a\", \"a\": \"/b\"}}", bad, "duplicate");
+  refused(fx, with_class(b, sizeof b, "\"/crihook/a\""), bad, "class \"a\" must be an object");
+  refused(fx, with_class(b, sizeof b, "{\"cpu\": 1}"), bad,
+          "class \"a\": unknown key \"cpu\" (known: cpu_shares, oom_score_adj)");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": 2}"), bad, "cpu_shares must be an object");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": {\"times\": 2}}"), bad,
+          "cpu_shares: unknown key \"times\" (known: factor, min, max)");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": {\"factor\": 0}}"), bad,
+          "\"factor\" must be a number above 0");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": {\"factor\": \"2\"}}"), bad,
+          "\"factor\" must be a number above 0");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": {\"min\": 1}}"), bad,
+          "class \"a\": cpu_shares: \"min\" must be an integer in 2..262144");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": {\"max\": 2.5}}"), bad,
+          "\"max\" must be an integer");
+  refused(fx, with_class(b, sizeof b, "{\"cpu_shares\": {\"min\": 900, \"max\": 800}}"), bad,
+          "\"min\" 900 is above \"max\" 800");
+  refused(fx, with_class(b, sizeof b, "{\"oom_score_adj\": {\"min\": 1001}}"), bad,
+          "oom_score_adj: \"min\" must be an integer in -1000..1000");
+  refused(fx, with_class(b, sizeof b, "{\"oom_score_adj\": {\"max\": 0}}"), bad,
+          "a bound of 0 cannot be set");
+  refused(fx, with_class(b, sizeof b, "{\"oom_score_adj\": {\"factor\": 2}}"), bad,
+          "oom_score_adj: unknown key \"factor\" (known: min, max)");
+  refused(fx, "{\"label\": \"x\", \"classes\": {\"\": {}}}", bad, "must not be empty");
+  refused(fx, "{\"label\": \"x\", \"classes\": {}, \"default\": \"gold\"}", bad,
+          "\"default\" names class \"gold\", which \"classes\" lacks");
+  refused(fx, "{\"label\": \"x\", \"classes\": {\"a\": {}, \"a\": {}}}", bad, "duplicate");
   unlink(fx->path);
   refused(fx, NULL, CRIHOOK_FAILED_PRECONDITION, "No such file");
 }
@@ -134,11 +194,12 @@ static void test_file_reloads(void **state) {
   assert_true(reloaded);
   assert_int_equal(qos_rules_file_get(&f, &r, &reloaded, &err), 0);
   assert_false(reloaded);
-  write_file(fx->path, "{\"label\": \"x\", \"classes\": {\"gold\": \"/elsewhere\"}}");
+  write_file(fx->path, "{\"label\": \"x\", \"classes\": {\"platinum\": {}}}");
   touch(fx->path, 1);
   assert_int_equal(qos_rules_file_get(&f, &r, &reloaded, &err), 0);
   assert_true(reloaded);
-  assert_string_equal(qos_rules_parent(r, "gold", NULL), "/elsewhere");
+  assert_null(qos_rules_class(r, "gold", NULL));
+  assert_non_null(qos_rules_class(r, "platinum", NULL));
   write_file(fx->path, "{not json");
   touch(fx->path, 2);
   assert_int_equal(qos_rules_file_get(&f, &r, &reloaded, &err), CRIHOOK_INVALID_ARGUMENT);
@@ -159,6 +220,7 @@ int main(void) {
   srandom((unsigned)time(NULL));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_choice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_adjustments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_file_reloads, setup, teardown),
   };
