@@ -330,7 +330,7 @@ class CpusetPin(ExampleCase):
         registers it; `online` fakes the node's CPUs."""
         args = []
         if online is not None:
-            path = os.path.join(self.work, "online-%s" % uuid.uuid4().hex[:6])
+            path = self.online_path = os.path.join(self.work, "online-%s" % uuid.uuid4().hex[:6])
             with open(path, "w") as f:
                 f.write(online + "\n")
             args = ["--cpus-online", path]
@@ -402,6 +402,32 @@ class CpusetPin(ExampleCase):
         ctr_id = self.ctl("create", out.stdout.strip(), ctr, pod_path).stdout.strip()
         self.ctl("start", ctr_id)
         self.assertEqual(self.cpus(ctr_id), "0")
+
+    def test_refusals_name_the_pod_in_crihookds_log(self):
+        # "hook rejected the call" names the pod namespace/name, for a call that
+        # carries the pod's config (CreateContainer) and one that carries only
+        # the container's ID (UpdateContainerResources)
+        self.start_pin(online="0")
+        out, pod_path, ctr_path = self.run_pod(annotations={CPUSET: "0-1"})
+        with open(pod_path) as f:
+            name = json.load(f)["metadata"]["name"]
+        self.ctl("create", out.stdout.strip(), ctr_path, pod_path, check=False)
+        pod = "pod=crihook-e2e/%s" % name
+        self.assertIn("hook rejected the call plugin=40-cpuset-pin hook=PreCreateContainer "
+                      "%s container=crihook-e2e-ctr cause=" % pod, self.proxy.read_log())
+        pod_id, ctr_id = self.run_container(annotations={CPUSET: "0"})
+        with open(self.online_path, "w") as f:
+            f.write("1\n")  # CPU 0 went offline
+        answer = harness.raw_unary(self.proxy.sock, V1 + "UpdateContainerResources",
+                                   pb_bytes(1, ctr_id) + pb_bytes(2, pb_varint(3, 512)))
+        self.assertEqual(answer.code, grpc.StatusCode.INVALID_ARGUMENT, answer.details)
+        status = json.loads(self.ctl("inspectp", pod_id).stdout)["status"]
+        line = [l for l in self.proxy.read_log().splitlines()
+                if "hook=PreUpdateContainerResources" in l and "rejected" in l]
+        self.assertEqual(len(line), 1, self.proxy.read_log()[-3000:])
+        self.assertIn("pod=crihook-e2e/%s container=%s cause=" % (status["metadata"]["name"],
+                                                                  ctr_id), line[0])
+        self.assertNotIn(pod_id, line[0])
 
     def test_update_repins(self):
         if online_cpus() in ("0", ""):
