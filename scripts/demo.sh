@@ -4,10 +4,13 @@
 # is missing, builds, starts a private containerd, puts crihookd in front of
 # it, registers two example plugins written with the C SDK (qos-cgroup and
 # env-inject, from hookserver.d.example/), and runs a real pod (labelled
-# crihook.io/qos-class=gold) and container through crihookd, showing from
-# inside the container and from the runtime's status what the plugins
-# changed. Cleans up after itself; safe to run twice in a row. Run as root
-# on Debian 12:
+# crihook.io/qos-class=gold) and container through crihookd, the requests
+# shaped as kubelet sends them (image ID plus the name the user wrote, a
+# Burstable container's cpu shares and oom_score_adj, a pod cgroup parent of
+# kubelet's form under a demo root instead of /kubepods), showing from inside
+# the container and from the runtime's status what the plugins changed. No
+# kubelet needed. Cleans up after itself; safe to run twice in a row. Run as
+# root on Debian 12:
 #
 #   bash scripts/demo.sh
 set -euo pipefail
@@ -33,7 +36,9 @@ cleanup() {
 	for p in "${PLUGIN_PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	bash tests/harness/containerd.sh stop "$CTD_DIR" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
-	rmdir /sys/fs/cgroup/*/crihook/gold /sys/fs/cgroup/*/crihook 2>/dev/null || true
+	# the pod cgroup parent's directories runc made (empty ones only)
+	find /sys/fs/cgroup -depth -type d -path '*/crihook-demo-kubepods*' -exec rmdir {} + \
+		2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM PIPE # so the EXIT trap runs on a signal too
@@ -76,32 +81,56 @@ say "crihookctl version (through crihookd)"
 ctl version
 
 say "a real pod (labelled crihook.io/qos-class=gold) and container through crihookd"
-/usr/bin/python3 - "$ROOT/tests/e2e/fixtures/pod.json" "$WORK/pod.json" <<'PY'
+# kubelet asks for the image by ID and passes the name the user wrote along
+IMAGE_ID=$(ctl images -o json | /usr/bin/python3 -c '
 import json, sys
-pod = json.load(open(sys.argv[1]))
+print([i["id"] for i in json.load(sys.stdin)["images"]
+       if "localhost/crihook/busybox:test" in i.get("repo_tags", [])][0])')
+/usr/bin/python3 - "$ROOT/tests/e2e/fixtures" "$WORK" "$IMAGE_ID" <<'PY'
+import json, os, sys
+fixtures, work, image_id = sys.argv[1:]
+pod = json.load(open(os.path.join(fixtures, "pod.json")))
 pod["labels"]["crihook.io/qos-class"] = "gold"
-json.dump(pod, open(sys.argv[2], "w"), indent=2)
+# kubelet's pod cgroup (cgroupfs driver), under a demo root rather than /kubepods
+pod["linux"]["cgroup_parent"] = "/crihook-demo-kubepods/burstable/pod" + pod["metadata"]["uid"]
+json.dump(pod, open(os.path.join(work, "pod.json"), "w"), indent=2)
+ctr = json.load(open(os.path.join(fixtures, "container.json")))
+ctr["image"]["image"] = image_id
+# a Burstable container asking for 100m CPU and some memory, as kubelet computes it
+ctr["linux"]["resources"] = {"cpu_period": 100000, "cpu_shares": 102,
+                             "memory_limit_in_bytes": 268435456, "oom_score_adj": 968}
+json.dump(ctr, open(os.path.join(work, "container.json"), "w"), indent=2)
 PY
+grep -A3 '"image"' "$WORK/container.json"
+grep -A5 '"resources"' "$WORK/container.json"
 # the live trace watches every call from here on (shown further down)
 "$BUILD/ctl/crihookctl" --admin "unix://$ADMIN" trace >"$WORK/trace.txt" 2>&1 &
 TRACE_PID=$!
 sleep 0.3
 POD_ID=$(ctl runp "$WORK/pod.json")
 echo "pod:       $POD_ID"
-CTR_ID=$(ctl create "$POD_ID" "$ROOT/tests/e2e/fixtures/container.json" "$WORK/pod.json")
+CTR_ID=$(ctl create "$POD_ID" "$WORK/container.json" "$WORK/pod.json")
 echo "container: $CTR_ID"
 ctl start "$CTR_ID"
 ctl ps --pod "$POD_ID"
 
-say "inside the container: env (the container file asked only for CRIHOOK_E2E and GREETING)"
+say "inside the container: env (the container asked only for CRIHOOK_E2E and GREETING;"
+echo "   env-inject's rule for image *busybox* matched the name, not the sha256 ID)"
 ctl exec-sync "$CTR_ID" -- env | sort
 
-say "inside the container: its cgroup (qos-cgroup placed the pod under /crihook/gold)"
-ctl exec-sync "$CTR_ID" -- cat /proc/self/cgroup | grep -E 'cpu,|memory' || true
+say "the container's CPU weight and OOM score (kubelet computed cpu_shares 102, oom_score_adj 968;"
+echo "   gold: shares x2 raised to at least 1024, oom_score_adj at most 500)"
+ctl exec-sync "$CTR_ID" -- sh -c 'if [ -f /sys/fs/cgroup/cpu/cpu.shares ]; then
+	echo "cpu.shares $(cat /sys/fs/cgroup/cpu/cpu.shares)"
+else echo "cpu.weight $(cat /sys/fs/cgroup/cpu.weight) (cgroup v2: shares 1024 -> weight 39)"; fi
+echo "oom_score_adj $(cat /proc/1/oom_score_adj)"'
 
-say "the runtime's view: the cgroup parent and the annotations the plugins set"
-ctl inspectp "$POD_ID" | grep -m1 -E '"cgroupsPath"|"cgroup_parent"' || true
-ctl inspect "$CTR_ID" | grep -E '"example.com/' | sort -u || true
+say "inside the container: its cgroup, still under the pod's own cgroup parent (kubelet's stats see it)"
+ctl exec-sync "$CTR_ID" -- cat /proc/self/cgroup | grep -E ':cpu[,:]|memory|^0::' || true
+
+say "the runtime's view: the pod's cgroup parent as asked, the annotations the plugins set"
+ctl inspectp "$POD_ID" | grep -m1 -E '"cgroupsPath"' || true
+ctl inspect "$CTR_ID" | grep -E '"example.com/|"crihook.io/qos-class"' | sort -u || true
 
 say "crihookctl plugins: who was called"
 ctl plugins
