@@ -447,7 +447,7 @@ static const char *const c_info_json =
     "{\"pod_meta\": {\"name\": \"web\", \"uid\": \"u-1\", \"namespace\": \"default\", "
     "\"attempt\": 1},"
     " \"container_meta\": {\"name\": \"app\", \"attempt\": 2, \"id\": \"c-info\"},"
-    " \"container_image\": \"busybox\","
+    " \"container_image\": \"busybox\", \"container_image_id\": \"busybox\","
     " \"container_annotations\": {\"ca\": \"cv\"},"
     " \"container_resources\": {\"cpu_shares\": 512, \"memory_limit_in_bytes\": 67108864, "
     "\"cpuset_cpus\": \"0\"},"
@@ -464,6 +464,7 @@ static const char *const c_plain_json =
     "\"attempt\": 4},"
     " \"container_meta\": {\"name\": \"side\", \"attempt\": 3, \"id\": \"c-plain\"},"
     " \"container_image\": \"registry.example/side:1\","
+    " \"container_image_id\": \"registry.example/side:1\","
     " \"container_annotations\": {\"x\": \"y\"},"
     " \"container_resources\": {\"cpu_shares\": 256, \"memory_swap_limit_in_bytes\": 1234},"
     " \"pod_annotations\": {\"an\": \"2\"}, \"pod_labels\": {\"l\": \"1\"}}";
@@ -760,6 +761,7 @@ static void assert_ctd_content(ch_store *s) {
   snprintf(want, sizeof want,
            "{%s, \"container_meta\": {\"name\": \"rebuild-ctr\", \"attempt\": 1, \"id\": \"%s\"},"
            " \"container_image\": \"localhost/crihook/busybox:test\","
+           " \"container_image_id\": \"localhost/crihook/busybox:test\","
            " \"container_annotations\": {\"ca\": \"cv\", \"cb\": \"cw\"},"
            " \"container_resources\": {\"cpu_shares\": 512, \"memory_limit_in_bytes\": 67108864, "
            "\"cpuset_cpus\": \"0\"},"
@@ -770,6 +772,7 @@ static void assert_ctd_content(ch_store *s) {
   snprintf(want, sizeof want,
            "{%s, \"container_meta\": {\"name\": \"rebuild-ctr2\", \"id\": \"%s\"},"
            " \"container_image\": \"localhost/crihook/busybox:test\","
+           " \"container_image_id\": \"localhost/crihook/busybox:test\","
            " \"container_annotations\": {\"only\": \"created\"}}",
            pod_fields, ctd.ctr_id[1]);
   assert_container(s, ctd.ctr_id[1], ctd.pod_id[0], want, NULL, 0);
