@@ -264,12 +264,15 @@ class QosCgroup(ExampleCase):
         pod_id, ctr_id, parent = self.kubelet_container(labels={CLASS: "gold"})
         # kubelet resizes the container to 1 CPU (cpu_shares 1024): gold doubles it
         linux = pb_varint(1, 100000) + pb_varint(3, 1024) + pb_varint(4, 268435456)
-        answer = harness.raw_unary(self.proxy.sock, V1 + "UpdateContainerResources",
-                                   pb_bytes(1, ctr_id) + pb_bytes(2, linux))
-        self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
-        with open(os.path.join(CGROUP_ROOT, "cpu", parent.lstrip("/"), ctr_id,
-                               "cpu.shares")) as f:
-            self.assertEqual(f.read().strip(), "2048")
+        shares = os.path.join(CGROUP_ROOT, "cpu", parent.lstrip("/"), ctr_id, "cpu.shares")
+        for update, want in ((linux, "2048"),
+                             # kubelet's CPU manager moves only the CPUs: shares stay
+                             (pb_bytes(6, "0"), "2048")):
+            answer = harness.raw_unary(self.proxy.sock, V1 + "UpdateContainerResources",
+                                       pb_bytes(1, ctr_id) + pb_bytes(2, update))
+            self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
+            with open(shares) as f:
+                self.assertEqual(f.read().strip(), want)
 
     def test_rules_reread_when_the_file_changes(self):
         p, rules = self.start_qos()

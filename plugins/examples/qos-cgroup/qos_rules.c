@@ -255,12 +255,13 @@ static int64_t clamp(int64_t v, int64_t min, int64_t max) {
 }
 
 void qos_class_apply(const qos_class *c, int64_t *cpu_shares, int64_t *oom_score_adj) {
-  int64_t given = *cpu_shares > 0 ? *cpu_shares : 0;
-  double scaled = (double)given * c->shares_factor + 0.5; /* rounded */
-  int64_t shares =
-      clamp(scaled > SHARES_MAX ? SHARES_MAX : (int64_t)scaled, c->shares_min, c->shares_max);
-  if (shares) *cpu_shares = shares < SHARES_MIN ? SHARES_MIN : shares;
-  *oom_score_adj = clamp(*oom_score_adj, c->oom_min, c->oom_max);
+  if (*cpu_shares > 0) {
+    double scaled = (double)*cpu_shares * c->shares_factor + 0.5; /* rounded */
+    int64_t shares =
+        clamp(scaled > SHARES_MAX ? SHARES_MAX : (int64_t)scaled, c->shares_min, c->shares_max);
+    *cpu_shares = shares < SHARES_MIN ? SHARES_MIN : shares;
+  }
+  if (*oom_score_adj) *oom_score_adj = clamp(*oom_score_adj, c->oom_min, c->oom_max);
 }
 
 /* ---- the file, re-read when it changes ---- */

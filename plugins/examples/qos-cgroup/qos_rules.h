@@ -16,6 +16,7 @@
  * - oom_score_adj: kubelet's value raised to `min` and lowered to `max`
  *   (each optional, -1000..1000, not 0: the hook API's merge reads 0 as
  *   "unchanged").
+ * A value kubelet did not give (0) is left alone.
  * A class with neither still names itself on the container (an annotation).
  * Any other class, or none, gets the class `default` names; an empty default
  * changes nothing. No cgroup parent is ever changed: the pod stays in the
@@ -62,8 +63,9 @@ const qos_class *qos_rules_class(const qos_rules *rules, const char *label_value
                                  const char *annotation_value);
 
 /* The class's cpu shares and oom_score_adj for a container for which
- * kubelet computed `*cpu_shares` and `*oom_score_adj` (0: not given). A cpu
- * shares value of 0 stays 0 unless the class has a minimum. */
+ * kubelet computed `*cpu_shares` and `*oom_score_adj`. A value of 0 (or
+ * below, for shares) means kubelet gave none, as in an update that only
+ * moves the container's CPUs: it stays as it is. */
 void qos_class_apply(const qos_class *c, int64_t *cpu_shares, int64_t *oom_score_adj);
 
 typedef struct qos_rules_file {

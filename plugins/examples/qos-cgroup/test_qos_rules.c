@@ -101,13 +101,14 @@ static void test_adjustments(void **state) {
   apply(r, "bronze", 102, 968, 51, 1000);
   apply(r, "bronze", 2048, -997, 512, 1000); /* halved, then the maximum */
   apply(r, "bronze", 3, 1000, 2, 1000);      /* never below the kernel's 2 */
-  apply(r, "bronze", 0, 0, 0, 1000);         /* no shares given: none set */
-  apply(r, "gold", 0, 0, 1024, 0);           /* ... unless the class has a minimum */
+  apply(r, "bronze", 0, 0, 0, 0);            /* none given (an update of cpuset only): left alone */
+  apply(r, "gold", 0, 0, 0, 0);
   qos_rules_free(r);
   r = load(*state,
            "{\"label\": \"x\", \"classes\": {\"huge\": {\"cpu_shares\": {\"factor\": 1000}}}}");
   apply(r, "huge", 100000, 5, 262144, 5); /* the kernel's maximum */
   apply(r, "huge", -5, 5, -5, 5);         /* nonsense in, unchanged out */
+  apply(r, "huge", 1, -1, 1000, -1);
   qos_rules_free(r);
 }
 
