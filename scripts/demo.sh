@@ -121,9 +121,10 @@ ctl exec-sync "$CTR_ID" -- env | sort
 say "the container's CPU weight and OOM score (kubelet computed cpu_shares 102, oom_score_adj 968;"
 echo "   gold: shares x2 raised to at least 1024, oom_score_adj at most 500)"
 ctl exec-sync "$CTR_ID" -- sh -c 'if [ -f /sys/fs/cgroup/cpu/cpu.shares ]; then
-	echo "cpu.shares $(cat /sys/fs/cgroup/cpu/cpu.shares)"
-else echo "cpu.weight $(cat /sys/fs/cgroup/cpu.weight) (cgroup v2: shares 1024 -> weight 39)"; fi
-echo "oom_score_adj $(cat /proc/1/oom_score_adj)"'
+	echo "inside:  cpu.shares $(cat /sys/fs/cgroup/cpu/cpu.shares)"
+else echo "inside:  cpu.weight $(cat /sys/fs/cgroup/cpu.weight) (cgroup v2: shares 1024 -> weight 39)"; fi'
+CTR_PID=$(ctl inspect "$CTR_ID" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["info"]["pid"])')
+echo "host:    /proc/$CTR_PID/oom_score_adj $(cat "/proc/$CTR_PID/oom_score_adj") (the container's process)"
 
 say "inside the container: its cgroup, still under the pod's own cgroup parent (kubelet's stats see it)"
 ctl exec-sync "$CTR_ID" -- cat /proc/self/cgroup | grep -E ':cpu[,:]|memory|^0::' || true
