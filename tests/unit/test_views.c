@@ -23,7 +23,8 @@
 static const char *const kubelet_create =
     "{\"pod_sandbox_id\": \"p1\","
     " \"config\": {\"metadata\": {\"name\": \"app\", \"attempt\": 0},"
-    "  \"image\": {\"image\": \"" IMAGE_ID "\", \"user_specified_image\": \"busybox:1.36\"},"
+    "  \"image\": {\"image\": \"" IMAGE_ID
+    "\", \"user_specified_image\": \"busybox:1.36\"},"
     "  \"labels\": {\"io.kubernetes.container.name\": \"app\","
     "   \"io.kubernetes.pod.name\": \"web\", \"io.kubernetes.pod.namespace\": \"default\","
     "   \"io.kubernetes.pod.uid\": \"0b6c0f43-8f0e-4c55-9a55-0d0f5d1b6a11\"},"
