@@ -53,7 +53,7 @@ struct ch_dispatch {
   const ch_registry *registry;
   ch_hook_point hook;
   gpr_timespec deadline;
-  const char *subject; /* "pod=ns/name" or "container=..." for logs; not owned */
+  const char *subject; /* "pod=ns/name [container=...]" for logs; not owned */
   size_t next;
   const ch_plugin *plugin; /* the one being called */
   grpc_call *call;
