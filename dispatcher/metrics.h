@@ -39,6 +39,10 @@ typedef enum { CH_HOOK_RESULT_OK, CH_HOOK_RESULT_ERROR, CH_HOOK_RESULT_TIMEOUT }
 void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
                           bool rejected, double seconds);
 
+/* A hooked request that did not decode (intercept.c); `method` is one of
+ * the few hooked method names (a static string), so the series is bounded. */
+void ch_metrics_undecodable(const char *method);
+
 /* Process-wide gauges the caller knows (the data plane, health.h). */
 typedef struct ch_metrics_process {
   int in_flight;
