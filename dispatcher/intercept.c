@@ -627,6 +627,9 @@ static void trace_subject(ch_intercept *ic, ch_trace_event *ev) {
 
 void ch_intercept_trace(ch_intercept *ic, ch_trace_event *ev) {
   if (ic->request) trace_subject(ic, ev);
+  if (!ic->request && ic->created_id) /* undecodable: what the runtime answered */
+    snprintf(ic->kind == CH_INTERCEPT_RUN_POD ? ev->pod_id : ev->container_id, sizeof ev->pod_id,
+             "%s", ic->created_id);
   ev->hooks = ic->traced;
   ic->traced = NULL;
 }

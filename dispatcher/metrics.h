@@ -6,6 +6,7 @@
  *   crihook_hook_calls_total{plugin,hook,result}   result: ok | error | timeout
  *   crihook_hook_call_duration_seconds{plugin,hook} histogram
  *   crihook_hook_rejections_total{plugin,hook}     Fail-policy rejections
+ *   crihook_undecodable_requests_total{method}     hooked requests that did not decode
  *   crihook_plugins, crihook_plugin_files_rejected, crihook_registry_generation
  *   crihook_store_pods, crihook_store_containers, crihook_calls_in_flight
  *   crihook_backend_connected, crihook_backend_connects_total,

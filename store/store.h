@@ -9,7 +9,9 @@
  * - emptied by RemoveContainer and RemovePodSandbox (a pod's removal drops
  *   its containers too);
  * - rebuilt from the backend when crihookd starts (rebuild.c), so hook
- *   requests after a restart carry the same data as before it.
+ *   requests after a restart carry the same data as before it, and
+ *   re-synced with it when the backend connection comes back;
+ * - told of what an undecodable request created by the runtime's status.
  *
  * Values are kept as the hook API's own messages (packed), so what a hook
  * server receives and what `crihookctl store` shows are the same thing:
