@@ -84,6 +84,7 @@ struct ch_intercept {
   ch_trace_hooks *traced; /* owned: hook calls for the live trace, or NULL */
   bool refused;           /* undecodable, and a Fail plugin wants it: refuse_message */
   char *refuse_message;   /* owned */
+  char *undecoded_id;     /* owned: an undecodable request's field 1, read leniently */
   struct {                /* the runtime's status of what an undecodable request created */
     ch_tag tag;
     bool syncing; /* between ch_store_sync_begin (mark) and _end */
@@ -298,6 +299,90 @@ static void run_hooks(ch_intercept *ic, ch_hook_point hook, ch_intercept_cb cb) 
 
 static char *response_id(grpc_byte_buffer *response, const ProtobufCMessageDescriptor *desc);
 
+/* Reads a varint as the runtime's Go decoders do (up to 10 bytes). */
+static bool lenient_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    if (shift < 64) v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Reads one field's key and skips or reads its value (str and len for
+ * wire type 2); groups are skipped whole, up to a depth. Field numbers keep their
+ * low 32 bits, as Go's do. false on bytes the runtime would refuse too. */
+static bool lenient_field(const uint8_t **p, const uint8_t *end, int depth, int32_t *field,
+                          unsigned *wire, const uint8_t **str, uint64_t *len) {
+  uint64_t key, v;
+  if (depth > 16 || !lenient_varint(p, end, &key)) return false;
+  *field = (int32_t)(uint32_t)(key >> 3);
+  *wire = key & 7;
+  switch (*wire) {
+    case 0:
+      return lenient_varint(p, end, &v);
+    case 1:
+    case 5: {
+      size_t n = *wire == 1 ? 8 : 4;
+      if ((size_t)(end - *p) < n) return false;
+      *p += n;
+      return true;
+    }
+    case 2:
+      if (!lenient_varint(p, end, len) || *len > (uint64_t)(end - *p)) return false;
+      *str = *p;
+      *p += *len;
+      return true;
+    case 3: { /* a group: fields up to its end */
+      int32_t f;
+      unsigned w;
+      const uint8_t *s;
+      uint64_t l;
+      do {
+        if (!lenient_field(p, end, depth + 1, &f, &w, &s, &l)) return false;
+      } while (w != 4);
+      return true;
+    }
+    case 4:
+      return depth > 0;
+    default:
+      return false;
+  }
+}
+
+/* Field 1 (the ID) of an intercepted request protobuf-c did not decode,
+ * read as the runtime reads it (the last one wins); malloc'd, or NULL. */
+static char *lenient_id(grpc_byte_buffer *request) {
+  size_t n = 0;
+  uint8_t *bytes = request ? ch_byte_buffer_flatten(request, &n) : NULL;
+  const uint8_t *p = bytes, *end = bytes + n, *id = NULL, *str;
+  uint64_t id_len = 0, len;
+  int32_t field;
+  unsigned wire;
+  while (bytes && p < end && lenient_field(&p, end, 0, &field, &wire, &str, &len))
+    if (field == 1 && wire == 2) id = str, id_len = len;
+  char *out =
+      p == end && id && !memchr(id, '\0', id_len) ? strndup((const char *)id, id_len) : NULL;
+  free(bytes);
+  return out;
+}
+
+/* After an undecodable Remove the runtime accepted: the store forgets. */
+static void record_undecodable_remove(ch_intercept *ic) {
+  const char *id = ic->undecoded_id;
+  if (!id) return;
+  if (ic->kind == CH_INTERCEPT_REMOVE_POD)
+    ch_store_remove_pod(ic->env.store, id);
+  else
+    ch_store_remove_container(ic->env.store, id);
+  ch_info("intercept", "store forgot what an undecodable %s removed id=%s", kinds[ic->kind].method,
+          id);
+}
+
 /* The Fail-policy plugins registered for `hook`, "a, b", into buf; 0 if none. */
 static size_t fail_plugins(const ch_registry *r, ch_hook_point hook, char *buf, size_t len) {
   size_t n = 0;
@@ -311,9 +396,11 @@ static size_t fail_plugins(const ch_registry *r, ch_hook_point hook, char *buf, 
   return n;
 }
 
-static void undecodable(ch_intercept *ic) {
+static void undecodable(ch_intercept *ic, grpc_byte_buffer *request) {
   const kind_info *k = &kinds[ic->kind];
   ch_metrics_undecodable(k->method);
+  if (ic->kind != CH_INTERCEPT_RUN_POD && ic->kind != CH_INTERCEPT_CREATE_CONTAINER)
+    ic->undecoded_id = lenient_id(request);
   char names[512];
   if (fail_plugins(ic->registry, k->pre, names, sizeof names) == 0) {
     ch_warn("intercept",
@@ -448,7 +535,7 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
   bool traced = ch_trace_active();
   if (request && (hooks || k->store_needs_request || traced)) {
     ic->request = decode(k->request, request);
-    if (!ic->request) undecodable(ic);
+    if (!ic->request) undecodable(ic, request);
   }
   if (ic->request) {
     if (kind != CH_INTERCEPT_RUN_POD && kind != CH_INTERCEPT_CREATE_CONTAINER)
@@ -533,6 +620,9 @@ void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_bu
   if (ic->succeeded && !ic->request &&
       (ic->kind == CH_INTERCEPT_RUN_POD || ic->kind == CH_INTERCEPT_CREATE_CONTAINER))
     plan_lookup(ic, response);
+  if (ic->succeeded && !ic->request &&
+      (ic->kind == CH_INTERCEPT_REMOVE_POD || ic->kind == CH_INTERCEPT_REMOVE_CONTAINER))
+    record_undecodable_remove(ic);
   if (!ic->succeeded || !ic->request) return;
   ch_error err;
   switch (ic->kind) {
@@ -627,9 +717,11 @@ static void trace_subject(ch_intercept *ic, ch_trace_event *ev) {
 
 void ch_intercept_trace(ch_intercept *ic, ch_trace_event *ev) {
   if (ic->request) trace_subject(ic, ev);
-  if (!ic->request && ic->created_id) /* undecodable: what the runtime answered */
-    snprintf(ic->kind == CH_INTERCEPT_RUN_POD ? ev->pod_id : ev->container_id, sizeof ev->pod_id,
-             "%s", ic->created_id);
+  const char *undecoded = ic->created_id ? ic->created_id : ic->undecoded_id;
+  bool pod_level = ic->kind == CH_INTERCEPT_RUN_POD || ic->kind == CH_INTERCEPT_STOP_POD ||
+                   ic->kind == CH_INTERCEPT_REMOVE_POD;
+  if (!ic->request && undecoded) /* undecodable: the ID as the runtime read it */
+    snprintf(pod_level ? ev->pod_id : ev->container_id, sizeof ev->pod_id, "%s", undecoded);
   ev->hooks = ic->traced;
   ic->traced = NULL;
 }
@@ -638,6 +730,7 @@ void ch_intercept_free(ch_intercept *ic) {
   if (!ic) return;
   end_lookup(ic);
   free(ic->refuse_message);
+  free(ic->undecoded_id);
   free(ic->created_id);
   free(ic->traced);
   if (ic->request) protobuf_c_message_free_unpacked(ic->request, NULL);

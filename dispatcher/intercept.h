@@ -39,7 +39,8 @@
  * the runtime created a pod or container from it, post asks the runtime for
  * its verbose status (one call, at most 2 s, on the worker's queue, after
  * the client has its answer) and records that in the store, as a rebuild
- * would.
+ * would; when it removed one, record drops it from the store by its ID,
+ * read leniently (as the runtime's decoder reads it).
  *
  * Live trace (trace.h): while someone watches, begin also decodes requests
  * no hook or store needs (they are small: an ID) and looks the pod or

@@ -8,7 +8,7 @@ store stays true (issue 9, items 1 and 8).
   accepts it. Through crihookd: refused (INVALID_ARGUMENT) when a Fail-policy
   plugin is registered for the hook, and nothing reaches the runtime;
   forwarded, counted, and learnt by the store from the runtime's status
-  otherwise.
+  otherwise (and forgotten when such a Remove succeeds).
 - The store stays true: an UpdateContainerResources survives a restart of
   crihookd (rebuilt from the runtime's current spec); after containerd
   restarts, the store is re-synced with what it really has; a slow Update or
@@ -241,6 +241,21 @@ class Undecodable(unittest.TestCase):
         self.assertEqual(metric(self.proxy,
                                 'crihook_undecodable_requests_total{method="CreateContainer"}'), 1)
         self.assertIn("forwarded untouched", self.proxy.read_log())
+
+        # and removed the same way: the store forgets them (the ID read as
+        # the runtime reads it)
+        remove = cri.RemoveContainerRequest(container_id=ctr_id).SerializeToString()
+        answer = harness.raw_unary(self.proxy.sock, V1 + "RemoveContainer",
+                                   weird("overlong-length", remove, 1, ctr_id), timeout=60)
+        self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
+        self.assertEqual(stored("containers", ctr_id), [])
+        call(self.proxy.sock, "StopPodSandbox", cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+        remove = cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id).SerializeToString()
+        answer = harness.raw_unary(self.proxy.sock, V1 + "RemovePodSandbox",
+                                   weird("field-number-alias", remove, 1, pod_id), timeout=60)
+        self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
+        self.assertEqual(pods_named(self.containerd.sock, name), [])
+        self.assertEqual(stored("pods", pod_id), [])
 
 
 class UpdateSurvivesRestart(unittest.TestCase):
