@@ -354,8 +354,8 @@ class LateUpdateAfterRemove(unittest.TestCase):
         self.runtime = ScriptedRuntime(os.path.join(self.dir, "rt.sock"))
         self.proxy = harness.Crihookd(os.path.join(self.dir, "rt.sock"))
         self.hs = HookServer("slow", {
-            "PreUpdateContainerResources": {"behaviour": "sleep:1.5"},
-            "PreStartContainer": {"behaviour": "sleep:1.5",
+            "PreUpdateContainerResources": {"behaviour": "sleep:3"},
+            "PreStartContainer": {"behaviour": "sleep:3",
                                   "answer": {"container_annotations": {"started": "yes"}}},
         }, self.dir)
         register(self.proxy.hook_dir, "10-slow.json", self.hs.sock,
@@ -378,6 +378,7 @@ class LateUpdateAfterRemove(unittest.TestCase):
         slow.start()
         harness.wait_for(lambda: self.hs.calls("Pre" + method), 5, what="the slow hook called")
         call(sock, "RemoveContainer", cri.RemoveContainerRequest(container_id="c-1"))
+        self.assertTrue(slow.is_alive(), "set-up: the slow call must still be in its hook")
         self.assertEqual(self.proxy.store("containers"), [])
         slow.join(10)
         self.assertIn("a", result, "the slow call did not finish")
