@@ -1,8 +1,12 @@
 /* intercept.c: the begin / record / post phases of intercept.h, driven by a
- * table with one row per intercepted method. */
+ * table with one row per intercepted method, and the path of a request that
+ * does not decode (refused for a Fail plugin, else forwarded and, if it
+ * created something, looked up in the runtime for the store). */
 #include "intercept.h"
 
 #include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +15,12 @@
 #include "grpc_util.h"
 #include "log.h"
 #include "merge.h"
+#include "metrics.h"
 #include "pbutil.h"
 #include "views.h"
 
 #define NO_HOOK CH_HOOK_COUNT
+#define STATUS_TIMEOUT_MS 2000
 #define SKIP_LABEL "runtimeproxy.koordinator.sh/skip-hookserver"
 
 /* True if a pod's label map (`field` of `msg`) says skip every hook. */
@@ -76,6 +82,19 @@ struct ch_intercept {
   bool succeeded;
   char *created_id;       /* owned: the ID the runtime gave a new pod/container */
   ch_trace_hooks *traced; /* owned: hook calls for the live trace, or NULL */
+  bool refused;           /* undecodable, and a Fail plugin wants it: refuse_message */
+  char *refuse_message;   /* owned */
+  char *undecoded_id;     /* owned: an undecodable request's field 1, read leniently */
+  struct {                /* the runtime's status of what an undecodable request created */
+    ch_tag tag;
+    bool syncing; /* between ch_store_sync_begin (mark) and _end */
+    uint64_t mark;
+    grpc_call *call;
+    grpc_byte_buffer *answer;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code status;
+    grpc_slice details;
+  } lookup;
   ch_dispatch dispatch;
   char subject[192];
 };
@@ -319,6 +338,227 @@ static void run_hooks(ch_intercept *ic, ch_hook_point hook, ch_intercept_cb cb) 
                     &dispatch_ops, ic);
 }
 
+/* ---- a request that does not decode ---- */
+
+static char *response_id(grpc_byte_buffer *response, const ProtobufCMessageDescriptor *desc);
+
+/* Reads a varint as the runtime's Go decoders do (up to 10 bytes). */
+static bool lenient_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    if (shift < 64) v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Reads one field's key and skips or reads its value (str and len for
+ * wire type 2); groups are skipped whole, up to a depth. Field numbers keep their
+ * low 32 bits, as Go's do. false on bytes the runtime would refuse too. */
+static bool lenient_field(const uint8_t **p, const uint8_t *end, int depth, int32_t *field,
+                          unsigned *wire, const uint8_t **str, uint64_t *len) {
+  uint64_t key, v;
+  if (depth > 16 || !lenient_varint(p, end, &key)) return false;
+  *field = (int32_t)(uint32_t)(key >> 3);
+  *wire = key & 7;
+  switch (*wire) {
+    case 0:
+      return lenient_varint(p, end, &v);
+    case 1:
+    case 5: {
+      size_t n = *wire == 1 ? 8 : 4;
+      if ((size_t)(end - *p) < n) return false;
+      *p += n;
+      return true;
+    }
+    case 2:
+      if (!lenient_varint(p, end, len) || *len > (uint64_t)(end - *p)) return false;
+      *str = *p;
+      *p += *len;
+      return true;
+    case 3: { /* a group: fields up to its end */
+      int32_t f;
+      unsigned w;
+      const uint8_t *s;
+      uint64_t l;
+      do {
+        if (!lenient_field(p, end, depth + 1, &f, &w, &s, &l)) return false;
+      } while (w != 4);
+      return true;
+    }
+    case 4:
+      return depth > 0;
+    default:
+      return false;
+  }
+}
+
+/* Field 1 (the ID) of an intercepted request protobuf-c did not decode,
+ * read as the runtime reads it (the last one wins); malloc'd, or NULL. */
+static char *lenient_id(grpc_byte_buffer *request) {
+  size_t n = 0;
+  uint8_t *bytes = request ? ch_byte_buffer_flatten(request, &n) : NULL;
+  const uint8_t *p = bytes, *end = bytes + n, *id = NULL, *str;
+  uint64_t id_len = 0, len;
+  int32_t field;
+  unsigned wire;
+  while (bytes && p < end && lenient_field(&p, end, 0, &field, &wire, &str, &len))
+    if (field == 1 && wire == 2) id = str, id_len = len;
+  char *out =
+      p == end && id && !memchr(id, '\0', id_len) ? strndup((const char *)id, id_len) : NULL;
+  free(bytes);
+  return out;
+}
+
+/* After an undecodable Remove the runtime accepted: the store forgets. */
+static void record_undecodable_remove(ch_intercept *ic) {
+  const char *id = ic->undecoded_id;
+  if (!id) return;
+  if (ic->kind == CH_INTERCEPT_REMOVE_POD)
+    ch_store_remove_pod(ic->env.store, id);
+  else
+    ch_store_remove_container(ic->env.store, id);
+  ch_info("intercept", "store forgot what an undecodable %s removed id=%s", kinds[ic->kind].method,
+          id);
+}
+
+/* The Fail-policy plugins registered for `hook`, "a, b", into buf; 0 if none. */
+static size_t fail_plugins(const ch_registry *r, ch_hook_point hook, char *buf, size_t len) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; hook != NO_HOOK && i < r->hook_count[hook]; i++) {
+    const ch_plugin *p = r->by_hook[hook][i];
+    if (!p->fail_closed) continue;
+    size_t used = strlen(buf);
+    snprintf(buf + used, len - used, "%s%s", n++ ? ", " : "", p->name);
+  }
+  return n;
+}
+
+static void undecodable(ch_intercept *ic, grpc_byte_buffer *request) {
+  const kind_info *k = &kinds[ic->kind];
+  ch_metrics_undecodable(k->method);
+  if (ic->kind != CH_INTERCEPT_RUN_POD && ic->kind != CH_INTERCEPT_CREATE_CONTAINER)
+    ic->undecoded_id = lenient_id(request);
+  char names[512];
+  if (fail_plugins(ic->registry, k->pre, names, sizeof names) == 0) {
+    ch_warn("intercept",
+            "request does not decode; forwarded untouched, hooks skipped (no Fail-policy plugin "
+            "wants it) method=%s",
+            k->method);
+    return;
+  }
+  char message[1024];
+  snprintf(message, sizeof message,
+           "crihookd: the %s request does not decode as %s (an encoding crihookd's protobuf "
+           "decoder refuses, e.g. a group or an over-long varint), so the Fail-policy plugin(s) "
+           "registered for %s (%s) cannot see it; refused, nothing was sent to the runtime",
+           k->method, k->request->name, ch_hook_name(k->pre), names);
+  ic->refuse_message = strdup(message);
+  ic->refused = true;
+  ch_warn("intercept",
+          "request does not decode; refused for Fail-policy plugins method=%s plugins=\"%s\"",
+          k->method, names);
+}
+
+/* After an undecodable RunPodSandbox or CreateContainer succeeded: the
+ * store will learn the new pod or container from the runtime's status. */
+static void plan_lookup(ch_intercept *ic, grpc_byte_buffer *response) {
+  if (!ic->env.backend) return;
+  const ProtobufCMessageDescriptor *type =
+      ic->kind == CH_INTERCEPT_RUN_POD ? &runtime__v1__run_pod_sandbox_response__descriptor
+                                       : &runtime__v1__create_container_response__descriptor;
+  ic->created_id = response_id(response, type);
+  if (!ic->created_id || !*ic->created_id) return;
+  ic->lookup.mark = ch_store_sync_begin(ic->env.store);
+  ic->lookup.syncing = true;
+}
+
+static void end_lookup(ch_intercept *ic) {
+  if (ic->lookup.call) {
+    grpc_call_unref(ic->lookup.call);
+    grpc_byte_buffer_destroy(ic->lookup.answer);
+    grpc_metadata_array_destroy(&ic->lookup.initial_md);
+    grpc_metadata_array_destroy(&ic->lookup.trailing_md);
+    grpc_slice_unref(ic->lookup.details);
+    ic->lookup.call = NULL;
+    ic->lookup.answer = NULL;
+  }
+  if (ic->lookup.syncing) ch_store_sync_end(ic->env.store);
+  ic->lookup.syncing = false;
+}
+
+static void record_looked_up(ch_intercept *ic) {
+  const char *what = ic->kind == CH_INTERCEPT_RUN_POD ? "pod" : "container";
+  size_t len = 0;
+  uint8_t *bytes = ic->lookup.answer ? ch_byte_buffer_flatten(ic->lookup.answer, &len) : NULL;
+  ch_error err;
+  int rc = -1;
+  if (ic->lookup.status != GRPC_STATUS_OK) {
+    char *details = grpc_slice_to_c_string(ic->lookup.details);
+    ch_fail(&err, "%s: %s", ch_status_name(ic->lookup.status), details);
+    gpr_free(details);
+  } else if (ic->kind == CH_INTERCEPT_RUN_POD) {
+    rc = ch_store_put_pod_status(ic->env.store, ic->created_id, bytes ? bytes : (uint8_t *)"", len,
+                                 ic->lookup.mark, &err);
+  } else {
+    rc = ch_store_put_container_status(ic->env.store, ic->created_id, bytes ? bytes : (uint8_t *)"",
+                                       len, ic->lookup.mark, &err);
+  }
+  free(bytes);
+  if (rc == 0)
+    ch_info("intercept",
+            "store learnt a %s from the runtime's status (its request did not decode) id=%s", what,
+            ic->created_id);
+  else
+    ch_warn("intercept", "store lacks a %s whose request did not decode id=%s: %s", what,
+            ic->created_id, err.msg);
+}
+
+static void on_lookup(ch_tag *t, bool ok) {
+  ch_intercept *ic = ch_container_of(t, ch_intercept, lookup.tag);
+  (void)ok; /* a client batch with RECV_STATUS always reports a status */
+  record_looked_up(ic);
+  end_lookup(ic);
+  ic->cb(ic->owner);
+}
+
+/* Starts PodSandboxStatus / ContainerStatus (verbose) for created_id;
+ * false if it could not start (then nothing is pending). */
+static bool start_lookup(ch_intercept *ic) {
+  bool pod = ic->kind == CH_INTERCEPT_RUN_POD;
+  Runtime__V1__PodSandboxStatusRequest preq = RUNTIME__V1__POD_SANDBOX_STATUS_REQUEST__INIT;
+  Runtime__V1__ContainerStatusRequest creq = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
+  preq.pod_sandbox_id = creq.container_id = ic->created_id;
+  preq.verbose = creq.verbose = true;
+  size_t len;
+  uint8_t *bytes = ch_pb_pack(pod ? &preq.base : &creq.base, &len);
+  if (!bytes) return false;
+  grpc_slice slice = grpc_slice_new(bytes, len, free);
+  grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  grpc_metadata_array_init(&ic->lookup.initial_md);
+  grpc_metadata_array_init(&ic->lookup.trailing_md);
+  ic->lookup.details = grpc_empty_slice();
+  ic->lookup.tag.fn = on_lookup;
+  ic->lookup.call = grpc_channel_create_call(
+      ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS, ic->env.cq,
+      grpc_slice_from_static_string(pod ? "/runtime.v1.RuntimeService/PodSandboxStatus"
+                                        : "/runtime.v1.RuntimeService/ContainerStatus"),
+      NULL, ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
+  grpc_op ops[6];
+  ch_unary_client_ops(ops, NULL, 0, request, &ic->lookup.initial_md, &ic->lookup.answer,
+                      &ic->lookup.status, &ic->lookup.details, &ic->lookup.trailing_md);
+  bool started =
+      grpc_call_start_batch(ic->lookup.call, ops, 6, &ic->lookup.tag, NULL) == GRPC_CALL_OK;
+  grpc_byte_buffer_destroy(request);
+  return started;
+}
+
 /* ---- phases ---- */
 
 int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
@@ -338,8 +578,7 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
   bool traced = ch_trace_active();
   if (request && (hooks || k->store_needs_request || traced)) {
     ic->request = decode(k->request, request);
-    if (!ic->request)
-      ch_warn("intercept", "request does not decode; forwarded untouched method=%s", k->method);
+    if (!ic->request) undecodable(ic, request);
   }
   if (ic->request) {
     if (kind != CH_INTERCEPT_RUN_POD && kind != CH_INTERCEPT_CREATE_CONTAINER)
@@ -351,6 +590,13 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
 }
 
 bool ch_intercept_rejected(const ch_intercept *ic, grpc_status_code *code, const char **message) {
+  if (ic->refused) {
+    *code = GRPC_STATUS_INVALID_ARGUMENT;
+    *message = ic->refuse_message ? ic->refuse_message
+                                  : "crihookd: the request does not decode and a Fail-policy "
+                                    "plugin wants to see it; refused";
+    return true;
+  }
   if (!ic->dispatch.rejected) return false;
   *code = ic->dispatch.reject_code;
   *message = ic->dispatch.reject_message;
@@ -414,6 +660,12 @@ static void record_update(ch_intercept *ic) {
 
 void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_buffer *response) {
   ic->succeeded = status == GRPC_STATUS_OK;
+  if (ic->succeeded && !ic->request &&
+      (ic->kind == CH_INTERCEPT_RUN_POD || ic->kind == CH_INTERCEPT_CREATE_CONTAINER))
+    plan_lookup(ic, response);
+  if (ic->succeeded && !ic->request &&
+      (ic->kind == CH_INTERCEPT_REMOVE_POD || ic->kind == CH_INTERCEPT_REMOVE_CONTAINER))
+    record_undecodable_remove(ic);
   if (!ic->succeeded || !ic->request) return;
   ch_error err;
   switch (ic->kind) {
@@ -433,12 +685,23 @@ void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_bu
     default:
       break;
   }
-  if (ic->ctr_changed && ic->ctr_pod_id &&
-      ch_store_put_container(ic->env.store, ic->id, ic->ctr_pod_id, ic->ctr, &err) != 0)
-    ch_warn("intercept", "store not updated %s: %s", ic->subject, err.msg);
+  if (!ic->ctr_changed || !ic->ctr_pod_id) return;
+  /* only if still there: a Remove that finished meanwhile stays done */
+  int rc = ch_store_update_container(ic->env.store, ic->id, ic->ctr, &err);
+  if (rc < 0) ch_warn("intercept", "store not updated %s: %s", ic->subject, err.msg);
+  if (rc > 0) ch_debug("intercept", "store not updated: removed meanwhile %s", ic->subject);
 }
 
 void ch_intercept_post(ch_intercept *ic, ch_intercept_cb finished) {
+  if (ic->lookup.syncing) {
+    ic->cb = finished;
+    if (start_lookup(ic)) return; /* on_lookup calls finished */
+    ch_warn("intercept",
+            "store lacks what an undecodable request created id=%s: cannot ask the "
+            "runtime",
+            ic->created_id);
+    end_lookup(ic);
+  }
   ch_hook_point post = kinds[ic->kind].post;
   run_hooks(ic, ic->succeeded ? post : NO_HOOK, finished);
 }
@@ -497,12 +760,20 @@ static void trace_subject(ch_intercept *ic, ch_trace_event *ev) {
 
 void ch_intercept_trace(ch_intercept *ic, ch_trace_event *ev) {
   if (ic->request) trace_subject(ic, ev);
+  const char *undecoded = ic->created_id ? ic->created_id : ic->undecoded_id;
+  bool pod_level = ic->kind == CH_INTERCEPT_RUN_POD || ic->kind == CH_INTERCEPT_STOP_POD ||
+                   ic->kind == CH_INTERCEPT_REMOVE_POD;
+  if (!ic->request && undecoded) /* undecodable: the ID as the runtime read it */
+    snprintf(pod_level ? ev->pod_id : ev->container_id, sizeof ev->pod_id, "%s", undecoded);
   ev->hooks = ic->traced;
   ic->traced = NULL;
 }
 
 void ch_intercept_free(ch_intercept *ic) {
   if (!ic) return;
+  end_lookup(ic);
+  free(ic->refuse_message);
+  free(ic->undecoded_id);
   free(ic->created_id);
   free(ic->traced);
   if (ic->request) protobuf_c_message_free_unpacked(ic->request, NULL);

@@ -29,6 +29,19 @@
  * store is still kept). Everything runs on the calling worker's thread; the
  * callbacks may be called before the function that triggers them returns.
  *
+ * A request that does not decode here (protobuf-c is stricter than the
+ * runtime's Go decoder: an unknown field encoded as a group, an over-long
+ * varint key or length, a field number past 32 bits all decode there) can
+ * be shown to no hook. If a plugin with failure-policy Fail is registered
+ * for the method's Pre hook, begin refuses it (INVALID_ARGUMENT, saying
+ * why; nothing reaches the runtime). Otherwise it is forwarded untouched,
+ * logged and counted (crihook_undecodable_requests_total{method}), and when
+ * the runtime created a pod or container from it, post asks the runtime for
+ * its verbose status (one call, at most 2 s, on the worker's queue, after
+ * the client has its answer) and records that in the store, as a rebuild
+ * would; when it removed one, record drops it from the store by its ID,
+ * read leniently (as the runtime's decoder reads it).
+ *
  * Live trace (trace.h): while someone watches, begin also decodes requests
  * no hook or store needs (they are small: an ID) and looks the pod or
  * container up in the store, so the event can name them; the hook calls of
@@ -62,6 +75,7 @@ typedef struct ch_intercept_env {
   grpc_completion_queue *cq;
   ch_registry_slot *registry;
   ch_store *store;
+  grpc_channel *backend; /* for the status of what an undecodable request created; may be NULL */
 } ch_intercept_env;
 
 typedef struct ch_intercept ch_intercept;
@@ -75,7 +89,8 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
                        grpc_byte_buffer *request, gpr_timespec deadline, ch_intercept_cb resume,
                        void *owner, ch_intercept **out);
 
-/* After resume: true if a Fail-policy plugin rejected the call. */
+/* After resume: true if a Fail-policy plugin rejected the call, or the
+ * request did not decode while a Fail-policy plugin wants to see it. */
 bool ch_intercept_rejected(const ch_intercept *ic, grpc_status_code *code, const char **message);
 
 /* After resume: the changed request (the caller owns it), or NULL to

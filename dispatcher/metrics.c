@@ -192,6 +192,36 @@ static void put_hooks(text *t) {
   }
 }
 
+/* ---- undecodable hooked requests (intercept.c) ---- */
+
+#define UNDECODABLE_METHODS 16
+static struct {
+  const char *method; /* static */
+  uint64_t count;
+} undecodable[UNDECODABLE_METHODS];
+
+void ch_metrics_undecodable(const char *method) {
+  if (!enabled) return;
+  pthread_mutex_lock(&lock);
+  for (size_t i = 0; i < UNDECODABLE_METHODS; i++) {
+    if (undecodable[i].method && strcmp(undecodable[i].method, method) != 0) continue;
+    undecodable[i].method = method;
+    undecodable[i].count++;
+    break;
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+static void put_undecodable(text *t) {
+  put(t,
+      "# HELP crihook_undecodable_requests_total Hooked CRI requests crihookd could not decode "
+      "(refused if a Fail-policy plugin is registered for their hook, else forwarded unhooked).\n"
+      "# TYPE crihook_undecodable_requests_total counter\n");
+  for (size_t i = 0; i < UNDECODABLE_METHODS && undecodable[i].method; i++)
+    put(t, "crihook_undecodable_requests_total{method=\"%s\"} %llu\n", undecodable[i].method,
+        (unsigned long long)undecodable[i].count);
+}
+
 static void put_gauge(text *t, const char *name, const char *help, const char *type, long long v) {
   put(t, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
 }
@@ -221,6 +251,7 @@ char *ch_metrics_render(ch_registry_slot *registry, ch_store *store,
   pthread_mutex_lock(&lock);
   put_methods(&t);
   put_hooks(&t);
+  put_undecodable(&t);
   pthread_mutex_unlock(&lock);
   if (t.failed) {
     free(t.buf);
@@ -241,5 +272,6 @@ void ch_metrics_reset(void) {
     HASH_DEL(hooks, h);
     free(h);
   }
+  memset(undecodable, 0, sizeof undecodable);
   pthread_mutex_unlock(&lock);
 }

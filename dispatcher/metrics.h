@@ -6,6 +6,7 @@
  *   crihook_hook_calls_total{plugin,hook,result}   result: ok | error | timeout
  *   crihook_hook_call_duration_seconds{plugin,hook} histogram
  *   crihook_hook_rejections_total{plugin,hook}     Fail-policy rejections
+ *   crihook_undecodable_requests_total{method}     hooked requests that did not decode
  *   crihook_plugins, crihook_plugin_files_rejected, crihook_registry_generation
  *   crihook_store_pods, crihook_store_containers, crihook_calls_in_flight
  *   crihook_backend_connected, crihook_backend_connects_total,
@@ -38,6 +39,10 @@ typedef enum { CH_HOOK_RESULT_OK, CH_HOOK_RESULT_ERROR, CH_HOOK_RESULT_TIMEOUT }
 
 void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
                           bool rejected, double seconds);
+
+/* A hooked request that did not decode (intercept.c); `method` is one of
+ * the few hooked method names (a static string), so the series is bounded. */
+void ch_metrics_undecodable(const char *method);
 
 /* Process-wide gauges the caller knows (the data plane, health.h). */
 typedef struct ch_metrics_process {

@@ -20,6 +20,8 @@ struct ch_health {
   grpc_channel *channel; /* the data plane's; polled on the loop only */
   uv_timer_t poll, retry;
   bool store_rebuilt, retrying, stopped;
+  bool resyncing, resync_again; /* a re-sync after a reconnect runs / is wanted */
+  uint64_t resync_failed_ms;    /* when the last one failed (retried by the poll), or 0 */
   bool connected;
   uint64_t connects;
   uint64_t started_ms;
@@ -39,6 +41,8 @@ typedef struct rebuild_work {
   int rc;
   ch_error err;
 } rebuild_work;
+
+static void start_resync(ch_health *h);
 
 ch_health *ch_health_new(uv_loop_t *loop, const ch_backend_info *info, ch_store *store) {
   ch_health *h = calloc(1, sizeof *h);
@@ -67,8 +71,11 @@ static void on_poll(uv_timer_t *t) {
   if (now && !h->connected) {
     h->connects++;
     if (h->connects > 1) ch_info("health", "backend connected again path=%s", h->info.path);
+    if (h->connects > 1) start_resync(h);
   } else if (!now && h->connected) {
     ch_warn("health", "backend connection lost path=%s state=%d", h->info.path, (int)s);
+  } else if (now && h->resync_failed_ms && uv_now(h->loop) - h->resync_failed_ms >= RETRY_MS) {
+    start_resync(h);
   }
   h->connected = now;
 }
@@ -114,6 +121,50 @@ static void on_retry(uv_timer_t *t) {
   h->retrying = true;
   if (uv_queue_work(h->loop, &w->work, rebuild_in_pool, after_rebuild) != 0) {
     h->retrying = false;
+    free(w);
+  }
+}
+
+/* ---- the re-sync after the backend came back ---- */
+
+static void resync_in_pool(uv_work_t *req) {
+  rebuild_work *w = req->data;
+  char target[300]; /* its own channel: the drain may destroy the data plane's meanwhile */
+  snprintf(target, sizeof target, "unix://%s", w->health->info.path);
+  grpc_channel *ch = ch_channel_open(target, NULL);
+  w->rc = ch_store_resync(w->health->store, ch, REBUILD_TIMEOUT_MS, &w->err);
+  grpc_channel_destroy(ch);
+}
+
+static void after_resync(uv_work_t *req, int status) {
+  rebuild_work *w = req->data;
+  ch_health *h = w->health;
+  h->resyncing = false;
+  h->resync_failed_ms = status == 0 && w->rc == 0 ? 0 : uv_now(h->loop);
+  if (status == 0 && w->rc == 0)
+    ch_info("health", "store re-synced with the backend after a reconnect pods=%zu containers=%zu",
+            ch_store_pod_count(h->store), ch_store_container_count(h->store));
+  else
+    ch_warn("health", "store re-sync after a reconnect failed: %s",
+            w->rc ? w->err.msg : "cancelled");
+  free(w);
+  if (h->resync_again && !h->stopped) start_resync(h);
+}
+
+/* The runtime may have created or removed pods while the connection was
+ * down (calls cut off mid-way, a restart): read it again. A store not yet
+ * rebuilt is left to the retry timer. */
+static void start_resync(ch_health *h) {
+  h->resync_again = h->resyncing;
+  if (h->resyncing || !h->store_rebuilt || h->stopped) return;
+  h->resync_failed_ms = 0;
+  rebuild_work *w = calloc(1, sizeof *w);
+  if (!w) return;
+  w->health = h;
+  w->work.data = w;
+  h->resyncing = true;
+  if (uv_queue_work(h->loop, &w->work, resync_in_pool, after_resync) != 0) {
+    h->resyncing = false;
     free(w);
   }
 }

@@ -7,6 +7,9 @@
  *   rebuilt from it;
  * - a store rebuild that failed at start is retried every 2 s while calls
  *   are served, adding only what the store lacks (ch_store_fill_missing);
+ * - when the backend connection comes back after it was lost, the store is
+ *   re-synced with the runtime (ch_store_resync: what it lacks is added,
+ *   what the runtime no longer has is dropped);
  * - the data plane's backend channel is polled every 200 ms: whether it is
  *   connected, and how many times it has (re)connected; polling also asks
  *   an idle channel to connect, so the first call after a runtime restart

@@ -21,13 +21,25 @@
  *   build's cri.proto lacks are skipped) and supplies everything: metadata,
  *   labels, annotations, cgroup parent, overhead, resources, image, envs in
  *   order.
+ * - A container's resources can have changed since (UpdateContainerResources):
+ *   containerd keeps the current ones in info["info"]'s "runtimeSpec"
+ *   (linux.resources, OCI names), which are laid over the config's before it
+ *   is decoded: cpu shares, quota, period, cpuset cpus and mems, memory limit,
+ *   swap (only where it is not simply the memory limit, which containerd
+ *   derives, unless the config had one), hugepage limits (where the config
+ *   had some) and unified. What the runtime does not keep cannot come back:
+ *   the annotations of an UpdateContainerResources (containerd 1.6 drops
+ *   them), what a PreStartContainer answer changed (only crihookd's store
+ *   had it), and an update's oom_score_adj.
  * - Without it (CRI-O and cri-dockerd put other things in info), the status
  *   alone: metadata, labels, annotations, runtime handler, and a container's
  *   image and resources as the runtime reports them; no cgroup parent, pod
  *   resources or envs.
  * Either way the records are built with the views of views.h, as on the
  * live path, and everything goes into a fresh store that replaces the live
- * store's content in one swap at the end (store_internal.h). */
+ * store's content in one swap at the end (store_internal.h), or, for a
+ * fill or a re-sync while calls are served, is installed into it between
+ * ch_store_sync_begin and _end (store.h). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -103,17 +115,84 @@ static int call(const backend *b, const char *method, const ProtobufCMessage *re
 
 /* ---- the verbose info ---------------------------------------------------- */
 
-/* The "config" member of the JSON document info["info"], decoded as `type`;
- * NULL if there is none or it does not decode (then the status is used). */
+/* The JSON document info["info"], or NULL. */
+static json_t *info_doc(size_t n, info_entry *const *info) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(info[i]->key, "info") == 0) return json_loads(info[i]->value, 0, NULL);
+  return NULL;
+}
+
+/* Sets resources[key] to `value` (taken) unless it is null, zero or empty;
+ * creates *resources in `linux_` if needed. */
+static void overlay(json_t *linux_, json_t **resources, const char *key, json_t *value) {
+  bool empty = !value || json_is_null(value) ||
+               (json_is_integer(value) && !json_integer_value(value)) ||
+               (json_is_string(value) && !*json_string_value(value)) ||
+               (json_is_object(value) && !json_object_size(value)) ||
+               (json_is_array(value) && !json_array_size(value));
+  if (empty) {
+    json_decref(value);
+    return;
+  }
+  if (!*resources) {
+    *resources = json_object();
+    json_object_set_new(linux_, "resources", *resources);
+  }
+  json_object_set_new(*resources, key, value);
+}
+
+/* OCI hugepageLimits [{pageSize, limit}] as CRI's [{page_size, limit}]. */
+static json_t *hugepages_of_spec(const json_t *spec) {
+  json_t *out = json_array(), *item;
+  size_t i;
+  json_array_foreach(spec, i, item) {
+    json_array_append_new(
+        out, json_pack("{s:O?, s:O?}", "page_size", json_object_get(item, "pageSize"), "limit",
+                       json_object_get(item, "limit")));
+  }
+  return out;
+}
+
+/* Lays the runtime spec's current resources (OCI names) over the config's
+ * linux.resources (CRI names), as the file comment says. */
+static void overlay_runtime_spec(json_t *config, const json_t *doc) {
+  json_t *spec =
+      json_object_get(json_object_get(json_object_get(doc, "runtimeSpec"), "linux"), "resources");
+  if (!json_is_object(spec)) return;
+  json_t *linux_ = json_object_get(config, "linux");
+  if (!json_is_object(linux_)) {
+    linux_ = json_object();
+    json_object_set_new(config, "linux", linux_);
+  }
+  json_t *res = json_object_get(linux_, "resources");
+  if (!json_is_object(res)) res = NULL;
+  json_t *cpu = json_object_get(spec, "cpu"), *mem = json_object_get(spec, "memory");
+  overlay(linux_, &res, "cpu_shares", json_copy(json_object_get(cpu, "shares")));
+  overlay(linux_, &res, "cpu_quota", json_copy(json_object_get(cpu, "quota")));
+  overlay(linux_, &res, "cpu_period", json_copy(json_object_get(cpu, "period")));
+  overlay(linux_, &res, "cpuset_cpus", json_copy(json_object_get(cpu, "cpus")));
+  overlay(linux_, &res, "cpuset_mems", json_copy(json_object_get(cpu, "mems")));
+  json_t *limit = json_object_get(mem, "limit"), *swap = json_object_get(mem, "swap");
+  overlay(linux_, &res, "memory_limit_in_bytes", json_copy(limit));
+  if (!json_equal(swap, limit) || json_object_get(res, "memory_swap_limit_in_bytes"))
+    overlay(linux_, &res, "memory_swap_limit_in_bytes", json_copy(swap));
+  if (json_array_size(json_object_get(res, "hugepage_limits")))
+    overlay(linux_, &res, "hugepage_limits",
+            hugepages_of_spec(json_object_get(spec, "hugepageLimits")));
+  overlay(linux_, &res, "unified", json_deep_copy(json_object_get(spec, "unified")));
+}
+
+/* The "config" member of the JSON document info["info"], decoded as `type`
+ * (a container's with its current resources); NULL if there is none or it
+ * does not decode (then the status is used). */
 static ProtobufCMessage *config_of_info(size_t n, info_entry *const *info,
                                         const ProtobufCMessageDescriptor *type) {
-  const char *text = NULL;
-  for (size_t i = 0; i < n && !text; i++)
-    if (strcmp(info[i]->key, "info") == 0) text = info[i]->value;
-  json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+  json_t *doc = info_doc(n, info);
   json_t *config = json_object_get(doc, "config");
   ProtobufCMessage *out = NULL;
   ch_error ignored;
+  if (json_is_object(config) && type == &runtime__v1__container_config__descriptor)
+    overlay_runtime_spec(config, doc);
   if (json_is_object(config)) ch_pb_from_json_lenient(type, config, &out, &ignored);
   json_decref(doc);
   return out;
@@ -263,23 +342,91 @@ static int add_containers(const backend *b, ch_store *fresh, ch_error *err) {
 
 /* ---- the whole rebuild --------------------------------------------------- */
 
-/* Reads the backend into a fresh store and hands it to `install`. */
-static int rebuild_with(ch_store *store, grpc_channel *channel, int timeout_ms,
-                        void (*install)(ch_store *, ch_store *), ch_error *err) {
+typedef enum install_mode { REPLACE, FILL, RESYNC } install_mode;
+
+/* Reads the backend into a fresh store and installs it as `mode` says. */
+static int rebuild_with(ch_store *store, grpc_channel *channel, int timeout_ms, install_mode mode,
+                        ch_error *err) {
   backend b = {channel, timeout_ms};
   ch_store *fresh = ch_store_new();
   if (!fresh) return ch_fail(err, "rebuild the store: out of memory");
+  uint64_t mark = mode == REPLACE ? 0 : ch_store_sync_begin(store);
   int rc = add_pods(&b, fresh, err);
   if (rc == 0) rc = add_containers(&b, fresh, err);
-  if (rc == 0) install(store, fresh);
+  if (rc == 0 && mode == REPLACE) ch_store_swap_content(store, fresh);
+  if (rc == 0 && mode != REPLACE) ch_store_sync_install(store, fresh, mark, mode == RESYNC);
+  if (mode != REPLACE) ch_store_sync_end(store);
   ch_store_free(fresh); /* what was left over, or the partial new content */
   return rc;
 }
 
 int ch_store_rebuild(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, timeout_ms, ch_store_swap_content, err);
+  return rebuild_with(store, channel, timeout_ms, REPLACE, err);
 }
 
 int ch_store_fill_missing(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, timeout_ms, ch_store_merge_missing, err);
+  return rebuild_with(store, channel, timeout_ms, FILL, err);
+}
+
+int ch_store_resync(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
+  return rebuild_with(store, channel, timeout_ms, RESYNC, err);
+}
+
+/* ---- one item from its status answer ------------------------------------ */
+
+/* Installs `fresh` (one item) into `store` unless removed since `mark`. */
+static void install_one(ch_store *store, ch_store *fresh, uint64_t mark) {
+  ch_store_sync_install(store, fresh, mark, false);
+  ch_store_free(fresh);
+}
+
+int ch_store_put_pod_status(ch_store *store, const char *pod_id, const uint8_t *bytes, size_t len,
+                            uint64_t mark, ch_error *err) {
+  Runtime__V1__PodSandboxStatusResponse *answer =
+      runtime__v1__pod_sandbox_status_response__unpack(NULL, len, bytes);
+  if (!answer) return ch_fail(err, "pod %s: the status does not decode", pod_id);
+  Runtime__V1__PodSandbox item = RUNTIME__V1__POD_SANDBOX__INIT;
+  item.id = (char *)pod_id;
+  if (answer->status) {
+    item.metadata = answer->status->metadata;
+    item.runtime_handler = answer->status->runtime_handler;
+  }
+  ch_store *fresh = ch_store_new();
+  int rc = fresh ? put_pod(fresh, &item, answer, err) : ch_fail(err, "out of memory");
+  if (rc == 0)
+    install_one(store, fresh, mark);
+  else
+    ch_store_free(fresh);
+  runtime__v1__pod_sandbox_status_response__free_unpacked(answer, NULL);
+  return rc;
+}
+
+/* info["info"]'s "sandboxID" (containerd), malloc'd, or NULL. */
+static char *sandbox_id_of(const Runtime__V1__ContainerStatusResponse *answer) {
+  json_t *doc = info_doc(answer->n_info, (info_entry *const *)answer->info);
+  const char *id = json_string_value(json_object_get(doc, "sandboxID"));
+  char *out = id && *id ? strdup(id) : NULL;
+  json_decref(doc);
+  return out;
+}
+
+int ch_store_put_container_status(ch_store *store, const char *container_id, const uint8_t *bytes,
+                                  size_t len, uint64_t mark, ch_error *err) {
+  Runtime__V1__ContainerStatusResponse *answer =
+      runtime__v1__container_status_response__unpack(NULL, len, bytes);
+  if (!answer) return ch_fail(err, "container %s: the status does not decode", container_id);
+  char *pod_id = sandbox_id_of(answer);
+  Runtime__V1__Container item = RUNTIME__V1__CONTAINER__INIT;
+  item.id = (char *)container_id;
+  item.pod_sandbox_id = pod_id ? pod_id : (char *)"";
+  if (answer->status) item.metadata = answer->status->metadata;
+  ch_store *fresh = ch_store_new();
+  int rc = fresh ? put_container(fresh, &item, answer, err) : ch_fail(err, "out of memory");
+  if (rc == 0)
+    install_one(store, fresh, mark);
+  else
+    ch_store_free(fresh);
+  free(pod_id);
+  runtime__v1__container_status_response__free_unpacked(answer, NULL);
+  return rc;
 }

@@ -9,6 +9,17 @@
  * - remove unlinks under the write lock and frees after;
  * - snapshots copy every entry under the read lock, then sort and convert.
  *
+ * Keeping the store true while calls race (store.h, "Staying true"):
+ * - every put and remove bumps `seq` (under the write lock) and a put
+ *   stamps its entry with it;
+ * - while a sync with the runtime runs (sync_begin .. sync_end), removals
+ *   leave a tombstone (the ID and the seq of its removal), so that what the
+ *   runtime listed before a removal is not brought back by the install;
+ *   tombstones go when the last sync ends, so they are bounded by the
+ *   removals made during syncs;
+ * - update_container replaces a container only if it is still there, so an
+ *   Update or Start that finishes after a Remove cannot bring it back.
+ *
  * A container's full hook request is its own packed record followed by a
  * packed record holding only its pod's fields: concatenated protobuf
  * messages parse as one merged message, so the result is an ordinary
@@ -16,6 +27,7 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +41,7 @@ typedef struct entry {
   char *pod_id; /* containers only, else NULL */
   uint8_t *bytes;
   size_t len;
+  uint64_t seq;            /* the store's seq when it was put (or removed: tombstones) */
   struct entry *next_gone; /* links entries unlinked together, to free later */
   UT_hash_handle hh;
 } entry;
@@ -37,6 +50,9 @@ struct ch_store {
   pthread_rwlock_t lock;
   entry *pods;
   entry *containers;
+  entry *tombstones; /* IDs removed while a sync ran; no bytes */
+  uint64_t seq;      /* bumped by every put and remove */
+  unsigned syncs;    /* syncs in progress */
 };
 
 /* A copy of one entry's content, made under the read lock. */
@@ -103,6 +119,7 @@ void ch_store_free(ch_store *s) {
   if (!s) return;
   table_clear(&s->pods);
   table_clear(&s->containers);
+  table_clear(&s->tombstones);
   pthread_rwlock_destroy(&s->lock);
   free(s);
 }
@@ -117,25 +134,6 @@ void ch_store_swap_content(ch_store *s, ch_store *other) {
   pthread_rwlock_unlock(&s->lock);
 }
 
-/* Moves the entries of *from whose ID `to` lacks; the caller holds the
- * write lock of `to`'s store. */
-static void table_merge_missing(entry **to, entry **from) {
-  entry *e, *tmp, *have;
-  HASH_ITER(hh, *from, e, tmp) {
-    HASH_FIND_STR(*to, e->id, have);
-    if (have) continue;
-    HASH_DEL(*from, e);
-    HASH_ADD_KEYPTR(hh, *to, e->id, strlen(e->id), e);
-  }
-}
-
-void ch_store_merge_missing(ch_store *s, ch_store *other) {
-  pthread_rwlock_wrlock(&s->lock);
-  table_merge_missing(&s->pods, &other->pods);
-  table_merge_missing(&s->containers, &other->containers);
-  pthread_rwlock_unlock(&s->lock);
-}
-
 /* Unlinks the entry `id` from `table`; the caller holds the write lock. */
 static entry *table_unlink(entry **table, const char *id) {
   entry *e;
@@ -144,13 +142,94 @@ static entry *table_unlink(entry **table, const char *id) {
   return e;
 }
 
+/* Links `e` into `table` stamped with a new seq; write lock held. */
+static void table_link(ch_store *s, entry **table, entry *e) {
+  e->seq = ++s->seq;
+  HASH_ADD_KEYPTR(hh, *table, e->id, strlen(e->id), e);
+}
+
 /* Puts `e` in `table`, replacing (and freeing) the entry with its ID. */
 static void table_put(ch_store *s, entry **table, entry *e) {
   pthread_rwlock_wrlock(&s->lock);
   entry *old = table_unlink(table, e->id);
-  HASH_ADD_KEYPTR(hh, *table, e->id, strlen(e->id), e);
+  table_link(s, table, e);
   pthread_rwlock_unlock(&s->lock);
   entry_free(old);
+}
+
+/* Notes the removal of `id` if a sync runs; write lock held. A tombstone
+ * that cannot be allocated is skipped (the next sync corrects the store). */
+static void bury(ch_store *s, const char *id) {
+  s->seq++;
+  if (s->syncs == 0) return;
+  entry *t;
+  HASH_FIND_STR(s->tombstones, id, t);
+  if (!t) {
+    t = calloc(1, sizeof *t);
+    if (!t || !(t->id = strdup(id))) {
+      free(t);
+      return;
+    }
+    HASH_ADD_KEYPTR(hh, s->tombstones, t->id, strlen(t->id), t);
+  }
+  t->seq = s->seq;
+}
+
+/* ---- syncing with the runtime --------------------------------------------- */
+
+uint64_t ch_store_sync_begin(ch_store *s) {
+  pthread_rwlock_wrlock(&s->lock);
+  s->syncs++;
+  uint64_t mark = s->seq;
+  pthread_rwlock_unlock(&s->lock);
+  return mark;
+}
+
+void ch_store_sync_end(ch_store *s) {
+  entry *gone = NULL;
+  pthread_rwlock_wrlock(&s->lock);
+  if (s->syncs > 0 && --s->syncs == 0) {
+    gone = s->tombstones;
+    s->tombstones = NULL;
+  }
+  pthread_rwlock_unlock(&s->lock);
+  table_clear(&gone);
+}
+
+static bool removed_since(ch_store *s, const char *id, uint64_t mark) {
+  entry *t;
+  HASH_FIND_STR(s->tombstones, id, t);
+  return t && t->seq > mark;
+}
+
+/* Moves the entries of *from that `to` lacks and that were not removed since
+ * `mark`; with `drop`, unlinks onto *gone the entries of `to` put before
+ * `mark` that *from lacks. Write lock of `s` held. */
+static void table_sync(ch_store *s, entry **to, entry **from, uint64_t mark, bool drop,
+                       entry **gone) {
+  entry *e, *tmp, *have;
+  HASH_ITER(hh, *to, e, tmp) {
+    HASH_FIND_STR(*from, e->id, have);
+    if (have || !drop || e->seq > mark) continue;
+    HASH_DEL(*to, e);
+    e->next_gone = *gone;
+    *gone = e;
+  }
+  HASH_ITER(hh, *from, e, tmp) {
+    HASH_FIND_STR(*to, e->id, have);
+    if (have || removed_since(s, e->id, mark)) continue;
+    HASH_DEL(*from, e);
+    table_link(s, to, e);
+  }
+}
+
+void ch_store_sync_install(ch_store *s, ch_store *fresh, uint64_t mark, bool drop) {
+  entry *gone = NULL;
+  pthread_rwlock_wrlock(&s->lock);
+  table_sync(s, &s->pods, &fresh->pods, mark, drop, &gone);
+  table_sync(s, &s->containers, &fresh->containers, mark, drop, &gone);
+  pthread_rwlock_unlock(&s->lock);
+  entry_list_free(gone);
 }
 
 /* ---- put ----------------------------------------------------------------- */
@@ -182,6 +261,25 @@ int ch_store_put_container(ch_store *s, const char *container_id, const char *po
   if (!e) return ch_fail(err, "store container %s: out of memory", container_id);
   table_put(s, &s->containers, e);
   return 0;
+}
+
+int ch_store_update_container(ch_store *s, const char *container_id, const ch_container_record *ctr,
+                              ch_error *err) {
+  ch_container_record own = container_part(ctr);
+  entry *e = entry_new(container_id, NULL, &own.base);
+  if (!e) return ch_fail(err, "store container %s: out of memory", container_id);
+  pthread_rwlock_wrlock(&s->lock);
+  entry *old = table_unlink(&s->containers, container_id);
+  if (old) { /* keeps its pod */
+    e->pod_id = old->pod_id;
+    old->pod_id = NULL;
+    table_link(s, &s->containers, e);
+    e = NULL;
+  }
+  pthread_rwlock_unlock(&s->lock);
+  entry_free(old);
+  entry_free(e);
+  return old ? 0 : 1;
 }
 
 /* ---- get ----------------------------------------------------------------- */
@@ -293,6 +391,7 @@ ch_container_record *ch_store_container_request(ch_store *s, const char *contain
 void ch_store_remove_container(ch_store *s, const char *container_id) {
   pthread_rwlock_wrlock(&s->lock);
   entry *e = table_unlink(&s->containers, container_id);
+  bury(s, container_id);
   pthread_rwlock_unlock(&s->lock);
   entry_free(e);
 }
@@ -305,6 +404,7 @@ static void unlink_containers_of(ch_store *s, const char *pod_id, entry **gone) 
   HASH_ITER(hh, s->containers, e, tmp) {
     if (!e->pod_id || strcmp(e->pod_id, pod_id) != 0) continue;
     HASH_DEL(s->containers, e);
+    bury(s, e->id);
     e->next_gone = *gone;
     *gone = e;
   }
@@ -315,6 +415,7 @@ void ch_store_remove_pod(ch_store *s, const char *pod_id) {
   pthread_rwlock_wrlock(&s->lock);
   unlink_containers_of(s, pod_id, &gone);
   entry *pod = table_unlink(&s->pods, pod_id);
+  bury(s, pod_id);
   pthread_rwlock_unlock(&s->lock);
   entry_free(pod);
   entry_list_free(gone);

@@ -9,7 +9,9 @@
  * - emptied by RemoveContainer and RemovePodSandbox (a pod's removal drops
  *   its containers too);
  * - rebuilt from the backend when crihookd starts (rebuild.c), so hook
- *   requests after a restart carry the same data as before it.
+ *   requests after a restart carry the same data as before it, and
+ *   re-synced with it when the backend connection comes back;
+ * - told of what an undecodable request created by the runtime's status.
  *
  * Values are kept as the hook API's own messages (packed), so what a hook
  * server receives and what `crihookctl store` shows are the same thing:
@@ -28,6 +30,7 @@
 #include <grpc/grpc.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "hook.pb-c.h"
@@ -61,6 +64,13 @@ int ch_store_put_container(ch_store *store, const char *container_id, const char
 ch_container_record *ch_store_container_request(ch_store *store, const char *container_id,
                                                 char **pod_id_out);
 
+/* Replaces the container_* fields of a container the store has (it keeps
+ * its pod); does nothing if the store lacks it, so a slow Start or Update
+ * that finishes after a Remove cannot bring the record back. 0 if replaced,
+ * 1 if absent, -1 on error. */
+int ch_store_update_container(ch_store *store, const char *container_id,
+                              const ch_container_record *ctr, ch_error *err);
+
 void ch_store_remove_container(ch_store *store, const char *container_id);
 /* Removes the pod and every container that belongs to it. */
 void ch_store_remove_pod(ch_store *store, const char *pod_id);
@@ -74,17 +84,43 @@ size_t ch_store_container_count(ch_store *store);
 json_t *ch_store_pods_json(ch_store *store);
 json_t *ch_store_containers_json(ch_store *store);
 
+/* Staying true while calls race a sync with the runtime. A sync reads the
+ * runtime between ch_store_sync_begin (which returns a mark) and its
+ * install; meanwhile every removal is remembered, so that the install does
+ * not bring back what was removed after the runtime was read, and entries
+ * put after the mark are never dropped by it. Every begin needs its end. */
+uint64_t ch_store_sync_begin(ch_store *store);
+void ch_store_sync_end(ch_store *store);
+
 /* Replaces the store's content with what the backend reports (rebuild.c):
  * ListPodSandbox and PodSandboxStatus(verbose) for pods, ListContainers and
  * ContainerStatus(verbose) for containers; the verbose info's "config"
- * (containerd) supplies cgroup parent, overhead, resources and envs. Pods
+ * (containerd) supplies cgroup parent, overhead, resources and envs, and its
+ * "runtimeSpec" a container's current resources (after updates). Pods
  * and containers that are not ready/running are kept too (they can still be
  * stopped and removed); ones removed between List and Status are skipped.
  * `timeout_ms` is the deadline of each call (0 = none). The new content
  * replaces the old in one step; on failure (-1) the old content stays. */
 int ch_store_rebuild(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
 
-/* The same reads, but only adds the pods and containers the store lacks;
- * what the store has (written by calls already served) wins. Used to retry
- * a rebuild that failed at start while calls are being served. */
+/* The same reads, but only adds the pods and containers the store lacks
+ * (unless removed meanwhile); what the store has (written by calls already
+ * served) wins. Used to retry a rebuild that failed at start while calls
+ * are being served. */
 int ch_store_fill_missing(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
+
+/* The same reads, adding what the store lacks and dropping what the runtime
+ * no longer has (unless put after the reads began): the re-sync after the
+ * backend connection came back (the runtime restarted, calls were cut off
+ * mid-way). */
+int ch_store_resync(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
+
+/* Records one pod or container from a PodSandboxStatus / ContainerStatus
+ * (verbose) answer, `status` its packed bytes, as the rebuild would, unless
+ * the store has it or it was removed since `mark` (ch_store_sync_begin):
+ * for what the runtime created from a request crihookd could not decode.
+ * A container's pod is the info's "sandboxID" (containerd). */
+int ch_store_put_pod_status(ch_store *store, const char *pod_id, const uint8_t *status, size_t len,
+                            uint64_t mark, ch_error *err);
+int ch_store_put_container_status(ch_store *store, const char *container_id, const uint8_t *status,
+                                  size_t len, uint64_t mark, ch_error *err);

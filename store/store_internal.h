@@ -6,12 +6,20 @@
  * rebuild leaves the old content in place. */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "store.h"
 
 /* Exchanges the pod and container tables of `store` and `other` under the
  * write lock of `store`; `other` must not be shared with other threads. */
 void ch_store_swap_content(ch_store *store, ch_store *other);
 
-/* Moves every pod and container of `other` whose ID `store` lacks into
- * `store`, under its write lock; what `store` has already wins. */
-void ch_store_merge_missing(ch_store *store, ch_store *other);
+/* Brings `store` in line with `fresh` (what the runtime listed after
+ * ch_store_sync_begin returned `mark`), under its write lock: moves in every
+ * pod and container of `fresh` that `store` lacks, unless it was removed
+ * since `mark`; with `drop`, also drops those `store` had before `mark` and
+ * `fresh` lacks (the runtime no longer has them). What both have stays as
+ * `store` has it (written by the calls crihookd served). `fresh` must not be
+ * shared with other threads. */
+void ch_store_sync_install(ch_store *store, ch_store *fresh, uint64_t mark, bool drop);

@@ -10,6 +10,9 @@
  *   parent, labels, annotations, overhead, resources) and containers (envs,
  *   resources, annotations) made by crihookctl; the containerd tests are
  *   skipped when the harness cannot start one (e.g. not root).
+ * Both also check the re-sync (add what the store lacks, drop what the
+ * runtime lacks), the fill, single records from a status answer, and that
+ * a rebuild after UpdateContainerResources has the current resources.
  * meson sets CRIHOOK_SOURCE_DIR and CRIHOOK_BUILD_DIR for the latter. */
 #include <grpc/grpc.h>
 #include <setjmp.h>
@@ -177,8 +180,15 @@ static const char *const pod_info_doc =
     "\"limit\": 4194304}], \"unified\": {\"memory.high\": \"max\"}}},"
     "   \"future_top\": [1, 2]}}";
 
+/* Its runtimeSpec has the resources after an update (cpu shares 512 -> 777,
+ * cpuset 0 -> 0-1), the swap containerd derives from the memory limit, and
+ * a quota of 0 (not set). */
 static const char *const ctr_info_doc =
     "{\"sandboxID\": \"p-info\", \"pid\": 43, \"removing\": false, \"snapshotKey\": \"k\","
+    " \"runtimeSpec\": {\"ociVersion\": \"1.0.2-dev\", \"linux\": {\"resources\": {"
+    "   \"devices\": [{\"allow\": false, \"access\": \"rwm\"}],"
+    "   \"memory\": {\"limit\": 67108864, \"swap\": 67108864},"
+    "   \"cpu\": {\"shares\": 777, \"quota\": 0, \"cpus\": \"0-1\"}}}},"
     " \"config\": {\"metadata\": {\"name\": \"app\", \"attempt\": 2},"
     "   \"image\": {\"image\": \"busybox\"}, \"command\": [\"sh\"],"
     "   \"envs\": [{\"key\": \"Z\", \"value\": \"1\"}, {\"key\": \"A\", \"value\": \"b c\"}, "
@@ -227,6 +237,7 @@ static void answer_pod_status_info(fake_answer *a) {
   meta.name = "status-name-not-used"; /* the config wins */
   st.id = "p-info";
   st.metadata = &meta;
+  st.runtime_handler = "kata";
   pod_info_entry info = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
   info.key = "info";
   info.value = (char *)pod_info_doc;
@@ -449,8 +460,8 @@ static const char *const c_info_json =
     " \"container_meta\": {\"name\": \"app\", \"attempt\": 2, \"id\": \"c-info\"},"
     " \"container_image\": \"busybox\", \"container_image_id\": \"busybox\","
     " \"container_annotations\": {\"ca\": \"cv\"},"
-    " \"container_resources\": {\"cpu_shares\": 512, \"memory_limit_in_bytes\": 67108864, "
-    "\"cpuset_cpus\": \"0\"},"
+    " \"container_resources\": {\"cpu_shares\": 777, \"memory_limit_in_bytes\": 67108864, "
+    "\"cpuset_cpus\": \"0-1\"},"
     " \"pod_resources\": {\"cpu_period\": 100000, \"cpu_quota\": 50000, "
     "\"memory_limit_in_bytes\": 134217728, \"hugepage_limits\": [{\"page_size\": \"2MB\", "
     "\"limit\": 4194304}], \"unified\": {\"memory.high\": \"max\"}},"
@@ -546,6 +557,86 @@ static void test_fake_status_unavailable(void **state) {
   env->sc.p_info_status = GRPC_STATUS_UNAVAILABLE;
   const char *want[] = {"PodSandboxStatus p-info", "UNAVAILABLE", "status broke", NULL};
   assert_rebuild_fails(env, want);
+}
+
+/* After the backend came back: what the runtime lacks goes, what the store
+ * lacks comes, what both have stays as the store has it. */
+static void test_fake_resync(void **state) {
+  fake_env *env = *state;
+  ch_error err = {{0}};
+  put_stale_content(env->store);
+  ch_pod_record mine = RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_REQUEST__INIT;
+  mine.cgroup_parent = "/as-the-hooks-left-it";
+  assert_int_equal(ch_store_put_pod(env->store, "p-info", &mine, &err), 0);
+  if (ch_store_resync(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("resync: %s", err.msg);
+  assert_null(ch_store_get_pod(env->store, "stale-pod"));
+  assert_null(ch_store_container_request(env->store, "stale-ctr", NULL));
+  assert_pod_json(env->store, "p-info", "{\"cgroup_parent\": \"/as-the-hooks-left-it\"}");
+  assert_pod_json(env->store, "p-plain", p_plain_json);
+  assert_container(env->store, "c-plain", "p-plain", c_plain_json, NULL, 0);
+  assert_int_equal(ch_store_pod_count(env->store), 2);
+  assert_int_equal(ch_store_container_count(env->store), 2);
+}
+
+/* A fill keeps what the runtime lacks. */
+static void test_fake_fill_missing(void **state) {
+  fake_env *env = *state;
+  ch_error err = {{0}};
+  put_stale_content(env->store);
+  if (ch_store_fill_missing(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("fill: %s", err.msg);
+  assert_pod_json(env->store, "stale-pod", "{\"cgroup_parent\": \"/stale\"}");
+  assert_pod_json(env->store, "p-info", p_info_json);
+  assert_int_equal(ch_store_pod_count(env->store), 3);
+  assert_int_equal(ch_store_container_count(env->store), 3);
+}
+
+/* The status answer of `method` for `id`, as the runtime sends it. */
+static ch_unary_result status_of(fake_env *env, const char *method, const char *id) {
+  Runtime__V1__ContainerStatusRequest req = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
+  req.container_id = (char *)id; /* both status requests are {1: id, 2: verbose} */
+  req.verbose = true;
+  uint8_t buf[256];
+  size_t len = protobuf_c_message_pack(&req.base, buf);
+  ch_unary_result res;
+  ch_error err = {{0}};
+  if (ch_unary_call(env->channel, method, buf, len, CALL_TIMEOUT_MS, NULL, 0, &res, &err) != 0)
+    fail_msg("%s: %s", method, err.msg);
+  assert_int_equal(res.status, GRPC_STATUS_OK);
+  return res;
+}
+
+/* What an undecodable RunPodSandbox / CreateContainer created is recorded
+ * from the runtime's status, as a rebuild would; not if removed meanwhile. */
+static void test_put_from_status(void **state) {
+  fake_env *env = *state;
+  ch_error err = {{0}};
+  ch_unary_result pod = status_of(env, methods[1], "p-info");
+  ch_unary_result ctr = status_of(env, methods[3], "c-info");
+  uint64_t mark = ch_store_sync_begin(env->store);
+  assert_int_equal(
+      ch_store_put_pod_status(env->store, "p-info", pod.response, pod.response_len, mark, &err), 0);
+  assert_int_equal(ch_store_put_container_status(env->store, "c-info", ctr.response,
+                                                 ctr.response_len, mark, &err),
+                   0);
+  ch_store_sync_end(env->store);
+  assert_pod_json(env->store, "p-info", p_info_json);
+  const char *const envs[] = {"Z", "A", "M"};
+  assert_container(env->store, "c-info", "p-info", c_info_json, envs, 3); /* pod: sandboxID */
+
+  mark = ch_store_sync_begin(env->store);
+  ch_store_remove_container(env->store, "c-info");
+  assert_int_equal(ch_store_put_container_status(env->store, "c-info", ctr.response,
+                                                 ctr.response_len, mark, &err),
+                   0);
+  ch_store_sync_end(env->store);
+  assert_null(ch_store_container_request(env->store, "c-info", NULL));
+  assert_int_equal(
+      ch_store_put_pod_status(env->store, "p-x", (const uint8_t *)"\xff", 1, mark, &err), -1);
+  assert_non_null(strstr(err.msg, "does not decode"));
+  ch_unary_result_clear(&pod);
+  ch_unary_result_clear(&ctr);
 }
 
 static void test_missing_socket(void **state) {
@@ -812,6 +903,41 @@ static void test_containerd_rebuild_replaces(void **state) {
   grpc_channel_destroy(channel);
 }
 
+/* UpdateContainerResources, then a rebuild: the current resources, not the
+ * creation config's. */
+static void test_containerd_rebuild_after_update(void **state) {
+  (void)state;
+  if (!ctd.up) skip();
+  grpc_channel *channel = ctd_channel();
+  Runtime__V1__UpdateContainerResourcesRequest req =
+      RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_REQUEST__INIT;
+  Runtime__V1__LinuxContainerResources res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
+  res.cpu_shares = 777;
+  res.cpu_quota = 20000;
+  res.cpu_period = 100000;
+  req.container_id = ctd.ctr_id[0];
+  req.linux = &res;
+  uint8_t buf[512];
+  size_t len = protobuf_c_message_pack(&req.base, buf);
+  ch_unary_result out;
+  ch_error err = {{0}};
+  assert_int_equal(ch_unary_call(channel, "/runtime.v1.RuntimeService/UpdateContainerResources",
+                                 buf, len, CALL_TIMEOUT_MS, NULL, 0, &out, &err),
+                   0);
+  if (out.status != GRPC_STATUS_OK) fail_msg("update: %s", out.details);
+  ch_unary_result_clear(&out);
+  ch_store *s = ch_store_new();
+  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  ch_container_record *c = ch_store_container_request(s, ctd.ctr_id[0], NULL);
+  assert_non_null(c);
+  assert_msg_json(&c->container_resources->base,
+                  "{\"cpu_shares\": 777, \"cpu_quota\": 20000, \"cpu_period\": 100000,"
+                  " \"memory_limit_in_bytes\": 67108864, \"cpuset_cpus\": \"0\"}");
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  ch_store_free(s);
+  grpc_channel_destroy(channel);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/chrb-XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -825,11 +951,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_fake_status_fails_for_one_pod, fake_setup,
                                       fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_status_unavailable, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_resync, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_fill_missing, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_put_from_status, fake_setup, fake_teardown),
       cmocka_unit_test(test_missing_socket),
   };
   const struct CMUnitTest containerd[] = {
       cmocka_unit_test(test_containerd_rebuild),
       cmocka_unit_test(test_containerd_rebuild_replaces),
+      cmocka_unit_test(test_containerd_rebuild_after_update),
   };
   int failed = cmocka_run_group_tests_name("rebuild (fake runtime)", offline, NULL, NULL);
   failed +=

@@ -1,7 +1,9 @@
 /* test_store.c: the pod/container store (store/store.c): put, get, replace,
  * remove (a pod's removal drops its containers), container requests merged
  * with their pod's fields, unknown IDs, counts, JSON snapshots, unknown
- * protobuf fields surviving the store, and many threads at once. */
+ * protobuf fields surviving the store, many threads at once, and staying
+ * true while calls race: update only if present, a sync's install adding,
+ * dropping and not bringing back what was removed meanwhile. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 
 #include "pbjson.h"
 #include "store.h"
+#include "store_internal.h"
 
 typedef Runtime__V1alpha1__LinuxContainerResources resources;
 
@@ -621,6 +624,119 @@ static void test_threads(void **state) {
   ch_store_free(s);
 }
 
+/* ---- staying true ----------------------------------------------------- */
+
+static const char *ctr_name(ch_store *s, const char *id) {
+  static char name[64];
+  ch_container_record *c = ch_store_container_request(s, id, NULL);
+  if (!c) return NULL;
+  snprintf(name, sizeof name, "%s", c->container_meta->name);
+  free_ctr(c);
+  return name;
+}
+
+/* A slow Update or Start that finishes after the Remove: not brought back. */
+static void test_update_only_if_present(void **state) {
+  (void)state;
+  ch_store *s = ch_store_new();
+  ctr_fixture c;
+  ctr_fixture_init(&c, "created");
+  put_ctr_ok(s, "c1", "p1", &c.msg);
+  c.meta.name = "updated";
+  c.res.cpu_shares = 777;
+  ch_error err = {{0}};
+  assert_int_equal(ch_store_update_container(s, "c1", &c.msg, &err), 0);
+  char *pod_id = NULL;
+  ch_container_record *got = ch_store_container_request(s, "c1", &pod_id);
+  assert_non_null(got);
+  assert_string_equal(got->container_meta->name, "updated");
+  assert_int_equal(got->container_resources->cpu_shares, 777);
+  assert_string_equal(pod_id, "p1"); /* kept */
+  free(pod_id);
+  free_ctr(got);
+  ch_store_remove_container(s, "c1");
+  assert_int_equal(ch_store_update_container(s, "c1", &c.msg, &err), 1);
+  assert_null(ch_store_container_request(s, "c1", NULL));
+  assert_int_equal(ch_store_container_count(s), 0);
+  ch_store_free(s);
+}
+
+/* What a sync read from the runtime (`fresh`) meets what calls did meanwhile. */
+static void test_sync_install(void **state) {
+  (void)state;
+  ch_store *s = ch_store_new();
+  pod_fixture p;
+  pod_fixture_init(&p, "pod");
+  ctr_fixture c;
+  ctr_fixture_init(&c, "live");
+  put_pod_ok(s, "p-gone", &p.msg);       /* the runtime no longer has it */
+  put_ctr_ok(s, "c-both", "p1", &c.msg); /* both have it: the live record wins */
+  put_ctr_ok(s, "c-removed", "p1", &c.msg);
+  put_ctr_ok(s, "c-in-pod", "p-removed", &c.msg);
+  uint64_t mark = ch_store_sync_begin(s);
+  /* ... the runtime is read here; meanwhile calls are served: */
+  ch_store_remove_container(s, "c-removed");
+  ch_store_remove_pod(s, "p-removed");
+  put_pod_ok(s, "p-new", &p.msg); /* created after the read */
+
+  ch_store *fresh = ch_store_new();
+  ctr_fixture r;
+  ctr_fixture_init(&r, "runtime");
+  put_ctr_ok(fresh, "c-both", "p1", &r.msg);
+  put_ctr_ok(fresh, "c-removed", "p1", &r.msg);
+  put_ctr_ok(fresh, "c-in-pod", "p-removed", &r.msg);
+  put_ctr_ok(fresh, "c-lost", "p1", &r.msg); /* a call cut off mid-way */
+  put_pod_ok(fresh, "p-removed", &p.msg);
+  ch_store_sync_install(s, fresh, mark, true);
+  ch_store_free(fresh);
+  ch_store_sync_end(s);
+
+  assert_null(ch_store_get_pod(s, "p-gone"));
+  assert_null(ch_store_get_pod(s, "p-removed"));
+  ch_pod_record *kept = ch_store_get_pod(s, "p-new");
+  assert_non_null(kept);
+  free_pod(kept);
+  assert_int_equal(ch_store_pod_count(s), 1);
+  assert_string_equal(ctr_name(s, "c-both"), "live");
+  assert_string_equal(ctr_name(s, "c-lost"), "runtime");
+  assert_null(ctr_name(s, "c-removed"));
+  assert_null(ctr_name(s, "c-in-pod"));
+  assert_int_equal(ch_store_container_count(s), 2);
+
+  /* the sync has ended: its tombstones are gone, a later one may add */
+  mark = ch_store_sync_begin(s);
+  fresh = ch_store_new();
+  put_ctr_ok(fresh, "c-removed", "p1", &r.msg);
+  ch_store_sync_install(s, fresh, mark, false); /* a fill: nothing dropped */
+  ch_store_free(fresh);
+  ch_store_sync_end(s);
+  assert_string_equal(ctr_name(s, "c-removed"), "runtime");
+  assert_string_equal(ctr_name(s, "c-both"), "live");
+  assert_int_equal(ch_store_container_count(s), 3);
+  ch_store_free(s);
+}
+
+/* Two syncs overlapping: the tombstones live until the last one ends. */
+static void test_overlapping_syncs(void **state) {
+  (void)state;
+  ch_store *s = ch_store_new();
+  ctr_fixture c;
+  ctr_fixture_init(&c, "c");
+  put_ctr_ok(s, "c1", "p1", &c.msg);
+  uint64_t first = ch_store_sync_begin(s);
+  uint64_t second = ch_store_sync_begin(s);
+  ch_store_remove_container(s, "c1");
+  ch_store_sync_end(s); /* the first ends without installing */
+  (void)first;
+  ch_store *fresh = ch_store_new();
+  put_ctr_ok(fresh, "c1", "p1", &c.msg);
+  ch_store_sync_install(s, fresh, second, true);
+  ch_store_free(fresh);
+  ch_store_sync_end(s);
+  assert_null(ch_store_container_request(s, "c1", NULL));
+  ch_store_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pod_put_get),
@@ -634,6 +750,9 @@ int main(void) {
       cmocka_unit_test(test_json_snapshots),
       cmocka_unit_test(test_unknown_fields_survive),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_update_only_if_present),
+      cmocka_unit_test(test_sync_install),
+      cmocka_unit_test(test_overlapping_syncs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
