@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -35,6 +36,7 @@
 #include "endpoint.h"
 #include "grpc_util.h"
 #include "health.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -229,6 +231,7 @@ static bool rebuild_store(ch_store *store, grpc_channel *backend) {
 static int start_admin(control *c, const crihookd_options *o, const char *listen, ch_error *err) {
   ch_endpoint admin;
   if (ch_endpoint_parse(o->admin_socket, &admin, err) != 0) return ch_wrap(err, "--admin-socket");
+  if (ch_listen_check_path(admin.path, err) != 0) return ch_wrap(err, "--admin-socket");
   ch_admin_config cfg = {
       .registry = &c->registry, .store = c->store, .health = c->health, .listen = listen};
   if (ch_admin_start(&c->loop, &admin, &cfg, &c->admin, err) != 0) return -1;
@@ -253,6 +256,7 @@ static int start_control(control *c, const crihookd_options *o, grpc_channel *ba
 static int serve(const crihookd_options *o, ch_error *err) {
   ch_endpoint listen;
   if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
+  if (ch_listen_check_path(listen.path, err) != 0) return ch_wrap(err, "--listen");
   ch_proxy_config cfg = {.listen = &listen,
                          .max_msg_size = o->max_msg_size,
                          .workers = o->workers,
@@ -311,6 +315,10 @@ int main(int argc, char **argv) {
   ch_log_set_format(opts.log_format);
   ch_metrics_enable(opts.metrics);
   signal(SIGPIPE, SIG_IGN);
+  /* Sockets are created 0600 (grpc and libuv bind them by path): none is
+   * ever open to others, even for an instant; the CRI socket is then widened
+   * to 0660 (listen.h). crihookd creates no other files. */
+  umask(0077);
   ch_process_tune();
   grpc_init();
   int rc = serve(&opts, &err);
