@@ -139,6 +139,33 @@ class BoundedShutdown(LifeCase):
             hung.result(timeout=5)
         ch.close()
 
+    def test_new_calls_refused_while_an_old_one_finishes(self):
+        self.start("--shutdown-grace", "10000")
+        ch = harness.channel(self.proxy.sock)
+        echo = ch.unary_unary("/fake.Svc/Echo")
+        self.assertEqual(echo(b"warm", timeout=5), b"warm")
+        slow = ch.unary_unary("/fake.Svc/Slow").future(b"", timeout=20,
+                                                        metadata=[("x-sleep", "3.0")])
+        self.assertTrue(self.fake.started.wait(5))
+        self.proxy.signal(signal.SIGTERM)
+        harness.wait_for(lambda: "draining" in self.proxy.read_log(), 5, what="drain started")
+        before = len(self.fake.events)
+        start = time.monotonic()
+        codes = []
+        for c in [echo.future(b"late-%d" % i, timeout=8) for i in range(20)]:
+            try:
+                c.result()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+        took = time.monotonic() - start
+        self.assertEqual(codes, [grpc.StatusCode.UNAVAILABLE] * 20)
+        self.assertLess(took, 1.5, "20 refusals took %.1f s" % took)
+        self.assertEqual(len(self.fake.events), before, "a call made during the drain was forwarded")
+        self.assertEqual(slow.result(), b"slept")  # the call in flight still finishes
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.read_log())
+        ch.close()
+
     def test_idle_connection_does_not_delay_exit(self):
         self.start("--shutdown-grace", "10000")
         ch = harness.channel(self.proxy.sock)
@@ -151,6 +178,19 @@ class BoundedShutdown(LifeCase):
         self.assertLess(took, 1.5, "exit took %.1f s with idle connections open" % took)
         raw.close()
         ch.close()
+
+
+class SocketMode(LifeCase):
+    def test_sockets_are_never_open_to_others(self):
+        """Sockets are bound under umask 077 (so 0600 from their first
+        instant), then the CRI socket is widened to 0660."""
+        self.start()
+        with open("/proc/%d/status" % self.proxy.proc.pid) as f:
+            umask = [line.split()[1] for line in f if line.startswith("Umask:")][0]
+        self.assertEqual(umask, "0077")
+        self.assertEqual(os.stat(self.proxy.sock).st_mode & 0o777, 0o660)
+        self.assertEqual(os.stat(self.proxy.admin).st_mode & 0o777, 0o600)
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.read_log())
 
 
 class Signals(LifeCase):
