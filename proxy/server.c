@@ -10,8 +10,8 @@
  *    and refuse every new call (also on connections already open) with
  *    UNAVAILABLE at once; in-flight calls may finish. This lasts until no
  *    call is in flight, or the grace ends, or ch_proxy_force.
- * 2. A short linger if streams were ended (so their clients read the final
- *    status before the connection closes).
+ * 2. A short linger (so clients read their calls' final status before the
+ *    connections close), unless forced.
  * 3. The end, in the only order grpc core accepts without hanging or
  *    asserting: shutdown_and_notify, cancel every call (this also closes
  *    idle connections), the workers cancel their hook calls (which have no
@@ -36,7 +36,7 @@
 
 #define ACCEPTS_PER_WORKER 8
 #define WORKER_TICK_MS 100
-#define STREAM_LINGER_MS 100 /* after the last stream ended, before shutdown */
+#define LINGER_MS 100 /* after the last call ended, before the connections close */
 #define DRAIN_POLL_MS 10
 
 typedef struct ch_proxy_full {
@@ -183,18 +183,13 @@ static bool past(gpr_timespec deadline) {
   return gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0;
 }
 
-/* Phase 1: until nothing is in flight, the grace has passed, or forced.
- * Returns whether streams were open (they were ended by the workers). */
-static bool wait_for_calls(ch_proxy *p, gpr_timespec grace) {
-  bool had_streams = atomic_load(&p->live_streams) > 0;
-  while (atomic_load(&p->in_flight) > 0 && !past(grace) && !atomic_load(&p->forced)) {
-    had_streams |= atomic_load(&p->live_streams) > 0;
+/* Phase 1: until nothing is in flight, the grace has passed, or forced. */
+static void wait_for_calls(ch_proxy *p, gpr_timespec grace) {
+  while (atomic_load(&p->in_flight) > 0 && !past(grace) && !atomic_load(&p->forced))
     nanosleep(&(struct timespec){0, DRAIN_POLL_MS * 1000 * 1000}, NULL);
-  }
   if (atomic_load(&p->in_flight) > 0 && !atomic_load(&p->forced))
     ch_warn("proxy", "calls still in flight after the grace period; cancelling them in_flight=%d",
             atomic_load(&p->in_flight));
-  return had_streams;
 }
 
 /* Phase 3's grpc part: nothing in it waits for a peer. */
@@ -222,9 +217,11 @@ static void drain_server(ch_proxy_full *full) {
   gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
   atomic_store(&p->draining, true); /* workers: end streams, refuse new calls */
   unlink(full->listen.path);        /* kubelet should see the socket gone at once */
-  bool had_streams = wait_for_calls(p, grace);
-  if (had_streams && !atomic_load(&p->forced))
-    nanosleep(&(struct timespec){0, STREAM_LINGER_MS * 1000 * 1000}, NULL);
+  wait_for_calls(p, grace);
+  /* Phase 2: the connections are closed next, and a client still writing
+   * to one (a window update) would see "Broken pipe" before it has read its
+   * call's final status. */
+  if (!atomic_load(&p->forced)) nanosleep(&(struct timespec){0, LINGER_MS * 1000 * 1000}, NULL);
   end_server(full);
 }
 
