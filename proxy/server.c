@@ -10,8 +10,8 @@
  *    and refuse every new call (also on connections already open) with
  *    UNAVAILABLE at once; in-flight calls may finish. This lasts until no
  *    call is in flight, or the grace ends, or ch_proxy_force.
- * 2. A short linger (so clients read their calls' final status before the
- *    connections close), unless forced.
+ * 2. If every call ended, a short linger (so clients read their calls'
+ *    final status before the connections close).
  * 3. The end, in the only order grpc core accepts without hanging or
  *    asserting: shutdown_and_notify, cancel every call (this also closes
  *    idle connections), the workers cancel their hook calls (which have no
@@ -221,7 +221,8 @@ static void drain_server(ch_proxy_full *full) {
   /* Phase 2: the connections are closed next, and a client still writing
    * to one (a window update) would see "Broken pipe" before it has read its
    * call's final status. */
-  if (!atomic_load(&p->forced)) nanosleep(&(struct timespec){0, LINGER_MS * 1000 * 1000}, NULL);
+  if (!atomic_load(&p->forced) && atomic_load(&p->in_flight) == 0)
+    nanosleep(&(struct timespec){0, LINGER_MS * 1000 * 1000}, NULL);
   end_server(full);
 }
 
