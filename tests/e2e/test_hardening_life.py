@@ -203,17 +203,28 @@ class Signals(LifeCase):
         self.assertEqual(harness.raw_unary(self.proxy.sock, "/fake.Svc/Echo", b"hi").body, b"hi")
         self.assertEqual(self.proxy.stop(), 0, self.proxy.read_log())
 
-    def test_sighup_picks_up_a_plugin(self):
+    def test_sighup_sees_a_change_the_watch_cannot(self):
+        """A registration file that is a symlink to a file elsewhere: a change
+        to the target makes no event in the hook directory; SIGHUP reads it."""
         self.start()
-        self.hook = HookServer("late", {}, self.dir)
-        register(self.proxy.hook_dir, "20-late.json", self.hook.sock, ["PreRunPodSandbox"])
-        harness.wait_for(lambda: len(self.proxy.plugins()["plugins"]) == 1, 5,
-                         what="plugin registered")
+        self.hook = HookServer("linked", {}, self.dir)
+        outside = harness.tmpdir("crihook-life-out-")
+        register(outside, "x.json", self.hook.sock, ["PreRunPodSandbox"], policy="Ignore")
+        os.makedirs(self.proxy.hook_dir, exist_ok=True)
+        os.symlink(os.path.join(outside, "x.json"), os.path.join(self.proxy.hook_dir, "30-x.json"))
+
+        def policy():
+            plugins = self.proxy.plugins()["plugins"]
+            return plugins[0]["failure_policy"] if plugins else None
+        harness.wait_for(lambda: policy() == "Ignore", 5, what="plugin registered")
+        register(outside, "x.json", self.hook.sock, ["PreRunPodSandbox"], policy="Fail")
+        time.sleep(0.5)
+        self.assertEqual(policy(), "Ignore", "precondition: the watch saw the target change")
         self.proxy.signal(signal.SIGHUP)
-        harness.wait_for(lambda: "hook directory reloaded" in self.proxy.read_log(), 5,
-                         what="reload logged")
-        self.assertIn("plugins=1", self.proxy.read_log())
-        self.assertEqual(len(self.proxy.plugins()["plugins"]), 1)
+        harness.wait_for(lambda: policy() == "Fail", 5, what="SIGHUP to reload the file")
+        self.assertIn("hook directory reloaded (SIGHUP)", self.proxy.read_log())
+        self.assertIn("changed=yes", self.proxy.read_log())
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.read_log())
 
     def test_sigusr_and_sigpipe_are_not_fatal(self):
         self.start()
