@@ -1,4 +1,9 @@
-/* dispatch.c: the hook-call chain of dispatch.h. */
+/* dispatch.c: the hook-call chain of dispatch.h.
+ *
+ * Every chain with a call in flight is on its worker thread's list (a
+ * thread-local list: a chain only ever runs on the worker that started it,
+ * so no lock), so that a forced shutdown can cancel the hook calls, which
+ * have no parent call for grpc_server_cancel_all_calls to reach. */
 #include "dispatch.h"
 
 #include <grpc/byte_buffer.h>
@@ -15,6 +20,49 @@
 
 static void call_next(ch_dispatch *d);
 static void on_answer(ch_tag *t, bool ok);
+
+#define SHUTDOWN_CAUSE "crihookd is shutting down: hook calls cancelled"
+
+/* This worker's chains with a call in flight, and whether it has been told
+ * to cancel them (then no new hook call starts on this thread). */
+static _Thread_local ch_dispatch *in_flight_head;
+static _Thread_local bool cancelling;
+
+static void in_flight_add(ch_dispatch *d) {
+  d->prev_in_flight = NULL;
+  d->next_in_flight = in_flight_head;
+  if (in_flight_head) in_flight_head->prev_in_flight = d;
+  in_flight_head = d;
+}
+
+static void in_flight_remove(ch_dispatch *d) {
+  if (d->prev_in_flight)
+    d->prev_in_flight->next_in_flight = d->next_in_flight;
+  else if (in_flight_head == d)
+    in_flight_head = d->next_in_flight;
+  if (d->next_in_flight) d->next_in_flight->prev_in_flight = d->prev_in_flight;
+  d->next_in_flight = d->prev_in_flight = NULL;
+}
+
+int ch_dispatch_cancel_all(void) {
+  int n = 0;
+  cancelling = true;
+  for (ch_dispatch *d = in_flight_head; d; d = d->next_in_flight, n++) {
+    d->aborted = true;
+    grpc_call_cancel_with_status(d->call, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_CAUSE, NULL);
+  }
+  return n;
+}
+
+/* Stops the chain: the CRI call is refused (never forwarded past a plugin
+ * that did not answer), whatever the plugins' policies. */
+static void abort_chain(ch_dispatch *d) {
+  d->aborted = true;
+  d->rejected = true;
+  d->reject_code = GRPC_STATUS_UNAVAILABLE;
+  snprintf(d->reject_message, sizeof d->reject_message, "crihook: %s (%s)", SHUTDOWN_CAUSE,
+           ch_hook_name(d->hook));
+}
 
 bool ch_dispatch_wanted(const ch_registry *registry, ch_hook_point hook) {
   return registry && registry->hook_count[hook] > 0;
@@ -122,7 +170,10 @@ static bool start_call(ch_dispatch *d, const ch_plugin *p) {
   ch_unary_client_ops(ops, NULL, 0, d->request, &d->initial_md, &d->answer, &d->status, &d->details,
                       &d->trailing_md);
   d->started = gpr_now(GPR_CLOCK_MONOTONIC);
-  if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) return true;
+  if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) {
+    in_flight_add(d);
+    return true;
+  }
   reset_call(d);
   return failed_to_start(d, "grpc refused the hook call");
 }
@@ -130,6 +181,7 @@ static bool start_call(ch_dispatch *d, const ch_plugin *p) {
 /* Starts the next plugin's call, skipping (or stopping at) plugins that fail
  * before a call is in flight; ends the chain when none is left. */
 static void call_next(ch_dispatch *d) {
+  if (cancelling && !d->rejected && d->next < d->registry->hook_count[d->hook]) abort_chain(d);
   while (!d->rejected && d->next < d->registry->hook_count[d->hook]) {
     d->plugin = d->registry->by_hook[d->hook][d->next++];
     d->called++;
@@ -166,9 +218,23 @@ static const char *apply_answer(ch_dispatch *d) {
   return NULL;
 }
 
+/* A hook call cancelled by the shutdown: not the plugin's failure. */
+static void on_aborted(ch_dispatch *d) {
+  ch_info("dispatch", "hook call cancelled by the shutdown plugin=%s hook=%s %s", d->plugin->name,
+          ch_hook_name(d->hook), d->subject);
+  abort_chain(d);
+  reset_call(d);
+  finish(d);
+}
+
 static void on_answer(ch_tag *t, bool ok) {
   ch_dispatch *d = ch_container_of(t, ch_dispatch, tag);
   (void)ok; /* a client batch with RECV_STATUS always reports a status */
+  in_flight_remove(d);
+  if (d->aborted) {
+    on_aborted(d);
+    return;
+  }
   double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
   bool stop = false;
   char cause[512] = "";

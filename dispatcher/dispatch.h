@@ -20,6 +20,11 @@
  * its answer changed (the merge's change list). Nobody watching costs one
  * atomic load per hook call.
  *
+ * Shutdown: ch_dispatch_cancel_all() cancels the calling worker's hook
+ * calls; each chain it reaches stops with `rejected` set (UNAVAILABLE,
+ * "crihookd is shutting down"), whatever the plugins' policies, so no CRI
+ * call goes past a plugin that did not answer.
+ *
  * The struct lives inside its owner's per-call state; the registry passed in
  * must stay referenced by the owner until done() has been called. */
 #pragma once
@@ -65,6 +70,8 @@ struct ch_dispatch {
   gpr_timespec started;
   ch_merge_trace trace;
   unsigned called;
+  ch_dispatch *next_in_flight, *prev_in_flight; /* this worker's list (dispatch.c) */
+  bool aborted;                                 /* cancelled by the shutdown */
   bool rejected;
   grpc_status_code reject_code;
   char reject_message[768];
@@ -78,3 +85,8 @@ bool ch_dispatch_wanted(const ch_registry *registry, ch_hook_point hook);
 void ch_dispatch_start(ch_dispatch *d, grpc_completion_queue *cq, const ch_registry *registry,
                        ch_hook_point hook, gpr_timespec deadline, const char *subject,
                        const ch_dispatch_ops *ops, void *ctx);
+
+/* On a worker thread: cancels every hook call that thread has in flight and
+ * stops that thread from starting new ones (for the forced end of a drain).
+ * Returns how many calls it cancelled. */
+int ch_dispatch_cancel_all(void);

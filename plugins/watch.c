@@ -354,4 +354,15 @@ void ch_plugin_watch_stop(ch_plugin_watch *w) {
   uv_close((uv_handle_t *)&w->timer, on_closed);
 }
 
+void ch_plugin_watch_reload_now(ch_plugin_watch *w, const char *why) {
+  unsigned long before = atomic_load(&w->reloads);
+  bool ok = reload(w);
+  if (!ok && !w->pending) uv_timer_start(&w->timer, on_timer, RETRY_MS, 0);
+  ch_registry *now = ch_registry_slot_acquire(w->slot);
+  ch_info(COMPONENT, "hook directory reloaded (%s) dir=%s plugins=%zu changed=%s%s", why, w->dir,
+          now ? now->count : 0, atomic_load(&w->reloads) != before ? "yes" : "no",
+          ok ? "" : " (failed: retrying; see above)");
+  ch_registry_unref(now);
+}
+
 unsigned long ch_plugin_watch_reloads(const ch_plugin_watch *w) { return atomic_load(&w->reloads); }

@@ -29,5 +29,9 @@ int ch_plugin_watch_start(uv_loop_t *loop, const char *dir, ch_registry_slot *sl
  * (run the loop once more after calling this). */
 void ch_plugin_watch_stop(ch_plugin_watch *watch);
 
+/* On the loop's thread: reads the directory again now (SIGHUP) and logs
+ * the result with `why`, changed or not. */
+void ch_plugin_watch_reload_now(ch_plugin_watch *watch, const char *why);
+
 /* Number of reloads that published a new registry (for tests and metrics). */
 unsigned long ch_plugin_watch_reloads(const ch_plugin_watch *watch);

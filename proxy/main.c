@@ -4,14 +4,29 @@
  * (libuv): watch hookserver.d, rebuild the store from the backend (retried
  * by health.c if it fails), open the admin socket (and the metrics address)
  * -> start the data plane (server.c) -> tell systemd READY=1 -> run the
- * loop -> on SIGTERM/SIGINT tell systemd STOPPING=1 and drain on the loop's
- * thread pool (a second signal cuts the grace short) -> exit 0. Every error that stops start-up is
- * printed once here, with the context the helpers added on the way up. */
+ * loop -> on SIGTERM/SIGINT/SIGQUIT tell systemd STOPPING=1 and drain on the
+ * loop's thread pool (a second signal cuts the grace short) -> exit 0. Every
+ * error that stops start-up is printed once here, with the context the
+ * helpers added on the way up.
+ *
+ * Signals (README "Signals"): SIGTERM, SIGINT and SIGQUIT drain (SIGQUIT's
+ * default core dump would skip the drain and leave kubelet's calls cut);
+ * SIGHUP reads the hook directory again; SIGUSR1 and SIGUSR2 are logged and
+ * ignored (their default would kill the node's CRI path); SIGPIPE is
+ * ignored (a write to a closed peer is an error return, not a death).
+ *
+ * The exit is bounded: the drain ends within the grace (server.c) and a
+ * second signal ends it at once; should it still not end (a worker stuck in
+ * something no cancel reaches), a watchdog on the loop exits the process
+ * with _exit(1) EXIT_WATCHDOG_MS after the grace (or after the second
+ * signal), without cleanup, so that systemd or the DaemonSet restarts it. */
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "admin.h"
@@ -21,6 +36,7 @@
 #include "endpoint.h"
 #include "grpc_util.h"
 #include "health.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -33,6 +49,7 @@
 
 #define PROBE_TIMEOUT_MS 2000
 #define REBUILD_TIMEOUT_MS 10000
+#define EXIT_WATCHDOG_MS 1000
 
 /* Resolves "auto" or an endpoint into `out`, logging why it was chosen and
  * writing that into why[0..why_len). */
@@ -96,7 +113,9 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_bac
  * can still be heard while the first drains. */
 typedef struct control {
   uv_loop_t loop;
-  uv_signal_t term, intr;
+  uv_signal_t signals[6]; /* one per entry of signal_table (start_signals) */
+  uv_timer_t watchdog;
+  int grace_ms;
   uv_work_t drain;
   ch_registry_slot registry;
   ch_store *store;
@@ -108,8 +127,9 @@ typedef struct control {
 } control;
 
 static void close_control_handles(control *c) {
-  uv_close((uv_handle_t *)&c->term, NULL);
-  uv_close((uv_handle_t *)&c->intr, NULL);
+  for (size_t i = 0; i < sizeof c->signals / sizeof c->signals[0]; i++)
+    uv_close((uv_handle_t *)&c->signals[i], NULL);
+  uv_close((uv_handle_t *)&c->watchdog, NULL);
   if (c->watch) ch_plugin_watch_stop(c->watch);
   if (c->admin) ch_admin_stop(c->admin);
   ch_trace_shutdown(); /* ends `crihookctl trace` streams */
@@ -134,8 +154,14 @@ static void after_drain(uv_work_t *req, int status) {
   close_control_handles(c);
   /* Drained (and libuv has reset the handlers): a late signal must not turn
    * a clean exit into a kill. */
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGINT, SIG_IGN);
+  static const int late[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+  for (size_t i = 0; i < sizeof late / sizeof late[0]; i++) signal(late[i], SIG_IGN);
+}
+
+static void on_watchdog(uv_timer_t *t) {
+  (void)t;
+  ch_error_log("main", "the drain did not end in time; exiting without cleanup");
+  _exit(1);
 }
 
 static void on_stop_signal(uv_signal_t *handle, int signum) {
@@ -143,8 +169,10 @@ static void on_stop_signal(uv_signal_t *handle, int signum) {
   if (c->draining) {
     ch_warn("main", "second signal: cancelling in-flight calls now signal=%s", strsignal(signum));
     ch_proxy_force(c->proxy);
+    uv_timer_start(&c->watchdog, on_watchdog, EXIT_WATCHDOG_MS, 0);
     return;
   }
+  uv_timer_start(&c->watchdog, on_watchdog, (uint64_t)c->grace_ms + EXIT_WATCHDOG_MS, 0);
   ch_info("main", "signal received, draining signal=%s in_flight=%d", strsignal(signum),
           ch_proxy_in_flight(c->proxy));
   notify("STOPPING=1\nSTATUS=draining");
@@ -152,6 +180,37 @@ static void on_stop_signal(uv_signal_t *handle, int signum) {
   c->draining = true;
   c->drain.data = c;
   uv_queue_work(&c->loop, &c->drain, drain_in_pool, after_drain);
+}
+
+static void on_reload_signal(uv_signal_t *handle, int signum) {
+  control *c = handle->data;
+  (void)signum;
+  if (c->watch) ch_plugin_watch_reload_now(c->watch, "SIGHUP");
+}
+
+static void on_ignored_signal(uv_signal_t *handle, int signum) {
+  (void)handle;
+  ch_info("main", "signal ignored signal=%s", strsignal(signum));
+}
+
+/* Every catchable signal whose default would end the process without a
+ * drain is handled (see the top of this file). */
+static void start_signals(control *c) {
+  static const struct {
+    int signum;
+    uv_signal_cb cb;
+  } table[] = {{SIGTERM, on_stop_signal},    {SIGINT, on_stop_signal},
+               {SIGQUIT, on_stop_signal},    {SIGHUP, on_reload_signal},
+               {SIGUSR1, on_ignored_signal}, {SIGUSR2, on_ignored_signal}};
+  _Static_assert(sizeof table / sizeof table[0] == sizeof c->signals / sizeof c->signals[0],
+                 "one handle per signal");
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+    uv_signal_init(&c->loop, &c->signals[i]);
+    c->signals[i].data = c;
+    uv_signal_start(&c->signals[i], table[i].cb, table[i].signum);
+  }
+  uv_timer_init(&c->loop, &c->watchdog);
+  uv_unref((uv_handle_t *)&c->watchdog);
 }
 
 static bool rebuild_store(ch_store *store, grpc_channel *backend) {
@@ -172,6 +231,7 @@ static bool rebuild_store(ch_store *store, grpc_channel *backend) {
 static int start_admin(control *c, const crihookd_options *o, const char *listen, ch_error *err) {
   ch_endpoint admin;
   if (ch_endpoint_parse(o->admin_socket, &admin, err) != 0) return ch_wrap(err, "--admin-socket");
+  if (ch_listen_check_path(admin.path, err) != 0) return ch_wrap(err, "--admin-socket");
   ch_admin_config cfg = {
       .registry = &c->registry, .store = c->store, .health = c->health, .listen = listen};
   if (ch_admin_start(&c->loop, &admin, &cfg, &c->admin, err) != 0) return -1;
@@ -184,11 +244,8 @@ static int start_admin(control *c, const crihookd_options *o, const char *listen
 
 static int start_control(control *c, const crihookd_options *o, grpc_channel *backend,
                          const ch_backend_info *info, const char *listen, ch_error *err) {
-  uv_signal_init(&c->loop, &c->term);
-  uv_signal_init(&c->loop, &c->intr);
-  c->term.data = c->intr.data = c;
-  uv_signal_start(&c->term, on_stop_signal, SIGTERM);
-  uv_signal_start(&c->intr, on_stop_signal, SIGINT);
+  c->grace_ms = o->shutdown_grace_ms;
+  start_signals(c);
   if (ch_plugin_watch_start(&c->loop, o->hook_dir, &c->registry, &c->watch, err) != 0)
     return ch_wrap(err, "hook directory %s", o->hook_dir);
   if (!(c->health = ch_health_new(&c->loop, info, c->store))) return ch_fail(err, "out of memory");
@@ -199,6 +256,7 @@ static int start_control(control *c, const crihookd_options *o, grpc_channel *ba
 static int serve(const crihookd_options *o, ch_error *err) {
   ch_endpoint listen;
   if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
+  if (ch_listen_check_path(listen.path, err) != 0) return ch_wrap(err, "--listen");
   ch_proxy_config cfg = {.listen = &listen,
                          .max_msg_size = o->max_msg_size,
                          .workers = o->workers,
@@ -257,6 +315,10 @@ int main(int argc, char **argv) {
   ch_log_set_format(opts.log_format);
   ch_metrics_enable(opts.metrics);
   signal(SIGPIPE, SIG_IGN);
+  /* Sockets are created 0600 (grpc and libuv bind them by path): none is
+   * ever open to others, even for an instant; the CRI socket is then widened
+   * to 0660 (listen.h). crihookd creates no other files. */
+  umask(0077);
   ch_process_tune();
   grpc_init();
   int rc = serve(&opts, &err);

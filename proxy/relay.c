@@ -218,6 +218,7 @@ static grpc_call *create_backend_call(ch_relay *r, const ch_method_info *info) {
 
 static void start_unary(ch_relay *r);
 static void start_streaming(ch_relay *r);
+static void refuse_draining(ch_relay *r);
 
 static void on_accepted(ch_tag *t, bool ok) {
   ch_relay *r = ch_container_of(t, ch_relay, accepted);
@@ -225,10 +226,19 @@ static void on_accepted(ch_tag *t, bool ok) {
     relay_unpend(r);
     return;
   }
-  if (!atomic_load(&r->w->proxy->draining)) ch_relay_accept_next(r->w);
+  bool draining = atomic_load(&r->w->proxy->draining);
+  if (draining)
+    ch_proxy_accept_while_draining(r->w);
+  else
+    ch_relay_accept_next(r->w);
   atomic_fetch_add(&r->w->proxy->in_flight, 1);
   r->counted = true;
   r->accepted_at = gpr_now(GPR_CLOCK_MONOTONIC);
+  if (draining) {
+    refuse_draining(r);
+    relay_unpend(r);
+    return;
+  }
   ch_method_info info = ch_method_classify((const char *)GRPC_SLICE_START_PTR(r->details.method),
                                            GRPC_SLICE_LENGTH(r->details.method));
   r->up = create_backend_call(r, &info);
@@ -555,6 +565,17 @@ static void send_drain_status(ch_relay *r) {
   r->status_sent = true;
   r->sent_code = GRPC_STATUS_UNAVAILABLE;
   relay_start(r, r->down, ops, n, &r->status_done);
+}
+
+/* A call that arrives during the drain (on a connection opened before it)
+ * is answered UNAVAILABLE at once, never forwarded. */
+static void refuse_draining(ch_relay *r) {
+  ch_debug("relay", "call refused: draining method=%.*s", (int)GRPC_SLICE_LENGTH(r->details.method),
+           (const char *)GRPC_SLICE_START_PTR(r->details.method));
+  r->status = GRPC_STATUS_UNAVAILABLE;
+  grpc_slice_unref(r->status_details);
+  r->status_details = grpc_slice_from_static_string("crihookd is shutting down");
+  reply_unary(r);
 }
 
 void ch_worker_end_streams(ch_worker *w) {

@@ -5,14 +5,20 @@
  * set the socket's mode, keep a few accepts outstanding on every queue, start
  * the threads.
  *
- * Stop: stop accepting (the workers no longer re-arm accepts; the socket
- * file goes), end open streams and wait until they are freed plus a short
- * linger (so clients read their final status before grpc closes the
- * connection), then the only order grpc core accepts without hanging or
- * asserting: shutdown_and_notify, wait for the shutdown tag up to the grace
- * period, cancel what is left, destroy the server, wait for every relay to
- * be freed, destroy the channels, shut down and drain the queues, join the
- * threads. */
+ * Stop, bounded by the grace period (a second signal cuts it short):
+ * 1. The socket file goes; the workers end open streams with UNAVAILABLE
+ *    and refuse every new call (also on connections already open) with
+ *    UNAVAILABLE at once; in-flight calls may finish. This lasts until no
+ *    call is in flight, or the grace ends, or ch_proxy_force.
+ * 2. If every call ended, a short linger (so clients read their calls'
+ *    final status before the connections close).
+ * 3. The end, in the only order grpc core accepts without hanging or
+ *    asserting: shutdown_and_notify, cancel every call (this also closes
+ *    idle connections), the workers cancel their hook calls (which have no
+ *    parent call grpc could cancel), wait for the shutdown tag, destroy the
+ *    server, wait for every relay to be freed, destroy the channels, shut
+ *    down and drain the queues, join the threads.
+ * Nothing in 3 waits for a peer, so the exit follows the grace at once. */
 #include "server.h"
 
 #include <grpc/grpc_security.h>
@@ -22,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dispatch.h"
 #include "grpc_util.h"
 #include "listen.h"
 #include "log.h"
@@ -29,14 +36,26 @@
 
 #define ACCEPTS_PER_WORKER 8
 #define WORKER_TICK_MS 100
-#define STREAM_LINGER_MS 100 /* after the last stream ended, before shutdown */
+#define LINGER_MS 100 /* after the last call ended, before the connections close */
+#define DRAIN_POLL_MS 10
 
 typedef struct ch_proxy_full {
   ch_proxy shared; /* first: workers see only this part */
   ch_endpoint listen;
   int shutdown_grace_ms;
-  pthread_mutex_t server_lock; /* guards shared.server against ch_proxy_force */
+  pthread_mutex_t server_lock; /* guards shared.server for accepts during the drain */
 } ch_proxy_full;
+
+/* Each tick of a draining worker: end open streams; once forced, cancel the
+ * worker's hook calls (once: after that no new one starts). */
+static void drain_tick(ch_worker *w) {
+  ch_worker_end_streams(w);
+  if (!atomic_load(&w->proxy->forced) || w->hooks_cancelled) return;
+  w->hooks_cancelled = true;
+  int n = ch_dispatch_cancel_all();
+  if (n > 0)
+    ch_info("proxy", "hook calls cancelled by the shutdown worker=%d calls=%d", w->index, n);
+}
 
 static void *worker_main(void *arg) {
   ch_worker *w = arg;
@@ -47,7 +66,7 @@ static void *worker_main(void *arg) {
       ch_tag *tag = ev.tag;
       tag->fn(tag, ev.success != 0);
     }
-    if (atomic_load(&w->proxy->draining)) ch_worker_end_streams(w);
+    if (atomic_load(&w->proxy->draining)) drain_tick(w);
   }
   return NULL;
 }
@@ -160,35 +179,30 @@ static void wait_for_relays(ch_proxy *p) {
   }
 }
 
-/* Waits (within the grace) until the workers have ended every open stream
- * and freed it, then a little longer: grpc closes a connection as soon as
- * its last call is done, and a client still writing to it (a window update)
- * would see "Broken pipe" before it has read the stream's final status. */
-static void wait_for_streams(ch_proxy *p, gpr_timespec grace) {
-  if (atomic_load(&p->live_streams) == 0) return;
-  while (atomic_load(&p->live_streams) > 0 && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), grace) < 0)
-    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-  nanosleep(&(struct timespec){0, STREAM_LINGER_MS * 1000 * 1000}, NULL);
+static bool past(gpr_timespec deadline) {
+  return gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0;
 }
 
-static void drain_server(ch_proxy_full *full) {
-  ch_proxy *p = &full->shared;
-  grpc_completion_queue *done = grpc_completion_queue_create_for_pluck(NULL);
-  gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
-  /* Workers stop accepting and end open streams (each tick); kubelet should
-   * see the socket gone at once. The server shuts down (GOAWAY, then each
-   * connection closes with its last call) once the streams have ended. */
-  atomic_store(&p->draining, true);
-  unlink(full->listen.path);
-  wait_for_streams(p, grace);
-  grpc_server_shutdown_and_notify(p->server, done, p);
-  grpc_event ev = grpc_completion_queue_pluck(done, p, grace, NULL);
-  if (ev.type == GRPC_QUEUE_TIMEOUT) {
+/* Phase 1: until nothing is in flight, the grace has passed, or forced. */
+static void wait_for_calls(ch_proxy *p, gpr_timespec grace) {
+  while (atomic_load(&p->in_flight) > 0 && !past(grace) && !atomic_load(&p->forced))
+    nanosleep(&(struct timespec){0, DRAIN_POLL_MS * 1000 * 1000}, NULL);
+  if (atomic_load(&p->in_flight) > 0 && !atomic_load(&p->forced))
     ch_warn("proxy", "calls still in flight after the grace period; cancelling them in_flight=%d",
             atomic_load(&p->in_flight));
-    ch_proxy_force(p);
-    grpc_completion_queue_pluck(done, p, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-  }
+}
+
+/* Phase 3's grpc part: nothing in it waits for a peer. */
+static void end_server(ch_proxy_full *full) {
+  ch_proxy *p = &full->shared;
+  grpc_completion_queue *done = grpc_completion_queue_create_for_pluck(NULL);
+  pthread_mutex_lock(&full->server_lock);
+  atomic_store(&p->shut, true); /* no accept is re-armed from now on */
+  grpc_server_shutdown_and_notify(p->server, done, p);
+  grpc_server_cancel_all_calls(p->server); /* and closes every connection */
+  pthread_mutex_unlock(&full->server_lock);
+  atomic_store(&p->forced, true); /* the workers cancel their hook calls */
+  grpc_completion_queue_pluck(done, p, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   pthread_mutex_lock(&full->server_lock);
   grpc_server_destroy(p->server);
   p->server = NULL;
@@ -198,10 +212,26 @@ static void drain_server(ch_proxy_full *full) {
   grpc_completion_queue_destroy(done);
 }
 
-void ch_proxy_force(ch_proxy *p) {
-  ch_proxy_full *full = (ch_proxy_full *)p;
+static void drain_server(ch_proxy_full *full) {
+  ch_proxy *p = &full->shared;
+  gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
+  atomic_store(&p->draining, true); /* workers: end streams, refuse new calls */
+  unlink(full->listen.path);        /* kubelet should see the socket gone at once */
+  wait_for_calls(p, grace);
+  /* Phase 2: the connections are closed next, and a client still writing
+   * to one (a window update) would see "Broken pipe" before it has read its
+   * call's final status. */
+  if (!atomic_load(&p->forced) && atomic_load(&p->in_flight) == 0)
+    nanosleep(&(struct timespec){0, LINGER_MS * 1000 * 1000}, NULL);
+  end_server(full);
+}
+
+void ch_proxy_force(ch_proxy *p) { atomic_store(&p->forced, true); }
+
+void ch_proxy_accept_while_draining(ch_worker *w) {
+  ch_proxy_full *full = (ch_proxy_full *)w->proxy;
   pthread_mutex_lock(&full->server_lock);
-  if (p->server) grpc_server_cancel_all_calls(p->server);
+  if (w->proxy->server && !atomic_load(&w->proxy->shut)) ch_relay_accept_next(w);
   pthread_mutex_unlock(&full->server_lock);
 }
 

@@ -32,13 +32,15 @@ void ch_proxy_config_release(ch_proxy_config *config);
  * whether it succeeds or not. */
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err);
 
-/* Stops accepting, ends open streams with UNAVAILABLE, lets other in-flight
- * calls finish (bounded by shutdown_grace_ms, then cancels them), removes
- * the socket file, stops the workers. Blocks until all of that is done. */
+/* Removes the socket file, refuses new calls and ends open streams with
+ * UNAVAILABLE, lets other in-flight calls finish (bounded by
+ * shutdown_grace_ms), then cancels every call and hook call and closes every
+ * connection, stops the workers. Blocks until all of that is done, which is
+ * shortly after the grace period at the latest. */
 void ch_proxy_drain(ch_proxy *proxy);
 
-/* Thread-safe, during ch_proxy_drain: cancels every call now instead of
- * waiting out the grace period (a second SIGTERM). */
+/* Thread-safe, during ch_proxy_drain: ends the grace period now, so the
+ * drain cancels everything at once (a second signal). */
 void ch_proxy_force(ch_proxy *proxy);
 
 /* Frees a drained proxy. */

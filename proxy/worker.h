@@ -26,7 +26,8 @@ typedef struct ch_worker {
   int index;
   grpc_completion_queue *cq;
   pthread_t thread;
-  ch_relay *streams; /* relays on the generic path, for ending streams on drain */
+  ch_relay *streams;    /* relays on the generic path, for ending streams on drain */
+  bool hooks_cancelled; /* by the forced end of the drain (server.c) */
 } ch_worker;
 
 /* Shared by all workers; owned by the proxy (server.c). */
@@ -38,7 +39,9 @@ struct ch_proxy {
   ch_store *store;            /* pod/container metadata; not owned */
   ch_worker *workers;
   int worker_count;
-  atomic_bool draining;    /* no new calls; streams are being ended */
+  atomic_bool draining;    /* new calls are refused; streams are being ended */
+  atomic_bool forced;      /* the drain's end: hook calls are cancelled */
+  atomic_bool shut;        /* the server is shut down: accept no more */
   atomic_int live_relays;  /* relays allocated and not yet freed */
   atomic_int live_streams; /* of which on the generic (streaming) path */
   atomic_int in_flight;    /* calls accepted and not yet finished */
@@ -46,6 +49,11 @@ struct ch_proxy {
 
 /* Requests one more incoming call on the worker's queue (relay.c). */
 void ch_relay_accept_next(ch_worker *w);
+
+/* While draining: keeps one accept outstanding so that a new call is
+ * refused at once rather than queued; a no-op once the server is shut down
+ * (server.c). */
+void ch_proxy_accept_while_draining(ch_worker *w);
 
 /* Ends the worker's open streams with UNAVAILABLE; called on every tick
  * while draining, it touches each stream once (relay.c). */

@@ -214,6 +214,114 @@ static void finish_missing_fails(void **state) {
   assert_contains(err.msg, path);
 }
 
+/* ---- who may change the path (ch_listen_check_path) ---- */
+
+#define NOBODY 65534
+
+static const char *make_dir(char *buf, size_t len, const char *name, mode_t mode) {
+  tmp_path(buf, len, name);
+  assert_int_equal(mkdir(buf, 0700), 0);
+  assert_int_equal(chmod(buf, mode), 0);
+  return buf;
+}
+
+static void skip_unless_root(void) {
+  if (geteuid() != 0) skip();
+}
+
+/* Refused by both the check and prepare, naming `dir`, and nothing made. */
+static void assert_refused(const char *sock, const char *dir, const char *why) {
+  ch_error err = {""};
+  assert_int_equal(ch_listen_check_path(sock, &err), -1);
+  assert_contains(err.msg, dir);
+  assert_contains(err.msg, why);
+  err.msg[0] = '\0';
+  assert_int_equal(ch_listen_prepare(sock, &err), -1);
+  assert_contains(err.msg, why);
+}
+
+static void safe_path_accepted(void **state) {
+  (void)state;
+  char dir[128], sock[160];
+  make_dir(dir, sizeof dir, "run", 0755);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", dir);
+  ch_error err = {""};
+  if (ch_listen_check_path(sock, &err) != 0) fail_msg("%s", err.msg);
+  snprintf(sock, sizeof sock, "%s/not/yet/there.sock", dir); /* created by us later */
+  if (ch_listen_check_path(sock, &err) != 0) fail_msg("%s", err.msg);
+}
+
+static void world_writable_parent_refused(void **state) {
+  (void)state;
+  char dir[128], sock[160];
+  make_dir(dir, sizeof dir, "open", 0777);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", dir);
+  assert_refused(sock, dir, "writable by group or others");
+  snprintf(sock, sizeof sock, "%s/sub/crihook.sock", dir); /* an ancestor, too */
+  assert_refused(sock, dir, "writable by group or others");
+}
+
+static void group_writable_parent_refused(void **state) {
+  (void)state;
+  char dir[128], sock[160];
+  make_dir(dir, sizeof dir, "group", 0775);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", dir);
+  assert_refused(sock, dir, "mode 0775");
+}
+
+static void sticky_parent_accepted(void **state) {
+  (void)state;
+  char dir[128], sock[160];
+  make_dir(dir, sizeof dir, "sticky", 01777); /* like /tmp */
+  snprintf(sock, sizeof sock, "%s/crihook.sock", dir);
+  ch_error err = {""};
+  if (ch_listen_check_path(sock, &err) != 0) fail_msg("%s", err.msg);
+}
+
+static void parent_owned_by_another_user_refused(void **state) {
+  (void)state;
+  skip_unless_root();
+  char dir[128], sock[160];
+  make_dir(dir, sizeof dir, "theirs", 0755);
+  assert_int_equal(chown(dir, NOBODY, NOBODY), 0);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", dir);
+  assert_refused(sock, dir, "owned by uid 65534");
+}
+
+/* /tmp/x -> a directory of ours, but the link is another user's: in a
+ * sticky directory its owner can replace it at will. */
+static void symlinked_parent_owned_by_another_user_refused(void **state) {
+  (void)state;
+  skip_unless_root();
+  char sticky[128], target[128], link[160], sock[192];
+  make_dir(sticky, sizeof sticky, "sticky", 01777);
+  make_dir(target, sizeof target, "target", 0755);
+  snprintf(link, sizeof link, "%s/run", sticky);
+  assert_int_equal(symlink(target, link), 0);
+  assert_int_equal(lchown(link, NOBODY, NOBODY), 0);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", link);
+  assert_refused(sock, link, "owned by uid 65534");
+}
+
+static void symlinked_parent_to_unsafe_dir_refused(void **state) {
+  (void)state;
+  char target[128], link[128], sock[160];
+  make_dir(target, sizeof target, "open", 0777);
+  assert_int_equal(symlink(target, tmp_path(link, sizeof link, "run")), 0);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", link);
+  assert_refused(sock, target, "writable by group or others");
+}
+
+static void symlinked_parent_to_safe_dir_accepted(void **state) {
+  (void)state;
+  char target[128], link[128], sock[160];
+  make_dir(target, sizeof target, "real", 0755); /* as /var/run -> /run */
+  assert_int_equal(symlink(target, tmp_path(link, sizeof link, "run")), 0);
+  snprintf(sock, sizeof sock, "%s/crihook.sock", link);
+  ch_error err = {""};
+  if (ch_listen_check_path(sock, &err) != 0) fail_msg("%s", err.msg);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
 int main(void) {
@@ -229,6 +337,14 @@ int main(void) {
       T(symlink_refused),
       T(finish_sets_0660),
       T(finish_missing_fails),
+      T(safe_path_accepted),
+      T(world_writable_parent_refused),
+      T(group_writable_parent_refused),
+      T(sticky_parent_accepted),
+      T(parent_owned_by_another_user_refused),
+      T(symlinked_parent_owned_by_another_user_refused),
+      T(symlinked_parent_to_unsafe_dir_refused),
+      T(symlinked_parent_to_safe_dir_accepted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
