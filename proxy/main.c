@@ -19,6 +19,7 @@
 #include "crihook-config.h"
 #include "detect.h"
 #include "endpoint.h"
+#include "fdlimit.h"
 #include "grpc_util.h"
 #include "health.h"
 #include "log.h"
@@ -219,6 +220,7 @@ static int serve(const crihookd_options *o, ch_error *err) {
   if (rc == 0) {
     ch_admin_attach_proxy(c.admin, c.proxy);
     ch_health_attach(c.health, cfg.backend);
+    ch_health_watch_listener(c.health, listen.path);
     ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
             o->workers, o->max_msg_size, CRIHOOK_VERSION);
     notify("READY=1\nSTATUS=serving");
@@ -257,6 +259,7 @@ int main(int argc, char **argv) {
   ch_log_set_format(opts.log_format);
   ch_metrics_enable(opts.metrics);
   signal(SIGPIPE, SIG_IGN);
+  if (ch_raise_fd_limit(&err) != 0) ch_warn("main", "%s", err.msg);
   ch_process_tune();
   grpc_init();
   int rc = serve(&opts, &err);
