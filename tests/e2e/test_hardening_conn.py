@@ -110,9 +110,19 @@ class ConnectionsWithFake(unittest.TestCase):
         self.backend.stop()
 
     def test_soft_fd_limit_raised_to_hard(self):
-        soft, hard = open_file_limit(self.proxy.proc.pid)
-        self.assertEqual(soft, hard)
-        self.assertIn("open-file limit soft=%d hard=%d" % (hard, hard), self.proxy.read_log())
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        low = min(soft, 256)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))  # crihookd inherits it
+        try:
+            proxy = harness.Crihookd("unix://" + self.backend.sock)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            self.assertEqual(open_file_limit(proxy.proc.pid), (hard, hard))
+            self.assertIn("open-file limit soft=%d hard=%d (soft was %d)" % (hard, hard, low),
+                          proxy.read_log())
+        finally:
+            self.assertEqual(proxy.stop(), 0, proxy.read_log())
 
     def test_silent_client_is_disconnected(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
