@@ -10,6 +10,7 @@
 #include "grpc_util.h"
 #include "log.h"
 #include "reexec.h"
+#include "self_probe.h"
 
 #define POLL_MS 200
 #define RETRY_MS 2000
@@ -153,7 +154,7 @@ static void probe_in_pool(uv_work_t *req) {
   probe_run *run = req->data;
   ch_health_report *r = &run->report;
   if (run->listen_path[0]) {
-    ch_probe_backend(run->listen_path, PROBE_TIMEOUT_MS, &r->listener);
+    ch_self_probe(run->listen_path, PROBE_TIMEOUT_MS, &r->listener);
   } else {
     snprintf(r->listener.why, sizeof r->listener.why, "the data plane is not serving yet");
   }

@@ -53,6 +53,7 @@ static void *worker_main(void *arg) {
       ch_tag *tag = ev.tag;
       tag->fn(tag, ev.success != 0);
     }
+    ch_worker_cut_stalled(w);
     if (atomic_load(&w->proxy->draining)) ch_worker_end_streams(w);
   }
   return NULL;

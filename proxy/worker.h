@@ -10,6 +10,7 @@
 #pragma once
 
 #include <grpc/grpc.h>
+#include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,6 +28,8 @@ typedef struct ch_worker {
   grpc_completion_queue *cq;
   pthread_t thread;
   ch_relay *streams; /* relays on the generic path, for ending streams on drain */
+  ch_relay *holders; /* relays holding answer bytes (answer_budget.h) */
+  gpr_timespec swept_at;
 } ch_worker;
 
 /* Shared by all workers; owned by the proxy (server.c). */
@@ -46,6 +49,11 @@ struct ch_proxy {
 
 /* Requests one more incoming call on the worker's queue (relay.c). */
 void ch_relay_accept_next(ch_worker *w);
+
+/* Cuts the worker's calls whose answer has waited for the client too long
+ * while the answer budget is tight; cheap enough for every event, it looks
+ * at most every 100 ms (relay.c). */
+void ch_worker_cut_stalled(ch_worker *w);
 
 /* Ends the worker's open streams with UNAVAILABLE; called on every tick
  * while draining, it touches each stream once (relay.c). */

@@ -60,7 +60,8 @@ def idle_tcp(port, count):
     socks = []
     for _ in range(count):
         try:
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+            # a refused one is accepted and closed: a SYN may need its 1 s retry
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=3))
         except OSError:
             break
     return socks
@@ -230,6 +231,9 @@ class HealthWithContainerd(unittest.TestCase):
         out = self.proxy.ctl("status", check=False)
         self.assertEqual(out.returncode, 0, out.stdout)
         self.assertIn("answers a CRI call", out.stdout)
+        # the probe's own Version calls are not the users' calls
+        body = http_get("/metrics", unix=self.proxy.admin)[1]
+        self.assertNotIn('method="/runtime.v1.RuntimeService/Version"', body)
 
     def test_healthz_503_when_the_listener_is_exhausted(self):
         pid = self.proxy.proc.pid
