@@ -41,8 +41,10 @@ bool ch_admin_ready(const ch_health_report *report) {
 
 /* Why not ready, the first reason in the order a call meets them. */
 static const char *not_ready_reason(const ch_health_report *r) {
-  if (!r->probe.answered) return "the backend does not answer";
+  if (!r->probe.answered && !r->listener.answered)
+    return "neither the listen socket nor the backend answers a CRI call";
   if (!r->listener.answered) return "the listen socket does not answer a CRI call";
+  if (!r->probe.answered) return "the backend does not answer";
   if (!r->store_rebuilt) return "the store is not rebuilt yet";
   return "";
 }

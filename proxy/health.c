@@ -159,6 +159,8 @@ static void probe_in_pool(uv_work_t *req) {
     snprintf(r->listener.why, sizeof r->listener.why, "the data plane is not serving yet");
   }
   ch_probe_backend(run->backend_path, PROBE_TIMEOUT_MS, &r->probe);
+  char why[128];
+  r->backend_accepts = r->probe.answered || ch_socket_probe(run->backend_path, why, sizeof why) > 0;
 }
 
 static void after_probe(uv_work_t *req, int status) {
@@ -211,22 +213,24 @@ int ch_health_probe(ch_health *h, void (*done)(void *, const ch_health_report *)
 static void on_watch_probed(void *ctx, const ch_health_report *r) {
   ch_health *h = ctx;
   if (h->stopped) return;
-  if (r->listener.answered || !r->probe.answered) {
+  if (r->listener.answered || !r->backend_accepts) {
     if (h->listener_failures > 0 && r->listener.answered)
       ch_info("health", "listen socket answers again path=%s", h->listen_path);
     h->listener_failures = 0;
     return;
   }
   h->listener_failures++;
-  ch_warn("health", "listen socket does not answer while the backend does path=%s failures=%d: %s",
+  ch_warn("health",
+          "listen socket does not answer while the backend listens path=%s failures=%d: %s",
           h->listen_path, h->listener_failures, r->listener.why);
   if (h->listener_failures < WATCH_FAILURES) return;
   char reason[512];
-  snprintf(reason, sizeof reason,
-           "the listen socket %s has not answered a Version call for %d probes in a row while the "
-           "backend did (grpc's accept loop stops for good after running out of file "
-           "descriptors; a stalled data plane looks the same): %s",
-           h->listen_path, h->listener_failures, r->listener.why);
+  snprintf(
+      reason, sizeof reason,
+      "the listen socket %s has not answered a Version call for %d probes in a row while the "
+      "backend accepted connections (grpc's accept loop stops for good after running out of file "
+      "descriptors; a stalled data plane looks the same): %s",
+      h->listen_path, h->listener_failures, r->listener.why);
   ch_reexec(reason);
 }
 

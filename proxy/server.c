@@ -18,6 +18,7 @@
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -105,6 +106,9 @@ static void start_workers(ch_proxy *p) {
       ch_error_log("proxy", "cannot start worker thread %d", i);
       abort(); /* a worker's queue with no thread would wedge the drain */
     }
+    char name[16];
+    snprintf(name, sizeof name, "ch-worker-%d", i);
+    pthread_setname_np(w->thread, name); /* for top -H, gdb, and the stall test */
   }
 }
 

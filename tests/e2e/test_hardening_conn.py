@@ -14,6 +14,7 @@
 The open-file limit is lowered on the running crihookd with prlimit(2).
 """
 
+import ctypes
 import json
 import os
 import resource
@@ -81,6 +82,36 @@ def wait_for_eof(s, timeout):
         except ConnectionResetError:
             return time.monotonic() - start
     return None
+
+
+class StoppedThread:
+    """Stops one thread of a child process (PTRACE_SEIZE + PTRACE_INTERRUPT:
+    the other threads run on) until the block ends."""
+
+    SEIZE, INTERRUPT, DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+
+    def __init__(self, tid):
+        self.tid = tid
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+
+    def __enter__(self):
+        for request in (self.SEIZE, self.INTERRUPT):
+            if self.libc.ptrace(request, self.tid, None, None) != 0:
+                raise OSError(ctypes.get_errno(), "ptrace %#x" % request)
+        os.waitpid(self.tid, self.WALL)
+        return self
+
+    def __exit__(self, *exc):
+        self.libc.ptrace(self.DETACH, self.tid, None, None)
+
+
+def thread_named(pid, name):
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            if f.read().strip() == name:
+                return int(tid)
+    raise AssertionError("no thread %s in crihookd" % name)
 
 
 def free_port():
@@ -234,6 +265,18 @@ class HealthWithContainerd(unittest.TestCase):
         # the probe's own Version calls are not the users' calls
         body = http_get("/metrics", unix=self.proxy.admin)[1]
         self.assertNotIn('method="/runtime.v1.RuntimeService/Version"', body)
+
+    def test_healthz_503_while_the_worker_is_stalled(self):
+        tid = thread_named(self.proxy.proc.pid, "ch-worker-0")  # the only worker
+        with StoppedThread(tid):
+            code, body = http_get("/healthz", unix=self.proxy.admin)
+        self.assertEqual(code, 503, body)
+        doc = json.loads(body)
+        # a stopped worker may be grpc's poller: the direct call can fail too
+        self.assertIn("the listen socket", doc["reason"], body)
+        self.assertTrue(doc["listener"].startswith("Version through the listen socket: "), body)
+        harness.wait_for(lambda: http_get("/healthz", unix=self.proxy.admin)[0] == 200, 10,
+                         what="/healthz to say 200 once the worker runs again")
 
     def test_healthz_503_when_the_listener_is_exhausted(self):
         pid = self.proxy.proc.pid
