@@ -11,7 +11,8 @@
  * over; a request line longer than MAX_REQUEST gets 400.
  *
  * A connection's memory is held by its handle, its deadline timer and a
- * health probe it waits for (refs); it is freed when all three let go. */
+ * health probe it waits for (refs); it is freed when all three let go.
+ * ch_admin_stop closes every open connection, so none delays the exit. */
 #include "admin.h"
 
 #include <jansson.h>
@@ -47,9 +48,10 @@ struct ch_admin {
   admin_listener *tcp_listener; /* NULL unless --metrics-address */
   ch_endpoint endpoint;
   ch_admin_config config;
-  ch_proxy *proxy; /* NULL until attached */
-  int refs;        /* open listeners and connections; freed at zero */
-  int conns;       /* connections open now (at most MAX_CONNS) */
+  ch_proxy *proxy;         /* NULL until attached */
+  int refs;                /* open listeners and connections; freed at zero */
+  int conns;               /* connections open now (at most MAX_CONNS) */
+  struct admin_conn *open; /* those connections, closed by ch_admin_stop */
   uint64_t refused, refused_logged_at_ms;
 };
 
@@ -68,7 +70,8 @@ typedef struct admin_conn {
   size_t used;
   uv_write_t write;
   uv_shutdown_t shutdown;
-  char *response; /* owned until the write completes */
+  char *response;                 /* owned until the write completes */
+  struct admin_conn *next, *prev; /* ch_admin.open */
 } admin_conn;
 
 static uv_stream_t *conn_stream(admin_conn *c) { return (uv_stream_t *)&c->h; }
@@ -82,6 +85,11 @@ static void admin_unref(ch_admin *a) {
 static void conn_release(admin_conn *c) {
   if (--c->refs > 0) return;
   ch_admin *a = c->admin;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    a->open = c->next;
+  if (c->next) c->next->prev = c->prev;
   free(c->response);
   free(c);
   a->conns--;
@@ -296,6 +304,9 @@ static void on_connection(uv_stream_t *server, int status) {
   c->admin = l->admin;
   c->admin->refs++;
   c->admin->conns++;
+  c->next = c->admin->open;
+  if (c->next) c->next->prev = c;
+  c->admin->open = c;
   c->refs = 2; /* the handle and the timer */
   c->full_access = l->full_access;
   if (server->type == UV_TCP)
@@ -392,6 +403,7 @@ int ch_admin_listen_tcp(ch_admin *a, const char *host, int port, ch_error *err) 
 void ch_admin_stop(ch_admin *a) {
   unlink(a->endpoint.path);
   a->proxy = NULL; /* freed soon; answers still pending report no calls */
+  for (admin_conn *c = a->open; c; c = c->next) conn_close(c);
   if (a->tcp_listener) uv_close((uv_handle_t *)&a->tcp_listener->h.tcp, on_listener_closed);
   uv_close((uv_handle_t *)&a->unix_listener.h.pipe, on_listener_closed);
 }

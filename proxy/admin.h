@@ -51,6 +51,7 @@ int ch_admin_listen_tcp(ch_admin *admin, const char *host, int port, ch_error *e
 /* Lets /metrics and /status report the data plane's calls in flight. */
 void ch_admin_attach_proxy(ch_admin *admin, ch_proxy *proxy);
 
-/* Closes the listeners and removes the socket file; freed once the loop
+/* Closes the listeners and every open connection (a /trace stream is
+ * ended by ch_trace_shutdown) and removes the socket file; freed once the loop
  * has run. */
 void ch_admin_stop(ch_admin *admin);

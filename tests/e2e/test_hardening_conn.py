@@ -222,6 +222,15 @@ class ConnectionsWithFake(unittest.TestCase):
         self.assertIsNotNone(took, "an idle metrics client is still connected")
         print("idle metrics client disconnected after %.1f s" % took)
 
+    def test_idle_admin_client_does_not_delay_exit(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socks.append(s)
+        s.connect(self.proxy.admin)
+        s.sendall(b"GET /sta")
+        time.sleep(0.2)  # accepted
+        # the connection would otherwise be closed at its 10 s deadline
+        self.assertEqual(self.proxy.stop(timeout=8), 0, self.proxy.read_log())
+
     def test_oversized_admin_request_gets_400(self):
         for kw in ({"unix": self.proxy.admin}, {"tcp": ("127.0.0.1", self.port)}):
             code, body = http_get("/metrics?" + "a" * 5000, **kw)
