@@ -154,7 +154,7 @@ static void probe_in_pool(uv_work_t *req) {
   probe_run *run = req->data;
   ch_health_report *r = &run->report;
   if (run->listen_path[0]) {
-    ch_self_probe(run->listen_path, PROBE_TIMEOUT_MS, &r->listener);
+    ch_self_probe(run->listen_path, PROBE_TIMEOUT_MS, &r->listener, &r->listener_connected);
   } else {
     snprintf(r->listener.why, sizeof r->listener.why, "the data plane is not serving yet");
   }
@@ -210,10 +210,16 @@ int ch_health_probe(ch_health *h, void (*done)(void *, const ch_health_report *)
 
 /* ---- the listener watch ---- */
 
+/* The listen socket failed and it is not the backend's doing (health.h). */
+static bool listener_at_fault(const ch_health_report *r) {
+  if (r->listener.answered) return false;
+  return r->probe.answered || (!r->listener_connected && r->backend_accepts);
+}
+
 static void on_watch_probed(void *ctx, const ch_health_report *r) {
   ch_health *h = ctx;
   if (h->stopped) return;
-  if (r->listener.answered || !r->backend_accepts) {
+  if (!listener_at_fault(r)) {
     if (h->listener_failures > 0 && r->listener.answered)
       ch_info("health", "listen socket answers again path=%s", h->listen_path);
     h->listener_failures = 0;
@@ -221,7 +227,7 @@ static void on_watch_probed(void *ctx, const ch_health_report *r) {
   }
   h->listener_failures++;
   ch_warn("health",
-          "listen socket does not answer while the backend listens path=%s failures=%d: %s",
+          "listen socket does not answer, not the backend's fault path=%s failures=%d: %s",
           h->listen_path, h->listener_failures, r->listener.why);
   if (h->listener_failures < WATCH_FAILURES) return;
   char reason[512];

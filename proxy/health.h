@@ -13,9 +13,13 @@
  *   and shown by `crihookctl trace` like any other (Version is never
  *   hooked, and the probe never asks the admin loop, so it cannot recurse);
  * - the listener watch repeats that probe every 5 s; when the listen socket
- *   fails 3 probes in a row while the backend answers (or at least accepts
- *   connections: a stalled grpc poller in crihookd fails both calls),
- *   crihookd starts afresh in the same process (reexec.h) and says why;
+ *   fails 3 probes in a row while it is clearly crihookd's fault, crihookd
+ *   starts afresh in the same process (reexec.h) and says why. Clearly: the
+ *   backend answered directly, or the probe could not even connect to the
+ *   listen socket (no accept, no SETTINGS) while the backend's socket
+ *   accepts connections (a stalled grpc poller in crihookd fails the direct
+ *   call too). A call that connected but timed out while the backend timed
+ *   out as well is a slow backend, not counted;
  * - a store rebuild that failed at start is retried every 2 s while calls
  *   are served, adding only what the store lacks (ch_store_fill_missing);
  * - the data plane's backend channel is polled every 200 ms: whether it is
@@ -46,6 +50,7 @@ typedef struct ch_backend_info {
 typedef struct ch_health_report {
   ch_probe_result listener; /* the Version call through the listen socket */
   ch_probe_result probe;    /* the Version call to the backend */
+  bool listener_connected;  /* the probe's connection to the listen socket came up */
   bool backend_accepts;     /* the backend's socket accepts a connection */
   bool store_rebuilt;
   bool connected;    /* the data plane's channel is READY */

@@ -9,7 +9,7 @@
 
 #define VERSION_V1 "/runtime.v1.RuntimeService/Version"
 
-void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out) {
+void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool *connected) {
   memset(out, 0, sizeof *out);
   char target[CH_PATH_MAX + 8];
   snprintf(target, sizeof target, "unix:%s", path);
@@ -30,6 +30,7 @@ void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out) {
                ch_status_name(res.status), res.details);
     ch_unary_result_clear(&res);
   }
+  *connected = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
   grpc_channel_destroy(ch);
 }
 

@@ -20,8 +20,11 @@
 
 /* Calls Version through the socket at `path` (blocking, up to timeout_ms);
  * out->answered when the call came back through crihookd from the backend
- * (OK, or UNIMPLEMENTED from a runtime without CRI v1). */
-void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out);
+ * (OK, or UNIMPLEMENTED from a runtime without CRI v1). *connected tells
+ * whether the HTTP/2 connection was up afterwards: a call that failed on a
+ * connected channel may be the backend's fault, one that never connected
+ * is crihookd's. */
+void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool *connected);
 
 /* Whether a call's metadata marks it as the self-probe. */
 bool ch_is_self_probe(const grpc_metadata_array *md);

@@ -22,6 +22,7 @@ import socket
 import time
 import unittest
 
+import fake_backend
 import harness
 from fake_backend import FakeBackend
 from harness import http_get
@@ -55,6 +56,13 @@ def idle_unix(path, count):
             break
         socks.append(s)
     return socks
+
+
+def release(socks, pid, limit):
+    """Closes `socks` and waits until crihookd has closed its ends too."""
+    for s in socks:
+        s.close()
+    harness.wait_for(lambda: fd_count(pid) < limit - 20, 10, what="crihookd to close the idle fds")
 
 
 def idle_tcp(port, count):
@@ -181,8 +189,7 @@ class ConnectionsWithFake(unittest.TestCase):
         self.socks = idle_unix(self.proxy.sock, 200)
         harness.wait_for(lambda: fd_count(pid) >= limit - 1, 10, what="crihookd to run out of fds")
         time.sleep(0.5)  # let grpc's accept loop meet EMFILE
-        for s in self.socks:
-            s.close()
+        release(self.socks, pid, limit)
         self.socks = []
         # a fresh connection now sits in the backlog that nobody accepts
         self.assertFalse(version_ok(self.proxy.sock, 2.0), "the listener survived EMFILE here")
@@ -248,6 +255,42 @@ def open_file_limit(pid):
     raise AssertionError("no open-file limit in /proc/%d/limits" % pid)
 
 
+class SlowVersion(fake_backend._Handler):
+    """The fake backend, with Version as slow as the test says."""
+
+    delay = 0.0
+
+    def version(self, request, context):
+        time.sleep(SlowVersion.delay)
+        return super().version(request, context)
+
+
+class SlowBackend(unittest.TestCase):
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-slow-")
+        saved, fake_backend._Handler = fake_backend._Handler, SlowVersion
+        try:
+            self.backend = FakeBackend(os.path.join(self.dir, "fake.sock"))
+        finally:
+            fake_backend._Handler = saved
+        self.proxy = harness.Crihookd("unix://" + self.backend.sock)
+
+    def tearDown(self):
+        SlowVersion.delay = 0.0
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.read_log())
+        self.backend.stop()
+
+    def test_a_slow_backend_is_not_a_dead_listener(self):
+        SlowVersion.delay = 3.0  # both probe calls time out (1 s)
+        code, body = http_get("/healthz", unix=self.proxy.admin)
+        self.assertEqual(code, 503, body)
+        self.assertEqual(json.loads(body)["reason"],
+                         "neither the listen socket nor the backend answers a CRI call", body)
+        time.sleep(20)  # four rounds of the listener watch (5 s; 3 in a row would restart)
+        self.assertNotIn("starting crihookd afresh", self.proxy.read_log())
+        self.assertNotIn("listen socket does not answer", self.proxy.read_log())
+
+
 class HealthWithContainerd(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -293,8 +336,7 @@ class HealthWithContainerd(unittest.TestCase):
         socks = idle_unix(self.proxy.sock, 200)
         harness.wait_for(lambda: fd_count(pid) >= limit - 1, 10, what="crihookd to run out of fds")
         time.sleep(0.5)
-        for s in socks:
-            s.close()
+        release(socks, pid, limit)
         code, body = http_get("/healthz", unix=self.proxy.admin)
         self.assertEqual(code, 503, body)
         self.assertEqual(json.loads(body)["reason"],
