@@ -58,8 +58,13 @@ static void print_plugins(const json_t *doc) {
 static void print_status(const json_t *doc) {
   const json_t *store = json_object_get(doc, "store");
   printf("%-10s %s\n", "crihookd:", str(doc, "version"));
-  printf("%-10s %s\n", "ready:", yes(doc, "ready") ? "yes" : "NO");
-  printf("%-10s %s\n", "listen:", str(doc, "listen"));
+  if (yes(doc, "ready"))
+    printf("%-10s %s\n", "ready:", "yes");
+  else
+    printf("%-10s NO: %s\n", "ready:", str(doc, "not_ready_reason"));
+  const json_t *listener = json_object_get(doc, "listener");
+  printf("%-10s %s (%s)\n", "listen:", str(doc, "listen"),
+         yes(listener, "answers") ? "answers a CRI call" : str(listener, "detail"));
   print_uptime(json_number_value(json_object_get(doc, "uptime_seconds")));
   print_backend(json_object_get(doc, "backend"));
   printf("%-10s %lld pods, %lld containers%s\n", "store:", num(store, "pods"),

@@ -1,6 +1,18 @@
 /* admin.c: the admin endpoints of admin.h: accept on the unix socket (and
  * the optional TCP listener), read one request line, route it, answer. The
- * documents come from admin_docs.c and dispatcher/metrics.c. */
+ * documents come from admin_docs.c and dispatcher/metrics.c.
+ *
+ * Bounds, so that admin and metrics clients can never take the file
+ * descriptors the CRI socket needs, nor the loop: at most MAX_CONNS
+ * connections are open at once (more are accepted and closed at once); a
+ * connection is closed CONN_DEADLINE_MS after it was accepted, whatever it
+ * is doing (sending its request, waiting for a probe, not reading the
+ * answer), except a /trace stream, which admin_trace.c owns once handed
+ * over; a request line longer than MAX_REQUEST gets 400.
+ *
+ * A connection's memory is held by its handle, its deadline timer and a
+ * health probe it waits for (refs); it is freed when all three let go.
+ * ch_admin_stop closes every open connection, so none delays the exit. */
 #include "admin.h"
 
 #include <jansson.h>
@@ -18,6 +30,9 @@
 #include "metrics.h"
 
 #define MAX_REQUEST 4096
+#define MAX_CONNS 64
+#define CONN_DEADLINE_MS 10000
+#define REFUSED_LOG_EVERY_MS 10000
 
 typedef struct admin_listener {
   union {
@@ -33,8 +48,11 @@ struct ch_admin {
   admin_listener *tcp_listener; /* NULL unless --metrics-address */
   ch_endpoint endpoint;
   ch_admin_config config;
-  ch_proxy *proxy; /* NULL until attached */
-  int refs;        /* open listeners and connections; freed at zero */
+  ch_proxy *proxy;         /* NULL until attached */
+  int refs;                /* open listeners and connections; freed at zero */
+  int conns;               /* connections open now (at most MAX_CONNS) */
+  struct admin_conn *open; /* those connections, closed by ch_admin_stop */
+  uint64_t refused, refused_logged_at_ms;
 };
 
 typedef struct admin_conn {
@@ -42,12 +60,18 @@ typedef struct admin_conn {
     uv_pipe_t pipe;
     uv_tcp_t tcp;
   } h;
+  uv_timer_t deadline;
   ch_admin *admin;
   bool full_access;
+  bool closing;
+  bool discard; /* the request was too long: read and drop the rest */
+  int refs;     /* the handle, the deadline timer, a probe in flight */
   char request[MAX_REQUEST];
   size_t used;
   uv_write_t write;
-  char *response; /* owned until the write completes */
+  uv_shutdown_t shutdown;
+  char *response;                 /* owned until the write completes */
+  struct admin_conn *next, *prev; /* ch_admin.open */
 } admin_conn;
 
 static uv_stream_t *conn_stream(admin_conn *c) { return (uv_stream_t *)&c->h; }
@@ -58,19 +82,41 @@ static void admin_unref(ch_admin *a) {
   if (--a->refs == 0) free(a);
 }
 
-static void on_closed(uv_handle_t *h) {
-  admin_conn *c = h->data;
+static void conn_release(admin_conn *c) {
+  if (--c->refs > 0) return;
   ch_admin *a = c->admin;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    a->open = c->next;
+  if (c->next) c->next->prev = c->prev;
   free(c->response);
   free(c);
+  a->conns--;
   admin_unref(a);
 }
 
-static void conn_close(admin_conn *c) { uv_close((uv_handle_t *)&c->h, on_closed); }
+static void on_closed(uv_handle_t *h) { conn_release(h->data); }
 
+static void conn_close(admin_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  uv_close((uv_handle_t *)&c->h, on_closed);
+  uv_close((uv_handle_t *)&c->deadline, on_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  if (status != 0) conn_close(req->data);
+}
+
+/* Closing with the client's bytes unread would reset the connection and
+ * lose the answer: after a request that was too long, send FIN and read
+ * until the client closes (or the deadline). */
 static void on_written(uv_write_t *w, int status) {
-  (void)status;
-  conn_close(w->data);
+  admin_conn *c = w->data;
+  c->shutdown.data = c;
+  if (status != 0 || !c->discard || uv_shutdown(&c->shutdown, conn_stream(c), on_shutdown) != 0)
+    conn_close(c);
 }
 
 static const char *reason_of(int code) {
@@ -90,6 +136,10 @@ static const char *reason_of(int code) {
 
 /* Sends `body` (taken; may be NULL) with a newline after it, then closes. */
 static void respond_text(admin_conn *c, int code, char *body, const char *type) {
+  if (c->closing) {
+    free(body);
+    return;
+  }
   size_t len = body ? strlen(body) : 0;
   size_t size = len + 256;
   c->response = malloc(size);
@@ -139,19 +189,26 @@ static void answer_metrics(admin_conn *c) {
   respond_text(c, 200, text, "text/plain; version=0.0.4");
 }
 
+/* The probe's answer may come after the deadline closed the connection. */
 static void on_healthz_probed(void *ctx, const ch_health_report *report) {
-  respond(ctx, ch_admin_ready(report) ? 200 : 503, ch_admin_healthz_json(report));
+  admin_conn *c = ctx;
+  if (!c->closing) respond(c, ch_admin_ready(report) ? 200 : 503, ch_admin_healthz_json(report));
+  conn_release(c);
 }
 
 static void on_status_probed(void *ctx, const ch_health_report *report) {
   admin_conn *c = ctx;
   ch_admin_view v = view_of(c->admin);
-  respond(c, 200, ch_admin_status_json(&v, report));
+  if (!c->closing) respond(c, 200, ch_admin_status_json(&v, report));
+  conn_release(c);
 }
 
 static void probe_then(admin_conn *c, void (*done)(void *, const ch_health_report *)) {
-  if (ch_health_probe(c->admin->config.health, done, c) != 0)
+  c->refs++;
+  if (ch_health_probe(c->admin->config.health, done, c) != 0) {
+    c->refs--;
     respond_error(c, 500, "cannot probe the backend: out of memory");
+  }
 }
 
 /* GET /trace[?method=RE&pod=NAME]: the live call trace (admin_trace.h)
@@ -184,6 +241,10 @@ static void route(admin_conn *c, const char *path) {
 /* Answers once the request line is complete ("GET /path HTTP/1.x"). */
 static void maybe_answer(admin_conn *c) {
   char *eol = memchr(c->request, '\n', c->used);
+  if (!eol && c->used >= sizeof c->request - 1) {
+    c->discard = true;
+    return respond_error(c, 400, "request line too long (at most 4095 bytes)");
+  }
   if (!eol) return;
   *eol = '\0';
   uv_read_stop(conn_stream(c));
@@ -197,21 +258,42 @@ static void maybe_answer(admin_conn *c) {
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
+  static char dropped[4096]; /* the loop's thread only */
   admin_conn *c = h->data;
-  *buf = uv_buf_init(c->request + c->used, (unsigned)(sizeof c->request - 1 - c->used));
+  if (c->discard)
+    *buf = uv_buf_init(dropped, sizeof dropped);
+  else
+    *buf = uv_buf_init(c->request + c->used, (unsigned)(sizeof c->request - 1 - c->used));
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   admin_conn *c = s->data;
-  if (n < 0 || (n == 0 && c->used == sizeof c->request - 1)) {
+  if (n < 0) {
     uv_read_stop(s);
     conn_close(c);
     return;
   }
+  if (c->discard) return;
   c->used += (size_t)n;
   c->request[c->used] = '\0';
   maybe_answer(c);
+}
+
+static void on_deadline(uv_timer_t *t) {
+  admin_conn *c = t->data;
+  ch_debug("admin", "connection closed: no complete request and answer within %d ms",
+           CONN_DEADLINE_MS);
+  conn_close(c);
+}
+
+static void log_refused(ch_admin *a, uv_loop_t *loop) {
+  a->refused++;
+  uint64_t now = uv_now(loop);
+  if (a->refused_logged_at_ms && now - a->refused_logged_at_ms < REFUSED_LOG_EVERY_MS) return;
+  a->refused_logged_at_ms = now;
+  ch_warn("admin", "too many admin/metrics connections open, closing new ones max=%d refused=%llu",
+          MAX_CONNS, (unsigned long long)a->refused);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -221,15 +303,26 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!c) return;
   c->admin = l->admin;
   c->admin->refs++;
+  c->admin->conns++;
+  c->next = c->admin->open;
+  if (c->next) c->next->prev = c;
+  c->admin->open = c;
+  c->refs = 2; /* the handle and the timer */
   c->full_access = l->full_access;
   if (server->type == UV_TCP)
     uv_tcp_init(server->loop, &c->h.tcp);
   else
     uv_pipe_init(server->loop, &c->h.pipe, 0);
+  uv_timer_init(server->loop, &c->deadline);
   c->h.pipe.data = c; /* the same place in both members */
-  if (uv_accept(server, conn_stream(c)) != 0 ||
-      uv_read_start(conn_stream(c), on_alloc, on_read) != 0)
-    conn_close(c);
+  c->deadline.data = c;
+  if (uv_accept(server, conn_stream(c)) != 0) return conn_close(c);
+  if (c->admin->conns > MAX_CONNS) {
+    log_refused(c->admin, server->loop);
+    return conn_close(c);
+  }
+  uv_timer_start(&c->deadline, on_deadline, CONN_DEADLINE_MS, 0);
+  if (uv_read_start(conn_stream(c), on_alloc, on_read) != 0) conn_close(c);
 }
 
 /* ---- listeners ---- */
@@ -310,6 +403,7 @@ int ch_admin_listen_tcp(ch_admin *a, const char *host, int port, ch_error *err) 
 void ch_admin_stop(ch_admin *a) {
   unlink(a->endpoint.path);
   a->proxy = NULL; /* freed soon; answers still pending report no calls */
+  for (admin_conn *c = a->open; c; c = c->next) conn_close(c);
   if (a->tcp_listener) uv_close((uv_handle_t *)&a->tcp_listener->h.tcp, on_listener_closed);
   uv_close((uv_handle_t *)&a->unix_listener.h.pipe, on_listener_closed);
 }

@@ -10,15 +10,18 @@
  *   GET /store/pods        the store's pods
  *   GET /store/containers  the store's containers
  *   GET /metrics           Prometheus text format (dispatcher/metrics.h)
- *   GET /healthz           200 when ready (the backend answers a Version call
- *                          now and the store is rebuilt), else 503; JSON
+ *   GET /healthz           200 when ready (a Version call through the listen
+ *                          socket and one to the backend succeed now, and the
+ *                          store is rebuilt; health.h), else 503 with the
+ *                          reason; JSON
  *   GET /status            what `crihookctl status` shows (admin_docs.h)
  *   GET /trace?method=RE&pod=NAME
  *                          the live call trace, one JSON line per call, for
  *                          as long as the client stays (admin_trace.h)
  * With --metrics-address, a TCP listener serves the same HTTP but only
  * /metrics and /healthz (the rest describes the node's pods: kept to root).
- * It runs on the control loop (libuv), never on the data plane. */
+ * It runs on the control loop (libuv), never on the data plane. Bounds
+ * (admin.c): 64 connections at once, 10 s each, 4 KiB request line. */
 #pragma once
 
 #include <uv.h>
@@ -48,6 +51,7 @@ int ch_admin_listen_tcp(ch_admin *admin, const char *host, int port, ch_error *e
 /* Lets /metrics and /status report the data plane's calls in flight. */
 void ch_admin_attach_proxy(ch_admin *admin, ch_proxy *proxy);
 
-/* Closes the listeners and removes the socket file; freed once the loop
+/* Closes the listeners and every open connection (a /trace stream is
+ * ended by ch_trace_shutdown) and removes the socket file; freed once the loop
  * has run. */
 void ch_admin_stop(ch_admin *admin);

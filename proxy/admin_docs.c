@@ -36,12 +36,31 @@ json_t *ch_admin_plugins_json(ch_registry_slot *slot) {
 }
 
 bool ch_admin_ready(const ch_health_report *report) {
-  return report->probe.answered && report->store_rebuilt;
+  return report->listener.answered && report->probe.answered && report->store_rebuilt;
+}
+
+/* Why not ready, the first reason in the order a call meets them. */
+static const char *not_ready_reason(const ch_health_report *r) {
+  if (!r->probe.answered && !r->listener.answered)
+    return "neither the listen socket nor the backend answers a CRI call";
+  if (!r->listener.answered) return "the listen socket does not answer a CRI call";
+  if (!r->probe.answered) return "the backend does not answer";
+  if (!r->store_rebuilt) return "the store is not rebuilt yet";
+  return "";
 }
 
 json_t *ch_admin_healthz_json(const ch_health_report *report) {
-  return json_pack("{s:b, s:s, s:s}", "ready", ch_admin_ready(report), "backend", report->probe.why,
-                   "store", report->store_rebuilt ? "rebuilt" : "not rebuilt yet (retrying)");
+  json_t *doc = json_pack("{s:b, s:s, s:s, s:s}", "ready", ch_admin_ready(report), "listener",
+                          report->listener.why, "backend", report->probe.why, "store",
+                          report->store_rebuilt ? "rebuilt" : "not rebuilt yet (retrying)");
+  if (doc && !ch_admin_ready(report))
+    json_object_set_new(doc, "reason", json_string(not_ready_reason(report)));
+  return doc;
+}
+
+static json_t *listener_json(const ch_admin_view *v, const ch_health_report *r) {
+  return json_pack("{s:s, s:b, s:s}", "path", v->listen, "answers", r->listener.answered != 0,
+                   "detail", r->listener.why);
 }
 
 static json_t *backend_json(const ch_admin_view *v, const ch_health_report *r) {
@@ -56,8 +75,12 @@ json_t *ch_admin_status_json(const ch_admin_view *v, const ch_health_report *r) 
   json_t *store = json_pack("{s:b, s:I, s:I}", "rebuilt", r->store_rebuilt, "pods",
                             (json_int_t)ch_store_pod_count(v->store), "containers",
                             (json_int_t)ch_store_container_count(v->store));
-  return json_pack("{s:s, s:f, s:b, s:s, s:i, s:o, s:o, s:o}", "version", CRIHOOK_VERSION,
-                   "uptime_seconds", r->uptime_s, "ready", ch_admin_ready(r), "listen", v->listen,
-                   "in_flight", v->in_flight, "backend", backend_json(v, r), "store", store,
-                   "plugins", ch_admin_plugins_json(v->registry));
+  json_t *doc =
+      json_pack("{s:s, s:f, s:b, s:s, s:o, s:i, s:o, s:o, s:o}", "version", CRIHOOK_VERSION,
+                "uptime_seconds", r->uptime_s, "ready", ch_admin_ready(r), "listen", v->listen,
+                "listener", listener_json(v, r), "in_flight", v->in_flight, "backend",
+                backend_json(v, r), "store", store, "plugins", ch_admin_plugins_json(v->registry));
+  if (doc && !ch_admin_ready(r))
+    json_object_set_new(doc, "not_ready_reason", json_string(not_ready_reason(r)));
+  return doc;
 }

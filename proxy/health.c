@@ -2,16 +2,22 @@
  * health.h. */
 #include "health.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "endpoint.h"
 #include "grpc_util.h"
 #include "log.h"
+#include "reexec.h"
+#include "self_probe.h"
 
 #define POLL_MS 200
 #define RETRY_MS 2000
 #define PROBE_TIMEOUT_MS 1000
 #define REBUILD_TIMEOUT_MS 10000
+#define WATCH_MS 5000    /* how often the listener watch probes */
+#define WATCH_FAILURES 3 /* probes in a row that fail while the backend answers */
 
 struct ch_health {
   uv_loop_t *loop;
@@ -25,15 +31,29 @@ struct ch_health {
   bool connected;
   uint64_t connects;
   uint64_t started_ms;
+  char listen_path[CH_PATH_MAX]; /* "" until the data plane serves */
+  uv_timer_t watch;
+  struct probe_run *running; /* the probe in flight, or NULL */
+  int listener_failures;
 };
 
-typedef struct probe_work {
-  uv_work_t work;
-  ch_health *health;
-  ch_health_report report;
+/* One probe in flight at a time: every /healthz, /status and the listener
+ * watch that ask while it runs wait for its report (so a flood of /healthz
+ * holds one thread of libuv's pool, never all of them). */
+typedef struct probe_waiter {
   void (*done)(void *, const ch_health_report *);
   void *ctx;
-} probe_work;
+  struct probe_waiter *next;
+} probe_waiter;
+
+typedef struct probe_run {
+  uv_work_t work;
+  ch_health *health;
+  char listen_path[CH_PATH_MAX]; /* copied: the pool thread reads only these */
+  char backend_path[CH_PATH_MAX];
+  ch_health_report report;
+  probe_waiter *waiters;
+} probe_run;
 
 typedef struct rebuild_work {
   uv_work_t work;
@@ -53,7 +73,8 @@ ch_health *ch_health_new(uv_loop_t *loop, const ch_backend_info *info, ch_store 
   h->started_ms = uv_now(loop);
   uv_timer_init(loop, &h->poll);
   uv_timer_init(loop, &h->retry);
-  h->poll.data = h->retry.data = h;
+  uv_timer_init(loop, &h->watch);
+  h->poll.data = h->retry.data = h->watch.data = h;
   return h;
 }
 
@@ -176,35 +197,109 @@ void ch_health_set_store_rebuilt(ch_health *h, bool rebuilt) {
 
 /* ---- probes ---- */
 
+/* Both probes make a fresh connection and a Version call with a short
+ * deadline: through crihookd's own listen socket (the whole data plane:
+ * accept, a worker, the relay, the backend channel) and to the backend
+ * directly (to tell a dead listener from a dead runtime). */
 static void probe_in_pool(uv_work_t *req) {
-  probe_work *w = req->data;
-  ch_probe_backend(w->health->info.path, PROBE_TIMEOUT_MS, &w->report.probe);
+  probe_run *run = req->data;
+  ch_health_report *r = &run->report;
+  if (run->listen_path[0]) {
+    ch_self_probe(run->listen_path, PROBE_TIMEOUT_MS, &r->listener, &r->listener_connected);
+  } else {
+    snprintf(r->listener.why, sizeof r->listener.why, "the data plane is not serving yet");
+  }
+  ch_probe_backend(run->backend_path, PROBE_TIMEOUT_MS, &r->probe);
+  char why[128];
+  r->backend_accepts = r->probe.answered || ch_socket_probe(run->backend_path, why, sizeof why) > 0;
 }
 
 static void after_probe(uv_work_t *req, int status) {
   (void)status;
-  probe_work *w = req->data;
-  ch_health *h = w->health;
-  w->report.store_rebuilt = h->store_rebuilt;
-  w->report.connected = h->connected;
-  w->report.connects = h->connects;
-  w->report.uptime_s = (double)(uv_now(h->loop) - h->started_ms) / 1000.0;
-  w->done(w->ctx, &w->report);
-  free(w);
+  probe_run *run = req->data;
+  ch_health *h = run->health;
+  h->running = NULL;
+  run->report.store_rebuilt = h->store_rebuilt;
+  run->report.connected = h->connected;
+  run->report.connects = h->connects;
+  run->report.uptime_s = (double)(uv_now(h->loop) - h->started_ms) / 1000.0;
+  for (probe_waiter *w = run->waiters, *next; w; w = next) {
+    next = w->next;
+    w->done(w->ctx, &run->report);
+    free(w);
+  }
+  free(run);
+}
+
+static probe_run *start_run(ch_health *h) {
+  probe_run *run = calloc(1, sizeof *run);
+  if (!run) return NULL;
+  run->health = h;
+  run->work.data = run;
+  snprintf(run->listen_path, sizeof run->listen_path, "%s", h->listen_path);
+  snprintf(run->backend_path, sizeof run->backend_path, "%s", h->info.path);
+  if (uv_queue_work(h->loop, &run->work, probe_in_pool, after_probe) != 0) {
+    free(run);
+    return NULL;
+  }
+  h->running = run;
+  return run;
 }
 
 int ch_health_probe(ch_health *h, void (*done)(void *, const ch_health_report *), void *ctx) {
-  probe_work *w = calloc(1, sizeof *w);
+  probe_waiter *w = calloc(1, sizeof *w);
   if (!w) return -1;
-  w->health = h;
-  w->done = done;
-  w->ctx = ctx;
-  w->work.data = w;
-  if (uv_queue_work(h->loop, &w->work, probe_in_pool, after_probe) != 0) {
+  probe_run *run = h->running ? h->running : start_run(h);
+  if (!run) {
     free(w);
     return -1;
   }
+  *w = (probe_waiter){.done = done, .ctx = ctx, .next = run->waiters};
+  run->waiters = w;
   return 0;
+}
+
+/* ---- the listener watch ---- */
+
+/* The listen socket failed and it is not the backend's doing (health.h). */
+static bool listener_at_fault(const ch_health_report *r) {
+  if (r->listener.answered) return false;
+  return r->probe.answered || (!r->listener_connected && r->backend_accepts);
+}
+
+static void on_watch_probed(void *ctx, const ch_health_report *r) {
+  ch_health *h = ctx;
+  if (h->stopped) return;
+  if (!listener_at_fault(r)) {
+    if (h->listener_failures > 0 && r->listener.answered)
+      ch_info("health", "listen socket answers again path=%s", h->listen_path);
+    h->listener_failures = 0;
+    return;
+  }
+  h->listener_failures++;
+  ch_warn("health",
+          "listen socket does not answer, not the backend's fault path=%s failures=%d: %s",
+          h->listen_path, h->listener_failures, r->listener.why);
+  if (h->listener_failures < WATCH_FAILURES) return;
+  char reason[512];
+  snprintf(
+      reason, sizeof reason,
+      "the listen socket %s has not answered a Version call for %d probes in a row while the "
+      "backend accepted connections (grpc's accept loop stops for good after running out of file "
+      "descriptors; a stalled data plane looks the same): %s",
+      h->listen_path, h->listener_failures, r->listener.why);
+  ch_reexec(reason);
+}
+
+static void on_watch(uv_timer_t *t) {
+  ch_health *h = t->data;
+  if (!h->stopped && ch_health_probe(h, on_watch_probed, h) != 0)
+    ch_warn("health", "cannot probe the listen socket: out of memory");
+}
+
+void ch_health_watch_listener(ch_health *h, const char *listen_path) {
+  snprintf(h->listen_path, sizeof h->listen_path, "%s", listen_path);
+  uv_timer_start(&h->watch, on_watch, WATCH_MS, WATCH_MS);
 }
 
 /* ---- teardown ---- */
@@ -214,6 +309,7 @@ void ch_health_stop(ch_health *h) {
   h->stopped = true;
   uv_close((uv_handle_t *)&h->poll, NULL);
   uv_close((uv_handle_t *)&h->retry, NULL);
+  uv_close((uv_handle_t *)&h->watch, NULL);
 }
 
 void ch_health_free(ch_health *h) { free(h); }

@@ -2,9 +2,24 @@
  *
  * Lives on the control loop (libuv) and answers for /healthz, /status and
  * the backend metrics:
- * - ready = the backend answers a CRI Version call now (probed on demand,
- *   on libuv's thread pool, with a fresh connection) and the store has been
- *   rebuilt from it;
+ * - ready = a CRI Version call through crihookd's own listen socket
+ *   succeeds now (the whole data plane: grpc's accept loop, a worker, the
+ *   relay, the backend channel), the backend answers a Version call
+ *   directly, and the store has been rebuilt. Both calls are made on
+ *   demand on libuv's thread pool, each on a fresh connection with a 1 s
+ *   deadline; one probe runs at a time and every request that asks while it
+ *   runs gets its report. The call through the listen socket is an
+ *   ordinary Version call to the data plane: it is counted in the metrics
+ *   and shown by `crihookctl trace` like any other (Version is never
+ *   hooked, and the probe never asks the admin loop, so it cannot recurse);
+ * - the listener watch repeats that probe every 5 s; when the listen socket
+ *   fails 3 probes in a row while it is clearly crihookd's fault, crihookd
+ *   starts afresh in the same process (reexec.h) and says why. Clearly: the
+ *   backend answered directly, or the probe could not even connect to the
+ *   listen socket (no accept, no SETTINGS) while the backend's socket
+ *   accepts connections (a stalled grpc poller in crihookd fails the direct
+ *   call too). A call that connected but timed out while the backend timed
+ *   out as well is a slow backend, not counted;
  * - a store rebuild that failed at start is retried every 2 s while calls
  *   are served, adding only what the store lacks (ch_store_fill_missing);
  * - when the backend connection comes back after it was lost, the store is
@@ -36,7 +51,10 @@ typedef struct ch_backend_info {
 
 /* What /status and /healthz report, filled by a probe. */
 typedef struct ch_health_report {
-  ch_probe_result probe; /* the Version call just made */
+  ch_probe_result listener; /* the Version call through the listen socket */
+  ch_probe_result probe;    /* the Version call to the backend */
+  bool listener_connected;  /* the probe's connection to the listen socket came up */
+  bool backend_accepts;     /* the backend's socket accepts a connection */
   bool store_rebuilt;
   bool connected;    /* the data plane's channel is READY */
   uint64_t connects; /* times that channel became READY */
@@ -56,8 +74,13 @@ void ch_health_set_store_rebuilt(ch_health *health, bool rebuilt);
 /* Starts polling `backend` (not owned: stop before it is destroyed). */
 void ch_health_attach(ch_health *health, grpc_channel *backend);
 
-/* Probes the backend on the thread pool and calls done(ctx, report) on the
- * loop's thread. */
+/* Once the data plane serves on `listen_path`: probes include it, and the
+ * listener watch starts. */
+void ch_health_watch_listener(ch_health *health, const char *listen_path);
+
+/* Probes the listen socket and the backend on the thread pool (or joins the
+ * probe already running) and calls done(ctx, report) on the loop's thread,
+ * within about 2 s. */
 int ch_health_probe(ch_health *health, void (*done)(void *ctx, const ch_health_report *report),
                     void *ctx);
 

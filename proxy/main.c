@@ -34,6 +34,7 @@
 #include "crihook-config.h"
 #include "detect.h"
 #include "endpoint.h"
+#include "fdlimit.h"
 #include "grpc_util.h"
 #include "health.h"
 #include "listen.h"
@@ -277,6 +278,7 @@ static int serve(const crihookd_options *o, ch_error *err) {
   if (rc == 0) {
     ch_admin_attach_proxy(c.admin, c.proxy);
     ch_health_attach(c.health, cfg.backend);
+    ch_health_watch_listener(c.health, listen.path);
     ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
             o->workers, o->max_msg_size, CRIHOOK_VERSION);
     notify("READY=1\nSTATUS=serving");
@@ -319,6 +321,7 @@ int main(int argc, char **argv) {
    * ever open to others, even for an instant; the CRI socket is then widened
    * to 0660 (listen.h). crihookd creates no other files. */
   umask(0077);
+  if (ch_raise_fd_limit(&err) != 0) ch_warn("main", "%s", err.msg);
   ch_process_tune();
   grpc_init();
   int rc = serve(&opts, &err);

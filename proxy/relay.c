@@ -22,6 +22,12 @@
  * may start new batches and then drops its own count; the relay is freed when
  * the count reaches zero, at which point nothing can refer to it.
  *
+ * Memory: an answer bigger than 64 KiB is counted in the answer budget
+ * (answer_budget.h) from the moment it is sent to the client until it is
+ * written or the call ends; one that does not fit fails with
+ * RESOURCE_EXHAUSTED, and the worker cuts calls whose answer the client
+ * leaves unread too long while the budget is tight.
+ *
  * At teardown every counted call is recorded in the metrics and, only if
  * someone watches the live trace (one atomic load otherwise), published as a
  * trace event with the intercept's pod, container and hook calls
@@ -32,11 +38,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer_budget.h"
 #include "grpc_util.h"
 #include "intercept.h"
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
+#include "self_probe.h"
 #include "trace.h"
 #include "worker.h"
 
@@ -73,6 +81,11 @@ struct ch_relay {
   bool status_sent;
   bool ended_by_drain;
   ch_relay *next, *prev;
+  size_t held;                     /* answer bytes taken from the budget */
+  gpr_timespec held_since;         /* when they were taken */
+  bool self_probe;                 /* crihookd's own health probe: not in metrics or trace */
+  bool cut;                        /* cancelled for not reading its answer */
+  ch_relay *hold_next, *hold_prev; /* the worker's holders */
 };
 
 static void on_accepted(ch_tag *t, bool ok);
@@ -148,9 +161,66 @@ static void record_call(const ch_relay *r) {
   if (ch_trace_active()) trace_call(r, code, seconds);
 }
 
+/* ---- the answer budget ---- */
+
+static const char budget_refusal[] =
+    "crihookd holds too many answers that clients have not read yet; try again later";
+
+/* Takes the answer's size from the budget; false if it does not fit. */
+static bool hold_answer(ch_relay *r, grpc_byte_buffer *answer) {
+  size_t bytes = grpc_byte_buffer_length(answer);
+  if (bytes < CH_ANSWER_SMALL_BYTES) return true;
+  if (!ch_answer_budget_take(bytes)) {
+    ch_warn("relay", "answer refused: budget for unread answers is full method=%.*s bytes=%zu",
+            (int)GRPC_SLICE_LENGTH(r->details.method),
+            (const char *)GRPC_SLICE_START_PTR(r->details.method), bytes);
+    return false;
+  }
+  r->held = bytes;
+  r->held_since = gpr_now(GPR_CLOCK_MONOTONIC);
+  r->hold_prev = NULL;
+  r->hold_next = r->w->holders;
+  if (r->hold_next) r->hold_next->hold_prev = r;
+  r->w->holders = r;
+  return true;
+}
+
+static void release_answer(ch_relay *r) {
+  if (!r->held) return;
+  ch_answer_budget_give(r->held);
+  r->held = 0;
+  if (r->hold_prev)
+    r->hold_prev->hold_next = r->hold_next;
+  else
+    r->w->holders = r->hold_next;
+  if (r->hold_next) r->hold_next->hold_prev = r->hold_prev;
+  r->hold_next = r->hold_prev = NULL;
+}
+
+void ch_worker_cut_stalled(ch_worker *w) {
+  if (!w->holders) return; /* the common case: no clock read */
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  if (gpr_time_to_millis(gpr_time_sub(now, w->swept_at)) < 100) return;
+  w->swept_at = now;
+  if (!ch_answer_budget_tight()) return;
+  for (ch_relay *r = w->holders; r; r = r->hold_next) {
+    if (r->cut || gpr_time_to_millis(gpr_time_sub(now, r->held_since)) < CH_ANSWER_STALL_MS)
+      continue;
+    r->cut = true;
+    r->sent_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    ch_warn("relay", "call cut: the client left its answer unread for %d ms method=%.*s bytes=%zu",
+            CH_ANSWER_STALL_MS, (int)GRPC_SLICE_LENGTH(r->details.method),
+            (const char *)GRPC_SLICE_START_PTR(r->details.method), r->held);
+    grpc_call_cancel_with_status(r->down, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "the client did not read its answer", NULL);
+    if (r->up) grpc_call_cancel(r->up, NULL);
+  }
+}
+
 static void relay_free(ch_relay *r) {
+  release_answer(r);
   if (r->counted) { /* first: the trace reads the intercept and the status */
-    record_call(r);
+    if (!r->self_probe) record_call(r);
     atomic_fetch_sub(&r->w->proxy->in_flight, 1);
   }
   if (r->streaming) stream_list_remove(r);
@@ -246,6 +316,8 @@ static void on_accepted(ch_tag *t, bool ok) {
     grpc_call_cancel_with_status(r->down, GRPC_STATUS_INTERNAL,
                                  "crihookd: cannot create the backend call", NULL);
   } else if (info.known_unary) {
+    r->self_probe = info.cri_name_len == 7 && memcmp(info.cri_name, "Version", 7) == 0 &&
+                    ch_is_self_probe(&r->down_md);
     if (r->w->proxy->store) r->kind = ch_intercept_kind_of(info.cri_name, info.cri_name_len);
     start_unary(r);
   } else {
@@ -356,6 +428,15 @@ static size_t fill_reply(ch_relay *r, grpc_op *ops, grpc_byte_buffer *message) {
 }
 
 static void reply_unary(ch_relay *r) {
+  if (r->b2c && !hold_answer(r, r->b2c)) {
+    grpc_byte_buffer_destroy(r->b2c);
+    r->b2c = NULL;
+    r->status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    grpc_slice_unref(r->status_details);
+    r->status_details = grpc_slice_from_static_string(budget_refusal);
+    grpc_metadata_array_destroy(&r->up_trailers);
+    grpc_metadata_array_init(&r->up_trailers);
+  }
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = fill_reply(r, ops, r->b2c);
@@ -489,9 +570,34 @@ static void on_c2b_sent(ch_tag *t, bool ok) {
   relay_unpend(r);
 }
 
+/* The answer does not fit the budget: the client hears RESOURCE_EXHAUSTED
+ * and the backend call is cancelled. */
+static void refuse_stream_answer(ch_relay *r) {
+  grpc_byte_buffer_destroy(r->b2c);
+  r->b2c = NULL;
+  r->b2c_drained = true;
+  grpc_slice details = grpc_slice_from_static_string(budget_refusal);
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!r->headers_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    r->headers_sent = true;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+  ops[n++].data.send_status_from_server.status_details = &details;
+  r->status_sent = true;
+  r->sent_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+  relay_start(r, r->down, ops, n, &r->status_done);
+  grpc_call_cancel(r->up, NULL);
+}
+
 static void on_b2c_received(ch_tag *t, bool ok) {
   ch_relay *r = ch_container_of(t, ch_relay, b2c_received);
-  if (ok && r->b2c && !r->status_sent) {
+  if (ok && r->b2c && !r->status_sent && !hold_answer(r, r->b2c)) {
+    refuse_stream_answer(r);
+  } else if (ok && r->b2c && !r->status_sent) {
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     op.data.send_message.send_message = r->b2c;
     if (relay_start(r, r->down, &op, 1, &r->b2c_sent))
@@ -509,6 +615,7 @@ static void on_b2c_sent(ch_tag *t, bool ok) {
   ch_relay *r = ch_container_of(t, ch_relay, b2c_sent);
   grpc_byte_buffer_destroy(r->b2c);
   r->b2c = NULL;
+  release_answer(r);
   if (ok) {
     recv_from_backend(r);
   } else { /* the client is gone: stop the backend side too */

@@ -1,7 +1,8 @@
 /* server.c: the CRI server, its worker threads and the drain (server.h).
  *
  * Start: prepare the socket path, create the grpc server with the message
- * and metadata limits, register one completion queue per worker, bind, start,
+ * and metadata limits and the connection bounds (preface timeout, idle
+ * timeout), register one completion queue per worker, bind, start,
  * set the socket's mode, keep a few accepts outstanding on every queue, start
  * the threads.
  *
@@ -23,6 +24,7 @@
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +40,11 @@
 #define WORKER_TICK_MS 100
 #define LINGER_MS 100 /* after the last call ended, before the connections close */
 #define DRAIN_POLL_MS 10
+/* A connection must finish the HTTP/2 preface and SETTINGS this fast, and is
+ * closed (GOAWAY) after this long without a call: neither may hold an fd for
+ * good (kubelet's own connection is never idle that long, and reconnects). */
+#define PREFACE_TIMEOUT_MS 10000
+#define CONNECTION_IDLE_MS (5 * 60 * 1000)
 
 typedef struct ch_proxy_full {
   ch_proxy shared; /* first: workers see only this part */
@@ -66,18 +73,21 @@ static void *worker_main(void *arg) {
       ch_tag *tag = ev.tag;
       tag->fn(tag, ev.success != 0);
     }
+    ch_worker_cut_stalled(w);
     if (atomic_load(&w->proxy->draining)) drain_tick(w);
   }
   return NULL;
 }
 
 static grpc_server *create_server(int max_msg) {
-  grpc_arg args[3] = {
+  grpc_arg args[] = {
       ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_msg),
       ch_arg_int(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_msg),
       ch_arg_int(GRPC_ARG_MAX_METADATA_SIZE, CH_MAX_METADATA),
+      ch_arg_int(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, PREFACE_TIMEOUT_MS),
+      ch_arg_int(GRPC_ARG_MAX_CONNECTION_IDLE_MS, CONNECTION_IDLE_MS),
   };
-  grpc_channel_args server_args = {.num_args = 3, .args = args};
+  grpc_channel_args server_args = {.num_args = sizeof args / sizeof args[0], .args = args};
   return grpc_server_create(&server_args, NULL);
 }
 
@@ -115,6 +125,9 @@ static void start_workers(ch_proxy *p) {
       ch_error_log("proxy", "cannot start worker thread %d", i);
       abort(); /* a worker's queue with no thread would wedge the drain */
     }
+    char name[16];
+    snprintf(name, sizeof name, "ch-worker-%d", i);
+    pthread_setname_np(w->thread, name); /* for top -H, gdb, and the stall test */
   }
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <grpc/grpc.h>
+#include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +29,8 @@ typedef struct ch_worker {
   pthread_t thread;
   ch_relay *streams;    /* relays on the generic path, for ending streams on drain */
   bool hooks_cancelled; /* by the forced end of the drain (server.c) */
+  ch_relay *holders;    /* relays holding answer bytes (answer_budget.h) */
+  gpr_timespec swept_at;
 } ch_worker;
 
 /* Shared by all workers; owned by the proxy (server.c). */
@@ -54,6 +57,11 @@ void ch_relay_accept_next(ch_worker *w);
  * refused at once rather than queued; a no-op once the server is shut down
  * (server.c). */
 void ch_proxy_accept_while_draining(ch_worker *w);
+
+/* Cuts the worker's calls whose answer has waited for the client too long
+ * while the answer budget is tight; cheap enough for every event, it looks
+ * at most every 100 ms (relay.c). */
+void ch_worker_cut_stalled(ch_worker *w);
 
 /* Ends the worker's open streams with UNAVAILABLE; called on every tick
  * while draining, it touches each stream once (relay.c). */

@@ -1,0 +1,129 @@
+"""End to end: clients that never read their answers cannot take the node's
+memory (proxy/answer_budget.h).
+
+N raw HTTP/2 clients each send a ListContainers call whose answer (from a
+fake backend) is several MiB, and never read a byte. crihookd may hold at
+most 128 MiB of such answers: the rest fail with RESOURCE_EXHAUSTED at once,
+and the held ones are cut after 10 s. crihookd's RSS (VmRSS) is printed
+before and with the clients, and must stay under its value before plus
+BOUND_MIB; a client that reads keeps getting its answers.
+"""
+
+import os
+import socket
+import struct
+import time
+import unittest
+
+import grpc
+
+import fake_backend
+import harness
+from fake_backend import FakeBackend
+from harness import http_get
+
+LIST = "/runtime.v1.RuntimeService/ListContainers"
+VERSION = "/runtime.v1.RuntimeService/Version"
+CLIENTS = 40
+ANSWER = 12 << 20  # answers of 12 MiB: 480 MiB for all the clients
+BOUND_MIB = 256  # twice the 128 MiB budget: grpc's own copies and buffers
+
+
+class BigLists(fake_backend._Handler):
+    """The fake backend, with ListContainers answering x-size bytes."""
+
+    def service(self, details):
+        if details.method == LIST:
+            self.fake.record(("method", details.method))
+            return grpc.unary_unary_rpc_method_handler(self.big)
+        return super().service(details)
+
+
+def hpack_literal(name, value):
+    name, value = name.encode(), value.encode()
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+
+
+def frame(kind, flags, stream, payload):
+    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream)
+            + payload)
+
+
+def call_without_reading(path, method, size):
+    """A connection that makes one call and never reads (nor acks)."""
+    headers = b"".join(hpack_literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", method), (":authority", "localhost"),
+        ("content-type", "application/grpc"), ("te", "trailers"), ("x-size", str(size))))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 0x4, 1, headers)
+              + frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
+    return s
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS")
+
+
+def metric(body, prefix):
+    return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(prefix))
+
+
+class UnreadAnswers(unittest.TestCase):
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-mem-")
+        saved, fake_backend._Handler = fake_backend._Handler, BigLists
+        try:
+            self.backend = FakeBackend(os.path.join(self.dir, "fake.sock"))
+        finally:
+            fake_backend._Handler = saved
+        # ASan keeps freed memory in a quarantine (256 MiB by default), which
+        # would hide what crihookd itself holds.
+        asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=16"
+        self.proxy = harness.Crihookd("unix://" + self.backend.sock, env={"ASAN_OPTIONS": asan})
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.read_log())
+        self.backend.stop()
+
+    def big_call(self, ch):
+        return harness.raw_unary(self.proxy.sock, LIST, metadata=[("x-size", str(ANSWER))], ch=ch)
+
+    def test_unread_answers_are_bounded(self):
+        pid = self.proxy.proc.pid
+        ch = harness.channel(self.proxy.sock)
+        for _ in range(3):  # warm up: the reader's own answers, grpc's buffers
+            self.assertEqual(self.big_call(ch).code, grpc.StatusCode.OK)
+        before = rss_mib(pid)
+        for _ in range(CLIENTS):
+            self.socks.append(call_without_reading(self.proxy.sock, LIST, ANSWER))
+        asked = lambda: sum(1 for e in self.backend.events if e == ("method", LIST))
+        harness.wait_for(lambda: asked() >= CLIENTS + 3, 60, what="the backend to see every call")
+        time.sleep(2)  # the answers reach crihookd
+        during = rss_mib(pid)
+        print("crihookd VmRSS: %.0f MiB before, %.0f MiB with %d clients not reading %d MiB "
+              "answers (%d MiB in all)" % (before, during, CLIENTS, ANSWER >> 20,
+                                          CLIENTS * ANSWER >> 20))
+        self.assertEqual(harness.raw_unary(self.proxy.sock, VERSION, ch=ch).code,
+                         grpc.StatusCode.OK)
+        self.assertLess(during, before + BOUND_MIB, self.proxy.read_log()[-3000:])
+        body = http_get("/metrics", unix=self.proxy.admin)[1]
+        refused = metric(body, 'crihook_cri_calls_total{method="%s",code="RESOURCE_EXHAUSTED"}'
+                         % LIST)
+        self.assertGreater(refused, 0, body)
+        # held answers are cut after 10 s: a reader's big call works again
+        harness.wait_for(lambda: self.big_call(ch).code == grpc.StatusCode.OK, 30,
+                         what="a reading client's big call to succeed again")
+        print("crihookd VmRSS after the cut: %.0f MiB" % rss_mib(pid))
+        ch.close()
+
+
+if __name__ == "__main__":
+    harness.main()
