@@ -88,8 +88,12 @@ def pod_config(name):
     return json_format.ParseDict(doc, cri.PodSandboxConfig())
 
 
-def ctr_config(**extra):
+def ctr_config(sock=None, **extra):
+    """The fixture container; with `sock`, its image.image is the image ID the
+    containerd there reports, as kubelet sends it."""
     doc = harness.fixture("container.json")
+    if sock:
+        doc["image"]["image"] = harness.image_id(sock, doc["image"]["user_specified_image"])
     doc.update(extra)
     return json_format.ParseDict(doc, cri.ContainerConfig())
 
@@ -183,7 +187,7 @@ class Undecodable(unittest.TestCase):
                       cri.RunPodSandboxResponse).pod_sandbox_id
         self.pods.append(pod_id)
         config = pod_config("unused")
-        create = cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr_config(),
+        create = cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr_config(self.containerd.sock),
                                             sandbox_config=config)
         ctr_id = call(self.proxy.sock, "CreateContainer", create,
                       cri.CreateContainerResponse).container_id
@@ -226,7 +230,7 @@ class Undecodable(unittest.TestCase):
         self.assertEqual(pod["pod_meta"]["name"], name)
         self.assertEqual(pod["labels"]["io.kubernetes.pod.name"], name)
 
-        create = cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr_config(),
+        create = cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr_config(self.containerd.sock),
                                             sandbox_config=pod_config(name))
         answer = harness.raw_unary(self.proxy.sock, V1 + "CreateContainer",
                                    weird("overlong-key", create.SerializeToString(), 1, pod_id),
@@ -267,7 +271,7 @@ class UpdateSurvivesRestart(unittest.TestCase):
             pod_id = call(proxy.sock, "RunPodSandbox",
                           cri.RunPodSandboxRequest(config=pod_config("upd-" + uuid.uuid4().hex[:6])),
                           cri.RunPodSandboxResponse).pod_sandbox_id
-            config = ctr_config(linux={"resources": {"cpu_shares": 300,
+            config = ctr_config(containerd.sock, linux={"resources": {"cpu_shares": 300,
                                                      "memory_limit_in_bytes": 50331648}})
             ctr_id = call(proxy.sock, "CreateContainer",
                           cri.CreateContainerRequest(pod_sandbox_id=pod_id, config=config,
