@@ -1,15 +1,18 @@
-/* serve.c: crihook_serve() and crihook_stop(), the life of a hook server.
+/* serve.c: the life of a hook server behind crihook_serve() (whose entry
+ * points, one per symbol version, are in ops.c), and crihook_stop().
  *
- * Start: grpc_init, the socket file made ready (socket.c), a grpc server
- * with one completion queue bound to "unix:PATH", mode 0660, a few
- * request_call armed (call.c). Run: this thread drains the queue with a
- * short timeout, so a stop request (a flag set by the SIGTERM/SIGINT handler
- * or by crihook_stop) is seen within one tick. Stop, in the order grpc core
- * needs: shutdown_and_notify (no new calls; pending requests fire with ok=0
- * and are not re-armed), the calls in flight get SHUTDOWN_GRACE_MS to
- * finish (a second signal cuts that short), then cancel_all_calls; once the
- * shutdown tag fired and every call state is freed: server destroy, queue
- * shutdown and drain, socket file removed, grpc_shutdown.
+ * Start: the endpoint parsed as crihookd parses one (common/endpoint.c:
+ * "/x.sock", "unix:/x.sock", "unix:///x.sock"), grpc_init, the socket file
+ * made ready (socket.c), a grpc server with one completion queue bound to
+ * "unix:PATH", mode 0660, a few request_call armed (call.c). Run: this
+ * thread drains the queue with a short timeout, so a stop request (a flag
+ * set by the SIGTERM/SIGINT handler or by crihook_stop) is seen within one
+ * tick. Stop, in the order grpc core needs: shutdown_and_notify (no new
+ * calls; pending requests fire with ok=0 and are not re-armed), the calls in
+ * flight get SHUTDOWN_GRACE_MS to finish (a second signal cuts that short),
+ * then cancel_all_calls; once the shutdown tag fired and every call state is
+ * freed: server destroy, queue shutdown and drain, socket file removed,
+ * grpc_shutdown.
  *
  * One crihook_serve() per process at a time: the stop flag is process-wide,
  * as signals are. The previous SIGTERM/SIGINT dispositions are restored on
