@@ -47,9 +47,9 @@
  *     before ops had a size, still is);
  *   - append fields at the end of a message of api/hook.proto: the
  *     request/response types below are protobuf-c's generated structs,
- *     allocated by the library and read by the plugin at offsets fixed when
- *     it was compiled, so a field inserted, removed or retyped moves the
- *     others.
+ *     allocated by the library (responses too: build them only with the
+ *     helpers below) and read by the plugin at offsets fixed when it was
+ *     compiled, so a field inserted, removed or retyped moves the others.
  * Anything else (a removed or reordered field or callback, a changed
  * signature, crihook_error's size, an incompatible libprotobuf-c, whose
  * ProtobufCMessage heads every message) takes a new soname,
