@@ -165,6 +165,14 @@ int ch_unary_call(grpc_channel *channel, const char *method, const void *request
   return rc;
 }
 
+void ch_queue_destroy(grpc_completion_queue *cq) {
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+}
+
 const char *ch_status_name(grpc_status_code code) {
   static const char *const names[] = {"OK",
                                       "CANCELLED",

@@ -76,4 +76,9 @@ uint8_t *ch_byte_buffer_flatten(grpc_byte_buffer *bb, size_t *len);
 /* A gpr_timespec `ms` milliseconds from now on the monotonic clock. */
 gpr_timespec ch_deadline_ms(int64_t ms);
 
+/* Shuts down a completion queue, drains it until GRPC_QUEUE_SHUTDOWN and
+ * destroys it (a next-type queue; everything queued must be harmless to
+ * drop, its owners already gone). */
+void ch_queue_destroy(grpc_completion_queue *cq);
+
 const char *ch_status_name(grpc_status_code code);

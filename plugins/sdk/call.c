@@ -25,7 +25,8 @@
 #include "hooks.h"
 #include "sdk.h"
 
-_Static_assert(CH_HOOK_COUNT == 10, "a new hook point needs its callback in crihook_plugin_ops");
+_Static_assert(CH_HOOK_COUNT == 10,
+               "a new hook point needs its callback appended at the end of crihook_plugin_ops");
 
 /* Where each hook point's callback sits in crihook_plugin_ops. */
 static const size_t callback_offset[CH_HOOK_COUNT] = {
@@ -43,7 +44,7 @@ static const size_t callback_offset[CH_HOOK_COUNT] = {
 };
 
 typedef struct sdk_call {
-  sdk_tag tag;
+  ch_tag tag;
   sdk_server *server;
   grpc_call *call;
   grpc_call_details details;
@@ -58,9 +59,9 @@ typedef struct sdk_call {
   char pod[256], container[128]; /* for the log line */
 } sdk_call;
 
-static void on_requested(sdk_tag *tag, bool ok);
-static void on_received(sdk_tag *tag, bool ok);
-static void on_done(sdk_tag *tag, bool ok);
+static void on_requested(ch_tag *tag, bool ok);
+static void on_received(ch_tag *tag, bool ok);
+static void on_done(ch_tag *tag, bool ok);
 
 void sdk_log(const char *level, const char *fmt, ...) {
   char line[2048];
@@ -122,7 +123,7 @@ typedef void (*any_callback)(void);
 
 static any_callback callback_of(const sdk_call *c) {
   any_callback fn;
-  memcpy(&fn, (const char *)c->server->ops + callback_offset[c->hook], sizeof fn);
+  memcpy(&fn, (const char *)&c->server->ops + callback_offset[c->hook], sizeof fn);
   return fn;
 }
 
@@ -147,8 +148,8 @@ static void receive(sdk_call *c) {
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag, NULL) != GRPC_CALL_OK) call_free(c);
 }
 
-static void on_requested(sdk_tag *tag, bool ok) {
-  sdk_call *c = SDK_CONTAINER_OF(tag, sdk_call, tag);
+static void on_requested(ch_tag *tag, bool ok) {
+  sdk_call *c = ch_container_of(tag, sdk_call, tag);
   sdk_server *s = c->server;
   if (!ok) { /* the server is shutting down */
     call_free(c);
@@ -246,8 +247,8 @@ static grpc_status_code handle(sdk_call *c, grpc_slice bytes, crihook_error *err
   return status;
 }
 
-static void on_received(sdk_tag *tag, bool ok) {
-  sdk_call *c = SDK_CONTAINER_OF(tag, sdk_call, tag);
+static void on_received(ch_tag *tag, bool ok) {
+  sdk_call *c = ch_container_of(tag, sdk_call, tag);
   if (!ok || !c->request) { /* cancelled, or the client sent no message */
     if (!ok) {
       call_free(c);
@@ -285,8 +286,8 @@ static void log_call(const sdk_call *c, bool ok) {
   gpr_free(method);
 }
 
-static void on_done(sdk_tag *tag, bool ok) {
-  sdk_call *c = SDK_CONTAINER_OF(tag, sdk_call, tag);
+static void on_done(ch_tag *tag, bool ok) {
+  sdk_call *c = ch_container_of(tag, sdk_call, tag);
   if (c->server->log_debug) log_call(c, ok);
   call_free(c);
 }

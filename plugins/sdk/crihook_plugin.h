@@ -12,7 +12,7 @@
  *     return crihook_set_env(resp, "NODE_NAME", "node-1");
  *   }
  *   int main(void) {
- *     crihook_plugin_ops ops = {.pre_create_container = add_env};
+ *     crihook_plugin_ops ops = {CRIHOOK_PLUGIN_OPS_INIT, .pre_create_container = add_env};
  *     crihook_error err;
  *     if (crihook_serve("/run/crihook/plugins/env.sock", &ops, NULL, &err) != 0) {
  *       fprintf(stderr, "%s\n", err.message);
@@ -32,7 +32,30 @@
  * INVALID_ARGUMENT, see crihook_status) after crihook_fail() described why;
  * with failure-policy Fail that refuses the CRI call, and the message reaches
  * kubelet. Callbacks run one at a time, on the thread that called
- * crihook_serve(), so plugin state needs no locks. */
+ * crihook_serve(), so plugin state needs no locks.
+ *
+ * ABI policy (libcrihook.so.0; plugins/README.md says the same at length).
+ * A plugin built against this header keeps running, unrebuilt, on every
+ * later libcrihook.so.0. Within one soname a release may only:
+ *   - append callbacks at the end of crihook_plugin_ops: the plugin's struct
+ *     carries its own size (CRIHOOK_PLUGIN_OPS_INIT), the library reads only
+ *     the callbacks that size covers and treats later ones as NULL;
+ *   - add functions, each under a new version node in libcrihook.map (the
+ *     nodes already released are never edited);
+ *   - change a function incompatibly only by keeping the old one under its
+ *     old symbol version (as crihook_serve@CRIHOOK_0.1, for plugins built
+ *     before ops had a size, still is);
+ *   - append fields at the end of a message of api/hook.proto: the
+ *     request/response types below are protobuf-c's generated structs,
+ *     allocated by the library (responses too: build them only with the
+ *     helpers below) and read by the plugin at offsets fixed when it was
+ *     compiled, so a field inserted, removed or retyped moves the others.
+ * Anything else (a removed or reordered field or callback, a changed
+ * signature, crihook_error's size, an incompatible libprotobuf-c, whose
+ * ProtobufCMessage heads every message) takes a new soname,
+ * libcrihook.so.1. A struct larger than the library knows (a plugin built
+ * against a newer header) is accepted if the callbacks the library does not
+ * know are all NULL, and refused with a message otherwise. */
 #ifndef CRIHOOK_PLUGIN_H
 #define CRIHOOK_PLUGIN_H
 
@@ -74,8 +97,14 @@ typedef int (*crihook_container_hook)(void *user, const crihook_container_reques
                                       crihook_container_response *response, crihook_error *err);
 
 /* One callback per hook point; NULL ones answer UNIMPLEMENTED (crihookd
- * only calls the hooks a registration file names). */
+ * only calls the hooks a registration file names). `size` is
+ * sizeof(crihook_plugin_ops) as the plugin was compiled: always initialise
+ * with CRIHOOK_PLUGIN_OPS_INIT, e.g.
+ *   crihook_plugin_ops ops = {CRIHOOK_PLUGIN_OPS_INIT, .pre_create_container = f};
+ * crihook_serve() refuses a size of 0 (the initialiser was forgotten). New
+ * hook points are appended at the end, never inserted. */
 typedef struct crihook_plugin_ops {
+  size_t size;
   crihook_pod_hook pre_run_pod_sandbox;
   crihook_pod_hook post_stop_pod_sandbox;
   crihook_pod_hook pre_remove_pod_sandbox;
@@ -88,11 +117,15 @@ typedef struct crihook_plugin_ops {
   crihook_container_hook post_remove_container;
 } crihook_plugin_ops;
 
+#define CRIHOOK_PLUGIN_OPS_INIT .size = sizeof(crihook_plugin_ops)
+
 /* Serves on the unix socket `path` (created with its parent directory, a
  * stale socket file replaced, mode 0660) until SIGTERM or SIGINT, then
  * finishes the calls in flight and returns 0. Returns -1 with `err` filled
  * if the server cannot start (e.g. "cannot listen on /x.sock: Permission
- * denied"). `path` may also be written "unix:///x.sock". One crihook_serve()
+ * denied"), or if `ops` is not what CRIHOOK_PLUGIN_OPS_INIT makes. `path`
+ * is absolute, and may also be written "unix:///x.sock" or "unix:/x.sock"
+ * (the spellings crihookd accepts). One crihook_serve()
  * per process at a time; it handles SIGTERM and SIGINT while it runs (a
  * second signal cancels the calls in flight at once) and puts back the
  * previous handlers when it returns. Callbacks should be quick: they run

@@ -1,15 +1,18 @@
-/* serve.c: crihook_serve() and crihook_stop(), the life of a hook server.
+/* serve.c: the life of a hook server behind crihook_serve() (whose entry
+ * points, one per symbol version, are in ops.c), and crihook_stop().
  *
- * Start: grpc_init, the socket file made ready (socket.c), a grpc server
- * with one completion queue bound to "unix:PATH", mode 0660, a few
- * request_call armed (call.c). Run: this thread drains the queue with a
- * short timeout, so a stop request (a flag set by the SIGTERM/SIGINT handler
- * or by crihook_stop) is seen within one tick. Stop, in the order grpc core
- * needs: shutdown_and_notify (no new calls; pending requests fire with ok=0
- * and are not re-armed), the calls in flight get SHUTDOWN_GRACE_MS to
- * finish (a second signal cuts that short), then cancel_all_calls; once the
- * shutdown tag fired and every call state is freed: server destroy, queue
- * shutdown and drain, socket file removed, grpc_shutdown.
+ * Start: the endpoint parsed as crihookd parses one (common/endpoint.c:
+ * "/x.sock", "unix:/x.sock", "unix:///x.sock"), grpc_init, the socket file
+ * made ready (socket.c), a grpc server with one completion queue bound to
+ * "unix:PATH", mode 0660, a few request_call armed (call.c). Run: this
+ * thread drains the queue with a short timeout, so a stop request (a flag
+ * set by the SIGTERM/SIGINT handler or by crihook_stop) is seen within one
+ * tick. Stop, in the order grpc core needs: shutdown_and_notify (no new
+ * calls; pending requests fire with ok=0 and are not re-armed), the calls in
+ * flight get SHUTDOWN_GRACE_MS to finish (a second signal cuts that short),
+ * then cancel_all_calls; once the shutdown tag fired and every call state is
+ * freed: server destroy, queue shutdown and drain, socket file removed,
+ * grpc_shutdown.
  *
  * One crihook_serve() per process at a time: the stop flag is process-wide,
  * as signals are. The previous SIGTERM/SIGINT dispositions are restored on
@@ -22,12 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "endpoint.h"
+#include "grpc_util.h"
 #include "sdk.h"
 
 #define TICK_MS 50
 #define SHUTDOWN_GRACE_MS 2000
 #define PENDING_REQUESTS 2
-#define MAX_MESSAGE (16 * 1024 * 1024)
 
 /* 0 running, 1 stop gracefully, 2 stop now (second signal). */
 static atomic_int stop_level;
@@ -63,63 +67,40 @@ static void restore_signals(const saved_signals *saved) {
   sigaction(SIGINT, &saved->intr, NULL);
 }
 
-static gpr_timespec ms_from_now(int64_t ms) {
-  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-}
-
-static grpc_arg int_arg(const char *key, int value) {
-  grpc_arg arg;
-  memset(&arg, 0, sizeof arg);
-  arg.type = GRPC_ARG_INTEGER;
-  arg.key = (char *)key;
-  arg.value.integer = value;
-  return arg;
-}
-
-/* The server on "unix:PATH", not started. */
-static int create_server(sdk_server *s, const char *path, crihook_error *err) {
-  grpc_arg args[] = {int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, MAX_MESSAGE),
-                     int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, MAX_MESSAGE)};
+/* The server on the endpoint's grpc target ("unix:PATH"), not started. */
+static int create_server(sdk_server *s, const ch_endpoint *ep, crihook_error *err) {
+  grpc_arg args[] = {ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, CH_DEFAULT_MAX_MSG),
+                     ch_arg_int(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, CH_DEFAULT_MAX_MSG)};
   grpc_channel_args channel_args = {.num_args = 2, .args = args};
   s->cq = grpc_completion_queue_create_for_next(NULL);
   s->server = grpc_server_create(&channel_args, NULL);
   grpc_server_register_completion_queue(s->server, s->cq, NULL);
-  char address[sizeof "unix:" + 108];
-  snprintf(address, sizeof address, "unix:%s", path);
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-  int port = grpc_server_add_http2_port(s->server, address, creds);
+  int port = grpc_server_add_http2_port(s->server, ep->target, creds);
   grpc_server_credentials_release(creds);
   if (port == 0) {
     snprintf(err->message, sizeof err->message, "cannot listen on %s: grpc could not bind it",
-             path);
+             ep->path);
     return -1;
   }
   return 0;
 }
 
-static void drain_queue(grpc_completion_queue *cq) {
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(cq);
-}
-
 static void destroy_server(sdk_server *s) {
   if (s->server) grpc_server_destroy(s->server);
-  if (s->cq) drain_queue(s->cq);
+  if (s->cq) ch_queue_destroy(s->cq);
 }
 
 /* Shutdown bookkeeping of the loop. */
 typedef struct shutdown_state {
-  sdk_tag tag; /* fires when the server has shut down */
+  ch_tag tag; /* fires when the server has shut down */
   bool started, notified, cancelled;
   gpr_timespec cancel_at;
 } shutdown_state;
 
-static void on_shutdown(sdk_tag *tag, bool ok) {
+static void on_shutdown(ch_tag *tag, bool ok) {
   (void)ok;
-  SDK_CONTAINER_OF(tag, shutdown_state, tag)->notified = true;
+  ch_container_of(tag, shutdown_state, tag)->notified = true;
 }
 
 /* Called every tick: starts the shutdown on a stop request and cancels the
@@ -130,7 +111,7 @@ static void check_stop(sdk_server *s, shutdown_state *st) {
   if (!st->started) {
     st->started = true;
     s->accepting = false;
-    st->cancel_at = ms_from_now(SHUTDOWN_GRACE_MS);
+    st->cancel_at = ch_deadline_ms(SHUTDOWN_GRACE_MS);
     grpc_server_shutdown_and_notify(s->server, s->cq, &st->tag);
     if (s->log_debug) sdk_log("debug", "stopping: calls in flight get %d ms", SHUTDOWN_GRACE_MS);
   }
@@ -144,9 +125,9 @@ static void check_stop(sdk_server *s, shutdown_state *st) {
 static void run_loop(sdk_server *s) {
   shutdown_state st = {.tag.fn = on_shutdown};
   while (!(st.notified && s->live_calls == 0)) {
-    grpc_event ev = grpc_completion_queue_next(s->cq, ms_from_now(TICK_MS), NULL);
+    grpc_event ev = grpc_completion_queue_next(s->cq, ch_deadline_ms(TICK_MS), NULL);
     if (ev.type == GRPC_OP_COMPLETE) {
-      sdk_tag *tag = ev.tag;
+      ch_tag *tag = ev.tag;
       tag->fn(tag, ev.success != 0);
     }
     check_stop(s, &st);
@@ -165,10 +146,11 @@ static int arm_requests(sdk_server *s, crihook_error *err) {
 
 /* Binds, starts and serves until stopped; the socket file is ours from the
  * bind on. */
-static int serve_on(sdk_server *s, const char *path, crihook_error *err) {
+static int serve_on(sdk_server *s, const ch_endpoint *ep, crihook_error *err) {
+  const char *path = ep->path;
   ino_t ino = 0;
   if (sdk_socket_prepare(path, err) != 0) return -1;
-  if (create_server(s, path, err) != 0) return -1;
+  if (create_server(s, ep, err) != 0) return -1;
   grpc_server_start(s->server);
   if (sdk_socket_finish(path, &ino, err) != 0 || arm_requests(s, err) != 0) {
     atomic_store(&stop_level, 2);
@@ -186,24 +168,37 @@ static int serve_on(sdk_server *s, const char *path, crihook_error *err) {
   return 0;
 }
 
-static const char *strip_scheme(const char *path) {
-  return strncmp(path, "unix://", 7) == 0 ? path + 7 : path;
+/* The endpoint as crihookd reads a registration file's (common/endpoint.c);
+ * its "endpoint PATH: " prefix gives way to the SDK's "cannot listen on
+ * PATH: ". */
+static int parse_endpoint(const char *path, ch_endpoint *ep, crihook_error *err) {
+  ch_error cerr;
+  if (!path) path = "";
+  if (ch_endpoint_parse(path, ep, &cerr) == 0) return 0;
+  const char *why = cerr.msg;
+  size_t n = strlen(path);
+  if (strncmp(why, "endpoint ", 9) == 0 && strncmp(why + 9, path, n) == 0 &&
+      strncmp(why + 9 + n, ": ", 2) == 0)
+    why += 9 + n + 2;
+  snprintf(err->message, sizeof err->message, "cannot listen on %s: %s", path, why);
+  return -1;
 }
 
-int crihook_serve(const char *path, const crihook_plugin_ops *ops, void *user, crihook_error *err) {
-  err->message[0] = '\0';
+int sdk_serve(const char *path, const crihook_plugin_ops *ops, void *user, crihook_error *err) {
+  ch_endpoint ep;
+  if (parse_endpoint(path, &ep, err) != 0) return -1;
   if (atomic_exchange(&serving, true)) {
     snprintf(err->message, sizeof err->message, "crihook_serve is already running");
     return -1;
   }
   const char *log = getenv("CRIHOOK_PLUGIN_LOG");
-  sdk_server s = {.ops = ops, .user = user, .accepting = true};
+  sdk_server s = {.ops = *ops, .user = user, .accepting = true};
   s.log_debug = log && strcmp(log, "debug") == 0;
   saved_signals saved;
   atomic_store(&stop_level, 0);
   catch_signals(&saved);
   grpc_init();
-  int rc = serve_on(&s, strip_scheme(path), err);
+  int rc = serve_on(&s, &ep, err);
   destroy_server(&s);
   grpc_shutdown();
   restore_signals(&saved);

@@ -1,11 +1,11 @@
 /* socket.c: the hook server's socket file, before and after grpc binds it.
  *
  * Before: the parent directories are created (0755), a stale socket file
- * (nobody accepts on it) is removed, a live one (a connect succeeds) or a
- * file that is not a socket is refused, and a trial bind tells why the
- * path cannot be listened on (read-only file system, permissions, a path
- * too long) in words rather than in grpc's log. After: mode 0660, and the
- * file's inode, so that at exit only our own file is removed. */
+ * (nobody accepts on it, by common/endpoint.c's probe) is removed, a live
+ * one (a connect succeeds) or a file that is not a socket is refused, and a trial bind tells why
+ * the path cannot be listened on (read-only file system, permissions, a path too long) in words
+ * rather than in grpc's log. After: mode 0660, and the file's inode, so that at exit only our own
+ * file is removed. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "endpoint.h"
 #include "sdk.h"
 
 static int socket_fail(crihook_error *err, const char *path, const char *fmt, ...)
@@ -55,21 +56,9 @@ static int make_parent_dirs(const char *path, crihook_error *err) {
   }
 }
 
-/* 1: a process accepts on `path`; 0: nobody does (stale); -1: cannot tell,
- * errno set. Non-blocking, so a live owner with a full queue counts as live. */
-static int probe_owner(const struct sockaddr_un *addr) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return -1;
-  int rc = connect(fd, (const struct sockaddr *)addr, sizeof *addr);
-  int saved = errno;
-  close(fd);
-  errno = saved;
-  if (rc == 0 || saved == EAGAIN || saved == EINPROGRESS) return 1;
-  if (saved == ECONNREFUSED || saved == ENOENT) return 0;
-  return -1;
-}
-
-static int replace_stale(const char *path, const struct sockaddr_un *addr, crihook_error *err) {
+/* The owner is probed as crihookd probes its listen socket
+ * (ch_socket_probe, common/endpoint.c). */
+static int replace_stale(const char *path, crihook_error *err) {
   struct stat st;
   if (lstat(path, &st) != 0) {
     if (errno == ENOENT) return 0;
@@ -77,14 +66,14 @@ static int replace_stale(const char *path, const struct sockaddr_un *addr, criho
   }
   if (!S_ISSOCK(st.st_mode))
     return socket_fail(err, path, "the file exists and is not a socket; refusing to replace it");
-  int owner = probe_owner(addr);
+  char why[128];
+  int owner = ch_socket_probe(path, why, sizeof why);
   if (owner > 0)
     return socket_fail(err, path,
                        "another process is serving on this socket; refusing to start "
                        "(stop it first, or choose another --socket)");
   if (owner < 0)
-    return socket_fail(err, path, "cannot tell whether a process serves on it (%s)",
-                       strerror(errno));
+    return socket_fail(err, path, "cannot tell whether a process serves on it (%s)", why);
   if (unlink(path) != 0)
     return socket_fail(err, path, "cannot remove the stale socket file: %s", strerror(errno));
   return 0;
@@ -110,7 +99,7 @@ int sdk_socket_prepare(const char *path, crihook_error *err) {
     return socket_fail(err, path, "the path is longer than the %zu bytes a unix socket allows",
                        sizeof addr.sun_path - 1);
   if (make_parent_dirs(path, err) != 0) return -1;
-  if (replace_stale(path, &addr, err) != 0) return -1;
+  if (replace_stale(path, err) != 0) return -1;
   return trial_bind(path, &addr, err);
 }
 

@@ -243,9 +243,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "crihook-audit-log: %s\n", err.message);
     return 1;
   }
-  crihook_plugin_ops ops = {.post_start_container = post_start,
-                            .post_stop_container = post_stop,
-                            .post_remove_container = post_remove,
+  crihook_plugin_ops ops = {CRIHOOK_PLUGIN_OPS_INIT, .post_start_container = post_start,
+                            .post_stop_container = post_stop, .post_remove_container = post_remove,
                             .post_stop_pod_sandbox = post_stop_pod};
   int rc = crihook_serve(socket, &ops, &a, &err);
   log_close(&a);

@@ -128,7 +128,8 @@ int main(int argc, char **argv) {
   cpulist_format(&online, have, sizeof have);
   fprintf(stderr, "crihook-cpuset-pin: serving on %s, online CPUs %s (from %s)\n", cfg.socket, have,
           cfg.cpus_online);
-  crihook_plugin_ops ops = {.pre_create_container = pin, .pre_update_container_resources = pin};
+  crihook_plugin_ops ops = {CRIHOOK_PLUGIN_OPS_INIT, .pre_create_container = pin,
+                            .pre_update_container_resources = pin};
   if (crihook_serve(cfg.socket, &ops, &cfg, &err) != 0) {
     fprintf(stderr, "crihook-cpuset-pin: %s\n", err.message);
     return 1;

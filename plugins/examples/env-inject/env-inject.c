@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   node_name(ei.node_name, sizeof ei.node_name);
-  crihook_plugin_ops ops = {.pre_create_container = pre_create_container};
+  crihook_plugin_ops ops = {CRIHOOK_PLUGIN_OPS_INIT, .pre_create_container = pre_create_container};
   crihook_error err;
   int rc = crihook_serve(socket, &ops, &ei, &err);
   rules_file_close(&ei.rules);

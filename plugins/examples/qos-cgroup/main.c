@@ -117,7 +117,7 @@ static int serve(const qos_config *cfg, qos_rules_file *file) {
   const qos_rules *rules;
   if (current_rules(file, &rules, &err) != 0) return 1;
   fprintf(stderr, "crihook-qos-cgroup: serving on %s\n", cfg->socket);
-  crihook_plugin_ops ops = {.pre_create_container = adjust,
+  crihook_plugin_ops ops = {CRIHOOK_PLUGIN_OPS_INIT, .pre_create_container = adjust,
                             .pre_update_container_resources = adjust};
   if (crihook_serve(cfg->socket, &ops, file, &err) != 0) {
     fprintf(stderr, "crihook-qos-cgroup: %s\n", err.message);
