@@ -116,6 +116,16 @@ class Rollout(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = harness.tmpdir("crihook-roll-")
+        cls.pods, cls.private, cls.containerd = [], None, None
+        cls.stub_state = os.path.join(cls.dir, "stub")
+        try:
+            cls.set_up_node()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def set_up_node(cls):
         cls.root = os.path.join(cls.dir, "root")
         cls.bundle = os.path.join(cls.dir, "bundle")
         cls.run_dir = os.path.join(cls.dir, "r")
@@ -139,7 +149,6 @@ class Rollout(unittest.TestCase):
         cls.containerd = harness.Containerd.shared()
         cls.listen = os.path.join(cls.run_dir, "crihook.sock")
         cls.admin = os.path.join(cls.run_dir, "admin.sock")
-        cls.pods = []
         cls.before = tree(cls.root)
 
     @classmethod
@@ -148,10 +157,13 @@ class Rollout(unittest.TestCase):
             if p.poll() is None:
                 p.terminate()
                 p.wait(10)
-        for unit in ("crihookd.service", "kubelet.service", "k3s.service"):
-            cls.systemctl("stop", unit)
-        cls.private.close()
-        cls.containerd.stop()
+        if os.path.isdir(cls.stub_state):
+            for unit in ("crihookd.service", "kubelet.service", "k3s.service"):
+                cls.systemctl("stop", unit)
+        if cls.private:
+            cls.private.close()
+        if cls.containerd:
+            cls.containerd.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     # ---- helpers ----
@@ -411,6 +423,15 @@ class Rollout(unittest.TestCase):
         self.kubelet_node(env_file="# packaged\nKUBELET_EXTRA_ARGS=\n")
         try:
             self.assertIsNone(self.endpoint_of("kubelet.service"))
+            # The drop-in alone (the former manual step) does nothing here:
+            # the env file's empty assignment wins over its Environment=.
+            dropin = os.path.join(self.root, "etc/systemd/system/kubelet.service.d/10-crihook.conf")
+            shutil.copy(os.path.join(self.root, "opt/crihook/lib/systemd/system/kubelet.service.d",
+                                     "10-crihook.conf"), write(dropin, "") or dropin)
+            self.systemctl("restart", "kubelet.service")
+            self.assertIsNone(self.endpoint_of("kubelet.service"))
+            shutil.rmtree(os.path.dirname(dropin))
+            self.systemctl("restart", "kubelet.service")
             self.check_switch_round_trip("kubelet.service", ["etc/default/kubelet"])
         finally:
             self.remove_kubelet_node()
