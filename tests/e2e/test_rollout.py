@@ -512,6 +512,35 @@ class Rollout(unittest.TestCase):
         finally:
             self.remove_k3s_node()
 
+    # ---- 7: settings come from the ConfigMap (the pod's environment) ----
+
+    def host_env(self):
+        with open("/proc/%d/environ" % self.pid("crihookd.service"), "rb") as f:
+            return dict(e.split("=", 1) for e in f.read().decode().split("\0") if "=" in e)
+
+    def test_7_settings_from_the_config_map(self):
+        p, state, log = self.pod(self.bundle, "debug", CRIHOOK_LOG_LEVEL="debug")
+        text = self.wait_log(p, log, "is ready at")
+        self.assertIn("switching the host's crihookd", text)  # a new release: new settings
+        self.assertTrue(self.ready(self.bundle, state))
+        self.assertEqual(self.host_env()["CRIHOOK_LOG_LEVEL"], "debug")
+        self.assertEqual(self.host_env()["CRIHOOK_LISTEN"], "unix://" + self.listen)
+        # /etc/default/crihookd on the node still wins (EnvironmentFile=).
+        default = os.path.join(self.root, "etc/default/crihookd")
+        write(default, "CRIHOOK_LOG_LEVEL=warn\n")
+        try:
+            self.systemctl("restart", "crihookd.service")
+            self.assertEqual(self.host_env()["CRIHOOK_LOG_LEVEL"], "warn")
+            harness.wait_for(lambda: self.ready(self.bundle, state), 20, 0.2, "ready again")
+        finally:
+            os.unlink(default)
+            self.systemctl("restart", "crihookd.service")
+        # The probe follows the host service: down -> not Ready.
+        self.systemctl("stop", "crihookd.service")
+        self.assertFalse(self.ready(self.bundle, state))
+        self.systemctl("start", "crihookd.service")
+        harness.wait_for(lambda: self.ready(self.bundle, state), 20, 0.2, "ready again")
+
     # ---- 9: uninstall leaves nothing behind ----
 
     def test_9_uninstall(self):
