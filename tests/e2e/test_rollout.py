@@ -512,6 +512,11 @@ class Rollout(unittest.TestCase):
         finally:
             self.remove_k3s_node()
 
+    def test_6f_switch_without_kubelet_or_k3s(self):
+        rc, out = self.switch("on")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("neither kubelet.service nor k3s.service", out)
+
     # ---- 7: settings come from the ConfigMap (the pod's environment) ----
 
     def host_env(self):
@@ -531,15 +536,23 @@ class Rollout(unittest.TestCase):
         try:
             self.systemctl("restart", "crihookd.service")
             self.assertEqual(self.host_env()["CRIHOOK_LOG_LEVEL"], "warn")
-            harness.wait_for(lambda: self.ready(self.bundle, state), 20, 0.2, "ready again")
+            self.wait_ready(state)
         finally:
             os.unlink(default)
             self.systemctl("restart", "crihookd.service")
+        self.wait_ready(state)
         # The probe follows the host service: down -> not Ready.
         self.systemctl("stop", "crihookd.service")
         self.assertFalse(self.ready(self.bundle, state))
         self.systemctl("start", "crihookd.service")
-        harness.wait_for(lambda: self.ready(self.bundle, state), 20, 0.2, "ready again")
+        self.wait_ready(state)
+
+    def wait_ready(self, state):
+        try:
+            harness.wait_for(lambda: self.ready(self.bundle, state), 30, 0.2, "ready again")
+        except AssertionError as e:
+            log = read(os.path.join(self.stub_state, "crihookd.service.log"))[-3000:]
+            raise AssertionError("%s; crihookd's output:\n%s" % (e, log))
 
     # ---- 9: uninstall leaves nothing behind ----
 
