@@ -554,9 +554,9 @@ class Rollout(unittest.TestCase):
             log = read(os.path.join(self.stub_state, "crihookd.service.log"))[-3000:]
             raise AssertionError("%s; crihookd's output:\n%s" % (e, log))
 
-    # ---- 9: uninstall leaves nothing behind ----
+    # ---- 8, 9: uninstall leaves nothing behind ----
 
-    def test_9_uninstall(self):
+    def test_8_uninstall_while_kubelet_runs(self):
         self.kubelet_node(env_file="KUBELET_EXTRA_ARGS=\n")
         self.assertEqual(self.switch("on")[0], 0)
         self.assertTrue(self.pid("crihookd.service"))
@@ -566,7 +566,7 @@ class Rollout(unittest.TestCase):
                              stderr=subprocess.STDOUT, text=True)
         uninstall_calls = self.calls()[n_calls:]
         self.assertEqual(out.returncode, 0, out.stdout)
-        self.assertIn("switching it back first", out.stdout)
+        self.assertIn("is switched to crihookd: switching it back first", out.stdout)
         self.assertIn("disable --now crihookd.service", uninstall_calls)
         self.assertEqual(uninstall_calls[-1], "daemon-reload")
         # kubelet back on its runtime, crihookd stopped, its sockets gone.
@@ -575,6 +575,27 @@ class Rollout(unittest.TestCase):
         self.assertFalse(os.path.exists(self.listen))
         self.assertEqual(read(os.path.join(self.root, "etc/default/kubelet")),
                          "KUBELET_EXTRA_ARGS=\n")
+        self.remove_kubelet_node()
+        self.assert_same_tree(self.before)
+
+    def test_9_uninstall_while_kubelet_is_stopped(self):
+        # Installed again (test_8 removed it all), switched, kubelet stopped:
+        # still switched back, and left stopped.
+        self.install_good()
+        self.kubelet_node(env_file="KUBELET_EXTRA_ARGS=\n")
+        self.assertEqual(self.switch("on")[0], 0)
+        self.systemctl("stop", "kubelet.service")
+        out = subprocess.run([os.path.join(self.root, "opt/crihook/sbin/crihook-uninstall")],
+                             env=self.env(self.dir), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertIn("is switched to crihookd: switching it back first", out.stdout)
+        self.assertEqual(self.pid("kubelet.service"), 0)
+        self.assertFalse(os.path.exists(os.path.join(self.root,
+                                                     "etc/systemd/system/kubelet.service.d")))
+        self.assertEqual(read(os.path.join(self.root, "etc/default/kubelet")),
+                         "KUBELET_EXTRA_ARGS=\n")
+        self.assertEqual(self.pid("crihookd.service"), 0)
         self.remove_kubelet_node()
         self.assert_same_tree(self.before)
 
