@@ -1,8 +1,11 @@
-/* cmd_status.c: `crihookctl status [--json]`: what crihookd is doing, from
- * GET /status on its admin socket (proxy/admin_docs.h): ready or not and
- * why, the backend and how it was chosen, versions, uptime, calls in
- * flight, the store, and each plugin's state. Exits 1 when not ready, so
- * scripts can wait on it. */
+/* cmd_status.c: `crihookctl status [--json] [--expect-version V]`: what
+ * crihookd is doing, from GET /status on its admin socket
+ * (proxy/admin_docs.h): ready or not and why, the backend and how it was
+ * chosen, versions, uptime, calls in flight, the store, and each plugin's
+ * state. Exits 1 when not ready, so scripts can wait on it; with
+ * --expect-version also when the crihookd answering is another version (the
+ * DaemonSet's readiness check: the old crihookd must not make a new pod
+ * Ready, deploy/README.md). */
 #include <stdio.h>
 #include <string.h>
 
@@ -75,9 +78,12 @@ static void print_status(const json_t *doc) {
 
 int ctl_cmd_status(ctl_ctx *ctx, int argc, char **argv) {
   bool json = false;
+  const char *expect = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0)
       json = true;
+    else if (strcmp(argv[i], "--expect-version") == 0 && i + 1 < argc && argv[i + 1][0])
+      expect = argv[++i];
     else
       return ctl_usage("status");
   }
@@ -89,6 +95,8 @@ int ctl_cmd_status(ctl_ctx *ctx, int argc, char **argv) {
   else
     print_status(doc);
   int rc = yes(doc, "ready") ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+  if (expect && strcmp(str(doc, "version"), expect) != 0)
+    rc = ctl_fail("crihookd %s answers, not the expected version %s", str(doc, "version"), expect);
   json_decref(doc);
   return rc;
 }

@@ -39,9 +39,9 @@ static const ctl_command commands[] = {
     {"images", ctl_cmd_images, "[-q] [-o json|table]", "list images"},
     {"events", ctl_cmd_events, "",
      "stream container events (GetContainerEvents), one JSON line each, until interrupted"},
-    {"status", ctl_cmd_status, "[--json]",
+    {"status", ctl_cmd_status, "[--json] [--expect-version V]",
      "crihookd's state: ready, backend, versions, uptime, store, plugins (admin socket; exits 1 "
-     "when not ready)"},
+     "when not ready, or when it is not version V)"},
     {"plugins", ctl_cmd_plugins, "[--json]",
      "crihookd's plugins: file, endpoint, policy, hooks, order, calls, last error (admin socket)"},
     {"store", ctl_cmd_store, "pods|containers [--json]",

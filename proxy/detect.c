@@ -1,13 +1,19 @@
-/* detect.c: backend auto-detection (detect.h). */
+/* detect.c: backend auto-detection (detect.h), and waiting for a runtime
+ * that does not answer yet (a node's boot, where containerd is slower than
+ * crihookd: exiting would only make systemd restart us, and kubelet, ordered
+ * after crihookd, would see a failed unit instead of one still starting). */
 #include "detect.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cri.pb-c.h"
 #include "endpoint.h"
 #include "grpc_util.h"
+#include "log.h"
+#include "notify.h"
 
 const ch_backend_candidate ch_default_candidates[] = {
     {"containerd", "/run/containerd/containerd.sock"},
@@ -85,4 +91,35 @@ int ch_detect_backend(const ch_backend_candidate *list, size_t count, int timeou
     if (used >= sizeof tried) used = sizeof tried - 1;
   }
   return ch_fail(err, "no CRI runtime answered; tried %s", count ? tried : "nothing");
+}
+
+static void sleep_seconds(int s) {
+  struct timespec ts = {.tv_sec = s};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* Tells systemd (if it started us) what we are waiting for; best effort. */
+static void notify_waiting(const char *why) {
+  char state[sizeof((ch_error *)0)->msg + 64];
+  snprintf(state, sizeof state, "STATUS=waiting for a CRI runtime: %s", why);
+  ch_error ignored;
+  (void)ch_sd_notify(state, &ignored);
+}
+
+int ch_detect_backend_wait(const ch_backend_candidate *list, size_t count, int timeout_ms,
+                           ch_probe_result *chosen) {
+  int delay = 1;
+  for (unsigned round = 1;; round++) {
+    ch_error err;
+    int index = ch_detect_backend(list, count, timeout_ms, chosen, &err);
+    if (index >= 0) return index;
+    ch_warn("detect",
+            "waiting for a CRI runtime round=%u next_probe_in=%ds (not serving until one "
+            "answers): %s",
+            round, delay, err.msg);
+    notify_waiting(err.msg);
+    sleep_seconds(delay);
+    delay = delay * 2 > CH_DETECT_MAX_DELAY_S ? CH_DETECT_MAX_DELAY_S : delay * 2;
+  }
 }

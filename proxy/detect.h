@@ -33,3 +33,15 @@ void ch_probe_backend(const char *path, int timeout_ms, ch_probe_result *out);
  * or -1 with an error that lists every path tried and what each said. */
 int ch_detect_backend(const ch_backend_candidate *list, size_t count, int timeout_ms,
                       ch_probe_result *chosen, ch_error *err);
+
+/* The longest pause between two probing rounds of ch_detect_backend_wait. */
+#define CH_DETECT_MAX_DELAY_S 8
+
+/* ch_detect_backend until a candidate answers: probes again after 1, 2, 4,
+ * then every CH_DETECT_MAX_DELAY_S seconds, logging each failed round (what
+ * every path said) and telling systemd in STATUS=. Never gives up: under
+ * systemd, the unit's TimeoutStartSec bounds the wait (then the unit is
+ * restarted and kubelet, which only Wants= it, starts anyway); SIGTERM ends
+ * it (the default action: no handler is installed yet). */
+int ch_detect_backend_wait(const ch_backend_candidate *list, size_t count, int timeout_ms,
+                           ch_probe_result *chosen);

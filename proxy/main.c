@@ -71,9 +71,8 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
     return 0;
   }
   ch_probe_result chosen;
-  int index = ch_detect_backend(ch_default_candidates, ch_default_candidate_count, PROBE_TIMEOUT_MS,
-                                &chosen, err);
-  if (index < 0) return ch_wrap(err, "%s auto-detection", what);
+  int index = ch_detect_backend_wait(ch_default_candidates, ch_default_candidate_count,
+                                     PROBE_TIMEOUT_MS, &chosen);
   const ch_backend_candidate *c = &ch_default_candidates[index];
   if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
   snprintf(why, why_len, "auto-detected: %s is the first in probe order that %s", c->name,

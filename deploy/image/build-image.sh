@@ -10,6 +10,8 @@
 #
 # What the image holds (what deploy/kubernetes/crihook-daemonset.yaml expects):
 #   /opt/crihook/sbin/crihookd, /opt/crihook/bin/crihookctl   the given binaries
+#   /opt/crihook/sbin/crihook-switch-kubelet, .../crihook-uninstall
+#                               the node's scripts (deploy/scripts/)
 #   /opt/crihook/lib/*.so*      every shared library they need (found with
 #                               ldd) except glibc's own: the bundle install.sh
 #                               copies to the host, where the service runs
@@ -43,7 +45,10 @@ OCI_LAYOUT=$IMAGE_DIR/../../scripts/oci-layout.sh
 PREFIX=/opt/crihook
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Tools install.sh (the DaemonSet's ConfigMap) calls, all from busybox.
-REQUIRED_APPLETS="sh cat cp mv mkdir mktemp dirname find cmp sleep printf echo rm ls"
+REQUIRED_APPLETS="sh cat cp mv mkdir mktemp dirname find cmp sleep printf echo rm ls sort xargs
+ sha256sum cut sed kill env chmod"
+# The node's scripts that go into the bundle's sbin/.
+NODE_SCRIPTS="$IMAGE_DIR/../scripts/crihook-switch-kubelet $IMAGE_DIR/../scripts/crihook-uninstall"
 
 die() {
 	echo "build-image.sh: error: $*" >&2
@@ -178,6 +183,9 @@ put "$CRIHOOKD" "$PREFIX/sbin/crihookd" 0755
 put "$CRIHOOKCTL" "$PREFIX/bin/crihookctl" 0755
 put "$UNIT" "$PREFIX/lib/systemd/system/crihookd.service" 0644
 put "$DROPIN" "$PREFIX/lib/systemd/system/kubelet.service.d/10-crihook.conf" 0644
+for script in $NODE_SCRIPTS; do
+	put "$script" "$PREFIX/sbin/${script##*/}" 0755
+done
 put_libs "$CRIHOOKD" "$PREFIX/lib"
 put_libs "$CRIHOOKCTL" "$PREFIX/lib"
 

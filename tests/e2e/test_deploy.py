@@ -1,11 +1,17 @@
 """Deployment files cannot drift from the daemon's real defaults.
 
 The defaults come from the built daemon (`crihookd --help`); the systemd
-unit, the kubelet drop-in, the DaemonSet and the READMEs' kubelet/k3s lines
-must use exactly those paths, and the DaemonSet the image the build makes
-(tag = meson's project version). `meson install --destdir` of the build dir
-must put the binaries, the SDK, the units and the examples where the unit
-expects them. No containerd and no root needed.
+unit, the kubelet drop-in, the DaemonSet (its crihookd-config ConfigMap, the
+one source of the socket paths) and the READMEs' kubelet/k3s lines must use
+exactly those paths, and the DaemonSet the image the build makes (tag =
+meson's project version). The kubelet drop-in ties kubelet to crihookd by
+Wants=/After= only, so crihookd's failure never stops kubelet; the DaemonSet
+rolls one node at a time and creates no host directory. `meson install
+--destdir` of the build dir must put the binaries, the SDK, the units and
+the examples where the unit expects them, and deploy/README's release build
+line must build (a fresh release build dir of crihookd and crihookctl, the
+image's binaries: Debian 12's GCC at -O3 warns where -O0 does not). No
+containerd and no root needed.
 """
 
 import glob
@@ -153,13 +159,20 @@ class SystemdUnit(unittest.TestCase):
         self.assertIn("containerd.service", after)
         self.assertIn("crio.service", after)
         self.assertEqual(values(self.s, "Unit", "StartLimitIntervalSec"), ["0"])
+        # kubelet's start waits at most this long for crihookd's READY=1.
+        self.assertEqual(one("TimeoutStartSec"), ["90"])
 
 
 class KubeletDropin(unittest.TestCase):
     def test_dropin(self):
         s = unit_settings(read(DROPIN_SRC))
-        self.assertEqual(values(s, "Unit", "Requires"), ["crihookd.service"])
+        # Starting kubelet starts crihookd first and waits for it; crihookd
+        # failing, stopping or restarting never stops kubelet (systemd
+        # propagates stops only along Requires=, BindsTo=, PartOf=, Requisite=).
+        self.assertEqual(values(s, "Unit", "Wants"), ["crihookd.service"])
         self.assertEqual(values(s, "Unit", "After"), ["crihookd.service"])
+        for key in ("Requires", "BindsTo", "PartOf", "Requisite", "Upholds"):
+            self.assertEqual(values(s, "Unit", key), [], key)
         self.assertEqual(environment(s),
                          {"KUBELET_EXTRA_ARGS": "--container-runtime-endpoint=" + LISTEN})
 
@@ -204,7 +217,9 @@ class DaemonSet(unittest.TestCase):
         # Checks that need no YAML parser.
         for needle in ("image: " + IMAGE,
                        'runtimeproxy.koordinator.sh/skip-hookserver: "true"',
-                       "LISTEN=" + LISTEN, "path: " + HOOK_DIR, "path: " + LISTEN_DIR):
+                       "CRIHOOK_LISTEN: " + LISTEN, "CRIHOOK_ADMIN_SOCKET: " + ADMIN,
+                       "CRIHOOK_HOOK_DIR: " + HOOK_DIR, "LISTEN=${CRIHOOK_LISTEN:-%s}" % LISTEN,
+                       "ADMIN=${CRIHOOK_ADMIN_SOCKET:-%s}" % ADMIN):
             self.assertIn(needle, self.text)
         self.assertLessEqual(crihook_socket_paths(self.text), {unix_path(LISTEN), unix_path(ADMIN)})
 
@@ -216,37 +231,86 @@ class DaemonSet(unittest.TestCase):
         docs = [d for d in yaml.safe_load_all(self.text) if d]
         ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
         self.assertEqual(ds["metadata"]["namespace"], "kube-system")
+        # One node at a time, each Ready for a while before the next.
+        self.assertEqual(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], 1)
+        self.assertGreaterEqual(ds["spec"]["minReadySeconds"], 10)
         pod = ds["spec"]["template"]
         spec = pod["spec"]
         self.assertEqual(pod["metadata"]["labels"]["runtimeproxy.koordinator.sh/skip-hookserver"],
                          "true")
         self.assertIs(spec["hostNetwork"], True)
         self.assertIs(spec["hostPID"], False)
+        terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        exprs = [e for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]]
+        self.assertIn({"key": "crihook.io/no-systemd", "operator": "DoesNotExist"}, exprs)
         (c,) = spec["containers"]
         self.assertEqual(c["image"], IMAGE)
         self.assertIs(c["securityContext"]["privileged"], True)
+        # Settings: one ConfigMap, the pod's environment, the daemon's defaults.
+        configs = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+        self.assertEqual([e["configMapRef"]["name"] for e in c["envFrom"]], ["crihookd-config"])
+        config = configs["crihookd-config"]
+        self.assertEqual(config["CRIHOOK_LISTEN"], LISTEN)
+        self.assertEqual(config["CRIHOOK_ADMIN_SOCKET"], ADMIN)
+        self.assertEqual(config["CRIHOOK_HOOK_DIR"], HOOK_DIR)
+        self.assertEqual(config["CRIHOOK_BACKEND"], "auto")
+        # The probe is install.sh's own check (same env, same sockets).
         probe = c["readinessProbe"]["exec"]["command"]
-        self.assertEqual(probe[probe.index("--admin") + 1], ADMIN)
-        self.assertEqual(probe[-1], "status")  # ready: backend answers, store rebuilt
-        host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+        self.assertEqual(probe, c["command"] + ["ready"])
+        self.assertGreater(c["readinessProbe"]["timeoutSeconds"], 10)  # two 5 s calls
+        host = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-        by_host = {path: mounts[name] for name, path in host.items()}
-        # Sockets and the hook dir at the same path as on the host.
-        for path in (LISTEN_DIR, HOOK_DIR, os.path.dirname(BACKENDS["containerd"]),
-                     os.path.dirname(BACKENDS["k3s"])):
-            self.assertEqual(by_host.get(path), path, "hostPath %s" % path)
+        by_host = {h["path"]: mounts[name] for name, h in host.items()}
+        # No hostPath creates a directory on the node (uninstall leaves none).
+        self.assertEqual({h["type"] for h in host.values()}, {"Directory"})
+        # The host's /run at /run: crihookd's, the runtimes' and systemd's sockets.
+        self.assertEqual(by_host.get("/run"), "/run")
+        for path in (LISTEN_DIR, os.path.dirname(BACKENDS["containerd"]),
+                     os.path.dirname(BACKENDS["k3s"]), "/run/systemd"):
+            self.assertTrue(path.startswith("/run/"), path)
         self.assertEqual(by_host.get("/etc/systemd/system"), "/host/etc/systemd/system")
-        self.assertEqual(by_host.get("/opt/crihook"), "/host/opt/crihook")
-        script = [d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["install.sh"]
-        self.assertIn("LISTEN=" + LISTEN, script)
+        self.assertEqual(by_host.get("/opt"), "/host/opt")
+        self.assertEqual(by_host.get("/usr/local/bin"), "/host/usr/local/bin")
+        script = configs["crihookd-install"]["install.sh"]
         self.assertIn("PREFIX=/opt/crihook", script)
-        self.assertIn("HOST=/host", script)
+        self.assertIn("HOST=${CRIHOOK_HOST_ROOT:-/host}", script)
         # The pod never switches kubelet itself (an operator step, deploy/README.md).
         acts = [l for l in script.splitlines()
                 if "kubelet" in l and not l.strip().startswith(("#", "log "))]
         self.assertEqual(acts, [])
         sh = subprocess.run(["sh", "-n"], input=script, text=True, stderr=subprocess.PIPE)
         self.assertEqual(sh.returncode, 0, sh.stderr)
+
+
+class NodeScripts(unittest.TestCase):
+    def test_shell_syntax(self):
+        for name in ("crihook-switch-kubelet", "crihook-uninstall"):
+            path = os.path.join(DEPLOY, "scripts", name)
+            self.assertTrue(os.access(path, os.X_OK), path)
+            sh = subprocess.run(["sh", "-n", path], stderr=subprocess.PIPE, text=True)
+            self.assertEqual(sh.returncode, 0, sh.stderr)
+
+
+class ReleaseBuild(unittest.TestCase):
+    """deploy/README's build line, in a fresh build dir: `meson setup
+    -Dbuildtype=release`, then the image's two binaries (about a minute on
+    two cores; the whole tree would take twice that)."""
+
+    def test_release_build(self):
+        text = read(DEPLOY_README)
+        self.assertIn("meson setup build -Dbuildtype=release && ninja -C build", text)
+        d = harness.tmpdir("crihook-release-")
+        try:
+            for cmd in (["meson", "setup", d, "-Dbuildtype=release"],
+                        ["ninja", "-C", d, "proxy/crihookd", "ctl/crihookctl"]):
+                out = subprocess.run(cmd, cwd=harness.ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, timeout=900)
+                self.assertEqual(out.returncode, 0, "%s:\n%s" % (" ".join(cmd), out.stdout[-6000:]))
+            out = subprocess.run([os.path.join(d, "proxy", "crihookd"), "--version"],
+                                 stdout=subprocess.PIPE, text=True)
+            self.assertEqual(out.stdout.strip(), "crihookd " + project_version())
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def build_options():

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import tarfile
@@ -390,33 +391,54 @@ class CrihookdPod(unittest.TestCase):
     def test_1_tools_inside_the_image(self):
         out = self.cri_ctl("exec-sync", self.ctr_id, "--", "crihookctl", "--version").stdout
         self.assertEqual(out.strip(), "crihookctl version " + self.version)
-        # The readiness probe of the DaemonSet, as kubelet would run it.
-        container, _ = daemonset_container()
-        probe = container["readinessProbe"]["exec"]["command"]
-        out = self.cri_ctl("exec-sync", self.ctr_id, "--", *probe, check=False)
+        # The version check the readiness probe makes (install.sh "ready"):
+        # this crihookd is the image's version, and no other.
+        admin = "unix://%s/admin.sock" % LISTEN_DIR
+        out = self.cri_ctl("exec-sync", self.ctr_id, "--", "crihookctl", "--admin", admin,
+                           "status", "--expect-version", self.version, check=False)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        out = self.cri_ctl("exec-sync", self.ctr_id, "--", "crihookctl", "--admin", admin,
+                           "status", "--expect-version", self.version + ".1", check=False)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("not the expected version " + self.version + ".1", out.stdout + out.stderr)
         if os.path.exists("/usr/bin/systemctl"):
             out = self.cri_ctl("exec-sync", self.ctr_id, "--", "systemctl", "--version").stdout
             self.assertTrue(out.startswith("systemd "), out)
 
     def test_2_install_script_of_the_daemonset(self):
         """install.sh from the ConfigMap, in a container with the DaemonSet's
-        command, env and mounts; host paths are temporary directories."""
+        command, env (its crihookd-config ConfigMap) and mounts; host paths
+        are temporary directories. The host's /run holds the running crihookd
+        pod's socket directory, the test containerd's socket and a stand-in
+        /run/systemd; a stub systemctl stands in for the host's systemd, whose
+        crihookd.service is the crihookd container above (already serving:
+        the stub reports a new MainPID once install.sh restarted it)."""
         docs = manifest_docs()
-        script = [d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["install.sh"]
+        configs = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+        script = configs["crihookd-install"]["install.sh"]
         container, volumes = daemonset_container()
         host = os.path.join(self.dir, "host")            # the host's / for this container
+        host_run = os.path.join(self.dir, "host-run")    # ... and its /run
         script_dir = os.path.join(self.dir, "install-script")
         stub_dir = os.path.join(self.dir, "stub-bin")
-        for d in (host, script_dir, stub_dir):
+        for d in (host, script_dir, stub_dir, os.path.join(host_run, "systemd", "system")):
             os.makedirs(d)
+        private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        private.bind(os.path.join(host_run, "systemd", "private"))
+        private.listen(1)
+        self.addCleanup(private.close)
         with open(os.path.join(script_dir, "install.sh"), "w") as f:
             f.write(script)
         calls = os.path.join(stub_dir, "calls")
         with open(os.path.join(stub_dir, "systemctl"), "w") as f:
-            f.write("#!/bin/sh\n# stub: records its arguments; crihookd is not active yet\n"
+            f.write("#!/bin/sh\n# stub: records its arguments; crihookd.service is the test's\n"
+                    "# crihookd container, 'restarted' (a new MainPID) once asked to.\n"
                     'echo "$*" >>/stub-bin/calls\n'
-                    '[ "$1" = is-active ] && exit 3\nexit 0\n')
+                    'restarted() { grep -q "^restart" /stub-bin/calls; }\n'
+                    'case "$1" in\n'
+                    "show) if restarted; then echo 4242; else echo 0; fi ;;\n"
+                    "is-active) restarted || exit 3 ;;\n"
+                    "esac\nexit 0\n")
         os.chmod(os.path.join(stub_dir, "systemctl"), 0o755)
 
         # Each DaemonSet volume, on a temporary host directory.
@@ -424,25 +446,20 @@ class CrihookdPod(unittest.TestCase):
         for v in volumes:
             if "configMap" in v:
                 by_volume[v["name"]] = script_dir
-                continue
-            path = v["hostPath"]["path"]
-            if path == LISTEN_DIR:
-                by_volume[v["name"]] = self.run_dir      # the running crihookd's sockets
-            elif path == HOOK_DIR:
-                by_volume[v["name"]] = self.hook_dir
-            elif path == os.path.dirname(RUNTIME_SOCK):
-                by_volume[v["name"]] = None             # only the test containerd's socket
+            elif v["hostPath"]["path"] == "/run":
+                by_volume[v["name"]] = host_run
             else:
-                by_volume[v["name"]] = os.path.join(host, path.lstrip("/"))
+                by_volume[v["name"]] = os.path.join(host, v["hostPath"]["path"].lstrip("/"))
                 os.makedirs(by_volume[v["name"]], exist_ok=True)
-        mounts = [{"container_path": RUNTIME_SOCK, "host_path": self.cri},
-                  {"container_path": "/stub-bin", "host_path": stub_dir}]
+        mounts = [{"container_path": "/stub-bin", "host_path": stub_dir},
+                  # Inside the host's /run: the running crihookd's sockets and the runtime's.
+                  {"container_path": LISTEN_DIR, "host_path": self.run_dir},
+                  {"container_path": RUNTIME_SOCK, "host_path": self.cri}]
         for m in container["volumeMounts"]:
-            if by_volume[m["name"]] is not None:
-                mounts.append({"container_path": m["mountPath"],
-                               "host_path": by_volume[m["name"]],
-                               "readonly": bool(m.get("readOnly"))})
-        env = [{"key": e["name"], "value": e["value"]} for e in container["env"]]
+            mounts.append({"container_path": m["mountPath"], "host_path": by_volume[m["name"]],
+                           "readonly": bool(m.get("readOnly"))})
+        env = [{"key": k, "value": v} for k, v in configs["crihookd-config"].items()]
+        env += [{"key": e["name"], "value": e["value"]} for e in container["env"]]
         for e in env:
             if e["key"] == "PATH":
                 e["value"] = "/stub-bin:" + e["value"]
@@ -458,16 +475,21 @@ class CrihookdPod(unittest.TestCase):
             def done():
                 if self.container_state(ctr_id)[0] == CONTAINER_EXITED:
                     raise AssertionError("install.sh exited:\n" + self.log("install.log"))
-                return "crihookd answers at unix://%s/crihook.sock" % LISTEN_DIR \
+                return "is ready at unix://%s/crihook.sock" % LISTEN_DIR \
                     in self.log("install.log")
-            harness.wait_for(done, 60, 0.2, "install.sh to finish:\n" + self.log("install.log"))
+            harness.wait_for(done, 90, 0.2, "install.sh to finish:\n" + self.log("install.log"))
+            self.assertIn("trial passed", self.log("install.log"))
+            # The DaemonSet's readiness probe, as kubelet runs it in that container.
+            probe = container["readinessProbe"]["exec"]["command"]
+            out = self.cri_ctl("exec-sync", ctr_id, "--", *probe, check=False)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         finally:
             self.cri_ctl("stop", "-t", "10", ctr_id, check=False)
         self.assertEqual(self.container_state(ctr_id), (CONTAINER_EXITED, 0),
                          self.log("install.log"))
         self.cri_ctl("rm", ctr_id)
 
-        # The bundle and the unit landed in the host's directories.
+        # The bundle, the unit, its drop-ins and crihookctl landed on the host.
         host_prefix = os.path.join(host, PREFIX.lstrip("/"))
         self.assertEqual(read(os.path.join(host_prefix, "sbin", "crihookd"), "rb"),
                          read(harness.CRIHOOKD, "rb"))
@@ -476,6 +498,7 @@ class CrihookdPod(unittest.TestCase):
                          read(harness.CRIHOOKCTL, "rb"))
         libs = os.listdir(os.path.join(host_prefix, "lib"))
         self.assertTrue([l for l in libs if l.startswith("libgrpc.so")], libs)
+        self.assertEqual(read(os.path.join(host_prefix, ".version")).strip(), self.version)
         units = os.path.join(host, "etc", "systemd", "system")
         self.assertEqual(read(os.path.join(units, "crihookd.service")),
                          read(os.path.join(host_prefix, "lib", "systemd", "system",
@@ -485,11 +508,16 @@ class CrihookdPod(unittest.TestCase):
         self.assertEqual(read(os.path.join(units, "crihookd.service.d",
                                            "20-crihook-bundle.conf")),
                          "[Service]\nEnvironment=LD_LIBRARY_PATH=/opt/crihook/lib\n")
+        conf = read(os.path.join(units, "crihookd.service.d", "30-crihook-config.conf"))
+        for k, v in configs["crihookd-config"].items():
+            self.assertIn('\nEnvironment="%s=%s"\n' % (k, v), conf)
+        self.assertIn("exec /opt/crihook/bin/crihookctl",
+                      read(os.path.join(host, "usr", "local", "bin", "crihookctl")))
         self.assertFalse(os.path.exists(os.path.join(units, "kubelet.service.d")),
                          "install.sh must not switch kubelet")
-        self.assertEqual(read(calls).splitlines(),
-                         ["daemon-reload", "enable crihookd.service",
-                          "is-active --quiet crihookd.service", "start crihookd.service"])
+        self.assertEqual(read(calls).splitlines()[:4],
+                         ["show -p MainPID --value crihookd.service", "daemon-reload",
+                          "enable crihookd.service", "restart --no-block crihookd.service"])
 
     # ---- last: SIGTERM through StopContainer ----
 
