@@ -47,6 +47,7 @@ record; see also ../shared/tools/README.md):
 
 import re
 import signal
+import time
 import unittest
 
 import harness
@@ -187,6 +188,20 @@ def observe_teardown(kl, name):
     return harness_wait(torn_down, "pod %s stopped in the runtime" % name)
 
 
+def print_calls(proxy, seconds):
+    """Prints (no assertion) the CRI calls kubelet made through crihookd
+    during the scenario, per method, from crihookd's /metrics."""
+    _, body = harness.http_get("/metrics", unix=proxy.admin)
+    calls = {}
+    for method, n in re.findall(r'^crihook_cri_calls_total\{[^}]*method="[^"]*/(\w+)"[^}]*\} (\S+)$',
+                                body, re.M):
+        calls[method] = calls.get(method, 0) + int(float(n))
+    total = sum(calls.values())
+    print("\nkubelet's CRI calls through crihookd: %d in %.0f s (%.1f/s): %s" % (
+        total, seconds, total / seconds,
+        ", ".join("%s %d" % kv for kv in sorted(calls.items(), key=lambda kv: -kv[1]))))
+
+
 @unittest.skipUnless(HAVE_KUBELET, WHY)
 class KubeletThroughCrihookd(unittest.TestCase):
     @classmethod
@@ -204,9 +219,12 @@ class KubeletThroughCrihookd(unittest.TestCase):
     @classmethod
     def run_under(cls, endpoint):
         kl = Kubelet(endpoint, cls.containerd.sock)
+        started = time.monotonic()
         try:
             return scenario(kl)
         finally:
+            if cls.proxy:
+                print_calls(cls.proxy, time.monotonic() - started)
             kl.stop()
 
     @classmethod
@@ -313,10 +331,10 @@ class KubeletSurvivesCrihookdRestart(unittest.TestCase):
         running = [c["id"] for p in kl.cri_pods() if p["metadata"]["name"] == kl.full_name(steady)
                    for c in kl.cri_containers(p["id"]) if c["state"] == "CONTAINER_RUNNING"]
         self.assertEqual(sorted(running), sorted(before.values()))
-        self.check_store_rebuilt(steady)
+        self.check_store_rebuilt(steady, before)
         kl.remove_pod(after)
 
-    def check_store_rebuilt(self, steady):
+    def check_store_rebuilt(self, steady, before):
         """Stops the pod that ran across the restart: the PostStopContainer
         hooks of its containers carry what only the rebuilt store knows."""
         kl, full = self.kl, self.kl.full_name(steady)
@@ -333,6 +351,8 @@ class KubeletSurvivesCrihookdRestart(unittest.TestCase):
         except AssertionError:
             self.fail("no PostStopContainer hook with the pod's metadata for %s (store not "
                       "rebuilt?); calls: %s" % (full, self.hooks.calls("PostStopContainer")))
+        self.assertEqual(sorted(c["container_meta"].get("id") for c in calls),
+                         sorted(before.values()))
         for req in calls:
             self.assertEqual(req["pod_meta"]["namespace"], kl.namespace)
             self.assertEqual(req["pod_meta"]["uid"], pod_uid)
