@@ -153,9 +153,9 @@ def container(name, command, **extra):
     return c
 
 
-def exec_probe(command, period=1, failures=1):
+def exec_probe(command, period=1, failures=1, timeout=5):
     return {"exec": {"command": list(command)}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": 2}
+            "failureThreshold": failures, "timeoutSeconds": timeout}
 
 
 class Kubelet:
@@ -323,6 +323,16 @@ class Kubelet:
                 out.append(f.read())
         return out
 
+    def wait_log(self, pattern, timeout=30):
+        """Waits until kubelet's log matches the regex `pattern`; returns the match."""
+        seen = {}
+
+        def check():
+            seen["m"] = re.search(pattern, self.read_log())
+            return seen["m"] is not None
+        harness.wait_for(check, timeout, 0.25, "kubelet to log " + pattern)
+        return seen["m"]
+
     def log_tail(self, n=6000):
         try:
             with open(self.log_path, errors="replace") as f:
@@ -335,14 +345,18 @@ class Kubelet:
 
     # ---- static pods ----
 
-    def add_pod(self, name, containers, **spec):
+    def add_pod(self, name, containers, labels=None, annotations=None, **spec):
         """Writes the static pod `name` (host network, 1 s grace period;
         `spec` merged into its spec) into the manifest dir."""
         full = {"hostNetwork": True, "terminationGracePeriodSeconds": 1,
                 "containers": list(containers)}
         full.update(spec)
-        doc = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": self.namespace}, "spec": full}
+        meta = {"name": name, "namespace": self.namespace}
+        if labels:
+            meta["labels"] = dict(labels)
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": full}
         # kubelet ignores dot files: write one, then rename it into place
         tmp = harness.write_json(self.manifests, "." + name + ".tmp", doc)
         os.rename(tmp, os.path.join(self.manifests, name + ".json"))
@@ -355,6 +369,11 @@ class Kubelet:
     def cri(self, *args, endpoint=None, check=True):
         """crihookctl against `endpoint` (default: the one kubelet uses)."""
         return harness.ctl(endpoint or self.endpoint, *args, check=check)
+
+    def exec_in(self, status, *command, check=True):
+        """ExecSync of `command` in the container of a containerStatus,
+        through kubelet's endpoint; returns its stdout."""
+        return self.cri("exec-sync", cid(status), "--", *command, check=check).stdout
 
     def cri_pods(self, endpoint=None):
         """Sandboxes of this kubelet's namespace, as the runtime lists them."""
@@ -464,6 +483,11 @@ def unmount_under(path):
 def statuses(pod):
     """{container name: its containerStatus} of a /pods item."""
     return {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+
+
+def cid(status):
+    """The runtime's ID of a containerStatus ('containerd://ID')."""
+    return status["containerID"].split("://", 1)[-1]
 
 
 def all_running(pod):
