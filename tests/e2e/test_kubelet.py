@@ -27,22 +27,35 @@ created before the restart carry the pod's name, namespace, uid and labels,
 which only a store rebuilt from the runtime can give (StopContainer carries
 only an ID).
 
-What kubelet showed that hand-written requests had hidden (kept here for the
-record; see also ../shared/tools/README.md):
+What kubelet showed that hand-written requests had hidden (seen in these
+runs; see also ../shared/tools/README.md):
 - CreateContainer's ImageSpec.image is the image ID (sha256:...), the name
-  the user wrote is only in user_specified_image (field 18); ListContainers
-  reports the ID as the image too.
+  the user wrote is only in user_specified_image (field 18), so a hook
+  request's container_image is the ID; ListContainers reports the ID as the
+  image too.
 - kubelet never copies pod annotations to a container: a container's
   annotations are kubelet's own io.kubernetes.* keys (container hash,
-  restartCount, termination message path, grace period).
-- The pod hash is the UID of a static pod; names are NAME-NODENAME; kubelet
-  polls: about 2 ListPodSandbox and 2 ListContainers a second, plus
-  ContainerStatus, ExecSync for every probe period, Status, Version,
-  ImageFsInfo and ListContainerStats, so a proxy sees several calls a second
-  with no pod changing; it keeps its gRPC connection across a proxy restart
+  restartCount, termination message path and policy, grace period). A pod's
+  annotations gain kubernetes.io/config.{hash,seen,source}; the hash is a
+  static pod's UID, its name NAME-NODENAME.
+- Its resources are never empty: a BestEffort container comes with
+  cpu_shares 2, cpu_period 100000, oom_score_adj 1000 and hugepage_limits
+  for 2MB and 1GB pages with limit 0; the pod's cgroup parent is
+  /kubepods/<qos>/pod<uid> (cgroupfs driver).
+- kubelet polls: about 12 CRI calls a second in this scenario (measured
+  through crihookd's /metrics and printed by the test; the test's own
+  crihookctl calls add Version and ExecSync): ListContainers and
+  ListPodSandbox about 2.5/s each, ContainerStatus 2/s, ExecSync for every
+  probe period, PodSandboxStatus, ImageStatus, Status, ImageFsInfo,
+  ListContainerStats. It keeps its gRPC connection across a proxy restart
   and reconnects by itself, with no kubelet restart.
 - Stopping a container sends only its ID (and a pod stop only the sandbox
   ID): hooks on stop calls depend on the proxy's store knowing the pod.
+- kubelet treats every pod in its runtime as its own: it kills running pods
+  it does not know ("Clean up containers for orphaned pod") and
+  garbage-collects dead ones, so it cannot share a runtime with other tests;
+  and unless protectKernelDefaults is set it rewrites host sysctls
+  (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops, ...).
 """
 
 import re
