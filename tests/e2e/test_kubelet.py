@@ -162,7 +162,8 @@ def observe_crash(kl):
             "state": state_of(s),
             "backoff": re.findall(r"back-off \d+s", s["state"]["waiting"].get("message", "")),
             "last_exit": [last.get("reason"), last["exitCode"]],
-            "logs": sorted({log.count("crashing") for log in kl.container_logs("crash", "crasher")})}
+            "logs": sorted({log.count("crashing")
+                            for log in kl.container_logs("crash", "crasher")})}
 
 
 def observe_probed(kl):
@@ -192,7 +193,7 @@ def _probe_runs(kl, status):
 def observe_teardown(kl, name):
     """Removes pod `name`'s manifest; returns what the runtime shows once
     kubelet is done with it: the sandbox stopped (kubelet's GC removes it
-    later), its containers removed."""
+    later), its containers exited or removed."""
     pod_uid = kl.pod(name)["metadata"]["uid"]
     kl.remove_pod(name)
     kl.wait_pod(name, lambda p: p is None, 30, "pod %s gone from /pods" % name)
@@ -204,9 +205,12 @@ def observe_teardown(kl, name):
         # (JSON leaves out enum values 0: SANDBOX_READY, CONTAINER_CREATED)
         state = pods[0].get("state", "SANDBOX_READY")
         ctrs = sorted(c.get("state", "CONTAINER_CREATED") for c in kl.cri_containers(pods[0]["id"]))
-        if state == "SANDBOX_READY" or ctrs:
-            return None  # kubelet stops the containers, then removes them
-        return {"sandbox": state, "containers": ctrs}
+        # kubelet stops the containers, then removes them (at once or at its
+        # next container GC, a minute later: timing), then stops the sandbox
+        live = [c for c in ctrs if c != "CONTAINER_EXITED"]
+        if state == "SANDBOX_READY" or live:
+            return None
+        return {"sandbox": state, "containers_not_exited": live}
     return harness_wait(torn_down, "pod %s stopped in the runtime" % name)
 
 
@@ -215,8 +219,8 @@ def print_calls(proxy, seconds):
     during the scenario, per method, from crihookd's /metrics."""
     _, body = harness.http_get("/metrics", unix=proxy.admin)
     calls = {}
-    for method, n in re.findall(r'^crihook_cri_calls_total\{[^}]*method="[^"]*/(\w+)"[^}]*\} (\S+)$',
-                                body, re.M):
+    sample = r'^crihook_cri_calls_total\{[^}]*method="[^"]*/(\w+)"[^}]*\} (\S+)$'
+    for method, n in re.findall(sample, body, re.M):
         calls[method] = calls.get(method, 0) + int(float(n))
     total = sum(calls.values())
     print("\nkubelet's CRI calls through crihookd: %d in %.0f s (%.1f/s): %s" % (
@@ -282,7 +286,7 @@ class KubeletThroughCrihookd(unittest.TestCase):
 
     def test_removed_manifest_tears_the_pod_down(self):
         down = self.proxied["teardown"]
-        self.assertEqual(down, {"sandbox": "SANDBOX_NOTREADY", "containers": []})
+        self.assertEqual(down, {"sandbox": "SANDBOX_NOTREADY", "containers_not_exited": []})
 
     def test_same_as_containerd_directly(self):
         self.maxDiff = None
@@ -333,7 +337,8 @@ class KubeletSurvivesCrihookdRestart(unittest.TestCase):
         steady = "steady-" + tag
         kl.add_pod(steady, [container(n, ["sleep", "3600"]) for n in ("main", "side")])
         before = {n: cid(s) for n, s in statuses(kl.wait_running(steady)).items()}
-        self.assertIn("%s=%s" % (ENV_NAME, ENV_VALUE), self.env_of(statuses(kl.pod(steady))["main"]))
+        hooked = "%s=%s" % (ENV_NAME, ENV_VALUE)
+        self.assertIn(hooked, self.env_of(statuses(kl.pod(steady))["main"]))
         kubelet_pid = kl.proc.pid
 
         self.restart_crihookd(sig)
@@ -342,7 +347,7 @@ class KubeletSurvivesCrihookdRestart(unittest.TestCase):
         after = "after-" + tag
         kl.add_pod(after, [container("main", ["sleep", "3600"])])
         pod = kl.wait_running(after, 60)
-        self.assertIn("%s=%s" % (ENV_NAME, ENV_VALUE), self.env_of(statuses(pod)["main"]))
+        self.assertIn(hooked, self.env_of(statuses(pod)["main"]))
         # the old pod kept its containers, and kubelet is the same process
         st = statuses(kl.pod(steady))
         self.assertEqual({n: cid(s) for n, s in st.items()}, before)
