@@ -332,6 +332,11 @@ class Kubelet:
         harness.wait_for(check, timeout, 0.25, "kubelet to log " + pattern)
         return seen["m"]
 
+    def log_about(self, text, lines=40):
+        """The last `lines` lines of kubelet's log that mention `text`."""
+        return "\n".join([line for line in self.read_log().splitlines()
+                          if text in line][-lines:])
+
     def log_tail(self, n=6000):
         try:
             with open(self.log_path, errors="replace") as f:

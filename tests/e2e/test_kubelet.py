@@ -138,13 +138,18 @@ def stats_of(kl, name, containers):
     return out if all(all(v.values()) for v in out.values()) else None
 
 
-def harness_wait(fetch, what, timeout=30):
+def harness_wait(fetch, what, timeout=30, explain=None):
+    """Waits until fetch() returns something else than None and returns it;
+    on time-out the error says what explain() returns."""
     seen = {}
 
     def check():
         seen["v"] = fetch()
         return seen["v"] is not None
-    harness.wait_for(check, timeout, 0.5, what)
+    try:
+        harness.wait_for(check, timeout, 0.5, what)
+    except AssertionError as e:
+        raise AssertionError("%s\n%s" % (e, explain() if explain else "")) from None
     return seen["v"]
 
 
@@ -211,7 +216,11 @@ def observe_teardown(kl, name):
         if state == "SANDBOX_READY" or live:
             return None
         return {"sandbox": state, "containers_not_exited": live}
-    return harness_wait(torn_down, "pod %s stopped in the runtime" % name)
+    def explain():
+        return "runtime:\n%s%s\nkubelet's log about the pod:\n%s" % (
+            kl.cri("pods", endpoint=kl.runtime).stdout,
+            kl.cri("ps", "-a", endpoint=kl.runtime).stdout, kl.log_about(kl.full_name(name)))
+    return harness_wait(torn_down, "pod %s stopped in the runtime" % name, 60, explain)
 
 
 def print_calls(proxy, seconds):
