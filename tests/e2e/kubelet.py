@@ -34,6 +34,8 @@ removes the pods of its namespace through the runtime's CRI socket
 made (when empty), anything mounted under its dir, and the dir.
 
 Only one kubelet runs at a time (a lock file): kubelets share /kubepods.
+Give it a runtime of its own (a private harness.Containerd()): kubelet kills
+running pods it does not know and garbage-collects dead ones.
 """
 
 import fcntl
@@ -162,6 +164,8 @@ class Kubelet:
     socket its leftovers are removed through."""
 
     def __init__(self, endpoint, runtime, namespace=None, config=None, log_level=2):
+        self._lock = open(LOCK, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # before the ports are chosen
         self.endpoint, self.runtime = endpoint, runtime
         self.namespace = namespace or "kl-" + uuid.uuid4().hex[:8]
         self.dir = harness.tmpdir("crihook-kl-")
@@ -174,8 +178,6 @@ class Kubelet:
                       "healthzPort": free_port()}
         self.config_path = harness.write_json(self.dir, "config.json", self._config(config))
         self.proc = None
-        self._lock = open(LOCK, "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
         try:
             self._start(log_level)
         except BaseException:
