@@ -229,8 +229,8 @@ class Kubelet:
                "-v", str(log_level)]
         env = dict(os.environ, TUNABLES=tunables)
         self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        # same process group as the test: a test runner's time-out kills it too
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         harness.wait_for(self._healthy, 60, 0.2, "kubelet to answer /healthz")
 
     def _healthy(self):
