@@ -30,8 +30,8 @@ static void must_read_back(const ProtobufCMessage *msg) {
   ch_error err;
   if (ch_pb_from_json(msg->descriptor, again, &back, &err) != 0) {
     char *text = json_dumps(again, JSON_COMPACT);
-    fprintf(stderr, "%s: its own JSON does not read back: %s\n%s\n", msg->descriptor->name,
-            err.msg, text ? text : "");
+    fprintf(stderr, "%s: its own JSON does not read back: %s\n%s\n", msg->descriptor->name, err.msg,
+            text ? text : "");
     abort();
   }
   protobuf_c_message_free_unpacked(back, NULL);

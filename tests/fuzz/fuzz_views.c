@@ -72,8 +72,7 @@ static void view_create(const Runtime__V1__CreateContainerRequest *r) {
 
 /* What the store does with a successful UpdateContainerResources. */
 static void record_update(const Runtime__V1__UpdateContainerResourcesRequest *r) {
-  Runtime__V1alpha1__ContainerResourceHookRequest *record =
-      malloc(sizeof *record);
+  Runtime__V1alpha1__ContainerResourceHookRequest *record = malloc(sizeof *record);
   if (!record) return;
   runtime__v1alpha1__container_resource_hook_request__init(record);
   if (r->linux) {

@@ -15,19 +15,23 @@
 #define KUBELET_POD_UID "8f6a4c3e-2b1d-4e5f-9a8b-7c6d5e4f3a2b"
 
 static const char kubelet_pod_config[] =
-    "{\"metadata\": {\"name\": \"web-7c5b9d\", \"uid\": \"" KUBELET_POD_UID "\","
+    "{\"metadata\": {\"name\": \"web-7c5b9d\", \"uid\": \"" KUBELET_POD_UID
+    "\","
     " \"namespace\": \"shop\", \"attempt\": 0},"
     " \"hostname\": \"web-7c5b9d\","
-    " \"log_directory\": \"/var/log/pods/shop_web-7c5b9d_" KUBELET_POD_UID "\","
+    " \"log_directory\": \"/var/log/pods/shop_web-7c5b9d_" KUBELET_POD_UID
+    "\","
     " \"dns_config\": {\"servers\": [\"10.96.0.10\"], \"searches\": [\"shop.svc.cluster.local\","
     " \"svc.cluster.local\", \"cluster.local\"], \"options\": [\"ndots:5\"]},"
     " \"port_mappings\": [{\"protocol\": \"TCP\", \"container_port\": 8080}],"
     " \"labels\": {\"app\": \"web\", \"pod-template-hash\": \"7c5b9d\","
     " \"io.kubernetes.pod.name\": \"web-7c5b9d\", \"io.kubernetes.pod.namespace\": \"shop\","
-    " \"io.kubernetes.pod.uid\": \"" KUBELET_POD_UID "\"},"
+    " \"io.kubernetes.pod.uid\": \"" KUBELET_POD_UID
+    "\"},"
     " \"annotations\": {\"kubernetes.io/config.seen\": \"2024-05-02T10:11:12.345678901Z\","
     " \"kubernetes.io/config.source\": \"api\"},"
-    " \"linux\": {\"cgroup_parent\": \"/kubepods/burstable/pod" KUBELET_POD_UID "\","
+    " \"linux\": {\"cgroup_parent\": \"/kubepods/burstable/pod" KUBELET_POD_UID
+    "\","
     " \"security_context\": {\"namespace_options\": {\"network\": \"POD\", \"pid\": \"CONTAINER\"},"
     " \"seccomp\": {\"profile_type\": \"RuntimeDefault\"}},"
     " \"overhead\": {},"
@@ -49,7 +53,8 @@ static const char kubelet_container_config[] =
     "/volumes/kubernetes.io~projected/kube-api-access-x2v9q\", \"readonly\": true}],"
     " \"labels\": {\"io.kubernetes.container.name\": \"web\","
     " \"io.kubernetes.pod.name\": \"web-7c5b9d\", \"io.kubernetes.pod.namespace\": \"shop\","
-    " \"io.kubernetes.pod.uid\": \"" KUBELET_POD_UID "\"},"
+    " \"io.kubernetes.pod.uid\": \"" KUBELET_POD_UID
+    "\"},"
     " \"annotations\": {\"io.kubernetes.container.hash\": \"3d5e8a1f\","
     " \"io.kubernetes.container.restartCount\": \"0\","
     " \"io.kubernetes.container.terminationMessagePath\": \"/dev/termination-log\"},"

@@ -8,7 +8,7 @@ it; the output is committed, so the build never needs it):
   that are wrong in the ways operators get them wrong;
 - merge: a hook byte and a hook server's answer, as hookserver.py and the
   example plugins answer (labels, annotations, cgroup parent, resources,
-  envs);
+  envs); with-request-*: the request to merge into is in the input too;
 - views: a method byte and kubelet-shaped CRI requests (kubelet's labels and
   annotations, the image ID in image.image, its name in user_specified_image);
 - pbjson: configs as crihookctl reads them (containerd's real verbose info,
@@ -144,7 +144,7 @@ def merge_seeds(hook):
         cgroup_parent="/kubepods/burstable/qos-high",
         resources=hook.LinuxContainerResources(cpu_shares=1024, cpu_quota=200000,
                                                unified={"memory.high": "max"}))
-    write("merge", "pre-run-pod-qos", b"\x00" + pod.SerializeToString())
+    write("merge", "pre-run-pod-qos", b"\x00" + pod.SerializeToString(deterministic=True))
     ctr = hook.ContainerResourceHookResponse(
         container_annotations={"crihook.io/env-injected": "true"},
         container_envs={"GOMAXPROCS": "2", "CRIHOOK_INJECTED": "1", "TZ": "UTC"},
@@ -155,12 +155,41 @@ def merge_seeds(hook):
         pod_cgroup_parent="/kubepods/burstable/pod" + POD_UID + "-pinned")
     for kind, name in ((1, "pre-create-container-env"), (2, "pre-update-resources"),
                        (3, "pre-start-container-cpuset")):
-        write("merge", name, bytes([kind]) + ctr.SerializeToString())
+        write("merge", name, bytes([kind]) + ctr.SerializeToString(deterministic=True))
     empty = hook.ContainerResourceHookResponse()
-    write("merge", "pre-create-container-empty-answer", b"\x01" + empty.SerializeToString())
+    write("merge", "pre-create-container-empty-answer", b"\x01" + empty.SerializeToString(deterministic=True))
     shares = hook.ContainerResourceHookResponse(
         container_resources=hook.LinuxContainerResources(cpu_shares=777, cpu_period=100000))
-    write("merge", "pre-update-cpu-shares", b"\x02" + shares.SerializeToString())
+    write("merge", "pre-update-cpu-shares", b"\x02" + shares.SerializeToString(deterministic=True))
+
+
+def merge_seeds_with_requests(cri, hook):
+    """The same answers, with the request in the input (bit 2 of the first
+    byte, then its length in two bytes): kubelet's, and a stored record."""
+    from google.protobuf import json_format
+    pod = json_format.ParseDict(POD_CONFIG, cri.PodSandboxConfig())
+    ctr = json_format.ParseDict(CONTAINER_CONFIG, cri.ContainerConfig())
+    create = cri.CreateContainerRequest(pod_sandbox_id=POD_ID, config=ctr, sandbox_config=pod)
+    update = json_format.ParseDict(UPDATE, cri.UpdateContainerResourcesRequest())
+    record = hook.ContainerResourceHookRequest(
+        pod_meta=hook.PodSandboxMetadata(name="web-7c5b9d", uid=POD_UID, namespace="shop"),
+        container_meta=hook.ContainerMetadata(name="web", id=CTR_ID),
+        container_annotations=CONTAINER_CONFIG["annotations"],
+        container_envs={"GOMAXPROCS": "1", "TZ": "Europe/Paris"},
+        pod_labels=POD_CONFIG["labels"], pod_cgroup_parent=POD_CONFIG["linux"]["cgroup_parent"],
+        container_resources=hook.LinuxContainerResources(cpu_shares=512, cpu_quota=50000),
+        container_image=IMAGE_ID)
+    pod_answer = hook.PodSandboxHookResponse(labels={"app": "web-v2"},
+                                             cgroup_parent="/kubepods/besteffort")
+    ctr_answer = hook.ContainerResourceHookResponse(
+        container_envs={"GOMAXPROCS": "4"}, container_annotations={"a": "b"},
+        container_resources=hook.LinuxContainerResources(cpuset_cpus="2-3", cpu_shares=2048))
+    for kind, name, req, answer in ((0, "pod", pod, pod_answer), (1, "create", create, ctr_answer),
+                                    (2, "update", update, ctr_answer),
+                                    (3, "record", record, ctr_answer)):
+        body = req.SerializeToString(deterministic=True)
+        write("merge", "with-request-" + name,
+              bytes([kind | 4]) + len(body).to_bytes(2, "big") + body + answer.SerializeToString(deterministic=True))
 
 
 def views_seeds(cri):
@@ -180,7 +209,7 @@ def views_seeds(cri):
         (7, "remove-container", cri.RemoveContainerRequest(container_id=CTR_ID)),
     ]
     for kind, name, msg in reqs:
-        write("views", name, bytes([kind]) + msg.SerializeToString())
+        write("views", name, bytes([kind]) + msg.SerializeToString(deterministic=True))
 
 
 def pbjson_seeds():
@@ -219,6 +248,7 @@ def main():
     cri, hook = protos()
     plugin_parse_seeds()
     merge_seeds(hook)
+    merge_seeds_with_requests(cri, hook)
     views_seeds(cri)
     pbjson_seeds()
     admin_http_seeds()
