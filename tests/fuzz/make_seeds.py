@@ -226,6 +226,27 @@ def pbjson_seeds():
             "cpu_shares": 2}}))
 
 
+def pbjson_dict():
+    """pbjson.dict: libFuzzer's dictionary for the JSON reader, every field
+    and enum value name of the protos as a JSON key or string, and JSON's
+    own tokens, so that mutations make documents the reader goes deep in."""
+    import re
+    names = set()
+    for proto in ("cri.proto", "hook.proto"):
+        with open(os.path.join(ROOT, "api", proto)) as f:
+            text = f.read()
+        names.update(re.findall(r"^\s*(?:repeated\s+)?(?:map<[^>]+>|[\w.]+)\s+(\w+)\s*=\s*\d+",
+                                text, re.M))
+        names.update(re.findall(r"^\s*(\w+)\s*=\s*\d+;", text, re.M))
+    lines = ['"\\"%s\\":"' % n for n in sorted(names)]
+    lines += ['"%s"' % t for t in ("{", "}", "[", "]", ":", ",", "null", "true", "false", "-1",
+                                   "1e308", "18446744073709551615", "9223372036854775808",
+                                   "\\\\u0000", "\\\\ud800", "\\\"base64\\\":")]
+    with open(os.path.join(HERE, "pbjson.dict"), "w") as f:
+        f.write("# written by make_seeds.py: field and enum names of api/*.proto, JSON tokens\n")
+        f.write("\n".join(lines) + "\n")
+
+
 def admin_http_seeds():
     reqs = {
         "curl-healthz": "GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/7.88.1\r\n"
@@ -251,6 +272,7 @@ def main():
     merge_seeds_with_requests(cri, hook)
     views_seeds(cri)
     pbjson_seeds()
+    pbjson_dict()
     admin_http_seeds()
 
 

@@ -3,7 +3,7 @@
 # run.sh — fuzz one libFuzzer target for a fixed time from a copy of its
 # seed corpus (tests/fuzz/meson.build runs it as a test):
 #
-#   run.sh FUZZER CORPUS_DIR ARTIFACT_DIR
+#   run.sh FUZZER CORPUS_DIR ARTIFACT_DIR [DICTIONARY]
 #
 # CRIHOOK_FUZZ_SECONDS (default 20) is the time. The copy lives in a temp
 # dir and is removed, so the tree's corpus is never changed. A crash, leak,
@@ -14,6 +14,8 @@
 set -euo pipefail
 
 fuzzer=$1 corpus=$2 artifacts=$3
+dict=()
+[ -z "${4:-}" ] || dict=(-dict="$4")
 seconds=${CRIHOOK_FUZZ_SECONDS:-20}
 
 work=$(mktemp -d /tmp/crihook-fuzz-XXXXXX)
@@ -25,7 +27,7 @@ echo "run.sh: $(basename "$fuzzer") for ${seconds}s from $seeds seeds of $corpus
 
 status=0
 "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	-artifact_prefix="$artifacts/" "$work" 2>&1 || status=$?
+	-artifact_prefix="$artifacts/" "${dict[@]}" "$work" 2>&1 || status=$?
 if [ "$status" -ne 0 ]; then
 	echo "run.sh: $(basename "$fuzzer") failed (exit $status); inputs kept in $artifacts:"
 	for f in $(ls -t "$artifacts" | head -n 3); do
