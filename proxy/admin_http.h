@@ -1,7 +1,7 @@
 /* admin_http.h: the request line of the admin endpoints' HTTP (admin.h).
  *
- * Split out of admin.c so that it can be tested on its own and fuzzed
- * (tests/fuzz/fuzz_admin_http.c): it is the only code that reads bytes a
+ * Split out of admin.c so that it can be fuzzed on its own
+ * (tests/fuzz/fuzz_admin_http.c): it is the first code to read what any
  * client of the admin socket or of --metrics-address sends. */
 #pragma once
 
