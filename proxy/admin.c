@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "admin_docs.h"
+#include "admin_http.h"
 #include "admin_trace.h"
 #include "listen.h"
 #include "log.h"
@@ -240,18 +241,16 @@ static void route(admin_conn *c, const char *path) {
 
 /* Answers once the request line is complete ("GET /path HTTP/1.x"). */
 static void maybe_answer(admin_conn *c) {
-  char *eol = memchr(c->request, '\n', c->used);
-  if (!eol && c->used >= sizeof c->request - 1) {
+  ch_admin_request req;
+  int rc = ch_admin_http_parse(c->request, c->used, &req);
+  if (rc == 0 && c->used >= sizeof c->request - 1) {
     c->discard = true;
     return respond_error(c, 400, "request line too long (at most 4095 bytes)");
   }
-  if (!eol) return;
-  *eol = '\0';
+  if (rc == 0) return;
   uv_read_stop(conn_stream(c));
-  char method[8], path[256];
-  if (sscanf(c->request, "%7s %255s", method, path) != 2 || strcmp(method, "GET") != 0)
-    return respond_error(c, 400, "only GET is served");
-  route(c, path);
+  if (rc < 0) return respond_error(c, 400, "only GET is served");
+  route(c, req.path);
 }
 
 /* ---- connections ---- */

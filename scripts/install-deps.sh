@@ -23,6 +23,9 @@ PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libuv1-dev libcmocka-dev uthash-dev libsystemd-dev
+	# fuzzing (tests/fuzz): clang with libFuzzer and its sanitizers, and
+	# llvm-symbolizer for readable reports
+	clang libclang-rt-14-dev llvm
 	# end-to-end tests: a real containerd, images, helpers
 	containerd runc containernetworking-plugins busybox-static
 	nginx-light iproute2 python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler procps
@@ -35,7 +38,7 @@ REQUIRED_PATHS=(
 	/usr/bin/cc /usr/bin/meson /usr/bin/ninja /usr/bin/pkg-config /usr/bin/protoc-c
 	/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc
 	/usr/lib/cni/loopback /bin/busybox /usr/sbin/nginx /usr/bin/python3 /usr/bin/pgrep
-	/usr/bin/systemctl
+	/usr/bin/systemctl /usr/bin/clang /usr/bin/llvm-symbolizer
 )
 
 APT_LOG=$(mktemp /tmp/crihook-install-deps.XXXXXX)

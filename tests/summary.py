@@ -6,10 +6,18 @@ Counts test cases, not just test programs: a Python end-to-end file prints
 without saying how many cases failed (a crash, a timeout, a sanitizer
 report) counts as one more failure. With --leaked N (scripts/test.sh: the
 containerds tests left running), one more case: no leak, or a failure.
+With --log PREFIX LOG (any number of times), the tests of another meson log
+count too, named PREFIX + suite-name ("tsan/unit-store", "tsan/e2e-hooks";
+a name that starts with its suite keeps it once: "fuzz-merge"), e.g. the
+ThreadSanitizer build's and the fuzz targets' (one case each). A log that is
+missing counts as a failure.
 Exits 1 if anything failed or nothing ran.
+
+  summary.py LOG [--log PREFIX LOG]... [--leaked N]
 """
 
 import json
+import os
 import re
 import sys
 
@@ -34,29 +42,72 @@ def counts(entry):
     return (1, 0, 0) if entry["result"] in ("OK", "EXPECTEDFAIL") else (0, 1, 0)
 
 
-def main(path, leaked=None):
+def display_name(entry, prefix):
+    """The main log's names as meson gives them; others as PREFIX + suite-name."""
+    if prefix is None:
+        return entry["name"]
+    head, _, name = entry["name"].rpartition(" / ")  # "crihook:unit / store"
+    suite = head.split(":", 1)[-1].split("+")[0]
+    if suite and not name.startswith(suite + "-"):
+        name = suite + "-" + name
+    return prefix + name
+
+
+def row(name, result, p, f):
+    print("%-28s %-8s %d passed, %d failed" % (name, result, p, f))
+
+
+def read_log(path, prefix):
+    """(passed, failed, skipped) of one meson log, printing a row per test."""
     passed = failed = skipped = 0
-    with open(path) as f:
+    try:
+        f = open(path)
+    except OSError as e:
+        row((prefix or "") + os.path.basename(path), "MISSING", 0, 1)
+        print("  %s" % e)
+        return 0, 1, 0
+    with f:
         for line in f:
             entry = json.loads(line)
             p, fl, s = counts(entry)
             if entry["result"] not in ("OK", "EXPECTEDFAIL", "SKIP") and fl == 0:
                 fl = 1  # the program failed although its cases did not say so
-            print("%-24s %-8s %d passed, %d failed" % (entry["name"], entry["result"], p, fl))
+            row(display_name(entry, prefix), entry["result"], p, fl)
             passed, failed, skipped = passed + p, failed + fl, skipped + s
+    return passed, failed, skipped
+
+
+def main(logs, leaked=None):
+    passed = failed = skipped = 0
+    for prefix, path in logs:
+        p, f, s = read_log(path, prefix)
+        passed, failed, skipped = passed + p, failed + f, skipped + s
     if leaked is not None:
         ok = leaked == 0
-        print("%-24s %-8s %d passed, %d failed" % ("no-leaked-containerd", "OK" if ok else "FAIL",
-                                                    int(ok), int(not ok)))
+        row("no-leaked-containerd", "OK" if ok else "FAIL", int(ok), int(not ok))
         passed, failed = passed + int(ok), failed + int(not ok)
     line = "%d passed, %d failed" % (passed, failed)
     print(line + (", %d skipped" % skipped if skipped else ""))
     return 1 if failed or passed == 0 else 0
 
 
+USAGE = "usage: summary.py LOG [--log PREFIX LOG]... [--leaked N]"
+
+
+def parse_args(args):
+    if not args:
+        sys.exit(USAGE)
+    logs, leaked, i = [(None, args[0])], None, 1
+    while i < len(args):
+        if args[i] == "--leaked" and i + 1 < len(args):
+            leaked, i = int(args[i + 1]), i + 2
+        elif args[i] == "--log" and i + 2 < len(args):
+            logs.append((args[i + 1], args[i + 2]))
+            i += 3
+        else:
+            sys.exit(USAGE)
+    return logs, leaked
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    leaked = None
-    if len(args) == 3 and args[1] == "--leaked":
-        leaked = int(args[2])
-    sys.exit(main(args[0], leaked))
+    sys.exit(main(*parse_args(sys.argv[1:])))

@@ -17,6 +17,7 @@
 #include <grpc/grpc.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -153,11 +154,14 @@ static void test_lenient_still_checks_types(void **state) {
 /* Pods: p-gone (NOT_FOUND on Status), p-info (containerd-like info), p-plain
  * (info that is not JSON). Containers: c-gone, c-info in p-info, c-plain in
  * p-plain (no info at all). */
+/* Shared with the fake server's thread, which the test orders only by the
+ * calls themselves (through a socket, which ThreadSanitizer does not count
+ * as synchronization): hence atomics. */
 typedef struct script {
-  grpc_status_code list_pods;     /* status of ListPodSandbox */
-  grpc_status_code list_ctrs;     /* status of ListContainers */
-  grpc_status_code p_info_status; /* status of PodSandboxStatus(p-info) */
-  int calls_seen[4];              /* per method, for the assertions */
+  _Atomic(grpc_status_code) list_pods;     /* status of ListPodSandbox */
+  _Atomic(grpc_status_code) list_ctrs;     /* status of ListContainers */
+  _Atomic(grpc_status_code) p_info_status; /* status of PodSandboxStatus(p-info) */
+  atomic_int calls_seen[4];                /* per method, for the assertions */
 } script;
 
 static const char *const pod_info_doc =

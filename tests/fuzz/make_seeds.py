@@ -1,0 +1,280 @@
+"""make_seeds.py: writes the seed corpora of tests/fuzz/corpus/ that are
+built rather than copied (run it with Debian's /usr/bin/python3 after changing
+it; the output is committed, so the build never needs it):
+
+  /usr/bin/python3 tests/fuzz/make_seeds.py
+
+- plugin_parse: the registration files of hookserver.d.example, and a few
+  that are wrong in the ways operators get them wrong;
+- merge: a hook byte and a hook server's answer, as hookserver.py and the
+  example plugins answer (labels, annotations, cgroup parent, resources,
+  envs); with-request-*: the request to merge into is in the input too;
+- views: a method byte and kubelet-shaped CRI requests (kubelet's labels and
+  annotations, the image ID in image.image, its name in user_specified_image);
+- pbjson: configs as crihookctl reads them (containerd's real verbose info,
+  containerd-1.6-*-verbose-info.json, was captured from containerd 1.6.20
+  and is kept as it came);
+- admin_http: requests of curl, crihookctl and Prometheus.
+The byte before a merge answer and a views request chooses the hook or the
+method (fuzz_merge.c, fuzz_views.c say which). Needs protoc (Debian's
+protobuf-compiler) and python3-protobuf, as the end-to-end tests do.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CORPUS = os.path.join(HERE, "corpus")
+POD_UID = "8f6a4c3e-2b1d-4e5f-9a8b-7c6d5e4f3a2b"
+IMAGE_ID = "sha256:a8758716bb6aa4d90071160d27028fe4eaee7ce8166221a97d30440c8eac2be6"
+CTR_ID = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c"
+POD_ID = "2a9c3b4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b"
+
+
+def protos():
+    out = tempfile.mkdtemp(prefix="crihook-seeds-")
+    subprocess.run(["protoc", "--proto_path=" + os.path.join(ROOT, "api"), "--python_out=" + out,
+                    "cri.proto", "hook.proto"], check=True)
+    sys.path.insert(0, out)
+    import cri_pb2  # noqa: E402  (generated just above)
+    import hook_pb2  # noqa: E402
+    return cri_pb2, hook_pb2
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+POD_CONFIG = {
+    "metadata": {"name": "web-7c5b9d", "uid": POD_UID, "namespace": "shop", "attempt": 0},
+    "hostname": "web-7c5b9d",
+    "log_directory": "/var/log/pods/shop_web-7c5b9d_" + POD_UID,
+    "dns_config": {"servers": ["10.96.0.10"], "options": ["ndots:5"],
+                   "searches": ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]},
+    "port_mappings": [{"protocol": "TCP", "container_port": 8080}],
+    "labels": {"app": "web", "pod-template-hash": "7c5b9d", "io.kubernetes.pod.name": "web-7c5b9d",
+               "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.uid": POD_UID},
+    "annotations": {"kubernetes.io/config.seen": "2024-05-02T10:11:12.345678901Z",
+                    "kubernetes.io/config.source": "api"},
+    "linux": {"cgroup_parent": "/kubepods/burstable/pod" + POD_UID,
+              "security_context": {"namespace_options": {"pid": "CONTAINER"},
+                                   "seccomp": {"profile_type": "RuntimeDefault"}},
+              "overhead": {},
+              "resources": {"cpu_period": 100000, "cpu_quota": 50000, "cpu_shares": 512,
+                            "memory_limit_in_bytes": 268435456}},
+}
+
+CONTAINER_CONFIG = {
+    "metadata": {"name": "web", "attempt": 0},
+    "image": {"image": IMAGE_ID, "user_specified_image": "docker.io/library/nginx:1.25"},
+    "command": ["nginx"], "args": ["-g", "daemon off;"], "working_dir": "/usr/share/nginx",
+    "envs": [{"key": "KUBERNETES_SERVICE_HOST", "value": "10.96.0.1"},
+             {"key": "KUBERNETES_SERVICE_PORT", "value": "443"},
+             {"key": "GOMAXPROCS", "value": "1"}],
+    "mounts": [{"container_path": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "host_path": "/var/lib/kubelet/pods/" + POD_UID +
+                "/volumes/kubernetes.io~projected/kube-api-access-x2v9q", "readonly": True}],
+    "labels": {"io.kubernetes.container.name": "web", "io.kubernetes.pod.name": "web-7c5b9d",
+               "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.uid": POD_UID},
+    "annotations": {"io.kubernetes.container.hash": "3d5e8a1f",
+                    "io.kubernetes.container.restartCount": "0",
+                    "io.kubernetes.container.terminationMessagePath": "/dev/termination-log"},
+    "log_path": "web/0.log",
+    "linux": {"resources": {"cpu_period": 100000, "cpu_quota": 50000, "cpu_shares": 512,
+                            "memory_limit_in_bytes": 268435456, "oom_score_adj": 968,
+                            "hugepage_limits": [{"page_size": "2MB", "limit": 0}],
+                            "unified": {"memory.high": "201326592"}},
+              "security_context": {"namespace_options": {"pid": "CONTAINER"},
+                                   "run_as_user": {"value": 101},
+                                   "masked_paths": ["/proc/kcore"], "readonly_paths": ["/proc/sys"]}},
+}
+
+UPDATE = {"container_id": CTR_ID,
+          "linux": {"cpu_period": 100000, "cpu_quota": 80000, "cpu_shares": 819,
+                    "memory_limit_in_bytes": 536870912},
+          "annotations": {"io.kubernetes.container.hash": "3d5e8a1f"}}
+
+
+def plugin_parse_seeds():
+    for name in sorted(os.listdir(os.path.join(ROOT, "hookserver.d.example"))):
+        if name.endswith(".json") and not name.endswith(".rules.json"):
+            shutil.copy(os.path.join(ROOT, "hookserver.d.example", name),
+                        os.path.join(CORPUS, "plugin_parse", "example-" + name))
+    docs = {
+        "fail-policy.json": {"remote-endpoint": "/run/crihook/plugins/deny.sock",
+                             "failure-policy": "Fail",
+                             "runtime-hooks": ["PreRunPodSandbox", "PreCreateContainer",
+                                               "PreStartContainer", "PostStartContainer",
+                                               "PreUpdateContainerResources", "PreStopContainer",
+                                               "PostStopContainer", "PostRemoveContainer",
+                                               "PostStopPodSandbox", "PreRemovePodSandbox"],
+                             "timeout-ms": 120000},
+        "koordinator-extra-keys.json": {"remote-endpoint": "unix:///var/run/koordlet/koordlet.sock",
+                                        "failure-policy": "Ignore",
+                                        "runtime-hooks": ["PreRunPodSandbox"],
+                                        "priority": 10, "labels": {"a": "b"}},
+        "bad-policy.json": {"remote-endpoint": "/run/x.sock", "failure-policy": "fail",
+                            "runtime-hooks": ["PreRunPodSandbox"]},
+        "bad-hook.json": {"remote-endpoint": "/run/x.sock", "runtime-hooks": ["PreRunPod", 7]},
+        "bad-timeout.json": {"remote-endpoint": "/run/x.sock", "runtime-hooks": ["PreStopContainer"],
+                             "timeout-ms": 0},
+        "tcp-endpoint.json": {"remote-endpoint": "tcp://127.0.0.1:9000",
+                              "runtime-hooks": ["PreStopContainer"]},
+        "no-hooks.json": {"remote-endpoint": "/run/x.sock", "runtime-hooks": []},
+    }
+    for name, doc in docs.items():
+        write("plugin_parse", name, json.dumps(doc, indent=2) + "\n")
+    write("plugin_parse", "not-json.json", '{"remote-endpoint": "/run/x.sock",\n')
+    write("plugin_parse", "named-file", "..data/10-odd name.json\0" +
+          json.dumps({"remote-endpoint": "/run/x.sock", "runtime-hooks": ["PreRunPodSandbox"]}))
+
+
+def merge_seeds(hook):
+    pod = hook.PodSandboxHookResponse(
+        labels={"qos.crihook.io/class": "burstable", "app": "web-patched"},
+        annotations={"crihook.io/qos-cgroup": "applied"},
+        cgroup_parent="/kubepods/burstable/qos-high",
+        resources=hook.LinuxContainerResources(cpu_shares=1024, cpu_quota=200000,
+                                               unified={"memory.high": "max"}))
+    write("merge", "pre-run-pod-qos", b"\x00" + pod.SerializeToString(deterministic=True))
+    ctr = hook.ContainerResourceHookResponse(
+        container_annotations={"crihook.io/env-injected": "true"},
+        container_envs={"GOMAXPROCS": "2", "CRIHOOK_INJECTED": "1", "TZ": "UTC"},
+        container_resources=hook.LinuxContainerResources(
+            cpuset_cpus="0-1", cpuset_mems="0", oom_score_adj=-998,
+            hugepage_limits=[hook.HugepageLimit(page_size="2MB", limit=1 << 30)],
+            unified={"memory.high": "402653184", "cpu.weight": "79"}),
+        pod_cgroup_parent="/kubepods/burstable/pod" + POD_UID + "-pinned")
+    for kind, name in ((1, "pre-create-container-env"), (2, "pre-update-resources"),
+                       (3, "pre-start-container-cpuset")):
+        write("merge", name, bytes([kind]) + ctr.SerializeToString(deterministic=True))
+    empty = hook.ContainerResourceHookResponse()
+    write("merge", "pre-create-container-empty-answer", b"\x01" + empty.SerializeToString(deterministic=True))
+    shares = hook.ContainerResourceHookResponse(
+        container_resources=hook.LinuxContainerResources(cpu_shares=777, cpu_period=100000))
+    write("merge", "pre-update-cpu-shares", b"\x02" + shares.SerializeToString(deterministic=True))
+
+
+def merge_seeds_with_requests(cri, hook):
+    """The same answers, with the request in the input (bit 2 of the first
+    byte, then its length in two bytes): kubelet's, and a stored record."""
+    from google.protobuf import json_format
+    pod = json_format.ParseDict(POD_CONFIG, cri.PodSandboxConfig())
+    ctr = json_format.ParseDict(CONTAINER_CONFIG, cri.ContainerConfig())
+    create = cri.CreateContainerRequest(pod_sandbox_id=POD_ID, config=ctr, sandbox_config=pod)
+    update = json_format.ParseDict(UPDATE, cri.UpdateContainerResourcesRequest())
+    record = hook.ContainerResourceHookRequest(
+        pod_meta=hook.PodSandboxMetadata(name="web-7c5b9d", uid=POD_UID, namespace="shop"),
+        container_meta=hook.ContainerMetadata(name="web", id=CTR_ID),
+        container_annotations=CONTAINER_CONFIG["annotations"],
+        container_envs={"GOMAXPROCS": "1", "TZ": "Europe/Paris"},
+        pod_labels=POD_CONFIG["labels"], pod_cgroup_parent=POD_CONFIG["linux"]["cgroup_parent"],
+        container_resources=hook.LinuxContainerResources(cpu_shares=512, cpu_quota=50000),
+        container_image=IMAGE_ID)
+    pod_answer = hook.PodSandboxHookResponse(labels={"app": "web-v2"},
+                                             cgroup_parent="/kubepods/besteffort")
+    ctr_answer = hook.ContainerResourceHookResponse(
+        container_envs={"GOMAXPROCS": "4"}, container_annotations={"a": "b"},
+        container_resources=hook.LinuxContainerResources(cpuset_cpus="2-3", cpu_shares=2048))
+    for kind, name, req, answer in ((0, "pod", pod, pod_answer), (1, "create", create, ctr_answer),
+                                    (2, "update", update, ctr_answer),
+                                    (3, "record", record, ctr_answer)):
+        body = req.SerializeToString(deterministic=True)
+        write("merge", "with-request-" + name,
+              bytes([kind | 4]) + len(body).to_bytes(2, "big") + body + answer.SerializeToString(deterministic=True))
+
+
+def views_seeds(cri):
+    from google.protobuf import json_format
+    pod = json_format.ParseDict(POD_CONFIG, cri.PodSandboxConfig())
+    ctr = json_format.ParseDict(CONTAINER_CONFIG, cri.ContainerConfig())
+    reqs = [
+        (0, "run-pod-sandbox", cri.RunPodSandboxRequest(config=pod, runtime_handler="runc")),
+        (1, "stop-pod-sandbox", cri.StopPodSandboxRequest(pod_sandbox_id=POD_ID)),
+        (2, "remove-pod-sandbox", cri.RemovePodSandboxRequest(pod_sandbox_id=POD_ID)),
+        (3, "create-container", cri.CreateContainerRequest(pod_sandbox_id=POD_ID, config=ctr,
+                                                           sandbox_config=pod)),
+        (4, "start-container", cri.StartContainerRequest(container_id=CTR_ID)),
+        (5, "update-container-resources",
+         json_format.ParseDict(UPDATE, cri.UpdateContainerResourcesRequest())),
+        (6, "stop-container", cri.StopContainerRequest(container_id=CTR_ID, timeout=30)),
+        (7, "remove-container", cri.RemoveContainerRequest(container_id=CTR_ID)),
+    ]
+    for kind, name, msg in reqs:
+        write("views", name, bytes([kind]) + msg.SerializeToString(deterministic=True))
+
+
+def pbjson_seeds():
+    write("pbjson", "pod-config.json", json.dumps(POD_CONFIG, indent=1))
+    write("pbjson", "container-config-camel-case.json", json.dumps({
+        "metadata": {"name": "web"}, "image": {"image": IMAGE_ID,
+                                               "userSpecifiedImage": "nginx:1.25"},
+        "linux": {"resources": {"cpuShares": "512", "memoryLimitInBytes": 268435456.0}},
+        "envs": [{"key": "A", "value": "1"}]}))
+    write("pbjson", "container-config.json", json.dumps(CONTAINER_CONFIG, indent=1))
+    write("pbjson", "hook-answer.json", json.dumps({
+        "container_envs": {"TZ": "UTC"}, "container_resources": {
+            "hugepage_limits": [{"page_size": "1GB", "limit": "18446744073709551615"}],
+            "cpu_shares": 2}}))
+
+
+def pbjson_dict():
+    """pbjson.dict: libFuzzer's dictionary for the JSON reader, every field
+    and enum value name of the protos as a JSON key or string, and JSON's
+    own tokens, so that mutations make documents the reader goes deep in."""
+    import re
+    names = set()
+    for proto in ("cri.proto", "hook.proto"):
+        with open(os.path.join(ROOT, "api", proto)) as f:
+            text = f.read()
+        names.update(re.findall(r"^\s*(?:repeated\s+)?(?:map<[^>]+>|[\w.]+)\s+(\w+)\s*=\s*\d+",
+                                text, re.M))
+        names.update(re.findall(r"^\s*(\w+)\s*=\s*\d+;", text, re.M))
+    lines = ['"\\"%s\\":"' % n for n in sorted(names)]
+    lines += ['"%s"' % t for t in ("{", "}", "[", "]", ":", ",", "null", "true", "false", "-1",
+                                   "1e308", "18446744073709551615", "9223372036854775808",
+                                   "\\\\u0000", "\\\\ud800", "\\\"base64\\\":")]
+    with open(os.path.join(HERE, "pbjson.dict"), "w") as f:
+        f.write("# written by make_seeds.py: field and enum names of api/*.proto, JSON tokens\n")
+        f.write("\n".join(lines) + "\n")
+
+
+def admin_http_seeds():
+    reqs = {
+        "curl-healthz": "GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/7.88.1\r\n"
+                        "Accept: */*\r\n\r\n",
+        "crihookctl-plugins": "GET /plugins HTTP/1.0\r\n\r\n",
+        "prometheus-metrics": "GET /metrics HTTP/1.1\r\nHost: 10.0.0.5:9101\r\nUser-Agent: "
+                              "Prometheus/2.45.0\r\nAccept: application/openmetrics-text;"
+                              "version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n"
+                              "Accept-Encoding: gzip\r\n\r\n",
+        "trace-query": "GET /trace?method=Run.*%7CCreate&pod=shop%2Fweb+1 HTTP/1.0\r\n\r\n",
+        "post": "POST /plugins HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+        "partial": "GET /store/po",
+        "bare-lf": "GET /store/containers\n",
+    }
+    for name, text in reqs.items():
+        write("admin_http", name, text)
+
+
+def main():
+    cri, hook = protos()
+    plugin_parse_seeds()
+    merge_seeds(hook)
+    merge_seeds_with_requests(cri, hook)
+    views_seeds(cri)
+    pbjson_seeds()
+    pbjson_dict()
+    admin_http_seeds()
+
+
+if __name__ == "__main__":
+    main()
