@@ -16,9 +16,10 @@
 #             example crihook-cpuset-pin: no annotation, empty answer)
 # Missing proxy packages (haproxy, nghttp2-proxy) are installed first with
 # apt-get (the bench's own install step, not the test suite's list).
-# Before measuring, Version and ListContainers through every relay must
-# answer exactly what containerd answers directly, and a CreateContainer
-# through crihookd must reach the plugin; otherwise the script fails.
+# Before measuring, Version, ListContainers and a NOT_FOUND ContainerStatus
+# through every relay must answer exactly what containerd answers directly,
+# and a CreateContainer through crihookd must reach the plugin; otherwise
+# the script fails.
 #
 # Then it measures unary calls with build/tests/bench/crihook-bench:
 #
@@ -477,17 +478,23 @@ ctl ps -q | sort >"$W/running.ids"
 
 # Every relay must answer as containerd does, before anything is measured.
 verify_relays() {
-	local t ref_v ref_ps out before after
+	local t ref_v ref_ps ref_err out before after
 	ref_v=$(ctl version) || die "Version on containerd failed"
 	ref_ps=$(ctl ps -q | sort)
+	# an error status and its message (trailers) must come back as well
+	ref_err=$(ctl inspect 0123456789abcdef 2>&1) && die "ContainerStatus of no container succeeded"
 	for t in "${PROXY_ORDER[@]}"; do
 		out=$(CTL_SOCK=${SOCK[$t]} ctl version) || die "Version through $t failed"
 		[ "$out" = "$ref_v" ] ||
 			die "Version through $t answers differently:"$'\n'"$out"$'\n'"direct:"$'\n'"$ref_v"
 		out=$(CTL_SOCK=${SOCK[$t]} ctl ps -q | sort) || die "ListContainers through $t failed"
 		[ "$out" = "$ref_ps" ] || die "ListContainers through $t answers differently"
+		out=$(CTL_SOCK=${SOCK[$t]} ctl inspect 0123456789abcdef 2>&1) &&
+			die "ContainerStatus of no container succeeded through $t"
+		[ "$out" = "$ref_err" ] ||
+			die "an error comes back differently through $t:"$'\n'"$out"$'\n'"direct:"$'\n'"$ref_err"
 	done
-	note "Version and ListContainers answer the same through: ${PROXY_ORDER[*]}"
+	note "Version, ListContainers and an error status answer the same through: ${PROXY_ORDER[*]}"
 	has_target crihookd && [ "$HOOKED_CALLS" -gt 0 ] || return 0
 	before=$(plugin_calls)
 	next_hooked_args
