@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,8 @@ typedef struct pipe_dir { /* bytes read from `from`, not yet written to `to` */
 struct end {
   int fd;
   end *peer;
-  pipe_dir in; /* what this end read, for the peer */
+  pipe_dir in;       /* what this end read, for the peer */
+  uint32_t watching; /* the epoll events asked for */
   int closed;
 };
 
@@ -53,6 +55,8 @@ static void watch(end *e, int op) {
   uint32_t ev = 0;
   if (!e->in.eof && e->in.len == 0) ev |= EPOLLIN;
   if (e->peer->in.len > 0) ev |= EPOLLOUT;
+  if (op == EPOLL_CTL_MOD && ev == e->watching) return; /* no syscall when nothing changes */
+  e->watching = ev;
   struct epoll_event x = {.events = ev, .data.ptr = e};
   epoll_ctl(ep, op, e->fd, &x);
 }
@@ -78,7 +82,9 @@ static int flush(end *e) {
   return 0;
 }
 
-/* Reads what `e` has (while its buffer is empty) and passes it on. */
+/* Reads what `e` has (while its buffer is empty) and passes it on. A short
+ * read means the socket is drained: epoll is level-triggered, so no second
+ * read is needed to see EAGAIN. */
 static int pump(end *e) {
   pipe_dir *d = &e->in;
   while (!d->eof && d->len == 0) {
@@ -88,6 +94,7 @@ static int pump(end *e) {
     d->off = 0;
     d->len = (size_t)n;
     if (flush(e) != 0) return -1;
+    if (n < BUF_SIZE) break;
   }
   return 0;
 }
