@@ -48,7 +48,7 @@
 #   4. crihookd's RSS idle < 10 MiB.
 # Everything started is stopped at exit (trap), containerd included.
 #
-# Run as root:   scripts/bench.sh      (a few minutes)
+# Run as root:   scripts/bench.sh      (about 3 minutes on 2 cores)
 # Environment:
 #   BENCH_SMOKE=1       a quick check that everything works end to end (1
 #                       round, short runs, 10 containers); its figures are
