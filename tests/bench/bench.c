@@ -19,6 +19,11 @@
  * Debian's abseil runs on every grpc mutex is switched off when the symbol
  * is found.
  *
+ * With --unique MARKER, every occurrence of MARKER in the request bytes is
+ * replaced per call by the call's sequence number (from --unique-start),
+ * zero-padded to MARKER's length: calls that create something (a container
+ * name) stay distinct while the message keeps its length.
+ *
  * Output on stdout: a human-readable summary, then one `RESULT key=value
  * ...` line for scripts (scripts/bench.sh). */
 #include <dlfcn.h>
@@ -57,6 +62,8 @@ typedef struct options {
   int backend_pids[MAX_PIDS];
   int n_backend_pids;
   const char *label;
+  const char *unique;
+  int64_t unique_start;
 } options;
 
 typedef struct slot {
@@ -95,6 +102,7 @@ typedef struct bench {
   int64_t status_counts[17];
   char first_error[256];
   int64_t response_bytes;
+  int64_t sequence; /* calls started, for --unique */
 } bench;
 
 static int64_t now_ns(void) {
@@ -116,7 +124,9 @@ static void usage(FILE *f) {
           "  --timeout-ms MS       deadline of each call (default 10000)\n"
           "  --proxy-pid PID       report this process's CPU per call (repeatable, summed)\n"
           "  --backend-pid PID     same, reported separately (repeatable, summed)\n"
-          "  --label TEXT          copied into the RESULT line\n");
+          "  --label TEXT          copied into the RESULT line\n"
+          "  --unique MARKER       replace MARKER in the request by a per-call number\n"
+          "  --unique-start N      first number for --unique (default 0)\n");
 }
 
 static int parse_int64(const char *s, int64_t *out) {
@@ -149,6 +159,8 @@ static int parse_options(int argc, char **argv, options *o) {
     O_PPID,
     O_BPID,
     O_LABEL,
+    O_UNIQUE,
+    O_USTART,
     O_HELP
   };
   static const struct option longopts[] = {{"target", required_argument, 0, O_TARGET},
@@ -163,13 +175,15 @@ static int parse_options(int argc, char **argv, options *o) {
                                            {"proxy-pid", required_argument, 0, O_PPID},
                                            {"backend-pid", required_argument, 0, O_BPID},
                                            {"label", required_argument, 0, O_LABEL},
+                                           {"unique", required_argument, 0, O_UNIQUE},
+                                           {"unique-start", required_argument, 0, O_USTART},
                                            {"help", no_argument, 0, O_HELP},
                                            {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     int64_t v = 0;
-    if (c != O_TARGET && c != O_METHOD && c != O_REQ && c != O_LABEL && c != O_HELP && c != '?' &&
-        parse_int64(optarg, &v) != 0) {
+    if (c != O_TARGET && c != O_METHOD && c != O_REQ && c != O_LABEL && c != O_UNIQUE &&
+        c != O_HELP && c != '?' && parse_int64(optarg, &v) != 0) {
       fprintf(stderr, "crihook-bench: bad number '%s'\n", optarg);
       return -1;
     }
@@ -185,6 +199,12 @@ static int parse_options(int argc, char **argv, options *o) {
         break;
       case O_LABEL:
         o->label = optarg;
+        break;
+      case O_UNIQUE:
+        o->unique = optarg;
+        break;
+      case O_USTART:
+        o->unique_start = v;
         break;
       case O_CONC:
         o->concurrency = (int)v;
@@ -230,8 +250,11 @@ static int parse_options(int argc, char **argv, options *o) {
     return -1;
   }
   if (o->concurrency < 1 || o->channels < 1 || o->channels > MAX_CHANNELS ||
-      (o->duration_ms == 0 && o->calls == 0) || o->timeout_ms < 1) {
-    fprintf(stderr, "crihook-bench: concurrency, channels (1..%d), duration/calls must be > 0\n",
+      (o->duration_ms == 0 && o->calls == 0) || o->timeout_ms < 1 ||
+      (o->unique && (!*o->unique || strlen(o->unique) > 20))) {
+    fprintf(stderr,
+            "crihook-bench: concurrency, channels (1..%d), duration/calls must be > 0, "
+            "--unique 1..20 characters\n",
             MAX_CHANNELS);
     return -1;
   }
@@ -299,6 +322,31 @@ static int load_request(bench *b) {
   return 0;
 }
 
+/* The request of the next call: the loaded bytes, or with --unique a copy
+ * with the marker replaced by the call's number. */
+static grpc_byte_buffer *next_request(bench *b) {
+  int64_t seq = b->opt.unique_start + b->sequence++;
+  size_t mlen = b->opt.unique ? strlen(b->opt.unique) : 0;
+  size_t len = GRPC_SLICE_LENGTH(b->request_bytes);
+  if (mlen == 0 || mlen > 20) return grpc_raw_byte_buffer_create(&b->request_bytes, 1);
+  grpc_slice copy = grpc_slice_malloc(len);
+  char *data = (char *)GRPC_SLICE_START_PTR(copy);
+  memcpy(data, GRPC_SLICE_START_PTR(b->request_bytes), len);
+  char digits[32];
+  snprintf(digits, sizeof digits, "%0*lld", (int)mlen, (long long)seq);
+  const char *num = digits + strlen(digits) - mlen; /* the low digits if it overflowed */
+  for (char *p = data; p && (size_t)(p - data) + mlen <= len;) {
+    p = memmem(p, len - (size_t)(p - data), b->opt.unique, mlen);
+    if (p) {
+      memcpy(p, num, mlen);
+      p += mlen;
+    }
+  }
+  grpc_byte_buffer *buf = grpc_raw_byte_buffer_create(&copy, 1);
+  grpc_slice_unref(copy);
+  return buf;
+}
+
 static int start_call(bench *b, int i) {
   slot *s = &b->slots[i];
   grpc_channel *ch = b->channels[i % b->opt.channels];
@@ -310,7 +358,7 @@ static int start_call(bench *b, int i) {
                                      deadline, NULL);
   grpc_metadata_array_init(&s->initial_md);
   grpc_metadata_array_init(&s->trailing_md);
-  s->request = grpc_raw_byte_buffer_create(&b->request_bytes, 1);
+  s->request = next_request(b);
   s->response = NULL;
   s->details = grpc_empty_slice();
   grpc_op ops[6];
