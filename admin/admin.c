@@ -1,6 +1,6 @@
 /* admin.c: the admin endpoints of admin.h: accept on the unix socket (and
  * the optional TCP listener), read one request line, route it, answer. The
- * documents come from admin_docs.c and dispatcher/metrics.c.
+ * documents come from admin_docs.c and observe/metrics.c.
  *
  * Bounds, so that admin and metrics clients can never take the file
  * descriptors the CRI socket needs, nor the loop: at most MAX_CONNS

@@ -9,7 +9,7 @@
  *                          last error; and the files that were rejected
  *   GET /store/pods        the store's pods
  *   GET /store/containers  the store's containers
- *   GET /metrics           Prometheus text format (dispatcher/metrics.h)
+ *   GET /metrics           Prometheus text format (observe/metrics.h)
  *   GET /healthz           200 when ready (a Version call through the listen
  *                          socket and one to the backend succeed now, and the
  *                          store is rebuilt; health.h), else 503 with the

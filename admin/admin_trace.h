@@ -4,7 +4,7 @@
  *   GET /trace?method=RE&pod=NAME HTTP/1.0
  *   -> HTTP/1.0 200 OK, Content-Type: application/x-ndjson, no length,
  *      then one JSON object per line, one per CRI call that matches
- *      (dispatcher/trace.h says what is in it and how the filters match),
+ *      (observe/trace.h says what is in it and how the filters match),
  *      and {"dropped":N} after the events of a batch when N events were
  *      dropped because this client read too slowly; until the client
  *      closes or crihookd stops.

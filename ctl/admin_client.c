@@ -1,4 +1,4 @@
-/* admin_client.c: talking to crihookd's admin socket (proxy/admin.h):
+/* admin_client.c: talking to crihookd's admin socket (admin/admin.h):
  * connect, one GET over HTTP/1.0, read the whole answer, parse its JSON. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* cmd_admin.c: `crihookctl plugins` and `crihookctl store pods|containers`,
- * read from crihookd's admin socket (proxy/admin.h, admin_client.c) rather
+ * read from crihookd's admin socket (admin/admin.h, admin_client.c) rather
  * than the CRI socket, shown as a table or as JSON. */
 #include <stdio.h>
 #include <stdlib.h>

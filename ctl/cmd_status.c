@@ -1,6 +1,6 @@
 /* cmd_status.c: `crihookctl status [--json] [--expect-version V]`: what
  * crihookd is doing, from GET /status on its admin socket
- * (proxy/admin_docs.h): ready or not and why, the backend and how it was
+ * (admin/admin_docs.h): ready or not and why, the backend and how it was
  * chosen, versions, uptime, calls in flight, the store, and each plugin's
  * state. Exits 1 when not ready, so scripts can wait on it; with
  * --expect-version also when the crihookd answering is another version (the

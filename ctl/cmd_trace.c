@@ -1,7 +1,7 @@
 /* cmd_trace.c: `crihookctl trace [--method RE] [--pod NAME] [--json]`, the
  * live stream of CRI calls passing through crihookd.
  *
- * Sends GET /trace?method=..&pod=.. to the admin socket (proxy/admin_trace.h:
+ * Sends GET /trace?method=..&pod=.. to the admin socket (admin/admin_trace.h:
  * the filters run in crihookd, so unwatched traffic is not sent) and prints
  * one line per call as it arrives: the JSON as-is with --json, otherwise
  *   15:04:05.123 CreateContainer pod=default/web container=app OK 12.3ms

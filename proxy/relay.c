@@ -31,7 +31,7 @@
  * At teardown every counted call is recorded in the metrics and, only if
  * someone watches the live trace (one atomic load otherwise), published as a
  * trace event with the intercept's pod, container and hook calls
- * (dispatcher/trace.h). */
+ * (observe/trace.h). */
 #include <grpc/byte_buffer.h>
 #include <grpc/support/time.h>
 #include <stdio.h>

@@ -31,12 +31,12 @@ msg = bytes([0x0a, len(cid)]) + cid + bytes([0x12, len(linux)]) + linux
 open(sys.argv[2], "wb").write(msg)
 PY
 
-PLUGIN=$BUILD/plugins/examples/cpuset-pin/crihook-cpuset-pin
+PLUGIN=$BUILD/examples/cpuset-pin/crihook-cpuset-pin
 for i in 1 2 3; do
 	"$PLUGIN" --socket "$WORK/p$i.sock" >"$WORK/p$i.log" 2>&1 &
 	PIDS+=($!)
 done
-"$BUILD/proxy/crihookd" --listen "unix://$WORK/c.sock" --backend "unix://$CTD" \
+"$BUILD/daemon/crihookd" --listen "unix://$WORK/c.sock" --backend "unix://$CTD" \
 	--hook-dir "$WORK/hooks" --admin-socket "unix://$WORK/a.sock" >"$WORK/crihookd.log" 2>&1 &
 CRIHOOKD=$!
 PIDS+=("$CRIHOOKD")

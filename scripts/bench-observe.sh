@@ -45,7 +45,7 @@ PIN_CPU=$(($(nproc) - 1))
 start_crihookd() { # NAME [flags]
 	local name=$1
 	shift
-	taskset -c "$PIN_CPU" "$BUILD/proxy/crihookd" --listen "unix://$WORK/$name.sock" --backend "unix://$CTD" \
+	taskset -c "$PIN_CPU" "$BUILD/daemon/crihookd" --listen "unix://$WORK/$name.sock" --backend "unix://$CTD" \
 		--hook-dir "$WORK/hooks" --admin-socket "unix://$WORK/$name.admin" "$@" \
 		>"$WORK/$name.log" 2>&1 &
 	PIDS+=($!)

@@ -90,8 +90,8 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build}
 HARNESS=$ROOT/tests/harness/containerd.sh
 BENCH=$BUILD/tests/bench/crihook-bench
 L4RELAY=$BUILD/tests/bench/crihook-l4relay
-PLUGIN=$BUILD/plugins/examples/cpuset-pin/crihook-cpuset-pin
-CRIHOOKD=$BUILD/proxy/crihookd
+PLUGIN=$BUILD/examples/cpuset-pin/crihook-cpuset-pin
+CRIHOOKD=$BUILD/daemon/crihookd
 CTL=$BUILD/ctl/crihookctl
 
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then

@@ -52,7 +52,7 @@ mkdir -p "$WORK/hookserver.d"
 start_plugin() { # NAME REGISTRATION-FILE ARGS...
 	local name=$1 file=$2
 	shift 2
-	"$BUILD/plugins/examples/$name/crihook-$name" --socket "$WORK/$name.sock" "$@" \
+	"$BUILD/examples/$name/crihook-$name" --socket "$WORK/$name.sock" "$@" \
 		>"$WORK/$name.log" 2>&1 &
 	PLUGIN_PIDS+=($!)
 	for _ in $(seq 100); do [ -S "$WORK/$name.sock" ] && break; sleep 0.05; done
@@ -66,7 +66,7 @@ head -n 20 "$WORK"/hookserver.d/*.json
 say "starting crihookd in front of containerd"
 SOCK=$WORK/crihook.sock
 ADMIN=$WORK/admin.sock
-"$BUILD/proxy/crihookd" --listen "unix://$SOCK" --backend "unix://$CONTAINERD_SOCK" \
+"$BUILD/daemon/crihookd" --listen "unix://$SOCK" --backend "unix://$CONTAINERD_SOCK" \
 	--hook-dir "$WORK/hookserver.d" --admin-socket "unix://$ADMIN" >"$WORK/crihookd.log" 2>&1 &
 CRIHOOKD_PID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done

@@ -1,7 +1,7 @@
 /* call.c: one hook call on the plugin's side, from request to answer.
  *
  *   requested  grpc_server_request_call fired: arm the next request, find
- *              the hook by method path (plugins/hooks.c), receive the message
+ *              the hook by method path (registry/hooks.c), receive the message
  *   received   decode it (protobuf-c), run the plugin's callback, encode its
  *              response, send initial metadata + message + status in one
  *              batch (initial metadata always goes with the status, or a

@@ -34,7 +34,7 @@
  * kubelet. Callbacks run one at a time, on the thread that called
  * crihook_serve(), so plugin state needs no locks.
  *
- * ABI policy (libcrihook.so.0; plugins/README.md says the same at length).
+ * ABI policy (libcrihook.so.0; sdk/README.md says the same at length).
  * A plugin built against this header keeps running, unrebuilt, on every
  * later libcrihook.so.0. Within one soname a release may only:
  *   - append callbacks at the end of crihook_plugin_ops: the plugin's struct

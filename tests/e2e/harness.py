@@ -37,7 +37,7 @@ import grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("CRIHOOK_BUILD_DIR", os.path.join(ROOT, "build"))
-CRIHOOKD = os.path.join(BUILD, "proxy", "crihookd")
+CRIHOOKD = os.path.join(BUILD, "daemon", "crihookd")
 CRIHOOKCTL = os.path.join(BUILD, "ctl", "crihookctl")
 CONTAINERD_SH = os.path.join(ROOT, "tests", "harness", "containerd.sh")
 FIXTURES = os.path.join(ROOT, "tests", "e2e", "fixtures")

@@ -32,8 +32,8 @@ DAEMONSET = os.path.join(DEPLOY, "kubernetes", "crihook-daemonset.yaml")
 DEPLOY_README = os.path.join(DEPLOY, "README.md")
 TOP_README = os.path.join(harness.ROOT, "README.md")
 EXAMPLES = os.path.join(harness.ROOT, "hookserver.d.example")
-OPTIONS_H = os.path.join(harness.ROOT, "proxy", "options.h")
-DETECT_C = os.path.join(harness.ROOT, "proxy", "detect.c")
+OPTIONS_H = os.path.join(harness.ROOT, "daemon", "options.h")
+DETECT_C = os.path.join(harness.ROOT, "backend", "detect.c")
 
 
 def read(path):
@@ -64,7 +64,7 @@ def daemon_defaults():
         # crihookd --help does not list --admin-socket (yet): take the
         # daemon's compiled-in default from the header it is built with.
         m = re.search(r'#define CH_DEFAULT_ADMIN "([^"]+)"', read(OPTIONS_H))
-        assert m, "no CH_DEFAULT_ADMIN in proxy/options.h"
+        assert m, "no CH_DEFAULT_ADMIN in daemon/options.h"
         admin = m.group(1)
     return {"listen": listen, "hook_dir": hook_dir, "admin": admin}
 
@@ -302,11 +302,11 @@ class ReleaseBuild(unittest.TestCase):
         d = harness.tmpdir("crihook-release-")
         try:
             for cmd in (["meson", "setup", d, "-Dbuildtype=release"],
-                        ["ninja", "-C", d, "proxy/crihookd", "ctl/crihookctl"]):
+                        ["ninja", "-C", d, "daemon/crihookd", "ctl/crihookctl"]):
                 out = subprocess.run(cmd, cwd=harness.ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, timeout=900)
                 self.assertEqual(out.returncode, 0, "%s:\n%s" % (" ".join(cmd), out.stdout[-6000:]))
-            out = subprocess.run([os.path.join(d, "proxy", "crihookd"), "--version"],
+            out = subprocess.run([os.path.join(d, "daemon", "crihookd"), "--version"],
                                  stdout=subprocess.PIPE, text=True)
             self.assertEqual(out.stdout.strip(), "crihookd " + project_version())
         finally:

@@ -29,7 +29,7 @@ import grpc
 import harness
 from harness import register
 
-EXAMPLES = os.path.join(harness.BUILD, "plugins", "examples")
+EXAMPLES = os.path.join(harness.BUILD, "examples")
 ENV_INJECT = os.path.join(EXAMPLES, "env-inject", "crihook-env-inject")
 AUDIT_LOG = os.path.join(EXAMPLES, "audit-log", "crihook-audit-log")
 HOOK_SERVICE = "/runtime.v1alpha1.RuntimeHookService/"

@@ -25,8 +25,8 @@ import grpc
 import harness
 from harness import V1, pb_bytes, pb_varint, register
 
-QOS = os.path.join(harness.BUILD, "plugins", "examples", "qos-cgroup", "crihook-qos-cgroup")
-PIN = os.path.join(harness.BUILD, "plugins", "examples", "cpuset-pin", "crihook-cpuset-pin")
+QOS = os.path.join(harness.BUILD, "examples", "qos-cgroup", "crihook-qos-cgroup")
+PIN = os.path.join(harness.BUILD, "examples", "cpuset-pin", "crihook-cpuset-pin")
 EXAMPLES = os.path.join(harness.ROOT, "hookserver.d.example")
 CLASS = "crihook.io/qos-class"
 CPUSET = "crihook.io/cpuset"

@@ -1,5 +1,5 @@
 /* fuzz_admin_http.c: libFuzzer target for the admin endpoints' request
- * parser (proxy/admin_http.c), which reads what any client of the admin
+ * parser (admin/admin_http.c), which reads what any client of the admin
  * socket or of --metrics-address sends.
  *
  * Input: the bytes a client sent so far, handed over as admin.c does: in a

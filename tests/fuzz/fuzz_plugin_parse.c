@@ -1,5 +1,5 @@
 /* fuzz_plugin_parse.c: libFuzzer target for the registration-file parser
- * (plugins/plugin_parse.c, ch_plugin_parse).
+ * (registry/plugin_parse.c, ch_plugin_parse).
  *
  * Input: a registration file's bytes, as hookserver.d would hold them. When
  * the input holds a NUL byte, what comes before it is the file name and the

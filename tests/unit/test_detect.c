@@ -1,4 +1,4 @@
-/* test_detect.c: backend auto-detection (proxy/detect.c) against fake
+/* test_detect.c: backend auto-detection (backend/detect.c) against fake
  * sockets: missing paths, regular files, sockets that never speak HTTP/2,
  * and fake CRI servers on grpc core (fake_cri_server.c). */
 #include <dirent.h>

@@ -1,4 +1,4 @@
-/* test_listen.c: preparing the listen socket's path (proxy/listen.c). */
+/* test_listen.c: preparing the listen socket's path (common/listen.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

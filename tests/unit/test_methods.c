@@ -1,4 +1,4 @@
-/* test_methods.c: method path classification (proxy/methods.c). */
+/* test_methods.c: method path classification (cri/methods.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* test_options.c: crihookd's flags (proxy/options.c): defaults, environment
+/* test_options.c: crihookd's flags (daemon/options.c): defaults, environment
  * variables, command-line flags, sizes, errors. */
 #include <limits.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_registry.c: unit tests for plugins/registry.h: parsing one
+/* test_registry.c: unit tests for registry/registry.h: parsing one
  * registration file (every field, defaults, every error reason), loading a
  * real directory (order, filtering, symlinks, bad files, channels shared
  * across generations), ch_registry_equal, and the slot (generations, readers

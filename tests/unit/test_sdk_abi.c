@@ -1,4 +1,4 @@
-/* test_sdk_abi.c: libcrihook's ABI promises (crihook_plugin.h, plugins/sdk/ops.c),
+/* test_sdk_abi.c: libcrihook's ABI promises (crihook_plugin.h, sdk/ops.c),
  * against the real shared library.
  *
  * Each case starts a real hook server through the SDK (crihook_serve on a

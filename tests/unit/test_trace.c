@@ -1,4 +1,4 @@
-/* test_trace.c: the live-trace hub of dispatcher/trace.h: nothing is queued
+/* test_trace.c: the live-trace hub of observe/trace.h: nothing is queued
  * without a watcher, filters by method (regex on the full path and the
  * short name) and pod (namespace/name, name, ID), bounded rings that count
  * drops, wake-ups only for an idle watcher, and the JSON line of an event. */
