@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer_check.h"
 #include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "log.h"
@@ -144,26 +145,40 @@ static const ProtobufCMessageDescriptor *answer_type(ch_hook_point hook) {
              : &runtime__v1alpha1__container_resource_hook_response__descriptor;
 }
 
-/* Decodes and applies a successful answer; returns a cause on failure. */
-static const char *apply_answer(ch_dispatch *d) {
-  if (!ch_hook_is_pre(d->hook)) return NULL;
+/* Checks, decodes and applies a successful answer; returns false with the
+ * cause in `cause` when the answer is refused or cannot be applied. */
+static bool apply_answer(ch_dispatch *d, char *cause, size_t size) {
+  if (!ch_hook_is_pre(d->hook)) return true;
   size_t len = 0;
   uint8_t *bytes = d->answer ? ch_byte_buffer_flatten(d->answer, &len) : NULL;
-  ProtobufCMessage *answer =
-      protobuf_c_message_unpack(answer_type(d->hook), NULL, len, bytes ? bytes : (uint8_t *)"");
+  const ProtobufCMessageDescriptor *type = answer_type(d->hook);
+  ch_error err;
+  ProtobufCMessage *answer = NULL;
+  if (ch_answer_check_wire(type, bytes ? bytes : (uint8_t *)"", len, &ch_answer_default_limits,
+                           &err) == 0)
+    answer = protobuf_c_message_unpack(type, NULL, len, bytes ? bytes : (uint8_t *)"");
+  else
+    snprintf(cause, size, "its answer is refused: %s", err.msg);
   free(bytes);
-  if (!answer) return "its answer is not a valid hook response";
+  if (!answer) {
+    if (!cause[0]) snprintf(cause, size, "its answer is not a valid hook response");
+    return false;
+  }
+  bool ok = ch_answer_check_values(answer, &err) == 0;
+  if (!ok) snprintf(cause, size, "its answer is refused: %s", err.msg);
   ch_merge_trace_clear_changes(&d->trace);
   d->trace.want_changes = ch_trace_active();
-  int rc = d->ops->apply(d->ctx, answer, d->plugin, &d->trace);
+  if (ok && d->ops->apply(d->ctx, answer, d->plugin, &d->trace) != 0) {
+    snprintf(cause, size, "its answer could not be applied");
+    ok = false;
+  }
   protobuf_c_message_free_unpacked(answer, NULL);
-  if (rc != 0) return "its answer could not be applied";
-  if (d->trace.overwrites[0]) {
+  if (ok && d->trace.overwrites[0]) {
     ch_debug("dispatch", "plugin overwrote earlier plugins' values hook=%s %s fields=\"%s\"",
              ch_hook_name(d->hook), d->subject, d->trace.overwrites);
     d->trace.overwrites[0] = '\0';
   }
-  return NULL;
+  return ok;
 }
 
 static void on_answer(ch_tag *t, bool ok) {
@@ -171,15 +186,13 @@ static void on_answer(ch_tag *t, bool ok) {
   (void)ok; /* a client batch with RECV_STATUS always reports a status */
   double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
   bool stop = false;
-  char cause[512] = "";
+  char cause[768] = "";
   if (d->status != GRPC_STATUS_OK) {
     snprintf(cause, sizeof cause, "%s: %.*s", ch_status_name(d->status),
              (int)GRPC_SLICE_LENGTH(d->details), (const char *)GRPC_SLICE_START_PTR(d->details));
     stop = plugin_failed(d, d->status, cause);
   } else {
-    const char *why = apply_answer(d);
-    if (why) {
-      snprintf(cause, sizeof cause, "%s", why);
+    if (!apply_answer(d, cause, sizeof cause)) {
       stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
     } else {
       ch_plugin_stats_record(d->plugin->name, true, NULL);
