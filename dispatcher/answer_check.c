@@ -159,8 +159,9 @@ static int walk_message(const walk *wk, const ProtobufCMessageDescriptor *d, con
       default:
         return 0;
     }
+    if (read_varint(&w, &n) != 0) return 0;
     const uint8_t *data = w.p;
-    if (read_varint(&w, &n) != 0 || (data = w.p, skip(&w, n) != 0)) return 0;
+    if (skip(&w, n) != 0) return 0;
     const ProtobufCFieldDescriptor *f =
         tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
                                : NULL;

@@ -145,40 +145,48 @@ static const ProtobufCMessageDescriptor *answer_type(ch_hook_point hook) {
              : &runtime__v1alpha1__container_resource_hook_response__descriptor;
 }
 
+/* The answer decoded if it meets the bounds and rules of answer_check.h;
+ * NULL with the cause in `cause` otherwise. The caller frees it. */
+static ProtobufCMessage *decode_answer(const ch_dispatch *d, char *cause, size_t size) {
+  size_t len = 0;
+  uint8_t *bytes = d->answer ? ch_byte_buffer_flatten(d->answer, &len) : NULL;
+  const uint8_t *data = bytes ? bytes : (const uint8_t *)"";
+  const ProtobufCMessageDescriptor *type = answer_type(d->hook);
+  ch_error err;
+  ProtobufCMessage *answer = NULL;
+  if (ch_answer_check_wire(type, data, len, &ch_answer_default_limits, &err) != 0) {
+    snprintf(cause, size, "its answer is refused: %s", err.msg);
+  } else if (!(answer = protobuf_c_message_unpack(type, NULL, len, data))) {
+    snprintf(cause, size, "its answer is not a valid hook response");
+  } else if (ch_answer_check_values(answer, &err) != 0) {
+    snprintf(cause, size, "its answer is refused: %s", err.msg);
+    protobuf_c_message_free_unpacked(answer, NULL);
+    answer = NULL;
+  }
+  free(bytes);
+  return answer;
+}
+
 /* Checks, decodes and applies a successful answer; returns false with the
  * cause in `cause` when the answer is refused or cannot be applied. */
 static bool apply_answer(ch_dispatch *d, char *cause, size_t size) {
   if (!ch_hook_is_pre(d->hook)) return true;
-  size_t len = 0;
-  uint8_t *bytes = d->answer ? ch_byte_buffer_flatten(d->answer, &len) : NULL;
-  const ProtobufCMessageDescriptor *type = answer_type(d->hook);
-  ch_error err;
-  ProtobufCMessage *answer = NULL;
-  if (ch_answer_check_wire(type, bytes ? bytes : (uint8_t *)"", len, &ch_answer_default_limits,
-                           &err) == 0)
-    answer = protobuf_c_message_unpack(type, NULL, len, bytes ? bytes : (uint8_t *)"");
-  else
-    snprintf(cause, size, "its answer is refused: %s", err.msg);
-  free(bytes);
-  if (!answer) {
-    if (!cause[0]) snprintf(cause, size, "its answer is not a valid hook response");
-    return false;
-  }
-  bool ok = ch_answer_check_values(answer, &err) == 0;
-  if (!ok) snprintf(cause, size, "its answer is refused: %s", err.msg);
+  ProtobufCMessage *answer = decode_answer(d, cause, size);
+  if (!answer) return false;
   ch_merge_trace_clear_changes(&d->trace);
   d->trace.want_changes = ch_trace_active();
-  if (ok && d->ops->apply(d->ctx, answer, d->plugin, &d->trace) != 0) {
-    snprintf(cause, size, "its answer could not be applied");
-    ok = false;
-  }
+  int rc = d->ops->apply(d->ctx, answer, d->plugin, &d->trace);
   protobuf_c_message_free_unpacked(answer, NULL);
-  if (ok && d->trace.overwrites[0]) {
+  if (rc != 0) {
+    snprintf(cause, size, "its answer could not be applied");
+    return false;
+  }
+  if (d->trace.overwrites[0]) {
     ch_debug("dispatch", "plugin overwrote earlier plugins' values hook=%s %s fields=\"%s\"",
              ch_hook_name(d->hook), d->subject, d->trace.overwrites);
     d->trace.overwrites[0] = '\0';
   }
-  return ok;
+  return true;
 }
 
 static void on_answer(ch_tag *t, bool ok) {
