@@ -1,8 +1,10 @@
 /* log.c: formats log lines and hands them to a writer thread (see log.h).
  *
- * A caller formats its line and copies it into a bounded buffer under a
- * short lock; the writer thread alone writes to stderr, so a sink that
- * blocks (a pipe nobody reads, a stuck journald) blocks only the writer.
+ * A caller formats its line; while nothing is queued and stderr is
+ * writable (poll), it writes the line itself, so lines appear in order as
+ * they happen. Otherwise it copies the line into a bounded buffer under a
+ * short lock, and a writer thread writes the buffer: a sink that blocks (a
+ * pipe nobody reads, a stuck journald) blocks only that thread.
  * When the buffer is full the line is dropped and counted: the writer
  * then says "N log lines dropped" after the lines queued before, and
  * ch_log_dropped() feeds the crihook_log_dropped_total metric. At exit the
@@ -10,6 +12,8 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -157,7 +161,21 @@ static void sink_start(void) {
   atexit(sink_flush);
 }
 
-/* Queues a whole line, or drops and counts it; never waits for the sink. */
+/* With nothing queued and the sink ready, writes (part of) the line at
+ * once, as a plain write would: lines appear when they happen while the
+ * sink keeps up. A line up to PIPE_BUF bytes does not block once poll
+ * says the sink is writable. Returns the bytes written. Under the lock. */
+static size_t write_through(const char *line, size_t n) {
+  struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+  if (sink.used > 0 || sink.writing || sink.drops > 0 || n > PIPE_BUF || poll(&pfd, 1, 0) != 1 ||
+      !(pfd.revents & POLLOUT))
+    return 0;
+  ssize_t w = write(STDERR_FILENO, line, n);
+  return w > 0 ? (size_t)w : 0;
+}
+
+/* Writes or queues a whole line, or drops and counts it; never waits for
+ * the sink. */
 static void sink_put(const char *line, size_t n) {
   pthread_once(&sink_once, sink_start);
   if (!sink_threaded) {
@@ -165,14 +183,16 @@ static void sink_put(const char *line, size_t n) {
     return;
   }
   pthread_mutex_lock(&sink.lock);
-  if (n <= SINK_BYTES - sink.used) {
-    memcpy(sink.filling + sink.used, line, n);
-    sink.used += n;
-  } else {
+  size_t done = write_through(line, n);
+  size_t left = n - done;
+  if (left > 0 && left <= SINK_BYTES - sink.used) {
+    memcpy(sink.filling + sink.used, line + done, left);
+    sink.used += left;
+  } else if (left > 0) {
     sink.drops++;
     dropped_total++;
   }
-  pthread_cond_signal(&sink.wake);
+  if (left > 0) pthread_cond_signal(&sink.wake);
   pthread_mutex_unlock(&sink.lock);
 }
 

@@ -10,9 +10,11 @@
  * escaped ("\n", "\xNN"): a value from outside (a file name, a method
  * path) cannot end the line or forge another; JSON lines are always valid
  * JSON (such bytes become "\ufffd").
- * Logging never blocks the caller: lines go through a bounded buffer to a
- * writer thread (log.c); if the sink is stuck and the buffer full, lines
- * are dropped, counted (ch_log_dropped) and reported by a later line.
+ * Logging never blocks the caller: a line is written at once only while
+ * stderr is writable and nothing is queued; otherwise it goes through a
+ * bounded buffer to a writer thread (log.c). If the sink is stuck and the
+ * buffer full, lines are dropped, counted (ch_log_dropped) and reported by
+ * a later line.
  * Only the outermost layers log; helpers return errors (error.h) instead. */
 #pragma once
 

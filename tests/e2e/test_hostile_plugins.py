@@ -105,6 +105,10 @@ class HostileCase(unittest.TestCase):
     def ctl(self, *args, check=True):
         return harness.ctl(self.proxy.sock, *args, check=check)
 
+    def wait_log(self, text):
+        """Waits for `text` in the log (a writer thread writes it, log.h)."""
+        harness.wait_for(lambda: text in self.proxy.read_log(), 5, what=repr(text))
+
     def run_pod(self, check=False):
         pod_path, ctr_path = harness.pod_files(self.work, prefix="hp-")
         out = self.ctl("runp", pod_path, check=check)
@@ -162,9 +166,8 @@ class HugeAnswers(HostileCase):
         out = self.refused_while_version_flows("envs-100k", "PreCreateContainer",
                                                entries(4, 100000), policy="Ignore")
         self.assertEqual(out.returncode, 0, out.stderr)
-        log = self.proxy.read_log()
-        self.assertIn("hook failed, ignored plugin=envs-100k hook=PreCreateContainer", log)
-        self.assertIn("container_envs has more than 10000 entries", log)
+        self.wait_log("hook failed, ignored plugin=envs-100k hook=PreCreateContainer")
+        self.assertIn("container_envs has more than 10000 entries", self.proxy.read_log())
 
     def test_16mib_answer_refused(self):
         answer = pb_bytes(3, "/" + "x" * (16 * 1024 * 1024 - 100))  # cgroup_parent
@@ -240,9 +243,8 @@ class AbsurdAnswers(HostileCase):
         status = harness.ctl(self.containerd.sock, "inspectp",
                              out.stdout.strip()).stdout
         self.assertNotIn('"added"', status, "a refused answer was partly applied")
-        log = self.proxy.read_log()
-        self.assertIn("hook failed, ignored plugin=shares-ignored hook=PreRunPodSandbox", log)
-        self.assertIn("resources.cpu_shares -5 is out of range", log)
+        self.wait_log("hook failed, ignored plugin=shares-ignored hook=PreRunPodSandbox")
+        self.assertIn("resources.cpu_shares -5 is out of range", self.proxy.read_log())
 
 
 if __name__ == "__main__":
