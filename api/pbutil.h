@@ -26,7 +26,20 @@ const char *ch_pb_map_get(const ProtobufCMessage *msg, const char *field, const 
  * it was added or unchanged, -1 on error (no such field, out of memory). */
 int ch_pb_map_set(ProtobufCMessage *msg, const char *field, const char *key, const char *value);
 
-/* Copies every entry of src's map field into dst's (ch_pb_map_set each). */
+/* Called for each pair before it is set: old is the key's value before
+ * (NULL if the key is new). */
+typedef void (*ch_pb_pair_fn)(void *ctx, const char *key, const char *old, const char *value);
+
+/* Sets every {key, value} of src's field in dst's field (each a map<string,
+ * string> or a repeated {string key, string value}, such as CRI's envs):
+ * existing keys changed in place, new ones appended in src's order. One
+ * pass over each list through a hash index: linear in their sizes. `fn`
+ * (may be NULL) sees each pair. Returns 0, or -1 on error (no such field,
+ * out of memory). */
+int ch_pb_pairs_merge(ProtobufCMessage *dst, const char *dst_field, const ProtobufCMessage *src,
+                      const char *src_field, ch_pb_pair_fn fn, void *ctx);
+
+/* ch_pb_pairs_merge without a callback. */
 int ch_pb_map_merge(ProtobufCMessage *dst, const char *dst_field, const ProtobufCMessage *src,
                     const char *src_field);
 

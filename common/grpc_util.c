@@ -22,10 +22,11 @@ grpc_arg ch_arg_str(const char *key, const char *value) {
 
 grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts) {
   int max_msg = opts && opts->max_msg_size > 0 ? opts->max_msg_size : CH_DEFAULT_MAX_MSG;
+  int max_recv = opts && opts->max_recv_size > 0 ? opts->max_recv_size : max_msg;
   int backoff = opts && opts->reconnect_backoff_ms > 0 ? opts->reconnect_backoff_ms : 100;
   grpc_arg args[10];
   size_t n = 0;
-  args[n++] = ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_msg);
+  args[n++] = ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_recv);
   args[n++] = ch_arg_int(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_msg);
   args[n++] = ch_arg_int(GRPC_ARG_MAX_METADATA_SIZE, CH_MAX_METADATA);
   args[n++] = ch_arg_int(GRPC_ARG_ENABLE_RETRIES, 0);

@@ -21,6 +21,7 @@
 
 typedef struct ch_channel_opts {
   int max_msg_size;         /* 0 = CH_DEFAULT_MAX_MSG */
+  int max_recv_size;        /* received messages; 0 = max_msg_size */
   int reconnect_backoff_ms; /* 0 = 100 ms */
   const char *user_agent;   /* NULL = grpc's own */
   /* grpc's minimal filter stack: no client-side deadline or message-size

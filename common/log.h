@@ -6,11 +6,20 @@
  * With --log-format json each line is instead one JSON object: time, level,
  * component, msg (the whole message) and each key=value as its own field
  * (log_json.c).
- * Logging is thread-safe (one write(2) per line). Only the outermost layers
- * log; helpers return errors (error.h) instead. */
+ * In text lines, control characters and bytes that are not UTF-8 are
+ * escaped ("\n", "\xNN"): a value from outside (a file name, a method
+ * path) cannot end the line or forge another; JSON lines are always valid
+ * JSON (such bytes become "\ufffd").
+ * Logging never blocks the caller: a line is written at once only while
+ * stderr is writable and nothing is queued; otherwise it goes through a
+ * bounded buffer to a writer thread (log.c). If the sink is stuck and the
+ * buffer full, lines are dropped, counted (ch_log_dropped) and reported by
+ * a later line.
+ * Only the outermost layers log; helpers return errors (error.h) instead. */
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum ch_log_level {
   CH_LOG_DEBUG = 0,
@@ -29,6 +38,9 @@ bool ch_log_enabled(ch_log_level level);
 
 /* Parses "debug", "info", "warn"/"warning" or "error"; returns -1 if unknown. */
 int ch_log_parse_level(const char *name, ch_log_level *out);
+
+/* Lines dropped so far because the sink was stuck. */
+uint64_t ch_log_dropped(void);
 
 void ch_log(ch_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log_internal.h"
+#include "utf8.h"
 
 typedef struct out_buf {
   char *p;
@@ -36,11 +37,19 @@ static void put_json_string(out_buf *o, const char *s, size_t n) {
       esc[0] = '\\';
       esc[1] = (char)c;
       put(o, esc, 2);
-    } else if (c < 0x20) {
+    } else if (c < 0x20 || c == 0x7f) {
       int m = snprintf(esc, sizeof esc, "\\u%04x", c);
       put(o, esc, (size_t)m);
-    } else {
+    } else if (c < 0x80) {
       put(o, (const char *)&c, 1);
+    } else {
+      size_t seq = ch_utf8_sequence((const unsigned char *)s + i, n - i);
+      if (seq == 0) {
+        put(o, "\\ufffd", 6); /* not UTF-8: the replacement character */
+      } else {
+        put(o, s + i, seq);
+        i += seq - 1;
+      }
     }
   }
   put(o, "\"", 1);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer_check.h"
 #include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "log.h"
@@ -196,26 +197,48 @@ static const ProtobufCMessageDescriptor *answer_type(ch_hook_point hook) {
              : &runtime__v1alpha1__container_resource_hook_response__descriptor;
 }
 
-/* Decodes and applies a successful answer; returns a cause on failure. */
-static const char *apply_answer(ch_dispatch *d) {
-  if (!ch_hook_is_pre(d->hook)) return NULL;
+/* The answer decoded if it meets the bounds and rules of answer_check.h;
+ * NULL with the cause in `cause` otherwise. The caller frees it. */
+static ProtobufCMessage *decode_answer(const ch_dispatch *d, char *cause, size_t size) {
   size_t len = 0;
   uint8_t *bytes = d->answer ? ch_byte_buffer_flatten(d->answer, &len) : NULL;
-  ProtobufCMessage *answer =
-      protobuf_c_message_unpack(answer_type(d->hook), NULL, len, bytes ? bytes : (uint8_t *)"");
+  const uint8_t *data = bytes ? bytes : (const uint8_t *)"";
+  const ProtobufCMessageDescriptor *type = answer_type(d->hook);
+  ch_error err;
+  ProtobufCMessage *answer = NULL;
+  if (ch_answer_check_wire(type, data, len, &ch_answer_default_limits, &err) != 0) {
+    snprintf(cause, size, "its answer is refused: %s", err.msg);
+  } else if (!(answer = protobuf_c_message_unpack(type, NULL, len, data))) {
+    snprintf(cause, size, "its answer is not a valid hook response");
+  } else if (ch_answer_check_values(answer, &err) != 0) {
+    snprintf(cause, size, "its answer is refused: %s", err.msg);
+    protobuf_c_message_free_unpacked(answer, NULL);
+    answer = NULL;
+  }
   free(bytes);
-  if (!answer) return "its answer is not a valid hook response";
+  return answer;
+}
+
+/* Checks, decodes and applies a successful answer; returns false with the
+ * cause in `cause` when the answer is refused or cannot be applied. */
+static bool apply_answer(ch_dispatch *d, char *cause, size_t size) {
+  if (!ch_hook_is_pre(d->hook)) return true;
+  ProtobufCMessage *answer = decode_answer(d, cause, size);
+  if (!answer) return false;
   ch_merge_trace_clear_changes(&d->trace);
   d->trace.want_changes = ch_trace_active();
   int rc = d->ops->apply(d->ctx, answer, d->plugin, &d->trace);
   protobuf_c_message_free_unpacked(answer, NULL);
-  if (rc != 0) return "its answer could not be applied";
+  if (rc != 0) {
+    snprintf(cause, size, "its answer could not be applied");
+    return false;
+  }
   if (d->trace.overwrites[0]) {
     ch_debug("dispatch", "plugin overwrote earlier plugins' values hook=%s %s fields=\"%s\"",
              ch_hook_name(d->hook), d->subject, d->trace.overwrites);
     d->trace.overwrites[0] = '\0';
   }
-  return NULL;
+  return true;
 }
 
 /* A hook call cancelled by the shutdown: not the plugin's failure. */
@@ -237,15 +260,13 @@ static void on_answer(ch_tag *t, bool ok) {
   }
   double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
   bool stop = false;
-  char cause[512] = "";
+  char cause[768] = "";
   if (d->status != GRPC_STATUS_OK) {
     snprintf(cause, sizeof cause, "%s: %.*s", ch_status_name(d->status),
              (int)GRPC_SLICE_LENGTH(d->details), (const char *)GRPC_SLICE_START_PTR(d->details));
     stop = plugin_failed(d, d->status, cause);
   } else {
-    const char *why = apply_answer(d);
-    if (why) {
-      snprintf(cause, sizeof cause, "%s", why);
+    if (!apply_answer(d, cause, sizeof cause)) {
       stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
     } else {
       ch_plugin_stats_record(d->plugin->name, true, NULL);

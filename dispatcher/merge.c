@@ -90,27 +90,28 @@ static void note_value_change(ch_merge_trace *t, const char *what, const char *o
 
 /* ---- merging ---- */
 
+/* What merge_map's callback needs to note each pair. */
+typedef struct pair_notes {
+  ch_merge_trace *trace;
+  const char *label, *plugin;
+} pair_notes;
+
+static void note_pair(void *ctx, const char *key, const char *old, const char *value) {
+  const pair_notes *n = ctx;
+  if (!n->trace) return;
+  if (want_changes(n->trace)) note_key_change(n->trace, n->label, key, old, value);
+  char what[128];
+  snprintf(what, sizeof what, "%s[%s]", n->label, key);
+  trace_note(n->trace, what, n->plugin);
+}
+
+/* Merges the pairs of src's map field into dst's map (or repeated KeyValue)
+ * field, in time linear in both sizes (ch_pb_pairs_merge). */
 static int merge_map(ProtobufCMessage *dst, const char *dst_field, const ProtobufCMessage *src,
                      const char *src_field, const char *label, ch_merge_trace *t,
                      const char *plugin) {
-  const ProtobufCFieldDescriptor *f =
-      protobuf_c_message_descriptor_get_field_by_name(src->descriptor, src_field);
-  size_t n = *MEMBER(size_t, src, f->quantifier_offset);
-  typedef struct {
-    ProtobufCMessage base;
-    char *key, *value;
-  } entry;
-  entry **list = *MEMBER(entry **, src, f->offset);
-  for (size_t i = 0; i < n; i++) {
-    if (want_changes(t))
-      note_key_change(t, label, list[i]->key, ch_pb_map_get(dst, dst_field, list[i]->key),
-                      list[i]->value);
-    if (ch_pb_map_set(dst, dst_field, list[i]->key, list[i]->value) < 0) return -1;
-    char what[128];
-    snprintf(what, sizeof what, "%s[%s]", label, list[i]->key);
-    trace_note(t, what, plugin);
-  }
-  return 0;
+  pair_notes notes = {.trace = t, .label = label, .plugin = plugin};
+  return ch_pb_pairs_merge(dst, dst_field, src, src_field, note_pair, &notes);
 }
 
 static int set_string(ProtobufCMessage *dst, const char *field, const char *value, const char *what,
@@ -303,25 +304,10 @@ int ch_merge_env(Runtime__V1__ContainerConfig *config, const char *key, const ch
   return 0;
 }
 
-static const char *env_value(const Runtime__V1__ContainerConfig *config, const char *key) {
-  for (size_t i = 0; i < config->n_envs; i++)
-    if (strcmp(config->envs[i]->key, key) == 0) return config->envs[i]->value;
-  return NULL;
-}
-
 static int merge_envs(Runtime__V1__ContainerConfig *config,
                       const Runtime__V1alpha1__ContainerResourceHookResponse *answer,
                       ch_merge_trace *t, const char *plugin) {
-  for (size_t i = 0; i < answer->n_container_envs; i++) {
-    const char *key = answer->container_envs[i]->key;
-    if (want_changes(t))
-      note_key_change(t, "envs", key, env_value(config, key), answer->container_envs[i]->value);
-    if (ch_merge_env(config, key, answer->container_envs[i]->value) < 0) return -1;
-    char what[128];
-    snprintf(what, sizeof what, "envs[%s]", key);
-    trace_note(t, what, plugin);
-  }
-  return 0;
+  return merge_map(&config->base, "envs", &answer->base, "container_envs", "envs", t, plugin);
 }
 
 int ch_merge_container_answer(Runtime__V1__ContainerConfig *config,

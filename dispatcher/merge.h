@@ -12,6 +12,9 @@
  *   proxy, which clears e.g. oom_score_adj or cpuset_cpus when a plugin
  *   omits them); `unified` merges key by key, a non-empty hugepage_limits
  *   list replaces the whole list.
+ * Maps and envs merge in time linear in both sizes (ch_pb_pairs_merge, a
+ * hash index by key); answers are checked against answer_check.h before
+ * they reach these functions.
  * Several plugins on one hook are merged in call order, each seeing the
  * request as changed by those before it. A ch_merge_trace remembers which
  * plugin set what during one call, so that a later plugin overwriting an

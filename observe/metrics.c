@@ -11,6 +11,8 @@
 #include <uthash.h>
 
 #include "grpc_util.h"
+#include "log.h"
+#include "utf8.h"
 
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -55,9 +57,9 @@ static void observe(histogram *h, double seconds) {
   h->sum += seconds;
 }
 
-static method_series *method_for(const char *method, size_t len) {
+static method_series *method_for(const char *method, size_t len, bool known) {
   char key[160];
-  snprintf(key, sizeof key, "%.*s", (int)len, method);
+  snprintf(key, sizeof key, "%.*s", known ? (int)len : 7, known ? method : "unknown");
   method_series *m;
   HASH_FIND_STR(methods, key, m);
   if (m) return m;
@@ -72,10 +74,11 @@ static method_series *method_for(const char *method, size_t len) {
   return m;
 }
 
-void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, double seconds) {
+void ch_metrics_cri_call(const char *method, size_t len, bool known, grpc_status_code code,
+                         double seconds) {
   if (!enabled) return;
   pthread_mutex_lock(&lock);
-  method_series *m = method_for(method, len);
+  method_series *m = method_for(method, len, known);
   if (m) {
     m->calls[(unsigned)code < CODES ? (unsigned)code : CODES]++;
     observe(&m->latency, seconds);
@@ -135,6 +138,34 @@ static void put(text *t, const char *fmt, ...) {
   }
 }
 
+/* `in` as a label value of the exposition format: '\\', '"' and newline
+ * escaped, other control characters written as a visible "\\xNN", bytes
+ * that are not UTF-8 replaced by U+FFFD. Cut to fit `size`. */
+static const char *label_value(char *out, size_t size, const char *in) {
+  size_t used = 0, n = strlen(in);
+  for (size_t i = 0; i < n && used + 8 < size;) {
+    unsigned char c = (unsigned char)in[i];
+    size_t seq = ch_utf8_sequence((const unsigned char *)in + i, n - i);
+    if (c == '\\' || c == '"')
+      used += (size_t)snprintf(out + used, size - used, "\\%c", c);
+    else if (c == '\n')
+      used += (size_t)snprintf(out + used, size - used, "\\n");
+    else if (c < 0x20 || c == 0x7f)
+      used += (size_t)snprintf(out + used, size - used, "\\\\x%02x", c);
+    else if (seq == 0)
+      used += (size_t)snprintf(out + used, size - used, "\xef\xbf\xbd");
+    else {
+      memcpy(out + used, in + i, seq);
+      used += seq;
+      i += seq;
+      continue;
+    }
+    i++;
+  }
+  out[used] = '\0';
+  return out;
+}
+
 static void put_histogram(text *t, const char *name, const char *labels, const histogram *h) {
   uint64_t cumulative = 0;
   for (size_t i = 0; i < BUCKETS; i++) {
@@ -151,43 +182,49 @@ static void put_methods(text *t) {
   put(t,
       "# HELP crihook_cri_calls_total CRI calls through crihookd by method and status code.\n"
       "# TYPE crihook_cri_calls_total counter\n");
+  char method[640];
   for (method_series *m = methods; m; m = m->hh.next)
     for (unsigned c = 0; c <= CODES; c++)
       if (m->calls[c])
-        put(t, "crihook_cri_calls_total{method=\"%s\",code=\"%s\"} %llu\n", m->key,
+        put(t, "crihook_cri_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
+            label_value(method, sizeof method, m->key),
             c < CODES ? ch_status_name((grpc_status_code)c) : "OTHER",
             (unsigned long long)m->calls[c]);
   put(t,
       "# HELP crihook_cri_call_duration_seconds Time from accept to the end of the call.\n"
       "# TYPE crihook_cri_call_duration_seconds histogram\n");
   for (method_series *m = methods; m; m = m->hh.next) {
-    char labels[200];
-    snprintf(labels, sizeof labels, "method=\"%s\"", m->key);
+    char labels[700];
+    snprintf(labels, sizeof labels, "method=\"%s\"", label_value(method, sizeof method, m->key));
     put_histogram(t, "crihook_cri_call_duration_seconds", labels, &m->latency);
   }
 }
 
 static void put_hooks(text *t) {
   static const char *const result_names[] = {"ok", "error", "timeout"};
+  char plugin[640];
   put(t,
       "# HELP crihook_hook_calls_total Hook calls by plugin, hook and result.\n"
       "# TYPE crihook_hook_calls_total counter\n");
   for (hook_series *h = hooks; h; h = h->hh.next)
     for (int r = 0; r < 3; r++)
-      put(t, "crihook_hook_calls_total{plugin=\"%s\",hook=\"%s\",result=\"%s\"} %llu\n", h->plugin,
-          ch_hook_name(h->hook), result_names[r], (unsigned long long)h->results[r]);
+      put(t, "crihook_hook_calls_total{plugin=\"%s\",hook=\"%s\",result=\"%s\"} %llu\n",
+          label_value(plugin, sizeof plugin, h->plugin), ch_hook_name(h->hook), result_names[r],
+          (unsigned long long)h->results[r]);
   put(t,
       "# HELP crihook_hook_rejections_total CRI calls refused by a Fail-policy plugin.\n"
       "# TYPE crihook_hook_rejections_total counter\n");
   for (hook_series *h = hooks; h; h = h->hh.next)
-    put(t, "crihook_hook_rejections_total{plugin=\"%s\",hook=\"%s\"} %llu\n", h->plugin,
-        ch_hook_name(h->hook), (unsigned long long)h->rejections);
+    put(t, "crihook_hook_rejections_total{plugin=\"%s\",hook=\"%s\"} %llu\n",
+        label_value(plugin, sizeof plugin, h->plugin), ch_hook_name(h->hook),
+        (unsigned long long)h->rejections);
   put(t,
       "# HELP crihook_hook_call_duration_seconds Hook call latency.\n"
       "# TYPE crihook_hook_call_duration_seconds histogram\n");
   for (hook_series *h = hooks; h; h = h->hh.next) {
-    char labels[256];
-    snprintf(labels, sizeof labels, "plugin=\"%s\",hook=\"%s\"", h->plugin, ch_hook_name(h->hook));
+    char labels[700];
+    snprintf(labels, sizeof labels, "plugin=\"%s\",hook=\"%s\"",
+             label_value(plugin, sizeof plugin, h->plugin), ch_hook_name(h->hook));
     put_histogram(t, "crihook_hook_call_duration_seconds", labels, &h->latency);
   }
 }
@@ -222,6 +259,22 @@ static void put_undecodable(text *t) {
         (unsigned long long)undecodable[i].count);
 }
 
+static bool registered(const ch_registry *r, const char *plugin) {
+  for (size_t i = 0; i < r->count; i++)
+    if (strcmp(r->plugins[i].name, plugin) == 0) return true;
+  return false;
+}
+
+/* Drops the series of plugins no longer registered (under the lock). */
+static void prune_hooks(const ch_registry *r) {
+  hook_series *h, *tmp;
+  HASH_ITER(hh, hooks, h, tmp) {
+    if (registered(r, h->plugin)) continue;
+    HASH_DEL(hooks, h);
+    free(h);
+  }
+}
+
 static void put_gauge(text *t, const char *name, const char *help, const char *type, long long v) {
   put(t, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
 }
@@ -235,7 +288,6 @@ char *ch_metrics_render(ch_registry_slot *registry, ch_store *store,
             (long long)r->error_count);
   put_gauge(&t, "crihook_registry_generation", "Registry reloads that changed something.",
             "counter", (long long)r->generation);
-  ch_registry_unref(r);
   put_gauge(&t, "crihook_store_pods", "Pods in the store.", "gauge",
             (long long)ch_store_pod_count(store));
   put_gauge(&t, "crihook_store_containers", "Containers in the store.", "gauge",
@@ -246,13 +298,18 @@ char *ch_metrics_render(ch_registry_slot *registry, ch_store *store,
   put_gauge(&t, "crihook_backend_connects_total",
             "Times the backend connection came up (the first time included).", "counter",
             (long long)process->backend_connects);
+  put_gauge(&t, "crihook_log_dropped_total",
+            "Log lines dropped because the log sink (stderr) was stuck.", "counter",
+            (long long)ch_log_dropped());
   put_gauge(&t, "crihook_store_rebuilt", "1 once the store has been rebuilt from the backend.",
             "gauge", process->store_rebuilt);
   pthread_mutex_lock(&lock);
+  prune_hooks(r);
   put_methods(&t);
   put_hooks(&t);
   put_undecodable(&t);
   pthread_mutex_unlock(&lock);
+  ch_registry_unref(r);
   if (t.failed) {
     free(t.buf);
     return NULL;

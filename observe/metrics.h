@@ -10,13 +10,17 @@
  *   crihook_plugins, crihook_plugin_files_rejected, crihook_registry_generation
  *   crihook_store_pods, crihook_store_containers, crihook_calls_in_flight
  *   crihook_backend_connected, crihook_backend_connects_total,
- *   crihook_store_rebuilt
+ *   crihook_store_rebuilt, crihook_log_dropped_total (log.h)
  *
  * `--metrics off` turns recording into a no-op (the gauges stay).
  * Recording takes one uncontended mutex (one worker thread by default) and
- * no allocation after a series' first use. At most CH_METRICS_MAX_SERIES
- * method series are kept; further method names count under "other", so a
- * client inventing names cannot grow memory. */
+ * no allocation after a series' first use. Methods not in the CRI method
+ * table share method="unknown", and at most CH_METRICS_MAX_SERIES method
+ * series are kept (further names count under "other"), so a client
+ * inventing names cannot grow memory or the scrape. Hook series of plugins
+ * no longer registered are dropped when the metrics are rendered. Label
+ * values are escaped per the exposition format (a '\\', '"' or newline in
+ * a plugin's name cannot forge a series), invalid UTF-8 replaced. */
 #pragma once
 
 #include <grpc/grpc.h>
@@ -33,7 +37,10 @@
 /* Recording is on unless switched off (before serving starts). */
 void ch_metrics_enable(bool on);
 
-void ch_metrics_cri_call(const char *method, size_t len, grpc_status_code code, double seconds);
+/* `known`: the method is in the CRI method table (proxy/methods.h); all
+ * others count under method="unknown". */
+void ch_metrics_cri_call(const char *method, size_t len, bool known, grpc_status_code code,
+                         double seconds);
 
 typedef enum { CH_HOOK_RESULT_OK, CH_HOOK_RESULT_ERROR, CH_HOOK_RESULT_TIMEOUT } ch_hook_result;
 

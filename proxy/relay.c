@@ -156,8 +156,10 @@ static void record_call(const ch_relay *r) {
   gpr_timespec took = gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), r->accepted_at);
   double seconds = (double)gpr_timespec_to_micros(took) / 1e6;
   grpc_status_code code = r->status_sent ? r->sent_code : GRPC_STATUS_CANCELLED;
-  ch_metrics_cri_call((const char *)GRPC_SLICE_START_PTR(r->details.method),
-                      GRPC_SLICE_LENGTH(r->details.method), code, seconds);
+  const char *method = (const char *)GRPC_SLICE_START_PTR(r->details.method);
+  size_t len = GRPC_SLICE_LENGTH(r->details.method);
+  ch_method_info info = ch_method_classify(method, len);
+  ch_metrics_cri_call(method, len, info.known_unary || info.known_streaming, code, seconds);
   if (ch_trace_active()) trace_call(r, code, seconds);
 }
 

@@ -29,6 +29,9 @@
 /* A hook server that is down must fail its calls at once, not after
  * grpc's default backoff of a second or more. */
 #define PLUGIN_RECONNECT_BACKOFF_MS 100
+/* = CH_ANSWER_MAX_BYTES (dispatcher/answer_check.h; plugins do not depend
+ * on the dispatcher) */
+#define PLUGIN_MAX_ANSWER_BYTES (4 * 1024 * 1024)
 
 /* ---- channels shared across generations ---- */
 
@@ -41,7 +44,10 @@ static ch_plugin_channel *find_channel(const ch_registry *r, size_t count, const
 static ch_plugin_channel *channel_open(const char *target) {
   ch_plugin_channel *c = calloc(1, sizeof *c);
   if (!c) return NULL;
-  ch_channel_opts opts = {.reconnect_backoff_ms = PLUGIN_RECONNECT_BACKOFF_MS};
+  /* an answer larger than a hook answer may be (answer_check.h) is refused
+   * by grpc before it is read whole */
+  ch_channel_opts opts = {.reconnect_backoff_ms = PLUGIN_RECONNECT_BACKOFF_MS,
+                          .max_recv_size = PLUGIN_MAX_ANSWER_BYTES};
   atomic_init(&c->refs, 1);
   snprintf(c->target, sizeof c->target, "%s", target);
   c->channel = ch_channel_open(target, &opts);

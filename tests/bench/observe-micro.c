@@ -31,7 +31,7 @@ static double metrics_ns(long calls, bool enabled) {
   ch_metrics_enable(enabled);
   double t0 = now_ns();
   for (long i = 0; i < calls; i++)
-    ch_metrics_cri_call(method, sizeof method - 1, GRPC_STATUS_OK, 0.0001 * (double)(i % 50));
+    ch_metrics_cri_call(method, sizeof method - 1, true, GRPC_STATUS_OK, 0.0001 * (double)(i % 50));
   return (now_ns() - t0) / (double)calls;
 }
 
