@@ -347,16 +347,23 @@ class ExamplePluginsUnderKubelet(unittest.TestCase):
                 st = self.running(name)
                 pod = self.kl.pod(name)
                 self.assertEqual(pod["status"].get("qosClass"), "Burstable")  # kubelet's own
-                self.assertEqual(int(self.cgroup_file(st, "cpu", "cpu.shares")), shares)
-                self.assertEqual(self.oom_score_adj(st), oom)
-                self.assertEqual(self.inspect(st)["status"]["annotations"].get(CLASS), name)
-                # still in the pod cgroup kubelet made, for every controller
+                # still in the pod cgroup kubelet made, for every controller, and
+                # kubelet's stats still see the pod (both lost when pods were moved)
                 _, paths = self.cgroups(st)
                 own = "/kubepods/burstable/pod%s/%s" % (pod["metadata"]["uid"], kubelet.cid(st))
                 for ctrl in ("cpu", "cpuacct", "memory", "cpuset", "pids"):
                     self.assertEqual(paths.get(ctrl), own, ctrl)
                 harness_wait(lambda: self.usage(name), "kubelet's stats of " + name, 60,
                              lambda: json.dumps(self.kl.pod_stats(name))[:3000])
+                # the class's weight and OOM preference on the container, its name on
+                # it (read after kubelet's syncs since the start: it did not reset them)
+                self.assertEqual(int(self.cgroup_file(st, "cpu", "cpu.shares")), shares)
+                self.assertEqual(self.oom_score_adj(st), oom)
+                self.assertEqual(self.inspect(st)["status"]["annotations"].get(CLASS), name)
+                # the pod cgroup's own weight stays kubelet's (its containers' requests)
+                pod_cgroup = os.path.join(CGROUP_ROOT, "cpu", os.path.dirname(own).lstrip("/"))
+                with open(os.path.join(pod_cgroup, "cpu.shares")) as f:
+                    self.assertEqual(int(f.read()), base_shares)
 
     def oom_score_adj(self, status):
         pid, _ = self.cgroups(status)
