@@ -30,10 +30,18 @@ typedef struct request_source {
   size_t len;
 } request_source;
 
+/* A request from the input that does not round-trip by itself (see
+ * round_trips()) is out of scope: the merge must not break a request, it
+ * cannot mend one. */
 static ProtobufCMessage *request_of(const request_source *src,
                                     const ProtobufCMessageDescriptor *desc, const char *json) {
-  if (src->bytes) return protobuf_c_message_unpack(desc, NULL, src->len, src->bytes);
-  return kubelet_message(desc, json);
+  if (!src->bytes) return kubelet_message(desc, json);
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, src->len, src->bytes);
+  if (msg && !round_trips(msg, desc)) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return NULL;
+  }
+  return msg;
 }
 
 static void merge_pod(const request_source *src, const uint8_t *data, size_t size,
@@ -98,8 +106,8 @@ static void create_request(const request_source *src, ProtobufCMessage **config,
     *sandbox = kubelet_message(&runtime__v1__pod_sandbox_config__descriptor, kubelet_pod_config);
     return;
   }
-  Runtime__V1__CreateContainerRequest *r =
-      runtime__v1__create_container_request__unpack(NULL, src->len, src->bytes);
+  Runtime__V1__CreateContainerRequest *r = (void *)request_of(
+      src, &runtime__v1__create_container_request__descriptor, NULL);
   if (!r) return;
   *config = r->config ? &r->config->base : NULL; /* apply_answer refuses one without */
   *sandbox = r->sandbox_config ? &r->sandbox_config->base : NULL;
@@ -124,9 +132,7 @@ static void merge_container(int kind, const request_source *src, const uint8_t *
     target = request_of(src, &runtime__v1__update_container_resources_request__descriptor,
                         kubelet_update_request);
   else if (src->bytes)
-    target =
-        protobuf_c_message_unpack(&runtime__v1alpha1__container_resource_hook_request__descriptor,
-                                  NULL, src->len, src->bytes);
+    target = request_of(src, &runtime__v1alpha1__container_resource_hook_request__descriptor, NULL);
   else
     target = (ProtobufCMessage *)kubelet_record();
   for (int i = 0; target && i < 2; i++) {
