@@ -113,6 +113,14 @@ static const char *body(const job *j) {
   return b + 4;
 }
 
+/* The answer's body as JSON (the caller frees it). */
+static json_t *json_body(const job *j) {
+  json_error_t jerr;
+  json_t *doc = json_loads(body(j), 0, &jerr);
+  if (!doc) fail_msg("not JSON (%s): %s", jerr.text, j->answer);
+  return doc;
+}
+
 static void write_file(const char *dir, const char *name, const char *text) {
   char path[256];
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -194,9 +202,7 @@ static void metrics_gauges_gathered(void **state) {
 static void plugins_listed(void **state) {
   job *j = get(*state, "GET /plugins HTTP/1.0\r\n\r\n");
   assert_int_equal(j->status, 200);
-  json_error_t jerr;
-  json_t *doc = json_loads(body(j), 0, &jerr);
-  if (!doc) fail_msg("not JSON (%s): %s", jerr.text, j->answer);
+  json_t *doc = json_body(j);
   json_t *p = json_array_get(json_object_get(doc, "plugins"), 0);
   assert_string_equal(json_string_value(json_object_get(p, "name")), "10-env");
   assert_int_equal(json_integer_value(json_object_get(p, "calls")), 0);
@@ -208,9 +214,9 @@ static void plugins_listed(void **state) {
 static void healthz_not_ready_without_backend(void **state) {
   job *j = get(*state, "GET /healthz HTTP/1.0\r\n\r\n");
   assert_int_equal(j->status, 503);
-  json_error_t jerr;
-  json_t *doc = json_loads(body(j), 0, &jerr);
-  if (!doc) fail_msg("not JSON (%s): %s", jerr.text, j->answer);
+  json_t *doc = json_body(j);
+  assert_false(json_is_true(json_object_get(doc, "ready")));
+  assert_non_null(json_string_value(json_object_get(doc, "reason")));
   json_decref(doc);
   free(j);
 }
