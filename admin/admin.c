@@ -179,13 +179,38 @@ static ch_admin_view view_of(ch_admin *a) {
                          .in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : -1};
 }
 
+/* The gauges of /metrics, gathered here and passed in (observe/ reads
+ * nothing of the registry or the store); `names` holds r->count names that
+ * point into `r`, which the caller keeps referenced while they are used. */
+static void gather_gauges(ch_admin *a, const ch_registry *r, const char **names,
+                          ch_metrics_gauges *g) {
+  for (size_t i = 0; i < r->count; i++) names[i] = r->plugins[i].name;
+  *g = (ch_metrics_gauges){.plugins = r->count,
+                           .plugin_files_rejected = r->error_count,
+                           .registry_generation = r->generation,
+                           .store_pods = ch_store_pod_count(a->config.store),
+                           .store_containers = ch_store_container_count(a->config.store),
+                           .in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : 0,
+                           .backend_connected = ch_health_connected(a->config.health),
+                           .backend_connects = ch_health_connects(a->config.health),
+                           .log_dropped = ch_log_dropped(),
+                           .store_rebuilt = ch_health_store_rebuilt(a->config.health),
+                           .plugin_names = names,
+                           .plugin_count = r->count};
+}
+
 static void answer_metrics(admin_conn *c) {
   ch_admin *a = c->admin;
-  ch_metrics_process process = {.in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : 0,
-                                .backend_connected = ch_health_connected(a->config.health),
-                                .backend_connects = ch_health_connects(a->config.health),
-                                .store_rebuilt = ch_health_store_rebuilt(a->config.health)};
-  char *text = ch_metrics_render(a->config.registry, a->config.store, &process);
+  ch_registry *r = ch_registry_slot_acquire(a->config.registry);
+  const char **names = calloc(r->count ? r->count : 1, sizeof *names);
+  char *text = NULL;
+  if (names) {
+    ch_metrics_gauges gauges;
+    gather_gauges(a, r, names, &gauges);
+    text = ch_metrics_render(&gauges);
+  }
+  free(names);
+  ch_registry_unref(r);
   if (!text) return respond_error(c, 500, "out of memory");
   respond_text(c, 200, text, "text/plain; version=0.0.4");
 }

@@ -8,50 +8,22 @@
  * is not part of them) or double-quoted. Keys are [a-z0-9_] and never
  * shadow time/level/component/msg. */
 #include <stdbool.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "log_internal.h"
-#include "utf8.h"
+#include "strbuf.h"
 
-typedef struct out_buf {
-  char *p;
-  size_t len, used;
-} out_buf;
+typedef ch_strbuf out_buf; /* bounded (ch_strbuf_fixed): the caller's line */
 
-static void put(out_buf *o, const char *s, size_t n) {
-  if (o->used + n > o->len) n = o->len - o->used; /* cannot happen at the bound's size */
-  memcpy(o->p + o->used, s, n);
-  o->used += n;
-}
+static void put(out_buf *o, const char *s, size_t n) { ch_strbuf_put(o, s, n); }
 
-static void put_str(out_buf *o, const char *s) { put(o, s, strlen(s)); }
+static void put_str(out_buf *o, const char *s) { ch_strbuf_puts(o, s); }
 
-/* Writes s[0..n) as a JSON string, quotes included. */
+/* Writes s[0..n) as a JSON string, quotes included (strbuf.h escapes it and
+ * replaces what is not UTF-8). */
 static void put_json_string(out_buf *o, const char *s, size_t n) {
   put(o, "\"", 1);
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char esc[8];
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\';
-      esc[1] = (char)c;
-      put(o, esc, 2);
-    } else if (c < 0x20 || c == 0x7f) {
-      int m = snprintf(esc, sizeof esc, "\\u%04x", c);
-      put(o, esc, (size_t)m);
-    } else if (c < 0x80) {
-      put(o, (const char *)&c, 1);
-    } else {
-      size_t seq = ch_utf8_sequence((const unsigned char *)s + i, n - i);
-      if (seq == 0) {
-        put(o, "\\ufffd", 6); /* not UTF-8: the replacement character */
-      } else {
-        put(o, s + i, seq);
-        i += seq - 1;
-      }
-    }
-  }
+  ch_strbuf_put_json(o, s, n);
   put(o, "\"", 1);
 }
 
@@ -110,7 +82,8 @@ static void put_fields(out_buf *o, const char *msg) {
 
 size_t ch_log_json_line(char *line, size_t len, const char *time, const char *level,
                         const char *component, const char *msg) {
-  out_buf o = {.p = line, .len = len, .used = 0};
+  out_buf o;
+  ch_strbuf_fixed(&o, line, len);
   put_str(&o, "{\"time\":");
   put_json_string(&o, time, strlen(time));
   put_str(&o, ",\"level\":");
@@ -121,7 +94,7 @@ size_t ch_log_json_line(char *line, size_t len, const char *time, const char *le
   put_json_string(&o, msg, strlen(msg));
   put_fields(&o, msg);
   put_str(&o, "}\n");
-  return o.used;
+  return o.len;
 }
 
 size_t ch_log_json_bound(size_t component_len, size_t msg_len) {

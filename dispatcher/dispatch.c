@@ -16,8 +16,7 @@
 #include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "log.h"
-#include "metrics.h"
-#include "stats.h"
+#include "outcome.h"
 
 static void call_next(ch_dispatch *d);
 static void on_answer(ch_tag *t, bool ok);
@@ -108,7 +107,6 @@ static void reset_call(ch_dispatch *d) {
 static bool plugin_failed(ch_dispatch *d, grpc_status_code code, const char *cause) {
   const ch_plugin *p = d->plugin;
   bool reject = ch_hook_is_pre(d->hook) && p->fail_closed;
-  ch_plugin_stats_record(p->name, false, cause);
   if (reject) {
     d->rejected = true;
     d->reject_code = code == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : code;
@@ -124,22 +122,25 @@ static bool plugin_failed(ch_dispatch *d, grpc_status_code code, const char *cau
   return reject;
 }
 
-/* Reports the plugin's call to the live trace, with the changes its answer
- * made (then forgets them, for the next plugin). */
-static void trace_call(ch_dispatch *d, ch_trace_result result, double ms, const char *cause) {
-  if (d->ops->traced && ch_trace_active()) {
-    ch_trace_hook h = {.hook = d->hook, .result = result, .ms = ms};
-    snprintf(h.plugin, sizeof h.plugin, "%s", d->plugin->name);
-    snprintf(h.cause, sizeof h.cause, "%s", cause ? cause : "");
-    memcpy(h.changes, d->trace.changes, d->trace.changes_len);
-    h.change_count = d->trace.change_count;
-    d->ops->traced(d->ctx, &h);
-  }
+/* Records the plugin's call attempt, once (observe/outcome.h): the metrics,
+ * the stats and, while someone watches, the live trace (ops->traced) all
+ * from this one value, with the changes its answer made (then forgets
+ * them, for the next plugin). */
+static void record(ch_dispatch *d, ch_hook_result result, double seconds, const char *cause) {
+  ch_hook_outcome o = {.plugin = d->plugin->name,
+                       .hook = ch_hook_name(d->hook),
+                       .result = result,
+                       .rejected = d->rejected,
+                       .seconds = seconds,
+                       .cause = cause,
+                       .changes = d->trace.changes,
+                       .changes_len = d->trace.changes_len,
+                       .change_count = d->trace.change_count};
+  bool traced = d->ops->traced && ch_trace_active();
+  ch_trace_hook entry;
+  ch_observe_hook(&o, traced ? &entry : NULL);
+  if (traced) d->ops->traced(d->ctx, &entry);
   ch_merge_trace_clear_changes(&d->trace);
-}
-
-static ch_trace_result failure_result(const ch_dispatch *d) {
-  return d->rejected ? CH_TRACE_HOOK_REJECTED : CH_TRACE_HOOK_ERROR;
 }
 
 static void finish(ch_dispatch *d) {
@@ -150,7 +151,7 @@ static void finish(ch_dispatch *d) {
 /* A plugin that failed before its call was in flight. */
 static bool failed_to_start(ch_dispatch *d, const char *cause) {
   bool stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
-  trace_call(d, failure_result(d), 0, cause);
+  record(d, CH_HOOK_ERROR, 0, cause);
   return !stop;
 }
 
@@ -261,28 +262,17 @@ static void on_answer(ch_tag *t, bool ok) {
   double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
   bool stop = false;
   char cause[768] = "";
+  ch_hook_result result = CH_HOOK_OK;
   if (d->status != GRPC_STATUS_OK) {
     snprintf(cause, sizeof cause, "%s: %.*s", ch_status_name(d->status),
              (int)GRPC_SLICE_LENGTH(d->details), (const char *)GRPC_SLICE_START_PTR(d->details));
+    result = d->status == GRPC_STATUS_DEADLINE_EXCEEDED ? CH_HOOK_TIMEOUT : CH_HOOK_ERROR;
     stop = plugin_failed(d, d->status, cause);
-  } else {
-    if (!apply_answer(d, cause, sizeof cause)) {
-      stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
-    } else {
-      ch_plugin_stats_record(d->plugin->name, true, NULL);
-    }
+  } else if (!apply_answer(d, cause, sizeof cause)) {
+    result = CH_HOOK_BAD_ANSWER;
+    stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
   }
-  bool timeout = d->status == GRPC_STATUS_DEADLINE_EXCEEDED;
-  ch_hook_result result = timeout                               ? CH_HOOK_RESULT_TIMEOUT
-                          : d->status != GRPC_STATUS_OK || stop ? CH_HOOK_RESULT_ERROR
-                                                                : CH_HOOK_RESULT_OK;
-  ch_metrics_hook_call(d->plugin->name, d->hook, result, stop, ms / 1e3);
-  trace_call(d,
-             stop       ? CH_TRACE_HOOK_REJECTED
-             : timeout  ? CH_TRACE_HOOK_TIMEOUT
-             : cause[0] ? CH_TRACE_HOOK_ERROR
-                        : CH_TRACE_HOOK_OK,
-             ms, cause);
+  record(d, result, ms / 1e3, cause);
   ch_debug("dispatch", "hook called plugin=%s hook=%s %s status=%s ms=%.2f", d->plugin->name,
            ch_hook_name(d->hook), d->subject, ch_status_name(d->status), ms);
   reset_call(d);

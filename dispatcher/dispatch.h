@@ -15,10 +15,14 @@
  * the hook and the cause. With Ignore, or on a Post hook, the failure is
  * logged and counted and the chain goes on.
  *
- * Live trace (trace.h): while someone watches, each plugin's call is also
- * reported to ops->traced (if set): plugin, hook, result, latency, and what
- * its answer changed (the merge's change list). Nobody watching costs one
- * atomic load per hook call.
+ * Recording: every plugin the chain tries, whether its call went out or
+ * failed before it started, becomes one ch_hook_outcome (observe/
+ * outcome.h) recorded once in the metrics and the stats; while someone
+ * watches, the same value is reported to ops->traced (if set): plugin,
+ * hook, result, latency, and what its answer changed (the merge's change
+ * list). Nobody watching costs one atomic load per hook call. A call
+ * cancelled by the shutdown is not the plugin's failure and is not
+ * recorded.
  *
  * Shutdown: ch_dispatch_cancel_all() cancels the calling worker's hook
  * calls; each chain it reaches stops with `rejected` set (UNAVAILABLE,

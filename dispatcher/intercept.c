@@ -318,7 +318,7 @@ static const ch_dispatch_ops dispatch_ops = {build_request, apply_answer, chain_
 static void trace_skipped(ch_intercept *ic, ch_hook_point hook) {
   if (!ch_trace_active()) return;
   for (size_t i = 0; i < ic->registry->hook_count[hook]; i++) {
-    ch_trace_hook h = {.hook = hook, .result = CH_TRACE_HOOK_SKIPPED};
+    ch_trace_hook h = {.hook = ch_hook_name(hook), .result = CH_TRACE_HOOK_SKIPPED};
     snprintf(h.plugin, sizeof h.plugin, "%s", ic->registry->by_hook[hook][i]->name);
     ch_trace_hooks_add(&ic->traced, &h);
   }

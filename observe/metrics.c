@@ -1,9 +1,9 @@
 /* metrics.c: the series of metrics.h: uthash tables keyed by label values,
- * fixed histogram buckets, one mutex, rendered on demand. */
+ * fixed histogram buckets, one mutex, rendered on demand into a
+ * common/strbuf.h buffer. */
 #include "metrics.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include <uthash.h>
 
 #include "grpc_util.h"
-#include "log.h"
+#include "strbuf.h"
 #include "utf8.h"
 
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -35,8 +35,8 @@ typedef struct method_series {
 typedef struct hook_series {
   char key[200]; /* plugin '\0'-free "plugin|hook" */
   char plugin[128];
-  ch_hook_point hook;
-  uint64_t results[3];
+  const char *hook; /* static */
+  uint64_t results[CH_HOOK_RESULT_COUNT];
   uint64_t rejections;
   histogram latency;
   UT_hash_handle hh;
@@ -86,11 +86,11 @@ void ch_metrics_cri_call(const char *method, size_t len, bool known, grpc_status
   pthread_mutex_unlock(&lock);
 }
 
-void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result result,
+void ch_metrics_hook_call(const char *plugin, const char *hook, ch_hook_result result,
                           bool rejected, double seconds) {
-  if (!enabled) return;
+  if (!enabled || (unsigned)result >= CH_HOOK_RESULT_COUNT) return;
   char key[200];
-  snprintf(key, sizeof key, "%s|%d", plugin, (int)hook);
+  snprintf(key, sizeof key, "%s|%s", plugin, hook);
   pthread_mutex_lock(&lock);
   hook_series *h;
   HASH_FIND_STR(hooks, key, h);
@@ -109,34 +109,6 @@ void ch_metrics_hook_call(const char *plugin, ch_hook_point hook, ch_hook_result
 }
 
 /* ---- rendering ---- */
-
-typedef struct text {
-  char *buf;
-  size_t len, cap;
-  bool failed;
-} text;
-
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-  for (int attempt = 0; attempt < 2 && !t->failed; attempt++) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < t->cap - t->len) {
-      t->len += (size_t)n;
-      return;
-    }
-    size_t cap = (t->cap + (size_t)n + 1) * 2;
-    char *grown = realloc(t->buf, cap);
-    if (!grown)
-      t->failed = true;
-    else {
-      t->buf = grown;
-      t->cap = cap;
-    }
-  }
-}
 
 /* `in` as a label value of the exposition format: '\\', '"' and newline
  * escaped, other control characters written as a visible "\\xNN", bytes
@@ -166,31 +138,34 @@ static const char *label_value(char *out, size_t size, const char *in) {
   return out;
 }
 
-static void put_histogram(text *t, const char *name, const char *labels, const histogram *h) {
+static void put_histogram(ch_strbuf *t, const char *name, const char *labels, const histogram *h) {
   uint64_t cumulative = 0;
   for (size_t i = 0; i < BUCKETS; i++) {
     cumulative += h->bucket[i];
-    put(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bucket_le[i],
-        (unsigned long long)cumulative);
+    ch_strbuf_printf(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bucket_le[i],
+                     (unsigned long long)cumulative);
   }
-  put(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)h->count);
-  put(t, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
-      (unsigned long long)h->count);
+  ch_strbuf_printf(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+                   (unsigned long long)h->count);
+  ch_strbuf_printf(t, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+                   (unsigned long long)h->count);
 }
 
-static void put_methods(text *t) {
-  put(t,
+static void put_methods(ch_strbuf *t) {
+  ch_strbuf_printf(
+      t,
       "# HELP crihook_cri_calls_total CRI calls through crihookd by method and status code.\n"
       "# TYPE crihook_cri_calls_total counter\n");
   char method[640];
   for (method_series *m = methods; m; m = m->hh.next)
     for (unsigned c = 0; c <= CODES; c++)
       if (m->calls[c])
-        put(t, "crihook_cri_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
-            label_value(method, sizeof method, m->key),
-            c < CODES ? ch_status_name((grpc_status_code)c) : "OTHER",
-            (unsigned long long)m->calls[c]);
-  put(t,
+        ch_strbuf_printf(t, "crihook_cri_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
+                         label_value(method, sizeof method, m->key),
+                         c < CODES ? ch_status_name((grpc_status_code)c) : "OTHER",
+                         (unsigned long long)m->calls[c]);
+  ch_strbuf_printf(
+      t,
       "# HELP crihook_cri_call_duration_seconds Time from accept to the end of the call.\n"
       "# TYPE crihook_cri_call_duration_seconds histogram\n");
   for (method_series *m = methods; m; m = m->hh.next) {
@@ -200,31 +175,32 @@ static void put_methods(text *t) {
   }
 }
 
-static void put_hooks(text *t) {
-  static const char *const result_names[] = {"ok", "error", "timeout"};
+static void put_hooks(ch_strbuf *t) {
   char plugin[640];
-  put(t,
-      "# HELP crihook_hook_calls_total Hook calls by plugin, hook and result.\n"
-      "# TYPE crihook_hook_calls_total counter\n");
+  ch_strbuf_printf(t,
+                   "# HELP crihook_hook_calls_total Hook calls by plugin, hook and result.\n"
+                   "# TYPE crihook_hook_calls_total counter\n");
   for (hook_series *h = hooks; h; h = h->hh.next)
-    for (int r = 0; r < 3; r++)
-      put(t, "crihook_hook_calls_total{plugin=\"%s\",hook=\"%s\",result=\"%s\"} %llu\n",
-          label_value(plugin, sizeof plugin, h->plugin), ch_hook_name(h->hook), result_names[r],
-          (unsigned long long)h->results[r]);
-  put(t,
+    for (int r = 0; r < CH_HOOK_RESULT_COUNT; r++)
+      ch_strbuf_printf(t,
+                       "crihook_hook_calls_total{plugin=\"%s\",hook=\"%s\",result=\"%s\"} %llu\n",
+                       label_value(plugin, sizeof plugin, h->plugin), h->hook,
+                       ch_hook_result_name((ch_hook_result)r), (unsigned long long)h->results[r]);
+  ch_strbuf_printf(
+      t,
       "# HELP crihook_hook_rejections_total CRI calls refused by a Fail-policy plugin.\n"
       "# TYPE crihook_hook_rejections_total counter\n");
   for (hook_series *h = hooks; h; h = h->hh.next)
-    put(t, "crihook_hook_rejections_total{plugin=\"%s\",hook=\"%s\"} %llu\n",
-        label_value(plugin, sizeof plugin, h->plugin), ch_hook_name(h->hook),
-        (unsigned long long)h->rejections);
-  put(t,
-      "# HELP crihook_hook_call_duration_seconds Hook call latency.\n"
-      "# TYPE crihook_hook_call_duration_seconds histogram\n");
+    ch_strbuf_printf(t, "crihook_hook_rejections_total{plugin=\"%s\",hook=\"%s\"} %llu\n",
+                     label_value(plugin, sizeof plugin, h->plugin), h->hook,
+                     (unsigned long long)h->rejections);
+  ch_strbuf_printf(t,
+                   "# HELP crihook_hook_call_duration_seconds Hook call latency.\n"
+                   "# TYPE crihook_hook_call_duration_seconds histogram\n");
   for (hook_series *h = hooks; h; h = h->hh.next) {
     char labels[700];
     snprintf(labels, sizeof labels, "plugin=\"%s\",hook=\"%s\"",
-             label_value(plugin, sizeof plugin, h->plugin), ch_hook_name(h->hook));
+             label_value(plugin, sizeof plugin, h->plugin), h->hook);
     put_histogram(t, "crihook_hook_call_duration_seconds", labels, &h->latency);
   }
 }
@@ -249,72 +225,71 @@ void ch_metrics_undecodable(const char *method) {
   pthread_mutex_unlock(&lock);
 }
 
-static void put_undecodable(text *t) {
-  put(t,
+static void put_undecodable(ch_strbuf *t) {
+  ch_strbuf_printf(
+      t,
       "# HELP crihook_undecodable_requests_total Hooked CRI requests crihookd could not decode "
       "(refused if a Fail-policy plugin is registered for their hook, else forwarded unhooked).\n"
       "# TYPE crihook_undecodable_requests_total counter\n");
   for (size_t i = 0; i < UNDECODABLE_METHODS && undecodable[i].method; i++)
-    put(t, "crihook_undecodable_requests_total{method=\"%s\"} %llu\n", undecodable[i].method,
-        (unsigned long long)undecodable[i].count);
+    ch_strbuf_printf(t, "crihook_undecodable_requests_total{method=\"%s\"} %llu\n",
+                     undecodable[i].method, (unsigned long long)undecodable[i].count);
 }
 
-static bool registered(const ch_registry *r, const char *plugin) {
-  for (size_t i = 0; i < r->count; i++)
-    if (strcmp(r->plugins[i].name, plugin) == 0) return true;
+static bool registered(const ch_metrics_gauges *g, const char *plugin) {
+  for (size_t i = 0; i < g->plugin_count; i++)
+    if (strcmp(g->plugin_names[i], plugin) == 0) return true;
   return false;
 }
 
 /* Drops the series of plugins no longer registered (under the lock). */
-static void prune_hooks(const ch_registry *r) {
+static void prune_hooks(const ch_metrics_gauges *g) {
   hook_series *h, *tmp;
   HASH_ITER(hh, hooks, h, tmp) {
-    if (registered(r, h->plugin)) continue;
+    if (registered(g, h->plugin)) continue;
     HASH_DEL(hooks, h);
     free(h);
   }
 }
 
-static void put_gauge(text *t, const char *name, const char *help, const char *type, long long v) {
-  put(t, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
+static void put_gauge(ch_strbuf *t, const char *name, const char *help, const char *type,
+                      unsigned long long v) {
+  ch_strbuf_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
-char *ch_metrics_render(ch_registry_slot *registry, ch_store *store,
-                        const ch_metrics_process *process) {
-  text t = {0};
-  ch_registry *r = ch_registry_slot_acquire(registry);
-  put_gauge(&t, "crihook_plugins", "Plugins registered.", "gauge", (long long)r->count);
-  put_gauge(&t, "crihook_plugin_files_rejected", "Registration files rejected.", "gauge",
-            (long long)r->error_count);
-  put_gauge(&t, "crihook_registry_generation", "Registry reloads that changed something.",
-            "counter", (long long)r->generation);
-  put_gauge(&t, "crihook_store_pods", "Pods in the store.", "gauge",
-            (long long)ch_store_pod_count(store));
-  put_gauge(&t, "crihook_store_containers", "Containers in the store.", "gauge",
-            (long long)ch_store_container_count(store));
-  put_gauge(&t, "crihook_calls_in_flight", "CRI calls in flight.", "gauge", process->in_flight);
-  put_gauge(&t, "crihook_backend_connected", "1 if the backend connection is up.", "gauge",
-            process->backend_connected);
-  put_gauge(&t, "crihook_backend_connects_total",
+static void put_gauges(ch_strbuf *t, const ch_metrics_gauges *g) {
+  put_gauge(t, "crihook_plugins", "Plugins registered.", "gauge", g->plugins);
+  put_gauge(t, "crihook_plugin_files_rejected", "Registration files rejected.", "gauge",
+            g->plugin_files_rejected);
+  put_gauge(t, "crihook_registry_generation", "Registry reloads that changed something.", "counter",
+            g->registry_generation);
+  put_gauge(t, "crihook_store_pods", "Pods in the store.", "gauge", g->store_pods);
+  put_gauge(t, "crihook_store_containers", "Containers in the store.", "gauge",
+            g->store_containers);
+  put_gauge(t, "crihook_calls_in_flight", "CRI calls in flight.", "gauge",
+            g->in_flight > 0 ? (unsigned long long)g->in_flight : 0);
+  put_gauge(t, "crihook_backend_connected", "1 if the backend connection is up.", "gauge",
+            g->backend_connected);
+  put_gauge(t, "crihook_backend_connects_total",
             "Times the backend connection came up (the first time included).", "counter",
-            (long long)process->backend_connects);
-  put_gauge(&t, "crihook_log_dropped_total",
+            g->backend_connects);
+  put_gauge(t, "crihook_log_dropped_total",
             "Log lines dropped because the log sink (stderr) was stuck.", "counter",
-            (long long)ch_log_dropped());
-  put_gauge(&t, "crihook_store_rebuilt", "1 once the store has been rebuilt from the backend.",
-            "gauge", process->store_rebuilt);
+            g->log_dropped);
+  put_gauge(t, "crihook_store_rebuilt", "1 once the store has been rebuilt from the backend.",
+            "gauge", g->store_rebuilt);
+}
+
+char *ch_metrics_render(const ch_metrics_gauges *gauges) {
+  ch_strbuf t = CH_STRBUF_INIT;
+  put_gauges(&t, gauges);
   pthread_mutex_lock(&lock);
-  prune_hooks(r);
+  prune_hooks(gauges);
   put_methods(&t);
   put_hooks(&t);
   put_undecodable(&t);
   pthread_mutex_unlock(&lock);
-  ch_registry_unref(r);
-  if (t.failed) {
-    free(t.buf);
-    return NULL;
-  }
-  return t.buf;
+  return ch_strbuf_take(&t);
 }
 
 void ch_metrics_reset(void) {

@@ -1,5 +1,5 @@
 /* stats.h: per-plugin call counters and last error, kept across registry
- * reloads (keyed by plugin name), for `crihookctl plugins` and metrics.
+ * reloads (keyed by plugin name), for `crihookctl plugins`.
  * Thread-safe. */
 #pragma once
 
@@ -13,6 +13,8 @@ typedef struct ch_plugin_stats {
   int64_t last_error_unix; /* seconds */
 } ch_plugin_stats;
 
+/* One hook call attempt; called by ch_observe_hook (outcome.h) only, so
+ * that the stats count what the metrics and the trace count. */
 void ch_plugin_stats_record(const char *plugin, bool ok, const char *error);
 
 /* Copies the plugin's counters; all zero if it was never called. */

@@ -51,7 +51,6 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "hooks.h"
 
 /* Watchers attached; read by ch_trace_active(). Written by trace.c only. */
 extern atomic_int ch_trace_watchers;
@@ -62,19 +61,21 @@ static inline bool ch_trace_active(void) {
 }
 
 typedef enum ch_trace_result {
-  CH_TRACE_HOOK_OK,       /* answered, answer applied */
-  CH_TRACE_HOOK_ERROR,    /* failed, ignored (Ignore policy, or a Post hook) */
-  CH_TRACE_HOOK_TIMEOUT,  /* deadline passed, ignored */
-  CH_TRACE_HOOK_REJECTED, /* failed under policy Fail: the CRI call was refused */
-  CH_TRACE_HOOK_SKIPPED,  /* not called: the pod asked to skip hooks */
+  CH_TRACE_HOOK_OK,         /* answered, answer applied */
+  CH_TRACE_HOOK_ERROR,      /* failed, ignored (Ignore policy, or a Post hook) */
+  CH_TRACE_HOOK_TIMEOUT,    /* deadline passed, ignored */
+  CH_TRACE_HOOK_REJECTED,   /* failed under policy Fail: the CRI call was refused */
+  CH_TRACE_HOOK_SKIPPED,    /* not called: the pod asked to skip hooks */
+  CH_TRACE_HOOK_BAD_ANSWER, /* answered, answer refused or not applicable, ignored */
 } ch_trace_result;
 
 #define CH_TRACE_MAX_HOOKS 32
 
-/* One hook call of a traced CRI call. */
+/* One hook call of a traced CRI call (filled by ch_observe_hook, outcome.h,
+ * from the same value the metrics and stats record). */
 typedef struct ch_trace_hook {
   char plugin[96];
-  ch_hook_point hook;
+  const char *hook; /* the hook point's name, a static string */
   ch_trace_result result;
   double ms;
   char cause[160];   /* why it failed; "" if it did not */

@@ -5,15 +5,16 @@
  * The JSON is written by hand rather than through jansson: it runs once per
  * event per watcher on the control loop, and a plain buffer with an escaper
  * is several times cheaper than building and dumping a tree. Strings are
- * escaped and made valid UTF-8 (a name cut short by a fixed buffer becomes
- * U+FFFD), so any JSON parser reads every line. */
-#include <stdarg.h>
+ * escaped and made valid UTF-8 by common/strbuf.h (with common/utf8.h: a
+ * name cut short by a fixed buffer becomes U+FFFD), so any JSON parser reads
+ * every line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "grpc_util.h"
+#include "strbuf.h"
 #include "trace.h"
 
 ch_trace_event *ch_trace_event_new(const char *method, size_t method_len, grpc_status_code code,
@@ -56,148 +57,76 @@ void ch_trace_hooks_add(ch_trace_hooks **list, const ch_trace_hook *hook) {
 }
 
 const char *ch_trace_result_name(ch_trace_result result) {
-  static const char *const names[] = {"ok", "error", "timeout", "rejected", "skipped"};
+  static const char *const names[] = {"ok",       "error",   "timeout",
+                                      "rejected", "skipped", "bad_answer"};
   return (unsigned)result < sizeof names / sizeof names[0] ? names[result] : "unknown";
 }
 
 /* ---- JSON ---- */
 
-typedef struct line {
-  char *buf;
-  size_t len, cap;
-  bool failed;
-} line;
-
-static void put_raw(line *l, const char *s, size_t n) {
-  if (l->failed) return;
-  if (l->len + n + 1 > l->cap) {
-    size_t cap = (l->len + n + 1) * 2;
-    char *grown = realloc(l->buf, cap);
-    if (!grown) {
-      l->failed = true;
-      return;
-    }
-    l->buf = grown;
-    l->cap = cap;
-  }
-  memcpy(l->buf + l->len, s, n);
-  l->len += n;
-  l->buf[l->len] = '\0';
-}
-
-#define PUT_LITERAL(l, s) put_raw(l, s, sizeof s - 1)
-
-static void put_fmt(line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_fmt(line *l, const char *fmt, ...) {
-  char tmp[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n > 0) put_raw(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t utf8_length(const unsigned char *s, size_t left) {
-  size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 0;
-  if (n == 0 || n > left || s[0] > 0xF4) return 0;
-  uint32_t cp = s[0] & (0x3F >> (n - 1));
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = cp << 6 | (s[i] & 0x3F);
-  }
-  static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < least[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
-static void put_string(line *l, const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t left = strlen(s);
-  put_raw(l, "\"", 1);
-  while (left) {
-    size_t run = 0; /* plain ASCII needing no escape, copied in one go */
-    while (run < left && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
-    put_raw(l, (const char *)p, run);
-    p += run;
-    left -= run;
-    if (!left) break;
-    size_t n = *p >= 0x80 ? utf8_length(p, left) : 1;
-    if (*p == '"' || *p == '\\')
-      put_fmt(l, "\\%c", *p);
-    else if (*p < 0x20)
-      put_fmt(l, "\\u%04x", *p);
-    else if (n > 1)
-      put_raw(l, (const char *)p, n);
-    else
-      PUT_LITERAL(l, "\\ufffd");
-    p += n ? n : 1;
-    left -= n ? n : 1;
-  }
-  put_raw(l, "\"", 1);
+static void put_string(ch_strbuf *l, const char *s) {
+  ch_strbuf_put(l, "\"", 1);
+  ch_strbuf_put_json(l, s, strlen(s));
+  ch_strbuf_put(l, "\"", 1);
 }
 
 /* ,"key":"value" unless value is empty. */
-static void put_field(line *l, const char *key, const char *value) {
+static void put_field(ch_strbuf *l, const char *key, const char *value) {
   if (!value[0]) return;
-  put_fmt(l, ",\"%s\":", key);
+  ch_strbuf_printf(l, ",\"%s\":", key);
   put_string(l, value);
 }
 
-static void put_time(line *l, int64_t time_us) {
+static void put_time(ch_strbuf *l, int64_t time_us) {
   time_t sec = (time_t)(time_us / 1000000);
   struct tm tm;
   char text[64];
   gmtime_r(&sec, &tm);
   size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-  put_fmt(l, "{\"time\":\"%.*s.%06dZ\"", (int)n, text, (int)(time_us % 1000000));
+  ch_strbuf_printf(l, "{\"time\":\"%.*s.%06dZ\"", (int)n, text, (int)(time_us % 1000000));
 }
 
-static void put_changes(line *l, const ch_trace_hook *h) {
+static void put_changes(ch_strbuf *l, const ch_trace_hook *h) {
   if (!h->change_count) return;
-  PUT_LITERAL(l, ",\"changes\":[");
+  CH_STRBUF_LITERAL(l, ",\"changes\":[");
   const char *c = h->changes;
   for (unsigned i = 0; i < h->change_count; i++, c += strlen(c) + 1) {
-    if (i) put_raw(l, ",", 1);
+    if (i) ch_strbuf_put(l, ",", 1);
     put_string(l, c);
   }
-  put_raw(l, "]", 1);
+  ch_strbuf_put(l, "]", 1);
 }
 
-static void put_hooks(line *l, const ch_trace_hooks *hooks) {
+static void put_hooks(ch_strbuf *l, const ch_trace_hooks *hooks) {
   if (!hooks || (!hooks->count && !hooks->dropped)) return;
-  PUT_LITERAL(l, ",\"hooks\":[");
+  CH_STRBUF_LITERAL(l, ",\"hooks\":[");
   for (size_t i = 0; i < hooks->count; i++) {
     const ch_trace_hook *h = &hooks->items[i];
-    if (i) PUT_LITERAL(l, ",");
-    PUT_LITERAL(l, "{\"plugin\":");
+    if (i) CH_STRBUF_LITERAL(l, ",");
+    CH_STRBUF_LITERAL(l, "{\"plugin\":");
     put_string(l, h->plugin);
-    put_fmt(l, ",\"hook\":\"%s\",\"result\":\"%s\",\"latency_ms\":%.3f", ch_hook_name(h->hook),
-            ch_trace_result_name(h->result), h->ms);
+    ch_strbuf_printf(l, ",\"hook\":\"%s\",\"result\":\"%s\",\"latency_ms\":%.3f",
+                     h->hook ? h->hook : "", ch_trace_result_name(h->result), h->ms);
     put_changes(l, h);
     put_field(l, "cause", h->cause);
-    put_raw(l, "}", 1);
+    ch_strbuf_put(l, "}", 1);
   }
-  put_raw(l, "]", 1);
-  if (hooks->dropped) put_fmt(l, ",\"hooks_dropped\":%zu", hooks->dropped);
+  ch_strbuf_put(l, "]", 1);
+  if (hooks->dropped) ch_strbuf_printf(l, ",\"hooks_dropped\":%zu", hooks->dropped);
 }
 
 char *ch_trace_event_json(const ch_trace_event *ev) {
-  line l = {0};
+  ch_strbuf l = CH_STRBUF_INIT;
   put_time(&l, ev->time_us);
   put_field(&l, "method", ev->method);
   put_field(&l, "pod", ev->pod);
   put_field(&l, "pod_id", ev->pod_id);
   put_field(&l, "container", ev->container);
   put_field(&l, "container_id", ev->container_id);
-  put_fmt(&l, ",\"code\":\"%s\"", ch_status_name(ev->code));
+  ch_strbuf_printf(&l, ",\"code\":\"%s\"", ch_status_name(ev->code));
   put_field(&l, "message", ev->message);
-  put_fmt(&l, ",\"latency_ms\":%.3f", ev->latency_ms);
+  ch_strbuf_printf(&l, ",\"latency_ms\":%.3f", ev->latency_ms);
   put_hooks(&l, ev->hooks);
-  put_raw(&l, "}\n", 2);
-  if (l.failed) {
-    free(l.buf);
-    return NULL;
-  }
-  return l.buf;
+  ch_strbuf_put(&l, "}\n", 2);
+  return ch_strbuf_take(&l);
 }

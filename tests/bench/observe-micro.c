@@ -5,7 +5,9 @@
  *   observe-micro [--calls N] [--per-call-us US]
  *
  * Times, per CRI call: recording it in the metrics (ch_metrics_cri_call,
- * on and off), the data path's trace check with nobody watching
+ * on and off); per hook call, recording its outcome in the metrics and the
+ * stats (ch_observe_hook, observe/outcome.h, nobody tracing); the data
+ * path's trace check with nobody watching
  * (ch_trace_active), and with one watcher attached the whole trace path:
  * the worker's side (ch_trace_event_new + ch_trace_publish) and the control
  * loop's (ch_trace_take + ch_trace_event_json + unref). Prints each in
@@ -17,6 +19,8 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "outcome.h"
+#include "stats.h"
 #include "trace.h"
 
 static const char method[] = "/runtime.v1.RuntimeService/Version";
@@ -32,6 +36,16 @@ static double metrics_ns(long calls, bool enabled) {
   double t0 = now_ns();
   for (long i = 0; i < calls; i++)
     ch_metrics_cri_call(method, sizeof method - 1, true, GRPC_STATUS_OK, 0.0001 * (double)(i % 50));
+  return (now_ns() - t0) / (double)calls;
+}
+
+static double hook_ns(long calls) {
+  ch_hook_outcome o = {.plugin = "10-bench", .hook = "PreCreateContainer", .cause = ""};
+  double t0 = now_ns();
+  for (long i = 0; i < calls; i++) {
+    o.seconds = 0.0001 * (double)(i % 50);
+    ch_observe_hook(&o, NULL);
+  }
   return (now_ns() - t0) / (double)calls;
 }
 
@@ -97,15 +111,18 @@ int main(int argc, char **argv) {
   double worker, loop;
   metrics_ns(calls / 10, true); /* warm up: the series exists */
   double off = metrics_ns(calls, false), on = metrics_ns(calls, true);
+  double hook = hook_ns(calls);
   double idle = unwatched_ns(calls);
   if (watched_ns(calls / 4, &worker, &loop) != 0) return 1;
   printf("per-call cost in-process (%ld calls; a call costs crihookd %.1f us of CPU):\n", calls,
          per_call_us);
   row("metrics on (recording one CRI call)", on - off, per_call_us);
+  row("hook outcome (metrics + stats, one hook call)", hook, per_call_us);
   row("trace, nobody watching (the data path's check)", idle, per_call_us);
   row("trace watched: worker (event + publish)", worker, per_call_us);
   row("trace watched: control loop (take + JSON)", loop, per_call_us);
   row("trace watched: both", worker + loop, per_call_us);
   ch_metrics_reset();
+  ch_plugin_stats_reset();
   return 0;
 }

@@ -148,7 +148,7 @@ static void a_bad_regex_is_refused(void **state) {
 static void hook_list_grows_and_caps(void **state) {
   (void)state;
   ch_trace_hooks *list = NULL;
-  ch_trace_hook h = {.plugin = "p", .hook = CH_HOOK_PRE_CREATE_CONTAINER};
+  ch_trace_hook h = {.plugin = "p", .hook = "PreCreateContainer"};
   for (int i = 0; i < CH_TRACE_MAX_HOOKS + 3; i++) ch_trace_hooks_add(&list, &h);
   assert_int_equal(list->count, CH_TRACE_MAX_HOOKS);
   assert_int_equal(list->dropped, 3);
@@ -162,7 +162,7 @@ static void event_json_line(void **state) {
   snprintf(ev->message, sizeof ev->message, "say \"no\"\n\xff\xc3"); /* invalid UTF-8 */
   snprintf(ev->container, sizeof ev->container, "app");
   ch_trace_hook h = {.plugin = "10-env",
-                     .hook = CH_HOOK_PRE_CREATE_CONTAINER,
+                     .hook = "PreCreateContainer",
                      .result = CH_TRACE_HOOK_OK,
                      .ms = 1.25,
                      .change_count = 2};
