@@ -13,16 +13,10 @@
  *   3. post    — after the client has its answer: run the Post hooks
  *                (notifications), then call `finished`.
  *
- * The methods (one row each in intercept_pod.c / intercept_container.c):
- *   method                    Pre hook                     store          Post hook
- *   RunPodSandbox             PreRunPodSandbox             put pod        -
- *   CreateContainer           PreCreateContainer           put container  -
- *   StartContainer            PreStartContainer            update         PostStartContainer
- *   UpdateContainerResources  PreUpdateContainerResources  update         -
- *   StopContainer             PreStopContainer             -              PostStopContainer
- *   StopPodSandbox            -                            -              PostStopPodSandbox
- *   RemovePodSandbox          PreRemovePodSandbox          remove pod     -
- *   RemoveContainer           -                            remove         PostRemoveContainer
+ * Which methods are intercepted, their hooks and what the store learns
+ * from each are the rows of the intercept table (intercept_rows.h;
+ * intercept_pod.c, intercept_container.c); nothing here or in intercept.c
+ * names a method. README.md's hook table is the user's view of them.
  *
  * A request is only decoded when the store or a registered hook needs it,
  * and forwarded byte for byte unless a hook changed it. A pod labelled
