@@ -17,10 +17,8 @@
 #include "grpc_util.h"
 #include "intercept_rows.h"
 #include "log.h"
-#include "merge.h"
 #include "metrics.h"
 #include "pbutil.h"
-#include "views.h"
 
 #define NO_HOOK CH_NO_HOOK
 #define STATUS_TIMEOUT_MS 2000
