@@ -5,7 +5,8 @@
  * skip label (no hook called, store still kept); a container call that
  * names only an ID, whose hook request comes from the store (the row's ID
  * field); a rejected call's status and message; Pre and Post hooks on one
- * call; the store forgetting a removed container; and the undecodable
+ * call; a PreStartContainer answer and an update kept in the store; the
+ * store forgetting a removed container; and the undecodable
  * request, refused for a Fail plugin and otherwise forwarded with the store
  * forgetting what it removed (its ID read leniently from the row's ID field). */
 #include <grpc/byte_buffer.h>
@@ -324,6 +325,51 @@ static void remove_forgets(void **state) {
   assert_int_equal(ch_store_pod_count(e->store), 0);
 }
 
+/* The stored container's annotation `key`, malloc'd ("" if absent). */
+static char *stored_annotation(env *e, const char *id, const char *key) {
+  char *pod_id = NULL;
+  ch_container_record *c = ch_store_container_request(e->store, id, &pod_id);
+  assert_non_null(c);
+  const char *v = ch_pb_map_get(&c->base, "container_annotations", key);
+  char *out = strdup(v ? v : "");
+  free(pod_id);
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  return out;
+}
+
+/* PreStartContainer's answer changes the stored container (StartContainer
+ * carries only an ID), once the runtime said OK; UpdateContainerResources'
+ * annotations reach the store too. */
+static void start_answer_and_update_kept_in_store(void **state) {
+  env *e = *state;
+  put_pod(e, "pod-1");
+  put_container(e, "pod-1", "ctr-1");
+  hook_fx_plugin(e->fx, "10-tag", 0, "Ignore", "[\"PreStartContainer\"]", 2000);
+  publish(e);
+  answer_json(e->fx, 0, &runtime__v1alpha1__container_resource_hook_response__descriptor,
+              "{\"container_annotations\": {\"tagged\": \"yes\"}}");
+  call c;
+  begin(e, &c, "StartContainer",
+        by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
+  assert_null(ch_intercept_request(c.ic)); /* the call itself is unchanged */
+  char *before = stored_annotation(e, "ctr-1", "tagged");
+  assert_string_equal(before, "");
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  char *after = stored_annotation(e, "ctr-1", "tagged");
+  assert_string_equal(after, "yes");
+
+  begin(e, &c, "UpdateContainerResources",
+        packed(&runtime__v1__update_container_resources_request__descriptor,
+               "{\"container_id\": \"ctr-1\", \"linux\": {\"cpu_shares\": 512},"
+               " \"annotations\": {\"resized\": \"1\"}}"));
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  char *resized = stored_annotation(e, "ctr-1", "resized");
+  assert_string_equal(resized, "1");
+  free(before);
+  free(after);
+  free(resized);
+}
+
 /* `id` as field `number`, then an unknown field 5 encoded as an (empty)
  * group: the runtime's Go decoder reads it, protobuf-c refuses it. */
 static grpc_byte_buffer *undecodable(uint8_t number, const char *id) {
@@ -375,6 +421,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(skip_label, setup, teardown),
       cmocka_unit_test_setup_teardown(stop_container_pre_and_post, setup, teardown),
       cmocka_unit_test_setup_teardown(no_post_hook_after_runtime_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(start_answer_and_update_kept_in_store, setup, teardown),
       cmocka_unit_test_setup_teardown(remove_forgets, setup, teardown),
       cmocka_unit_test_setup_teardown(undecodable_requests, setup, teardown),
   };
