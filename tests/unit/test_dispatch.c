@@ -1,0 +1,261 @@
+/* test_dispatch.c: the hook-call chain (dispatcher/dispatch.c) against
+ * real grpc hook servers (hook_fixture.h: scriptable fakes registered by
+ * JSON files, as crihookd registers plugins): plugins called in file order,
+ * each seeing the changes of those before it; Fail rejects the CRI call with
+ * a message naming the plugin, the hook and the cause while Ignore goes on;
+ * a plugin that does not answer ends at its timeout-ms, or at the CRI
+ * call's own deadline when that comes first; Post hooks never reject; an
+ * answer that cannot be applied counts as the plugin's failure. */
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* clang-format off: cmocka.h needs the headers above */
+#include <cmocka.h>
+/* clang-format on */
+
+#include "dispatch.h"
+#include "grpc_util.h"
+#include "hook.pb-c.h"
+#include "hook_fixture.h"
+#include "pbutil.h"
+
+#define POD_HOOKS "[\"PreRunPodSandbox\", \"PostStopPodSandbox\"]"
+
+/* The test's side of the chain: the hook request is a pod whose cgroup
+ * parent each answer replaces. */
+typedef struct chain_ctx {
+  char cgroup[64];
+  int applied;
+  int done;
+  bool finished;
+  bool refuse_apply; /* apply fails: the answer cannot be applied */
+} chain_ctx;
+
+static uint8_t *build(void *ctx, size_t *len) {
+  chain_ctx *c = ctx;
+  Runtime__V1alpha1__PodSandboxHookRequest req = RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_REQUEST__INIT;
+  req.cgroup_parent = c->cgroup;
+  return ch_pb_pack(&req.base, len);
+}
+
+static int apply(void *ctx, const ProtobufCMessage *answer, const ch_plugin *plugin,
+                 ch_merge_trace *trace) {
+  (void)plugin, (void)trace;
+  chain_ctx *c = ctx;
+  if (c->refuse_apply) return -1;
+  const Runtime__V1alpha1__PodSandboxHookResponse *a = (const void *)answer;
+  snprintf(c->cgroup, sizeof c->cgroup, "%s", a->cgroup_parent);
+  c->applied++;
+  return 0;
+}
+
+static void done(void *ctx) {
+  chain_ctx *c = ctx;
+  c->done++;
+  c->finished = true;
+}
+
+static const ch_dispatch_ops ops = {build, apply, done, NULL};
+
+/* Runs one chain for `hook` with a CRI deadline `deadline_ms` from now. */
+static void run_chain(hook_fx *fx, ch_dispatch *d, chain_ctx *c, ch_hook_point hook,
+                      int deadline_ms) {
+  c->finished = false;
+  c->done = 0;
+  ch_dispatch_start(d, fx->cq, fx->registry, hook, ch_deadline_ms(deadline_ms), "pod=ns/p", &ops,
+                    c);
+  hook_fx_pump(fx, &c->finished);
+  assert_int_equal(c->done, 1);
+}
+
+static void answer_cgroup(hook_fx *fx, int server, const char *cgroup) {
+  Runtime__V1alpha1__PodSandboxHookResponse a = RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_RESPONSE__INIT;
+  a.cgroup_parent = (char *)cgroup;
+  hook_fx_answer(fx, server, &a.base);
+}
+
+static char *sent_cgroup(hook_fx *fx, int server, int n) {
+  Runtime__V1alpha1__PodSandboxHookRequest *r = (void *)hook_fx_request(
+      fx, server, n, &runtime__v1alpha1__pod_sandbox_hook_request__descriptor);
+  char *cgroup = strdup(r->cgroup_parent);
+  runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(r, NULL);
+  return cgroup;
+}
+
+static int setup(void **state) {
+  *state = hook_fx_new();
+  return 0;
+}
+
+static int teardown(void **state) {
+  hook_fx_free(*state);
+  return 0;
+}
+
+/* 10-a then 20-b; b's request carries a's answer; both answers applied. */
+static void chain_applies_answers_in_file_order(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "20-b", 1, "Ignore", POD_HOOKS, 2000);
+  hook_fx_plugin(fx, "10-a", 0, "Ignore", POD_HOOKS, 2000);
+  hook_fx_load(fx);
+  answer_cgroup(fx, 0, "/from-a");
+  answer_cgroup(fx, 1, "/from-b");
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c, CH_HOOK_PRE_RUN_POD_SANDBOX, 5000);
+  assert_false(d.rejected);
+  assert_int_equal(c.applied, 2);
+  assert_string_equal(c.cgroup, "/from-b");
+  assert_string_equal(hook_fx_method(fx, 0, 0),
+                      "/runtime.v1alpha1.RuntimeHookService/PreRunPodSandboxHook");
+  char *a = sent_cgroup(fx, 0, 0), *b = sent_cgroup(fx, 1, 0);
+  assert_string_equal(a, "/kubepods");
+  assert_string_equal(b, "/from-a");
+  free(a);
+  free(b);
+}
+
+/* A plugin answering an error: Ignore goes on to the next plugin; Fail
+ * stops the chain and rejects the call with the plugin's status. */
+static void fail_rejects_ignore_goes_on(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "10-a", 0, "Ignore", POD_HOOKS, 2000);
+  hook_fx_plugin(fx, "20-b", 1, "Ignore", POD_HOOKS, 2000);
+  hook_fx_load(fx);
+  hook_fx_error(fx, 0, GRPC_STATUS_UNAVAILABLE, "plugin is down");
+  answer_cgroup(fx, 1, "/from-b");
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c, CH_HOOK_PRE_RUN_POD_SANDBOX, 5000);
+  assert_false(d.rejected);
+  assert_int_equal(hook_fx_calls(fx, 1), 1);
+  assert_string_equal(c.cgroup, "/from-b");
+
+  hook_fx_plugin(fx, "10-a", 0, "Fail", POD_HOOKS, 2000);
+  hook_fx_load(fx);
+  chain_ctx c2 = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c2, CH_HOOK_PRE_RUN_POD_SANDBOX, 5000);
+  assert_true(d.rejected);
+  assert_int_equal(d.reject_code, GRPC_STATUS_UNAVAILABLE);
+  assert_string_equal(d.reject_message,
+                      "crihook: plugin 10-a failed on PreRunPodSandbox "
+                      "(failure-policy Fail): UNAVAILABLE: plugin is down");
+  assert_int_equal(hook_fx_calls(fx, 1), 1); /* 20-b was not called */
+  assert_int_equal(c2.applied, 0);
+}
+
+/* A plugin that never answers ends at its timeout-ms: rejected for Fail
+ * (DEADLINE_EXCEEDED), passed over for Ignore. */
+static void timeout(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "10-a", 0, "Fail", POD_HOOKS, 200);
+  hook_fx_plugin(fx, "20-b", 1, "Ignore", POD_HOOKS, 2000);
+  hook_fx_load(fx);
+  hook_fx_hang(fx, 0);
+  answer_cgroup(fx, 1, "/from-b");
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c, CH_HOOK_PRE_RUN_POD_SANDBOX, 10000);
+  assert_true(d.rejected);
+  assert_int_equal(d.reject_code, GRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_non_null(strstr(d.reject_message,
+                         "plugin 10-a failed on PreRunPodSandbox "
+                         "(failure-policy Fail): DEADLINE_EXCEEDED"));
+  assert_int_equal(hook_fx_calls(fx, 1), 0);
+
+  hook_fx_plugin(fx, "10-a", 0, "Ignore", POD_HOOKS, 200);
+  hook_fx_load(fx);
+  chain_ctx c2 = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c2, CH_HOOK_PRE_RUN_POD_SANDBOX, 10000);
+  assert_false(d.rejected);
+  assert_string_equal(c2.cgroup, "/from-b");
+}
+
+/* The CRI call's deadline caps a plugin's timeout-ms: a plugin allowed a
+ * minute ends with the call's 300 ms (else the pump gives up after 20 s). */
+static void call_deadline_caps_plugin_timeout(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "10-a", 0, "Fail", POD_HOOKS, 60000);
+  hook_fx_load(fx);
+  hook_fx_hang(fx, 0);
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c, CH_HOOK_PRE_RUN_POD_SANDBOX, 300);
+  assert_true(d.rejected);
+  assert_int_equal(d.reject_code, GRPC_STATUS_DEADLINE_EXCEEDED);
+}
+
+/* Post hooks are notifications: a failing Fail plugin does not reject, the
+ * next plugin is called, and no answer is applied. */
+static void post_hooks_never_reject(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "10-a", 0, "Fail", POD_HOOKS, 2000);
+  hook_fx_plugin(fx, "20-b", 1, "Fail", POD_HOOKS, 2000);
+  hook_fx_load(fx);
+  hook_fx_error(fx, 0, GRPC_STATUS_INTERNAL, "broken");
+  answer_cgroup(fx, 1, "/from-b");
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c, CH_HOOK_POST_STOP_POD_SANDBOX, 5000);
+  assert_false(d.rejected);
+  assert_int_equal(hook_fx_calls(fx, 1), 1);
+  assert_string_equal(hook_fx_method(fx, 1, 0),
+                      "/runtime.v1alpha1.RuntimeHookService/PostStopPodSandboxHook");
+  assert_int_equal(c.applied, 0);
+  assert_string_equal(c.cgroup, "/kubepods");
+}
+
+/* An answer the caller cannot apply is the plugin's failure: INTERNAL for
+ * Fail, with the cause in the message. */
+static void unappliable_answer_rejects_for_fail(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "10-a", 0, "Fail", POD_HOOKS, 2000);
+  hook_fx_load(fx);
+  answer_cgroup(fx, 0, "/from-a");
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods", .refuse_apply = true};
+  run_chain(fx, &d, &c, CH_HOOK_PRE_RUN_POD_SANDBOX, 5000);
+  assert_true(d.rejected);
+  assert_int_equal(d.reject_code, GRPC_STATUS_INTERNAL);
+  assert_string_equal(d.reject_message,
+                      "crihook: plugin 10-a failed on PreRunPodSandbox "
+                      "(failure-policy Fail): its answer could not be applied");
+}
+
+/* No plugin for the hook: done at once (before start returns), nothing called. */
+static void no_plugin_is_done_at_once(void **state) {
+  hook_fx *fx = *state;
+  hook_fx_plugin(fx, "10-a", 0, "Fail", "[\"PreStartContainer\"]", 2000);
+  hook_fx_load(fx);
+  assert_false(ch_dispatch_wanted(fx->registry, CH_HOOK_PRE_RUN_POD_SANDBOX));
+  assert_true(ch_dispatch_wanted(fx->registry, CH_HOOK_PRE_START_CONTAINER));
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  ch_dispatch_start(&d, fx->cq, fx->registry, CH_HOOK_PRE_RUN_POD_SANDBOX, ch_deadline_ms(5000), "",
+                    &ops, &c);
+  assert_true(c.finished);
+  assert_false(d.rejected);
+  assert_int_equal(hook_fx_calls(fx, 0), 0);
+}
+
+int main(void) {
+  grpc_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(chain_applies_answers_in_file_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(fail_rejects_ignore_goes_on, setup, teardown),
+      cmocka_unit_test_setup_teardown(timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(call_deadline_caps_plugin_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(post_hooks_never_reject, setup, teardown),
+      cmocka_unit_test_setup_teardown(unappliable_answer_rejects_for_fail, setup, teardown),
+      cmocka_unit_test_setup_teardown(no_plugin_is_done_at_once, setup, teardown),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  grpc_shutdown();
+  return rc;
+}

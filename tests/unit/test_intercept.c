@@ -1,0 +1,431 @@
+/* test_intercept.c: the begin / record / post phases (dispatcher/intercept.c)
+ * over rows of the intercept table, with a real store and real grpc hook
+ * servers (hook_fixture.h). Requests look like kubelet's. Covered: a Pre
+ * answer applied to the forwarded request and recorded in the store; the
+ * skip label (no hook called, store still kept); a container call that
+ * names only an ID, whose hook request comes from the store (the row's ID
+ * field); a rejected call's status and message; Pre and Post hooks on one
+ * call; a PreStartContainer answer and an update kept in the store; the
+ * store forgetting a removed container; and the undecodable
+ * request, refused for a Fail plugin and otherwise forwarded with the store
+ * forgetting what it removed (its ID read leniently from the row's ID field). */
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/slice.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* clang-format off: cmocka.h needs the headers above */
+#include <cmocka.h>
+/* clang-format on */
+
+#include "cri.pb-c.h"
+#include "grpc_util.h"
+#include "hook.pb-c.h"
+#include "hook_fixture.h"
+#include "intercept.h"
+#include "pbjson.h"
+#include "pbutil.h"
+#include "store.h"
+
+#define POD_JSON                                                                                  \
+  "{\"metadata\": {\"name\": \"web\", \"uid\": \"uid-1\", \"namespace\": \"shop\"},"              \
+  " \"labels\": {\"io.kubernetes.pod.name\": \"web\", \"io.kubernetes.pod.namespace\": \"shop\"," \
+  " \"io.kubernetes.pod.uid\": \"uid-1\" %s},"                                                    \
+  " \"linux\": {\"cgroup_parent\": \"/kubepods/besteffort/poduid-1\"}}"
+#define SKIP ", \"runtimeproxy.koordinator.sh/skip-hookserver\": \"true\""
+
+typedef struct env {
+  hook_fx *fx;
+  ch_registry_slot slot;
+  ch_store *store;
+} env;
+
+static ProtobufCMessage *from_json(const ProtobufCMessageDescriptor *desc, const char *text) {
+  json_error_t jerr;
+  json_t *doc = json_loads(text, 0, &jerr);
+  if (!doc) fail_msg("bad test JSON: %s: %s", jerr.text, text);
+  ProtobufCMessage *msg = NULL;
+  ch_error err;
+  if (ch_pb_from_json(desc, doc, &msg, &err) != 0) fail_msg("%s", err.msg);
+  json_decref(doc);
+  return msg;
+}
+
+/* Server i answers the message `json`. */
+static void answer_json(hook_fx *fx, int i, const ProtobufCMessageDescriptor *desc,
+                        const char *json) {
+  ProtobufCMessage *msg = from_json(desc, json);
+  hook_fx_answer(fx, i, msg);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static grpc_byte_buffer *buffer_of(const uint8_t *bytes, size_t len) {
+  grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return bb;
+}
+
+/* A CRI message from JSON, packed into a byte buffer. */
+static grpc_byte_buffer *packed(const ProtobufCMessageDescriptor *desc, const char *json) {
+  ProtobufCMessage *msg = from_json(desc, json);
+  size_t len;
+  uint8_t *bytes = ch_pb_pack(msg, &len);
+  grpc_byte_buffer *bb = buffer_of(bytes, len);
+  free(bytes);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return bb;
+}
+
+static void resumed(void *owner) { *(bool *)owner = true; }
+
+/* Publishes the fixture's registrations to the slot the intercept reads. */
+static void publish(env *e) {
+  hook_fx_load(e->fx);
+  ch_registry_ref(e->fx->registry);
+  ch_registry_slot_publish(&e->slot, e->fx->registry);
+}
+
+/* One intercepted call; `flag` is the owner the callbacks set. */
+typedef struct call {
+  ch_intercept *ic;
+  bool flag;
+} call;
+
+/* Phase 1 for `method`, pumped until the Pre hooks are done. */
+static void begin(env *e, call *c, const char *method, grpc_byte_buffer *request) {
+  ch_intercept_kind kind = ch_intercept_kind_of(method, strlen(method));
+  assert_ptr_not_equal(kind, CH_INTERCEPT_NONE);
+  ch_intercept_env ie = {.cq = e->fx->cq, .registry = &e->slot, .store = e->store};
+  c->flag = false;
+  assert_int_equal(
+      ch_intercept_begin(kind, &ie, request, ch_deadline_ms(5000), resumed, &c->flag, &c->ic), 0);
+  hook_fx_pump(e->fx, &c->flag);
+  grpc_byte_buffer_destroy(request);
+}
+
+/* Phases 2 and 3: the runtime answered `status` (and `response`, taken). */
+static void end(env *e, call *c, grpc_status_code status, grpc_byte_buffer *response) {
+  ch_intercept_record(c->ic, status, response);
+  if (response) grpc_byte_buffer_destroy(response);
+  c->flag = false;
+  ch_intercept_post(c->ic, resumed);
+  hook_fx_pump(e->fx, &c->flag);
+  ch_intercept_free(c->ic);
+  c->ic = NULL;
+}
+
+static int setup(void **state) {
+  env *e = calloc(1, sizeof *e);
+  e->fx = hook_fx_new();
+  ch_registry_slot_init(&e->slot);
+  e->store = ch_store_new();
+  *state = e;
+  return 0;
+}
+
+static int teardown(void **state) {
+  env *e = *state;
+  ch_store_free(e->store);
+  ch_registry_slot_destroy(&e->slot);
+  hook_fx_free(e->fx);
+  free(e);
+  return 0;
+}
+
+static grpc_byte_buffer *run_pod_request(const char *extra_labels) {
+  char config[1024], json[1200];
+  snprintf(config, sizeof config, POD_JSON, extra_labels);
+  snprintf(json, sizeof json, "{\"config\": %s, \"runtime_handler\": \"runc\"}", config);
+  return packed(&runtime__v1__run_pod_sandbox_request__descriptor, json);
+}
+
+static grpc_byte_buffer *run_pod_response(const char *id) {
+  char json[128];
+  snprintf(json, sizeof json, "{\"pod_sandbox_id\": \"%s\"}", id);
+  return packed(&runtime__v1__run_pod_sandbox_response__descriptor, json);
+}
+
+/* RunPodSandbox through the intercept with no plugin: the store learns the pod. */
+static void put_pod(env *e, const char *id) {
+  call c;
+  begin(e, &c, "RunPodSandbox", run_pod_request(""));
+  end(e, &c, GRPC_STATUS_OK, run_pod_response(id));
+}
+
+/* CreateContainer "app" in pod `pod_id` with no plugin: the store learns it. */
+static void put_container(env *e, const char *pod_id, const char *id) {
+  char config[1024], json[1600];
+  snprintf(config, sizeof config, POD_JSON, "");
+  snprintf(json, sizeof json,
+           "{\"pod_sandbox_id\": \"%s\", \"config\": {\"metadata\": {\"name\": \"app\"},"
+           " \"image\": {\"image\": \"sha256:8e4f0a\", \"user_specified_image\": \"nginx:1.27\"},"
+           " \"labels\": {\"io.kubernetes.container.name\": \"app\"}}, \"sandbox_config\": %s}",
+           pod_id, config);
+  call c;
+  begin(e, &c, "CreateContainer", packed(&runtime__v1__create_container_request__descriptor, json));
+  snprintf(json, sizeof json, "{\"container_id\": \"%s\"}", id);
+  end(e, &c, GRPC_STATUS_OK, packed(&runtime__v1__create_container_response__descriptor, json));
+}
+
+static grpc_byte_buffer *by_id(const ProtobufCMessageDescriptor *desc, const char *field,
+                               const char *id) {
+  char json[128];
+  snprintf(json, sizeof json, "{\"%s\": \"%s\"}", field, id);
+  return packed(desc, json);
+}
+
+/* PreRunPodSandbox's answer is in the forwarded request and in the store. */
+static void run_pod_answer_applied_and_recorded(void **state) {
+  env *e = *state;
+  hook_fx_plugin(e->fx, "10-qos", 0, "Fail", "[\"PreRunPodSandbox\"]", 2000);
+  publish(e);
+  answer_json(e->fx, 0, &runtime__v1alpha1__pod_sandbox_hook_response__descriptor,
+              "{\"labels\": {\"qos\": \"ls\"}, \"cgroup_parent\": \"/kubepods/ls\"}");
+  call c;
+  begin(e, &c, "RunPodSandbox", run_pod_request(""));
+  grpc_status_code code;
+  const char *message;
+  assert_false(ch_intercept_rejected(c.ic, &code, &message));
+  Runtime__V1alpha1__PodSandboxHookRequest *sent = (void *)hook_fx_request(
+      e->fx, 0, 0, &runtime__v1alpha1__pod_sandbox_hook_request__descriptor);
+  assert_string_equal(sent->pod_meta->name, "web");
+  assert_string_equal(sent->cgroup_parent, "/kubepods/besteffort/poduid-1");
+  runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(sent, NULL);
+
+  grpc_byte_buffer *changed = ch_intercept_request(c.ic);
+  assert_non_null(changed);
+  size_t len;
+  uint8_t *bytes = ch_byte_buffer_flatten(changed, &len);
+  Runtime__V1__RunPodSandboxRequest *fwd =
+      runtime__v1__run_pod_sandbox_request__unpack(NULL, len, bytes);
+  assert_string_equal(ch_pb_map_get(&fwd->config->base, "labels", "qos"), "ls");
+  assert_string_equal(fwd->config->linux->cgroup_parent, "/kubepods/ls");
+  runtime__v1__run_pod_sandbox_request__free_unpacked(fwd, NULL);
+  free(bytes);
+  grpc_byte_buffer_destroy(changed);
+
+  end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-1"));
+  ch_pod_record *pod = ch_store_get_pod(e->store, "pod-1");
+  assert_non_null(pod);
+  assert_string_equal(pod->cgroup_parent, "/kubepods/ls");
+  assert_string_equal(ch_pb_map_get(&pod->base, "labels", "qos"), "ls");
+  runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(pod, NULL);
+}
+
+/* A pod labelled skip-hookserver=true: no hook is called, the request is
+ * forwarded as it came, and the store still learns the pod. */
+static void skip_label(void **state) {
+  env *e = *state;
+  hook_fx_plugin(e->fx, "10-qos", 0, "Fail", "[\"PreRunPodSandbox\"]", 2000);
+  publish(e);
+  hook_fx_error(e->fx, 0, GRPC_STATUS_INTERNAL, "must not be called");
+  call c;
+  begin(e, &c, "RunPodSandbox", run_pod_request(SKIP));
+  grpc_status_code code;
+  const char *message;
+  assert_false(ch_intercept_rejected(c.ic, &code, &message));
+  assert_null(ch_intercept_request(c.ic));
+  end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-skip"));
+  assert_int_equal(hook_fx_calls(e->fx, 0), 0);
+  ch_pod_record *pod = ch_store_get_pod(e->store, "pod-skip");
+  assert_non_null(pod);
+  runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(pod, NULL);
+}
+
+/* StopContainer names only the container's ID: the hook request is the
+ * stored container. A Fail plugin's error rejects the call with its status
+ * and a message naming it; an answering plugin gets Pre, then Post after
+ * the runtime's OK. */
+static void stop_container_pre_and_post(void **state) {
+  env *e = *state;
+  put_pod(e, "pod-1");
+  put_container(e, "pod-1", "ctr-1");
+  hook_fx_plugin(e->fx, "10-guard", 0, "Fail", "[\"PreStopContainer\", \"PostStopContainer\"]",
+                 2000);
+  publish(e);
+  hook_fx_error(e->fx, 0, GRPC_STATUS_PERMISSION_DENIED, "not now");
+  call c;
+  begin(e, &c, "StopContainer",
+        by_id(&runtime__v1__stop_container_request__descriptor, "container_id", "ctr-1"));
+  grpc_status_code code;
+  const char *message = NULL;
+  assert_true(ch_intercept_rejected(c.ic, &code, &message));
+  assert_int_equal(code, GRPC_STATUS_PERMISSION_DENIED);
+  assert_string_equal(message,
+                      "crihook: plugin 10-guard failed on PreStopContainer "
+                      "(failure-policy Fail): PERMISSION_DENIED: not now");
+  Runtime__V1alpha1__ContainerResourceHookRequest *sent = (void *)hook_fx_request(
+      e->fx, 0, 0, &runtime__v1alpha1__container_resource_hook_request__descriptor);
+  assert_string_equal(sent->container_meta->name, "app");
+  assert_string_equal(sent->container_meta->id, "ctr-1");
+  assert_string_equal(sent->pod_meta->name, "web");
+  assert_string_equal(sent->container_image, "nginx:1.27");
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(sent, NULL);
+  ch_intercept_free(c.ic);
+
+  hook_fx_answer(e->fx, 0, NULL);
+  begin(e, &c, "StopContainer",
+        by_id(&runtime__v1__stop_container_request__descriptor, "container_id", "ctr-1"));
+  assert_false(ch_intercept_rejected(c.ic, &code, &message));
+  assert_null(ch_intercept_request(c.ic)); /* nothing in a Stop to change */
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_int_equal(hook_fx_calls(e->fx, 0), 3);
+  assert_string_equal(hook_fx_method(e->fx, 0, 1),
+                      "/runtime.v1alpha1.RuntimeHookService/PreStopContainerHook");
+  assert_string_equal(hook_fx_method(e->fx, 0, 2),
+                      "/runtime.v1alpha1.RuntimeHookService/PostStopContainerHook");
+}
+
+/* A Post hook is not called when the runtime refused the call. */
+static void no_post_hook_after_runtime_error(void **state) {
+  env *e = *state;
+  put_pod(e, "pod-1");
+  put_container(e, "pod-1", "ctr-1");
+  hook_fx_plugin(e->fx, "10-log", 0, "Ignore", "[\"PostStartContainer\"]", 2000);
+  publish(e);
+  call c;
+  begin(e, &c, "StartContainer",
+        by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
+  end(e, &c, GRPC_STATUS_NOT_FOUND, NULL);
+  assert_int_equal(hook_fx_calls(e->fx, 0), 0);
+  begin(e, &c, "StartContainer",
+        by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_int_equal(hook_fx_calls(e->fx, 0), 1);
+  assert_string_equal(hook_fx_method(e->fx, 0, 0),
+                      "/runtime.v1alpha1.RuntimeHookService/PostStartContainerHook");
+}
+
+/* RemoveContainer and RemovePodSandbox: the store forgets them once the
+ * runtime said OK, not before nor after an error. */
+static void remove_forgets(void **state) {
+  env *e = *state;
+  put_pod(e, "pod-1");
+  put_container(e, "pod-1", "ctr-1");
+  assert_int_equal(ch_store_container_count(e->store), 1);
+  call c;
+  begin(e, &c, "RemoveContainer",
+        by_id(&runtime__v1__remove_container_request__descriptor, "container_id", "ctr-1"));
+  end(e, &c, GRPC_STATUS_UNAVAILABLE, NULL);
+  assert_int_equal(ch_store_container_count(e->store), 1);
+  begin(e, &c, "RemoveContainer",
+        by_id(&runtime__v1__remove_container_request__descriptor, "container_id", "ctr-1"));
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_int_equal(ch_store_container_count(e->store), 0);
+  begin(e, &c, "RemovePodSandbox",
+        by_id(&runtime__v1__remove_pod_sandbox_request__descriptor, "pod_sandbox_id", "pod-1"));
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_int_equal(ch_store_pod_count(e->store), 0);
+}
+
+/* The stored container's annotation `key`, malloc'd ("" if absent). */
+static char *stored_annotation(env *e, const char *id, const char *key) {
+  char *pod_id = NULL;
+  ch_container_record *c = ch_store_container_request(e->store, id, &pod_id);
+  assert_non_null(c);
+  const char *v = ch_pb_map_get(&c->base, "container_annotations", key);
+  char *out = strdup(v ? v : "");
+  free(pod_id);
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  return out;
+}
+
+/* PreStartContainer's answer changes the stored container (StartContainer
+ * carries only an ID), once the runtime said OK; UpdateContainerResources'
+ * annotations reach the store too. */
+static void start_answer_and_update_kept_in_store(void **state) {
+  env *e = *state;
+  put_pod(e, "pod-1");
+  put_container(e, "pod-1", "ctr-1");
+  hook_fx_plugin(e->fx, "10-tag", 0, "Ignore", "[\"PreStartContainer\"]", 2000);
+  publish(e);
+  answer_json(e->fx, 0, &runtime__v1alpha1__container_resource_hook_response__descriptor,
+              "{\"container_annotations\": {\"tagged\": \"yes\"}}");
+  call c;
+  begin(e, &c, "StartContainer",
+        by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
+  assert_null(ch_intercept_request(c.ic)); /* the call itself is unchanged */
+  char *before = stored_annotation(e, "ctr-1", "tagged");
+  assert_string_equal(before, "");
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  char *after = stored_annotation(e, "ctr-1", "tagged");
+  assert_string_equal(after, "yes");
+
+  begin(e, &c, "UpdateContainerResources",
+        packed(&runtime__v1__update_container_resources_request__descriptor,
+               "{\"container_id\": \"ctr-1\", \"linux\": {\"cpu_shares\": 512},"
+               " \"annotations\": {\"resized\": \"1\"}}"));
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  char *resized = stored_annotation(e, "ctr-1", "resized");
+  assert_string_equal(resized, "1");
+  free(before);
+  free(after);
+  free(resized);
+}
+
+/* `id` as field `number`, then an unknown field 5 encoded as an (empty)
+ * group: the runtime's Go decoder reads it, protobuf-c refuses it. */
+static grpc_byte_buffer *undecodable(uint8_t number, const char *id) {
+  uint8_t bytes[128];
+  size_t n = 0, len = strlen(id);
+  bytes[n++] = (uint8_t)(number << 3 | 2);
+  bytes[n++] = (uint8_t)len;
+  memcpy(bytes + n, id, len);
+  n += len;
+  bytes[n++] = 5 << 3 | 3;
+  bytes[n++] = 5 << 3 | 4;
+  return buffer_of(bytes, n);
+}
+
+/* An undecodable request: refused when a Fail plugin wants to see it, with
+ * a message saying why; else forwarded untouched, and the store forgets
+ * what it removed, by the ID read as the runtime reads it. */
+static void undecodable_requests(void **state) {
+  env *e = *state;
+  put_pod(e, "pod-1");
+  put_container(e, "pod-1", "ctr-1");
+  hook_fx_plugin(e->fx, "10-guard", 0, "Fail", "[\"PreStopContainer\", \"PostRemoveContainer\"]",
+                 2000);
+  publish(e);
+  call c;
+  begin(e, &c, "StopContainer", undecodable(1, "ctr-1"));
+  grpc_status_code code;
+  const char *message = NULL;
+  assert_true(ch_intercept_rejected(c.ic, &code, &message));
+  assert_int_equal(code, GRPC_STATUS_INVALID_ARGUMENT);
+  assert_non_null(strstr(message,
+                         "the StopContainer request does not decode as "
+                         "runtime.v1.StopContainerRequest"));
+  assert_non_null(strstr(message, "registered for PreStopContainer (10-guard)"));
+  ch_intercept_free(c.ic);
+
+  begin(e, &c, "RemoveContainer", undecodable(1, "ctr-1"));
+  assert_false(ch_intercept_rejected(c.ic, &code, &message));
+  assert_null(ch_intercept_request(c.ic));
+  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_int_equal(ch_store_container_count(e->store), 0);
+  assert_int_equal(hook_fx_calls(e->fx, 0), 0); /* no hook can see it */
+}
+
+int main(void) {
+  grpc_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(run_pod_answer_applied_and_recorded, setup, teardown),
+      cmocka_unit_test_setup_teardown(skip_label, setup, teardown),
+      cmocka_unit_test_setup_teardown(stop_container_pre_and_post, setup, teardown),
+      cmocka_unit_test_setup_teardown(no_post_hook_after_runtime_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(start_answer_and_update_kept_in_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(remove_forgets, setup, teardown),
+      cmocka_unit_test_setup_teardown(undecodable_requests, setup, teardown),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  grpc_shutdown();
+  return rc;
+}
