@@ -48,7 +48,6 @@
 #include "tuning.h"
 #include "watch.h"
 
-#define PROBE_TIMEOUT_MS 2000
 #define REBUILD_TIMEOUT_MS 10000
 #define EXIT_WATCHDOG_MS 1000
 
@@ -60,7 +59,7 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
     if (ch_endpoint_parse(value, out, err) != 0) return ch_wrap(err, "%s", what);
     snprintf(why, why_len, "set by flag or environment");
     ch_probe_result probe;
-    ch_probe_backend(out->path, PROBE_TIMEOUT_MS, &probe);
+    ch_probe_backend(out->path, CH_BACKEND_PROBE_TIMEOUT_MS, &probe);
     if (probe.answered)
       ch_info("main", "%s set by flag path=%s: %s", what, out->path, probe.why);
     else
@@ -71,9 +70,10 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
     return 0;
   }
   ch_probe_result chosen;
-  int index = ch_detect_backend_wait(ch_default_candidates, ch_default_candidate_count,
-                                     PROBE_TIMEOUT_MS, &chosen);
-  const ch_backend_candidate *c = &ch_default_candidates[index];
+  ch_backend_candidate list[CH_MAX_DEFAULT_CANDIDATES];
+  size_t n = ch_default_candidates(list, CH_MAX_DEFAULT_CANDIDATES);
+  const ch_backend_candidate *c =
+      &list[ch_detect_backend_wait(list, n, CH_BACKEND_PROBE_TIMEOUT_MS, &chosen)];
   if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
   snprintf(why, why_len, "auto-detected: %s is the first in probe order that %s", c->name,
            chosen.why);

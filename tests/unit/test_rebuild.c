@@ -162,6 +162,8 @@ typedef struct script {
   _Atomic(grpc_status_code) list_ctrs;     /* status of ListContainers */
   _Atomic(grpc_status_code) p_info_status; /* status of PodSandboxStatus(p-info) */
   atomic_int calls_seen[4];                /* per method, for the assertions */
+  atomic_bool v1alpha2_only; /* runtime.v1 -> UNIMPLEMENTED, runtime.v1alpha2 answers */
+  atomic_int other_package;  /* calls in the package the fake does not speak */
 } script;
 
 static const char *const pod_info_doc =
@@ -393,11 +395,35 @@ static const char *const methods[4] = {
     "/runtime.v1.RuntimeService/ListPodSandbox", "/runtime.v1.RuntimeService/PodSandboxStatus",
     "/runtime.v1.RuntimeService/ListContainers", "/runtime.v1.RuntimeService/ContainerStatus"};
 
-static void handle(void *data, const char *method, const uint8_t *req, size_t len, fake_answer *a) {
+/* The fake says it is containerd, so its info is read as containerd's. */
+static void answer_version(fake_answer *a) {
+  Runtime__V1__VersionResponse v = RUNTIME__V1__VERSION_RESPONSE__INIT;
+  v.runtime_name = "containerd";
+  v.runtime_version = "fake";
+  fake_answer_message(a, &v.base);
+}
+
+/* `method` with its package as runtime.v1 ("" if not a CRI package, or the
+ * one the script does not speak, which is counted). */
+static void method_as_v1(script *sc, const char *method, char *buf, size_t len) {
+  const char *speaks = sc->v1alpha2_only ? "/runtime.v1alpha2." : "/runtime.v1.";
+  size_t n = strlen(speaks);
+  buf[0] = '\0';
+  if (strncmp(method, speaks, n) == 0)
+    snprintf(buf, len, "/runtime.v1.%s", method + n);
+  else
+    sc->other_package++;
+}
+
+static void handle(void *data, const char *raw, const uint8_t *req, size_t len, fake_answer *a) {
   script *sc = data;
+  char method[128];
+  method_as_v1(sc, raw, method, sizeof method);
   for (int i = 0; i < 4; i++)
     if (strcmp(method, methods[i]) == 0) sc->calls_seen[i]++;
-  if (strcmp(method, methods[0]) == 0)
+  if (strcmp(method, "/runtime.v1.RuntimeService/Version") == 0)
+    answer_version(a);
+  else if (strcmp(method, methods[0]) == 0)
     answer_list_pods(sc, a);
   else if (strcmp(method, methods[1]) == 0)
     answer_pod_status(sc, req, len, a);
@@ -513,6 +539,28 @@ static void test_fake_rebuild(void **state) {
   assert_fake_content(env->store);
 }
 
+/* A runtime that speaks only runtime.v1alpha2 (containerd 1.5 and older):
+ * the rebuild finds the package by probing and recovers every pod and
+ * container in it, with the containerd kind's info, as from a v1 one. */
+static void test_fake_rebuild_v1alpha2_only(void **state) {
+  fake_env *env = *state;
+  env->sc.v1alpha2_only = true;
+  ch_error err = {{0}};
+  put_stale_content(env->store);
+  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
+  assert_fake_content(env->store);
+  assert_null(ch_store_get_pod(env->store, "stale-pod"));
+  assert_int_equal(env->sc.calls_seen[0], 1);
+  assert_int_equal(env->sc.calls_seen[1], 3);
+  assert_int_equal(env->sc.calls_seen[2], 1);
+  assert_int_equal(env->sc.calls_seen[3], 3);
+  assert_int_equal(env->sc.other_package, 1); /* the probe's v1 Version, nothing else */
+  if (ch_store_resync(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("resync: %s", err.msg);
+  assert_fake_content(env->store);
+}
+
 /* A failed rebuild leaves the old content, and says what failed. */
 static void assert_rebuild_fails(fake_env *env, const char *const *want_in_msg) {
   ch_error err = {{0}};
@@ -559,7 +607,7 @@ static void test_fake_status_fails_for_one_pod(void **state) {
 static void test_fake_status_unavailable(void **state) {
   fake_env *env = *state;
   env->sc.p_info_status = GRPC_STATUS_UNAVAILABLE;
-  const char *want[] = {"PodSandboxStatus p-info", "UNAVAILABLE", "status broke", NULL};
+  const char *want[] = {"pod p-info: PodSandboxStatus", "UNAVAILABLE", "status broke", NULL};
   assert_rebuild_fails(env, want);
 }
 
@@ -652,7 +700,7 @@ static void test_missing_socket(void **state) {
   put_stale_content(s);
   ch_error err = {{0}};
   assert_int_equal(ch_store_rebuild(s, channel, 2000, &err), -1);
-  assert_non_null(strstr(err.msg, "ListPodSandbox"));
+  assert_non_null(strstr(err.msg, "the backend does not answer: Version"));
   assert_non_null(strstr(err.msg, "UNAVAILABLE"));
   assert_stale_content(s);
   ch_store_free(s);
@@ -950,6 +998,7 @@ int main(void) {
       cmocka_unit_test(test_lenient_skips_unknown_keys),
       cmocka_unit_test(test_lenient_still_checks_types),
       cmocka_unit_test_setup_teardown(test_fake_rebuild, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_rebuild_v1alpha2_only, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_pods_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_containers_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_status_fails_for_one_pod, fake_setup,
