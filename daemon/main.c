@@ -61,7 +61,8 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
     ch_probe_result probe;
     ch_probe_backend(out->path, CH_BACKEND_PROBE_TIMEOUT_MS, &probe);
     if (probe.answered)
-      ch_info("main", "%s set by flag path=%s: %s", what, out->path, probe.why);
+      ch_info("main", "%s set by flag path=%s kind=%s: %s", what, out->path, probe.kind->name,
+              probe.why);
     else
       ch_warn("main",
               "%s set by flag does not answer yet path=%s: %s (calls fail with "
@@ -77,8 +78,8 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
   if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
   snprintf(why, why_len, "auto-detected: %s is the first in probe order that %s", c->name,
            chosen.why);
-  ch_info("main", "%s auto-detected runtime=%s path=%s: first in probe order that %s", what,
-          c->name, c->path, chosen.why);
+  ch_info("main", "%s auto-detected runtime=%s kind=%s path=%s: first in probe order that %s", what,
+          c->name, chosen.kind->name, c->path, chosen.why);
   return 0;
 }
 
