@@ -112,7 +112,8 @@ static void rebuild_in_pool(uv_work_t *req) {
   char target[300];
   snprintf(target, sizeof target, "unix://%s", w->health->info.path);
   grpc_channel *ch = ch_channel_open(target, NULL);
-  w->rc = ch_store_fill_missing(w->health->store, ch, REBUILD_TIMEOUT_MS, &w->err);
+  w->rc = ch_store_fill_missing(w->health->store, ch, &w->health->info.found, REBUILD_TIMEOUT_MS,
+                                &w->err);
   grpc_channel_destroy(ch);
 }
 
@@ -152,7 +153,8 @@ static void resync_in_pool(uv_work_t *req) {
   char target[300]; /* its own channel: the drain may destroy the data plane's meanwhile */
   snprintf(target, sizeof target, "unix://%s", w->health->info.path);
   grpc_channel *ch = ch_channel_open(target, NULL);
-  w->rc = ch_store_resync(w->health->store, ch, REBUILD_TIMEOUT_MS, &w->err);
+  w->rc =
+      ch_store_resync(w->health->store, ch, &w->health->info.found, REBUILD_TIMEOUT_MS, &w->err);
   grpc_channel_destroy(ch);
 }
 

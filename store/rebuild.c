@@ -248,30 +248,37 @@ static int read_into(ch_store *store, const backend *b, install_mode mode, ch_er
   return rc;
 }
 
-/* Probes the backend for its API version and kind, then reads it. */
-static int rebuild_with(ch_store *store, grpc_channel *channel, int timeout_ms, install_mode mode,
-                        ch_error *err) {
+/* Reads the backend in the API version and kind `found` says, probing it
+ * first if that is not known. */
+static int rebuild_with(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+                        int timeout_ms, install_mode mode, ch_error *err) {
   ch_probe_result id;
-  if (ch_backend_identify(channel, timeout_ms, &id, err) != 0)
-    return ch_fail(err, "the backend does not answer: %s", id.why);
-  cri_client *client = cri_client_new(channel, id.api, timeout_ms, err);
+  if (!found || !found->answered) {
+    if (ch_backend_identify(channel, timeout_ms, &id, err) != 0)
+      return ch_fail(err, "the backend does not answer: %s", id.why);
+    found = &id;
+  }
+  cri_client *client = cri_client_new(channel, found->api, timeout_ms, err);
   if (!client) return -1;
-  backend b = {client, id.kind};
+  backend b = {client, found->kind};
   int rc = read_into(store, &b, mode, err);
   cri_client_free(client);
   return rc;
 }
 
-int ch_store_rebuild(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, timeout_ms, REPLACE, err);
+int ch_store_rebuild(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+                     int timeout_ms, ch_error *err) {
+  return rebuild_with(store, channel, found, timeout_ms, REPLACE, err);
 }
 
-int ch_store_fill_missing(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, timeout_ms, FILL, err);
+int ch_store_fill_missing(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+                          int timeout_ms, ch_error *err) {
+  return rebuild_with(store, channel, found, timeout_ms, FILL, err);
 }
 
-int ch_store_resync(ch_store *store, grpc_channel *channel, int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, timeout_ms, RESYNC, err);
+int ch_store_resync(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+                    int timeout_ms, ch_error *err) {
+  return rebuild_with(store, channel, found, timeout_ms, RESYNC, err);
 }
 
 /* ---- one item from its status answer ------------------------------------ */

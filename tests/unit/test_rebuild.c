@@ -162,8 +162,9 @@ typedef struct script {
   _Atomic(grpc_status_code) list_ctrs;     /* status of ListContainers */
   _Atomic(grpc_status_code) p_info_status; /* status of PodSandboxStatus(p-info) */
   atomic_int calls_seen[4];                /* per method, for the assertions */
-  atomic_bool v1alpha2_only; /* runtime.v1 -> UNIMPLEMENTED, runtime.v1alpha2 answers */
-  atomic_int other_package;  /* calls in the package the fake does not speak */
+  atomic_bool v1alpha2_only;        /* runtime.v1 -> UNIMPLEMENTED, runtime.v1alpha2 answers */
+  atomic_int other_package;         /* calls in the package the fake does not speak */
+  const char *_Atomic runtime_name; /* Version's; NULL: "containerd" */
 } script;
 
 static const char *const pod_info_doc =
@@ -395,10 +396,11 @@ static const char *const methods[4] = {
     "/runtime.v1.RuntimeService/ListPodSandbox", "/runtime.v1.RuntimeService/PodSandboxStatus",
     "/runtime.v1.RuntimeService/ListContainers", "/runtime.v1.RuntimeService/ContainerStatus"};
 
-/* The fake says it is containerd, so its info is read as containerd's. */
-static void answer_version(fake_answer *a) {
+/* The fake says it is containerd, so its info is read as containerd's,
+ * unless the script names another runtime. */
+static void answer_version(const script *sc, fake_answer *a) {
   Runtime__V1__VersionResponse v = RUNTIME__V1__VERSION_RESPONSE__INIT;
-  v.runtime_name = "containerd";
+  v.runtime_name = (char *)(sc->runtime_name ? sc->runtime_name : "containerd");
   v.runtime_version = "fake";
   fake_answer_message(a, &v.base);
 }
@@ -422,7 +424,7 @@ static void handle(void *data, const char *raw, const uint8_t *req, size_t len, 
   for (int i = 0; i < 4; i++)
     if (strcmp(method, methods[i]) == 0) sc->calls_seen[i]++;
   if (strcmp(method, "/runtime.v1.RuntimeService/Version") == 0)
-    answer_version(a);
+    answer_version(sc, a);
   else if (strcmp(method, methods[0]) == 0)
     answer_list_pods(sc, a);
   else if (strcmp(method, methods[1]) == 0)
@@ -526,7 +528,7 @@ static void test_fake_rebuild(void **state) {
   fake_env *env = *state;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_fake_content(env->store);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
@@ -534,8 +536,9 @@ static void test_fake_rebuild(void **state) {
   assert_int_equal(env->sc.calls_seen[1], 3);
   assert_int_equal(env->sc.calls_seen[2], 1);
   assert_int_equal(env->sc.calls_seen[3], 3);
+  assert_int_equal(env->sc.other_package, 0);
   /* a second rebuild gives the same content */
-  assert_int_equal(ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err), 0);
+  assert_int_equal(ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err), 0);
   assert_fake_content(env->store);
 }
 
@@ -547,7 +550,7 @@ static void test_fake_rebuild_v1alpha2_only(void **state) {
   env->sc.v1alpha2_only = true;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_fake_content(env->store);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
@@ -556,16 +559,51 @@ static void test_fake_rebuild_v1alpha2_only(void **state) {
   assert_int_equal(env->sc.calls_seen[2], 1);
   assert_int_equal(env->sc.calls_seen[3], 3);
   assert_int_equal(env->sc.other_package, 1); /* the probe's v1 Version, nothing else */
-  if (ch_store_resync(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  /* given what the daemon's probe found, no probe and no v1 call */
+  ch_probe_result found;
+  assert_int_equal(ch_backend_identify(env->channel, CALL_TIMEOUT_MS, &found, &err), 0);
+  assert_string_equal(found.api, "v1alpha2");
+  assert_ptr_equal(found.kind, &ch_backend_containerd);
+  env->sc.other_package = 0;
+  if (ch_store_resync(env->store, env->channel, &found, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("resync: %s", err.msg);
   assert_fake_content(env->store);
+  assert_int_equal(env->sc.other_package, 0);
+}
+
+/* The rebuild reads the info the way the runtime's kind says: the same
+ * containerd-shaped info from a runtime that says it is CRI-O (whose info
+ * has no config) or an unknown one gives the status-only records, never
+ * containerd's config (no cgroup parent, no envs). */
+static void test_fake_rebuild_follows_the_kind(void **state) {
+  fake_env *env = *state;
+  const char *names[] = {"cri-o", "someruntime"};
+  for (size_t i = 0; i < 2; i++) {
+    env->sc.runtime_name = names[i];
+    ch_error err = {{0}};
+    if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+      fail_msg("rebuild: %s", err.msg);
+    assert_int_equal(ch_store_pod_count(env->store), 2);
+    assert_int_equal(ch_store_container_count(env->store), 2);
+    ch_pod_record *pod = ch_store_get_pod(env->store, "p-info");
+    assert_non_null(pod);
+    assert_string_equal(pod->cgroup_parent, "");
+    runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(pod, NULL);
+    char *pod_id = NULL;
+    ch_container_record *c = ch_store_container_request(env->store, "c-info", &pod_id);
+    assert_non_null(c);
+    assert_string_equal(pod_id, "p-info"); /* from the List */
+    assert_int_equal(c->n_container_envs, 0);
+    free(pod_id);
+    runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  }
 }
 
 /* A failed rebuild leaves the old content, and says what failed. */
 static void assert_rebuild_fails(fake_env *env, const char *const *want_in_msg) {
   ch_error err = {{0}};
   put_stale_content(env->store);
-  assert_int_equal(ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err), -1);
+  assert_int_equal(ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err), -1);
   for (; *want_in_msg; want_in_msg++)
     if (!strstr(err.msg, *want_in_msg))
       fail_msg("error \"%s\" lacks \"%s\"", err.msg, *want_in_msg);
@@ -592,7 +630,7 @@ static void test_fake_status_fails_for_one_pod(void **state) {
   env->sc.p_info_status = GRPC_STATUS_INTERNAL;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
   ch_pod_record *pod = ch_store_get_pod(env->store, "p-info");
@@ -620,7 +658,7 @@ static void test_fake_resync(void **state) {
   ch_pod_record mine = RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_REQUEST__INIT;
   mine.cgroup_parent = "/as-the-hooks-left-it";
   assert_int_equal(ch_store_put_pod(env->store, "p-info", &mine, &err), 0);
-  if (ch_store_resync(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_resync(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("resync: %s", err.msg);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
   assert_null(ch_store_container_request(env->store, "stale-ctr", NULL));
@@ -636,7 +674,7 @@ static void test_fake_fill_missing(void **state) {
   fake_env *env = *state;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_fill_missing(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_fill_missing(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("fill: %s", err.msg);
   assert_pod_json(env->store, "stale-pod", "{\"cgroup_parent\": \"/stale\"}");
   assert_pod_json(env->store, "p-info", p_info_json);
@@ -699,7 +737,7 @@ static void test_missing_socket(void **state) {
   ch_store *s = ch_store_new();
   put_stale_content(s);
   ch_error err = {{0}};
-  assert_int_equal(ch_store_rebuild(s, channel, 2000, &err), -1);
+  assert_int_equal(ch_store_rebuild(s, channel, NULL, 2000, &err), -1);
   assert_non_null(strstr(err.msg, "the backend does not answer: Version"));
   assert_non_null(strstr(err.msg, "UNAVAILABLE"));
   assert_stale_content(s);
@@ -927,7 +965,8 @@ static void test_containerd_rebuild(void **state) {
   grpc_channel *channel = ctd_channel();
   ch_store *s = ch_store_new();
   ch_error err = {{0}};
-  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
   assert_ctd_content(s);
   ch_store_free(s);
   grpc_channel_destroy(channel);
@@ -940,7 +979,8 @@ static void test_containerd_rebuild_replaces(void **state) {
   ch_store *s = ch_store_new();
   put_stale_content(s);
   ch_error err = {{0}};
-  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
   assert_null(ch_store_get_pod(s, "stale-pod"));
   assert_null(ch_store_container_request(s, "stale-ctr", NULL));
   assert_ctd_content(s);
@@ -948,7 +988,7 @@ static void test_containerd_rebuild_replaces(void **state) {
   char args[256];
   snprintf(args, sizeof args, "rm %s", ctd.ctr_id[1]);
   assert_int_equal(ctl(args, NULL, 0), 0);
-  assert_int_equal(ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err), 0);
+  assert_int_equal(ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err), 0);
   assert_int_equal(ch_store_container_count(s), 1);
   assert_null(ch_store_container_request(s, ctd.ctr_id[1], NULL));
   ch_store_free(s);
@@ -979,7 +1019,8 @@ static void test_containerd_rebuild_after_update(void **state) {
   if (out.status != GRPC_STATUS_OK) fail_msg("update: %s", out.details);
   ch_unary_result_clear(&out);
   ch_store *s = ch_store_new();
-  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
   ch_container_record *c = ch_store_container_request(s, ctd.ctr_id[0], NULL);
   assert_non_null(c);
   assert_msg_json(&c->container_resources->base,
@@ -999,6 +1040,8 @@ int main(void) {
       cmocka_unit_test(test_lenient_still_checks_types),
       cmocka_unit_test_setup_teardown(test_fake_rebuild, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_rebuild_v1alpha2_only, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_rebuild_follows_the_kind, fake_setup,
+                                      fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_pods_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_containers_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_status_fails_for_one_pod, fake_setup,
