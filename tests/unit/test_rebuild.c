@@ -729,6 +729,47 @@ static void test_put_from_status(void **state) {
   ch_unary_result_clear(&ctr);
 }
 
+/* CRI-O's verbose ContainerStatus: info["info"] names the pod (sandboxID)
+ * but has no config: the record is the status's, in the named pod. */
+static void test_put_from_crio_status(void **state) {
+  (void)state;
+  Runtime__V1__ContainerMetadata meta = RUNTIME__V1__CONTAINER_METADATA__INIT;
+  meta.name = "app";
+  meta.attempt = 1;
+  Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+  st.id = "c-crio";
+  st.metadata = &meta;
+  Runtime__V1__ContainerStatusResponse__InfoEntry entry =
+      RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+  entry.key = "info";
+  entry.value =
+      "{\"sandboxID\": \"p-crio\", \"pid\": 7, \"privileged\": false,"
+      " \"runtimeSpec\": {\"ociVersion\": \"1.0.2\"}}";
+  Runtime__V1__ContainerStatusResponse__InfoEntry *entries[] = {&entry};
+  Runtime__V1__ContainerStatusResponse answer = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+  answer.status = &st;
+  answer.n_info = 1;
+  answer.info = entries;
+  uint8_t buf[512];
+  size_t len = protobuf_c_message_pack(&answer.base, buf);
+  ch_store *s = ch_store_new();
+  ch_error err = {{0}};
+  uint64_t mark = ch_store_sync_begin(s);
+  if (ch_store_put_container_status(s, "c-crio", buf, len, mark, &err) != 0)
+    fail_msg("put: %s", err.msg);
+  ch_store_sync_end(s);
+  char *pod_id = NULL;
+  ch_container_record *c = ch_store_container_request(s, "c-crio", &pod_id);
+  assert_non_null(c);
+  assert_string_equal(pod_id, "p-crio");
+  assert_non_null(c->container_meta);
+  assert_string_equal(c->container_meta->name, "app");
+  assert_int_equal(c->n_container_envs, 0);
+  free(pod_id);
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  ch_store_free(s);
+}
+
 static void test_missing_socket(void **state) {
   (void)state;
   char target[128];
@@ -1050,6 +1091,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_fake_resync, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_fill_missing, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_put_from_status, fake_setup, fake_teardown),
+      cmocka_unit_test(test_put_from_crio_status),
       cmocka_unit_test(test_missing_socket),
   };
   const struct CMUnitTest containerd[] = {
