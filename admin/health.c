@@ -14,7 +14,6 @@
 
 #define POLL_MS 200
 #define RETRY_MS 2000
-#define PROBE_TIMEOUT_MS 1000
 #define REBUILD_TIMEOUT_MS 10000
 #define WATCH_MS 5000    /* how often the listener watch probes */
 #define WATCH_FAILURES 3 /* probes in a row that fail while the backend answers */
@@ -113,7 +112,8 @@ static void rebuild_in_pool(uv_work_t *req) {
   char target[300];
   snprintf(target, sizeof target, "unix://%s", w->health->info.path);
   grpc_channel *ch = ch_channel_open(target, NULL);
-  w->rc = ch_store_fill_missing(w->health->store, ch, REBUILD_TIMEOUT_MS, &w->err);
+  w->rc = ch_store_fill_missing(w->health->store, ch, &w->health->info.found, REBUILD_TIMEOUT_MS,
+                                &w->err);
   grpc_channel_destroy(ch);
 }
 
@@ -153,7 +153,8 @@ static void resync_in_pool(uv_work_t *req) {
   char target[300]; /* its own channel: the drain may destroy the data plane's meanwhile */
   snprintf(target, sizeof target, "unix://%s", w->health->info.path);
   grpc_channel *ch = ch_channel_open(target, NULL);
-  w->rc = ch_store_resync(w->health->store, ch, REBUILD_TIMEOUT_MS, &w->err);
+  w->rc =
+      ch_store_resync(w->health->store, ch, &w->health->info.found, REBUILD_TIMEOUT_MS, &w->err);
   grpc_channel_destroy(ch);
 }
 
@@ -205,11 +206,12 @@ static void probe_in_pool(uv_work_t *req) {
   probe_run *run = req->data;
   ch_health_report *r = &run->report;
   if (run->listen_path[0]) {
-    ch_self_probe(run->listen_path, PROBE_TIMEOUT_MS, &r->listener, &r->listener_connected);
+    ch_self_probe(run->listen_path, CH_BACKEND_PROBE_TIMEOUT_MS, &r->listener,
+                  &r->listener_connected);
   } else {
     snprintf(r->listener.why, sizeof r->listener.why, "the data plane is not serving yet");
   }
-  ch_probe_backend(run->backend_path, PROBE_TIMEOUT_MS, &r->probe);
+  ch_probe_backend(run->backend_path, CH_BACKEND_PROBE_TIMEOUT_MS, &r->probe);
   char why[128];
   r->backend_accepts = r->probe.answered || ch_socket_probe(run->backend_path, why, sizeof why) > 0;
 }

@@ -47,6 +47,7 @@ typedef struct ch_backend_info {
   char path[256];      /* socket of the CRI backend */
   char chosen_by[320]; /* "flag" or why auto-detection took it */
   char image_path[256];
+  ch_probe_result found; /* the start-up probe: api and kind the rebuilds use */
 } ch_backend_info;
 
 /* What /status and /healthz report, filled by a probe. */

@@ -1,7 +1,8 @@
-/* detect.c: backend auto-detection (detect.h), and waiting for a runtime
- * that does not answer yet (a node's boot, where containerd is slower than
- * crihookd: exiting would only make systemd restart us, and kubelet, ordered
- * after crihookd, would see a failed unit instead of one still starting). */
+/* detect.c: the table of backend kinds, their probe, and auto-detection
+ * (backend.h, detect.h); and waiting for a runtime that does not answer yet
+ * (a node's boot, where containerd is slower than crihookd: exiting would
+ * only make systemd restart us, and kubelet, ordered after crihookd, would
+ * see a failed unit instead of one still starting). */
 #include "detect.h"
 
 #include <stdio.h>
@@ -10,50 +11,64 @@
 #include <time.h>
 
 #include "cri.pb-c.h"
+#include "cri_client.h"
 #include "endpoint.h"
 #include "grpc_util.h"
 #include "log.h"
 #include "notify.h"
 
-const ch_backend_candidate ch_default_candidates[] = {
-    {"containerd", "/run/containerd/containerd.sock"},
-    {"k3s", "/run/k3s/containerd/containerd.sock"},
-    {"cri-o", "/run/crio/crio.sock"},
-    {"cri-dockerd", "/run/cri-dockerd.sock"},
+/* The known kinds, in auto-detection order. A new kind is one row here. */
+const ch_backend_kind *const ch_backend_kinds[] = {
+    &ch_backend_containerd,
+    &ch_backend_crio,
+    &ch_backend_cri_dockerd,
 };
-const size_t ch_default_candidate_count =
-    sizeof ch_default_candidates / sizeof ch_default_candidates[0];
+const size_t ch_backend_kind_count = sizeof ch_backend_kinds / sizeof ch_backend_kinds[0];
 
-static void read_version(const ch_unary_result *res, ch_probe_result *out) {
-  Runtime__V1__VersionResponse *v =
-      runtime__v1__version_response__unpack(NULL, res->response_len, res->response);
-  if (!v) return;
-  snprintf(out->runtime_name, sizeof out->runtime_name, "%s", v->runtime_name);
-  snprintf(out->runtime_version, sizeof out->runtime_version, "%s", v->runtime_version);
-  runtime__v1__version_response__free_unpacked(v, NULL);
+size_t ch_default_candidates(ch_backend_candidate *out, size_t cap) {
+  size_t n = 0;
+  for (size_t k = 0; k < ch_backend_kind_count; k++)
+    for (size_t s = 0; s < ch_backend_kinds[k]->n_sockets && n < cap; s++)
+      out[n++] = (ch_backend_candidate){ch_backend_kinds[k]->sockets[s].label,
+                                        ch_backend_kinds[k]->sockets[s].path};
+  return n;
 }
 
-/* One Version call; returns the status, or -1 if the call could not be made. */
-static int call_version(grpc_channel *ch, const char *api, int timeout_ms, ch_probe_result *out) {
-  char method[64];
-  snprintf(method, sizeof method, "/runtime.%s.RuntimeService/Version", api);
-  ch_unary_result res;
-  ch_error err;
-  if (ch_unary_call(ch, method, "", 0, timeout_ms, NULL, 0, &res, &err) != 0) {
-    snprintf(out->why, sizeof out->why, "%s", err.msg);
-    return -1;
-  }
-  if (res.status == GRPC_STATUS_OK) {
-    out->answered = 1;
-    snprintf(out->api, sizeof out->api, "%s", api);
-    read_version(&res, out);
-    snprintf(out->why, sizeof out->why, "answered Version (%s %s, CRI %s)", out->runtime_name,
-             out->runtime_version, api);
-  } else {
-    snprintf(out->why, sizeof out->why, "Version: %s: %s", ch_status_name(res.status), res.details);
-  }
-  ch_unary_result_clear(&res);
-  return (int)res.status;
+/* ---- the probe ------------------------------------------------------------ */
+
+static void read_version(const Runtime__V1__VersionResponse *v, const char *api,
+                         ch_probe_result *out) {
+  out->answered = 1;
+  snprintf(out->api, sizeof out->api, "%s", api);
+  snprintf(out->runtime_name, sizeof out->runtime_name, "%s", v->runtime_name);
+  snprintf(out->runtime_version, sizeof out->runtime_version, "%s", v->runtime_version);
+  out->kind = ch_backend_kind_of(out->runtime_name);
+  snprintf(out->why, sizeof out->why, "answered Version (%s %s, CRI %s)", out->runtime_name,
+           out->runtime_version, api);
+}
+
+/* One Version call with the CRI client; returns its status. */
+static grpc_status_code call_version(grpc_channel *ch, const char *api, int timeout_ms,
+                                     ch_probe_result *out, ch_error *err) {
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  cri_client *c = cri_client_new(ch, api, timeout_ms, err);
+  if (!c) return status;
+  ProtobufCMessage *answer = NULL;
+  if (cri_call(c, "Version", NULL, &answer, &status, NULL, 0, err) == 0)
+    read_version((const Runtime__V1__VersionResponse *)answer, api, out);
+  else
+    snprintf(out->why, sizeof out->why, "%.*s", (int)sizeof out->why - 1, err->msg);
+  protobuf_c_message_free_unpacked(answer, NULL);
+  cri_client_free(c);
+  return status;
+}
+
+int ch_backend_identify(grpc_channel *channel, int timeout_ms, ch_probe_result *out,
+                        ch_error *err) {
+  memset(out, 0, sizeof *out);
+  if (call_version(channel, "v1", timeout_ms, out, err) == GRPC_STATUS_UNIMPLEMENTED)
+    call_version(channel, "v1alpha2", timeout_ms, out, err);
+  return out->answered ? 0 : -1;
 }
 
 void ch_probe_backend(const char *path, int timeout_ms, ch_probe_result *out) {
@@ -70,10 +85,12 @@ void ch_probe_backend(const char *path, int timeout_ms, ch_probe_result *out) {
   char target[CH_PATH_MAX + 8];
   snprintf(target, sizeof target, "unix:%s", path);
   grpc_channel *ch = ch_channel_open(target, NULL);
-  int status = call_version(ch, "v1", timeout_ms, out);
-  if (status == GRPC_STATUS_UNIMPLEMENTED) call_version(ch, "v1alpha2", timeout_ms, out);
+  ch_error ignored;
+  (void)ch_backend_identify(ch, timeout_ms, out, &ignored);
   grpc_channel_destroy(ch);
 }
+
+/* ---- auto-detection ------------------------------------------------------- */
 
 int ch_detect_backend(const ch_backend_candidate *list, size_t count, int timeout_ms,
                       ch_probe_result *chosen, ch_error *err) {

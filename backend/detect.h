@@ -1,12 +1,14 @@
 /* detect.h: choosing the backend runtime.
  *
- * `--backend auto` probes the well-known sockets in a fixed order and takes
- * the first that answers a CRI Version call (runtime.v1, then v1alpha2). The
- * candidate list is a parameter so tests can point it at fake sockets. */
+ * `--backend auto` probes the default sockets of the known kinds
+ * (backend.h, in the order of ch_backend_kinds) and takes the first that
+ * answers a CRI Version call (runtime.v1, then v1alpha2). The candidate
+ * list is a parameter so tests can point it at fake sockets. */
 #pragma once
 
 #include <stddef.h>
 
+#include "backend.h"
 #include "error.h"
 
 typedef struct ch_backend_candidate {
@@ -14,19 +16,15 @@ typedef struct ch_backend_candidate {
   const char *path;
 } ch_backend_candidate;
 
-/* containerd, k3s, CRI-O, cri-dockerd, in that order. */
-extern const ch_backend_candidate ch_default_candidates[];
-extern const size_t ch_default_candidate_count;
+/* The most default sockets over all kinds. */
+#define CH_MAX_DEFAULT_CANDIDATES 8
 
-typedef struct ch_probe_result {
-  int answered;          /* 1 if Version answered OK */
-  char api[16];          /* "v1" or "v1alpha2" when answered */
-  char runtime_name[64]; /* from VersionResponse */
-  char runtime_version[64];
-  char why[256]; /* what the socket said, for the log */
-} ch_probe_result;
+/* Fills `out` (room for `cap`) with every kind's default sockets in probe
+ * order (containerd, k3s, CRI-O, cri-dockerd); returns how many. */
+size_t ch_default_candidates(ch_backend_candidate *out, size_t cap);
 
-/* Asks one socket for its CRI Version within timeout_ms. */
+/* Asks one socket for its CRI Version within timeout_ms (ch_backend_identify
+ * on a fresh connection, after checking that the path is a socket). */
 void ch_probe_backend(const char *path, int timeout_ms, ch_probe_result *out);
 
 /* Returns the index of the first candidate that answers, filling `chosen`;

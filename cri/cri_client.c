@@ -31,6 +31,8 @@ struct cri_client {
   grpc_channel *channel;
   bool owns_channel;
   int timeout_ms;
+  const grpc_metadata *md; /* sent with unary calls; the caller's */
+  size_t n_md;
   char package[32];
   char **paths[N_SERVICES]; /* paths[service][method index] */
 };
@@ -142,6 +144,11 @@ void cri_client_free(cri_client *c) {
   free(c);
 }
 
+void cri_client_set_metadata(cri_client *c, const grpc_metadata *md, size_t n) {
+  c->md = md;
+  c->n_md = md ? n : 0;
+}
+
 void cri_client_set_timeout(cri_client *c, int timeout_ms) { c->timeout_ms = timeout_ms; }
 
 int cri_client_timeout(const cri_client *c) { return c->timeout_ms; }
@@ -194,7 +201,8 @@ int cri_call(cri_client *c, const char *method, const ProtobufCMessage *request,
   uint8_t *buf = pack(request, &len);
   if (!buf) return ch_fail(err, "%s: out of memory", method);
   ch_unary_result res;
-  int rc = ch_unary_call(c->channel, c->paths[s][i], buf, len, c->timeout_ms, NULL, 0, &res, err);
+  int rc =
+      ch_unary_call(c->channel, c->paths[s][i], buf, len, c->timeout_ms, c->md, c->n_md, &res, err);
   free(buf);
   if (rc < 0) return ch_wrap(err, "%s", method);
   report_status(status, details, details_len, res.status, res.details);

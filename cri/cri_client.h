@@ -1,6 +1,8 @@
 /* cri_client.h: a small blocking CRI client on grpc core.
  *
- * Used by crihookctl and by the end-to-end tests. A cri_client is a channel,
+ * The one CRI client of crihook: used by crihookctl, the end-to-end tests,
+ * the backend probe (backend/detect.c), the store's rebuild
+ * (store/rebuild.c) and the self-probe (proxy/self_probe.c). A cri_client is a channel,
  * a CRI package ("runtime.v1" or "runtime.v1alpha2": same messages, same
  * field numbers) and a per-call timeout. Methods are named as in the .proto
  * ("RunPodSandbox", "ListImages"); the client finds each in the generated
@@ -53,6 +55,10 @@ cri_client *cri_client_open(const char *endpoint, const char *package, int timeo
                             ch_error *err);
 
 void cri_client_free(cri_client *c);
+
+/* Metadata sent with every later unary call (`md` stays the caller's and
+ * must outlive them; NULL/0: none), e.g. the self-probe's mark. */
+void cri_client_set_metadata(cri_client *c, const grpc_metadata *md, size_t n);
 
 /* Changes the deadline of later calls (ms; <= 0: none). */
 void cri_client_set_timeout(cri_client *c, int timeout_ms);

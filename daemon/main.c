@@ -48,21 +48,22 @@
 #include "tuning.h"
 #include "watch.h"
 
-#define PROBE_TIMEOUT_MS 2000
 #define REBUILD_TIMEOUT_MS 10000
 #define EXIT_WATCHDOG_MS 1000
 
 /* Resolves "auto" or an endpoint into `out`, logging why it was chosen and
  * writing that into why[0..why_len). */
 static int resolve_backend(const char *what, const char *value, ch_endpoint *out, char *why,
-                           size_t why_len, ch_error *err) {
+                           size_t why_len, ch_probe_result *found, ch_error *err) {
   if (strcmp(value, "auto") != 0) {
     if (ch_endpoint_parse(value, out, err) != 0) return ch_wrap(err, "%s", what);
     snprintf(why, why_len, "set by flag or environment");
     ch_probe_result probe;
-    ch_probe_backend(out->path, PROBE_TIMEOUT_MS, &probe);
+    ch_probe_backend(out->path, CH_BACKEND_PROBE_TIMEOUT_MS, &probe);
+    *found = probe;
     if (probe.answered)
-      ch_info("main", "%s set by flag path=%s: %s", what, out->path, probe.why);
+      ch_info("main", "%s set by flag path=%s kind=%s: %s", what, out->path, probe.kind->name,
+              probe.why);
     else
       ch_warn("main",
               "%s set by flag does not answer yet path=%s: %s (calls fail with "
@@ -71,14 +72,16 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
     return 0;
   }
   ch_probe_result chosen;
-  int index = ch_detect_backend_wait(ch_default_candidates, ch_default_candidate_count,
-                                     PROBE_TIMEOUT_MS, &chosen);
-  const ch_backend_candidate *c = &ch_default_candidates[index];
+  ch_backend_candidate list[CH_MAX_DEFAULT_CANDIDATES];
+  size_t n = ch_default_candidates(list, CH_MAX_DEFAULT_CANDIDATES);
+  const ch_backend_candidate *c =
+      &list[ch_detect_backend_wait(list, n, CH_BACKEND_PROBE_TIMEOUT_MS, &chosen)];
+  *found = chosen;
   if (ch_endpoint_parse(c->path, out, err) != 0) return -1;
   snprintf(why, why_len, "auto-detected: %s is the first in probe order that %s", c->name,
            chosen.why);
-  ch_info("main", "%s auto-detected runtime=%s path=%s: first in probe order that %s", what,
-          c->name, c->path, chosen.why);
+  ch_info("main", "%s auto-detected runtime=%s kind=%s path=%s: first in probe order that %s", what,
+          c->name, chosen.kind->name, c->path, chosen.why);
   return 0;
 }
 
@@ -86,8 +89,9 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_bac
                          ch_error *err) {
   static ch_endpoint backend, image;
   char unused[sizeof info->chosen_by];
+  ch_probe_result image_found;
   if (resolve_backend("backend", o->backend, &backend, info->chosen_by, sizeof info->chosen_by,
-                      err) != 0)
+                      &info->found, err) != 0)
     return -1;
   snprintf(info->path, sizeof info->path, "%s", backend.path);
   snprintf(info->image_path, sizeof info->image_path, "%s", backend.path);
@@ -96,8 +100,8 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_bac
   cfg->backend = ch_channel_open(backend.target, &copts);
   cfg->image_backend = cfg->backend;
   if (o->image_backend[0] && strcmp(o->image_backend, o->backend) != 0) {
-    if (resolve_backend("image backend", o->image_backend, &image, unused, sizeof unused, err) !=
-        0) {
+    if (resolve_backend("image backend", o->image_backend, &image, unused, sizeof unused,
+                        &image_found, err) != 0) {
       grpc_channel_destroy(cfg->backend);
       return -1;
     }
@@ -213,9 +217,9 @@ static void start_signals(control *c) {
   uv_unref((uv_handle_t *)&c->watchdog);
 }
 
-static bool rebuild_store(ch_store *store, grpc_channel *backend) {
+static bool rebuild_store(ch_store *store, grpc_channel *backend, const ch_probe_result *found) {
   ch_error err;
-  if (ch_store_rebuild(store, backend, REBUILD_TIMEOUT_MS, &err) != 0) {
+  if (ch_store_rebuild(store, backend, found, REBUILD_TIMEOUT_MS, &err) != 0) {
     ch_warn("main",
             "store not rebuilt from the backend, retrying in the background (until then "
             "/healthz says not ready and hooks for existing pods lack their data): %s",
@@ -249,7 +253,7 @@ static int start_control(control *c, const crihookd_options *o, grpc_channel *ba
   if (ch_plugin_watch_start(&c->loop, o->hook_dir, &c->registry, &c->watch, err) != 0)
     return ch_wrap(err, "hook directory %s", o->hook_dir);
   if (!(c->health = ch_health_new(&c->loop, info, c->store))) return ch_fail(err, "out of memory");
-  ch_health_set_store_rebuilt(c->health, rebuild_store(c->store, backend));
+  ch_health_set_store_rebuilt(c->health, rebuild_store(c->store, backend, &info->found));
   return start_admin(c, o, listen, err);
 }
 

@@ -1,14 +1,16 @@
-/* self_probe.c: see self_probe.h. */
+/* self_probe.c: see self_probe.h. The call is made with the one CRI client
+ * (cri/cri_client.h), in runtime.v1: it goes through crihookd, which
+ * relays any package. */
 #include "self_probe.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "cri_client.h"
 #include "endpoint.h"
 #include "grpc_util.h"
 
-#define VERSION_V1 "/runtime.v1.RuntimeService/Version"
-
+/* Version over runtime.v1 through the CRI client, marked as the probe. */
 void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool *connected) {
   memset(out, 0, sizeof *out);
   char target[CH_PATH_MAX + 8];
@@ -16,20 +18,25 @@ void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool 
   grpc_channel *ch = ch_channel_open(target, NULL);
   grpc_metadata md = {.key = grpc_slice_from_static_string(CH_SELF_PROBE_KEY),
                       .value = grpc_slice_from_static_string("1")};
-  ch_unary_result res;
   ch_error err;
-  if (ch_unary_call(ch, VERSION_V1, "", 0, timeout_ms, &md, 1, &res, &err) != 0) {
+  cri_client *c = cri_client_new(ch, CRI_PACKAGE_V1, timeout_ms, &err);
+  cri_client_set_metadata(c, &md, 1);
+  ProtobufCMessage *answer = NULL;
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  char details[256];
+  if (cri_call(c, "Version", NULL, &answer, &status, details, sizeof details, &err) == 0 ||
+      status == GRPC_STATUS_UNIMPLEMENTED) {
+    out->answered = 1;
+    snprintf(out->why, sizeof out->why, "answered Version through the listen socket (%s)",
+             ch_status_name(status));
+  } else if (status == GRPC_STATUS_UNKNOWN && !details[0]) { /* no call was made */
     snprintf(out->why, sizeof out->why, "%s", err.msg);
   } else {
-    out->answered = res.status == GRPC_STATUS_OK || res.status == GRPC_STATUS_UNIMPLEMENTED;
-    if (out->answered)
-      snprintf(out->why, sizeof out->why, "answered Version through the listen socket (%s)",
-               ch_status_name(res.status));
-    else
-      snprintf(out->why, sizeof out->why, "Version through the listen socket: %s: %s",
-               ch_status_name(res.status), res.details);
-    ch_unary_result_clear(&res);
+    snprintf(out->why, sizeof out->why, "Version through the listen socket: %s: %s",
+             ch_status_name(status), details);
   }
+  protobuf_c_message_free_unpacked(answer, NULL);
+  cri_client_free(c);
   *connected = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
   grpc_channel_destroy(ch);
 }

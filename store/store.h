@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "error.h"
 #include "hook.pb-c.h"
 
@@ -94,32 +95,39 @@ void ch_store_sync_end(ch_store *store);
 
 /* Replaces the store's content with what the backend reports (rebuild.c):
  * ListPodSandbox and PodSandboxStatus(verbose) for pods, ListContainers and
- * ContainerStatus(verbose) for containers; the verbose info's "config"
- * (containerd) supplies cgroup parent, overhead, resources and envs, and its
- * "runtimeSpec" a container's current resources (after updates). Pods
+ * ContainerStatus(verbose) for containers, in the API version of `found`
+ * (what the backend's probe found: its api and kind); if `found` is NULL or
+ * did not answer, the backend is probed first. The kind's recovery
+ * (backend.h) reads the verbose info: containerd's "config" supplies cgroup
+ * parent, overhead, resources and envs, and its "runtimeSpec" a container's
+ * current resources (after updates). Pods
  * and containers that are not ready/running are kept too (they can still be
  * stopped and removed); ones removed between List and Status are skipped.
  * `timeout_ms` is the deadline of each call (0 = none). The new content
  * replaces the old in one step; on failure (-1) the old content stays. */
-int ch_store_rebuild(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
+int ch_store_rebuild(ch_store *store, grpc_channel *backend, const ch_probe_result *found,
+                     int timeout_ms, ch_error *err);
 
 /* The same reads, but only adds the pods and containers the store lacks
  * (unless removed meanwhile); what the store has (written by calls already
  * served) wins. Used to retry a rebuild that failed at start while calls
  * are being served. */
-int ch_store_fill_missing(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
+int ch_store_fill_missing(ch_store *store, grpc_channel *backend, const ch_probe_result *found,
+                          int timeout_ms, ch_error *err);
 
 /* The same reads, adding what the store lacks and dropping what the runtime
  * no longer has (unless put after the reads began): the re-sync after the
  * backend connection came back (the runtime restarted, calls were cut off
  * mid-way). */
-int ch_store_resync(ch_store *store, grpc_channel *backend, int timeout_ms, ch_error *err);
+int ch_store_resync(ch_store *store, grpc_channel *backend, const ch_probe_result *found,
+                    int timeout_ms, ch_error *err);
 
 /* Records one pod or container from a PodSandboxStatus / ContainerStatus
  * (verbose) answer, `status` its packed bytes, as the rebuild would, unless
  * the store has it or it was removed since `mark` (ch_store_sync_begin):
  * for what the runtime created from a request crihookd could not decode.
- * A container's pod is the info's "sandboxID" (containerd). */
+ * Every kind's recovery is tried (backend.h); a container's pod is the
+ * info's "sandboxID" (containerd, CRI-O). */
 int ch_store_put_pod_status(ch_store *store, const char *pod_id, const uint8_t *status, size_t len,
                             uint64_t mark, ch_error *err);
 int ch_store_put_container_status(ch_store *store, const char *container_id, const uint8_t *status,

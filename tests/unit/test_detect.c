@@ -206,6 +206,7 @@ static void probe_fake_v1(void **state) {
   assert_string_equal(r.api, "v1");
   assert_string_equal(r.runtime_name, "fakeruntime");
   assert_string_equal(r.runtime_version, "9.9");
+  assert_ptr_equal(r.kind, &ch_backend_generic); /* none of the known kinds */
   assert_non_null(strstr(r.why, "fakeruntime"));
   /* v1 answered: no v1alpha2 call */
   assert_int_equal(fake_cri_call_count(s), 1);
@@ -443,14 +444,50 @@ static void detect_long_error_is_truncated_safely(void **state) {
 
 static void default_candidates_order(void **state) {
   (void)state;
-  assert_int_equal(ch_default_candidate_count, 4);
-  assert_string_equal(ch_default_candidates[0].name, "containerd");
-  assert_string_equal(ch_default_candidates[0].path, "/run/containerd/containerd.sock");
-  assert_string_equal(ch_default_candidates[1].name, "k3s");
-  assert_string_equal(ch_default_candidates[2].name, "cri-o");
-  assert_string_equal(ch_default_candidates[3].name, "cri-dockerd");
-  for (size_t i = 0; i < ch_default_candidate_count; i++)
-    assert_int_equal(ch_default_candidates[i].path[0], '/');
+  ch_backend_candidate list[CH_MAX_DEFAULT_CANDIDATES];
+  size_t n = ch_default_candidates(list, CH_MAX_DEFAULT_CANDIDATES);
+  assert_int_equal(n, 4);
+  assert_string_equal(list[0].name, "containerd");
+  assert_string_equal(list[0].path, "/run/containerd/containerd.sock");
+  assert_string_equal(list[1].name, "k3s");
+  assert_string_equal(list[1].path, "/run/k3s/containerd/containerd.sock");
+  assert_string_equal(list[2].name, "cri-o");
+  assert_string_equal(list[3].name, "cri-dockerd");
+  for (size_t i = 0; i < n; i++) assert_int_equal(list[i].path[0], '/');
+  /* a short buffer gets the first ones, never more */
+  assert_int_equal(ch_default_candidates(list, 1), 1);
+  assert_string_equal(list[0].name, "containerd");
+}
+
+/* The kind comes from Version's runtime_name; the generic kind otherwise. */
+static void kind_of_runtime_name(void **state) {
+  (void)state;
+  assert_ptr_equal(ch_backend_kind_of("containerd"), &ch_backend_containerd);
+  assert_ptr_equal(ch_backend_kind_of("cri-o"), &ch_backend_crio);
+  assert_ptr_equal(ch_backend_kind_of("docker"), &ch_backend_cri_dockerd);
+  assert_ptr_equal(ch_backend_kind_of("fakeruntime"), &ch_backend_generic);
+  assert_ptr_equal(ch_backend_kind_of(""), &ch_backend_generic);
+  assert_ptr_equal(ch_backend_kind_of(NULL), &ch_backend_generic);
+  /* every kind in the table has a name, a runtime_name and a socket */
+  for (size_t i = 0; i < ch_backend_kind_count; i++) {
+    assert_non_null(ch_backend_kinds[i]->name);
+    assert_non_null(ch_backend_kinds[i]->runtime_name);
+    assert_true(ch_backend_kinds[i]->n_sockets > 0);
+  }
+}
+
+/* A runtime that speaks only v1alpha2 and says it is containerd is the
+ * containerd kind, spoken to in v1alpha2. */
+static void probe_v1alpha2_containerd_kind(void **state) {
+  (void)state;
+  char path[128];
+  start_fake(tmp_path(path, sizeof path, "old-ctd.sock"), FAKE_CRI_V1_UNIMPLEMENTED, "containerd",
+             "1.5.0");
+  ch_probe_result r;
+  ch_probe_backend(path, 5000, &r);
+  assert_int_equal(r.answered, 1);
+  assert_string_equal(r.api, "v1alpha2");
+  assert_ptr_equal(r.kind, &ch_backend_containerd);
 }
 
 int main(void) {
@@ -473,6 +510,8 @@ int main(void) {
       cmocka_unit_test_teardown(detect_empty_list, test_teardown),
       cmocka_unit_test_teardown(detect_long_error_is_truncated_safely, test_teardown),
       cmocka_unit_test_teardown(default_candidates_order, test_teardown),
+      cmocka_unit_test_teardown(kind_of_runtime_name, test_teardown),
+      cmocka_unit_test_teardown(probe_v1alpha2_containerd_kind, test_teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

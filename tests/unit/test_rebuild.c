@@ -162,6 +162,9 @@ typedef struct script {
   _Atomic(grpc_status_code) list_ctrs;     /* status of ListContainers */
   _Atomic(grpc_status_code) p_info_status; /* status of PodSandboxStatus(p-info) */
   atomic_int calls_seen[4];                /* per method, for the assertions */
+  atomic_bool v1alpha2_only;        /* runtime.v1 -> UNIMPLEMENTED, runtime.v1alpha2 answers */
+  atomic_int other_package;         /* calls in the package the fake does not speak */
+  const char *_Atomic runtime_name; /* Version's; NULL: "containerd" */
 } script;
 
 static const char *const pod_info_doc =
@@ -393,11 +396,36 @@ static const char *const methods[4] = {
     "/runtime.v1.RuntimeService/ListPodSandbox", "/runtime.v1.RuntimeService/PodSandboxStatus",
     "/runtime.v1.RuntimeService/ListContainers", "/runtime.v1.RuntimeService/ContainerStatus"};
 
-static void handle(void *data, const char *method, const uint8_t *req, size_t len, fake_answer *a) {
+/* The fake says it is containerd, so its info is read as containerd's,
+ * unless the script names another runtime. */
+static void answer_version(const script *sc, fake_answer *a) {
+  Runtime__V1__VersionResponse v = RUNTIME__V1__VERSION_RESPONSE__INIT;
+  v.runtime_name = (char *)(sc->runtime_name ? sc->runtime_name : "containerd");
+  v.runtime_version = "fake";
+  fake_answer_message(a, &v.base);
+}
+
+/* `method` with its package as runtime.v1 ("" if not a CRI package, or the
+ * one the script does not speak, which is counted). */
+static void method_as_v1(script *sc, const char *method, char *buf, size_t len) {
+  const char *speaks = sc->v1alpha2_only ? "/runtime.v1alpha2." : "/runtime.v1.";
+  size_t n = strlen(speaks);
+  buf[0] = '\0';
+  if (strncmp(method, speaks, n) == 0)
+    snprintf(buf, len, "/runtime.v1.%s", method + n);
+  else
+    sc->other_package++;
+}
+
+static void handle(void *data, const char *raw, const uint8_t *req, size_t len, fake_answer *a) {
   script *sc = data;
+  char method[128];
+  method_as_v1(sc, raw, method, sizeof method);
   for (int i = 0; i < 4; i++)
     if (strcmp(method, methods[i]) == 0) sc->calls_seen[i]++;
-  if (strcmp(method, methods[0]) == 0)
+  if (strcmp(method, "/runtime.v1.RuntimeService/Version") == 0)
+    answer_version(sc, a);
+  else if (strcmp(method, methods[0]) == 0)
     answer_list_pods(sc, a);
   else if (strcmp(method, methods[1]) == 0)
     answer_pod_status(sc, req, len, a);
@@ -500,7 +528,7 @@ static void test_fake_rebuild(void **state) {
   fake_env *env = *state;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_fake_content(env->store);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
@@ -508,16 +536,74 @@ static void test_fake_rebuild(void **state) {
   assert_int_equal(env->sc.calls_seen[1], 3);
   assert_int_equal(env->sc.calls_seen[2], 1);
   assert_int_equal(env->sc.calls_seen[3], 3);
+  assert_int_equal(env->sc.other_package, 0);
   /* a second rebuild gives the same content */
-  assert_int_equal(ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err), 0);
+  assert_int_equal(ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err), 0);
   assert_fake_content(env->store);
+}
+
+/* A runtime that speaks only runtime.v1alpha2 (containerd 1.5 and older):
+ * the rebuild finds the package by probing and recovers every pod and
+ * container in it, with the containerd kind's info, as from a v1 one. */
+static void test_fake_rebuild_v1alpha2_only(void **state) {
+  fake_env *env = *state;
+  env->sc.v1alpha2_only = true;
+  ch_error err = {{0}};
+  put_stale_content(env->store);
+  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
+  assert_fake_content(env->store);
+  assert_null(ch_store_get_pod(env->store, "stale-pod"));
+  assert_int_equal(env->sc.calls_seen[0], 1);
+  assert_int_equal(env->sc.calls_seen[1], 3);
+  assert_int_equal(env->sc.calls_seen[2], 1);
+  assert_int_equal(env->sc.calls_seen[3], 3);
+  assert_int_equal(env->sc.other_package, 1); /* the probe's v1 Version, nothing else */
+  /* given what the daemon's probe found, no probe and no v1 call */
+  ch_probe_result found;
+  assert_int_equal(ch_backend_identify(env->channel, CALL_TIMEOUT_MS, &found, &err), 0);
+  assert_string_equal(found.api, "v1alpha2");
+  assert_ptr_equal(found.kind, &ch_backend_containerd);
+  env->sc.other_package = 0;
+  if (ch_store_resync(env->store, env->channel, &found, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("resync: %s", err.msg);
+  assert_fake_content(env->store);
+  assert_int_equal(env->sc.other_package, 0);
+}
+
+/* The rebuild reads the info the way the runtime's kind says: the same
+ * containerd-shaped info from a runtime that says it is CRI-O (whose info
+ * has no config) or an unknown one gives the status-only records, never
+ * containerd's config (no cgroup parent, no envs). */
+static void test_fake_rebuild_follows_the_kind(void **state) {
+  fake_env *env = *state;
+  const char *names[] = {"cri-o", "someruntime"};
+  for (size_t i = 0; i < 2; i++) {
+    env->sc.runtime_name = names[i];
+    ch_error err = {{0}};
+    if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+      fail_msg("rebuild: %s", err.msg);
+    assert_int_equal(ch_store_pod_count(env->store), 2);
+    assert_int_equal(ch_store_container_count(env->store), 2);
+    ch_pod_record *pod = ch_store_get_pod(env->store, "p-info");
+    assert_non_null(pod);
+    assert_string_equal(pod->cgroup_parent, "");
+    runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(pod, NULL);
+    char *pod_id = NULL;
+    ch_container_record *c = ch_store_container_request(env->store, "c-info", &pod_id);
+    assert_non_null(c);
+    assert_string_equal(pod_id, "p-info"); /* from the List */
+    assert_int_equal(c->n_container_envs, 0);
+    free(pod_id);
+    runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  }
 }
 
 /* A failed rebuild leaves the old content, and says what failed. */
 static void assert_rebuild_fails(fake_env *env, const char *const *want_in_msg) {
   ch_error err = {{0}};
   put_stale_content(env->store);
-  assert_int_equal(ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err), -1);
+  assert_int_equal(ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err), -1);
   for (; *want_in_msg; want_in_msg++)
     if (!strstr(err.msg, *want_in_msg))
       fail_msg("error \"%s\" lacks \"%s\"", err.msg, *want_in_msg);
@@ -544,7 +630,7 @@ static void test_fake_status_fails_for_one_pod(void **state) {
   env->sc.p_info_status = GRPC_STATUS_INTERNAL;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
   ch_pod_record *pod = ch_store_get_pod(env->store, "p-info");
@@ -559,7 +645,7 @@ static void test_fake_status_fails_for_one_pod(void **state) {
 static void test_fake_status_unavailable(void **state) {
   fake_env *env = *state;
   env->sc.p_info_status = GRPC_STATUS_UNAVAILABLE;
-  const char *want[] = {"PodSandboxStatus p-info", "UNAVAILABLE", "status broke", NULL};
+  const char *want[] = {"pod p-info: PodSandboxStatus", "UNAVAILABLE", "status broke", NULL};
   assert_rebuild_fails(env, want);
 }
 
@@ -572,7 +658,7 @@ static void test_fake_resync(void **state) {
   ch_pod_record mine = RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_REQUEST__INIT;
   mine.cgroup_parent = "/as-the-hooks-left-it";
   assert_int_equal(ch_store_put_pod(env->store, "p-info", &mine, &err), 0);
-  if (ch_store_resync(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_resync(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("resync: %s", err.msg);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
   assert_null(ch_store_container_request(env->store, "stale-ctr", NULL));
@@ -588,7 +674,7 @@ static void test_fake_fill_missing(void **state) {
   fake_env *env = *state;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_fill_missing(env->store, env->channel, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_fill_missing(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("fill: %s", err.msg);
   assert_pod_json(env->store, "stale-pod", "{\"cgroup_parent\": \"/stale\"}");
   assert_pod_json(env->store, "p-info", p_info_json);
@@ -643,6 +729,47 @@ static void test_put_from_status(void **state) {
   ch_unary_result_clear(&ctr);
 }
 
+/* CRI-O's verbose ContainerStatus: info["info"] names the pod (sandboxID)
+ * but has no config: the record is the status's, in the named pod. */
+static void test_put_from_crio_status(void **state) {
+  (void)state;
+  Runtime__V1__ContainerMetadata meta = RUNTIME__V1__CONTAINER_METADATA__INIT;
+  meta.name = "app";
+  meta.attempt = 1;
+  Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+  st.id = "c-crio";
+  st.metadata = &meta;
+  Runtime__V1__ContainerStatusResponse__InfoEntry entry =
+      RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+  entry.key = "info";
+  entry.value =
+      "{\"sandboxID\": \"p-crio\", \"pid\": 7, \"privileged\": false,"
+      " \"runtimeSpec\": {\"ociVersion\": \"1.0.2\"}}";
+  Runtime__V1__ContainerStatusResponse__InfoEntry *entries[] = {&entry};
+  Runtime__V1__ContainerStatusResponse answer = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+  answer.status = &st;
+  answer.n_info = 1;
+  answer.info = entries;
+  uint8_t buf[512];
+  size_t len = protobuf_c_message_pack(&answer.base, buf);
+  ch_store *s = ch_store_new();
+  ch_error err = {{0}};
+  uint64_t mark = ch_store_sync_begin(s);
+  if (ch_store_put_container_status(s, "c-crio", buf, len, mark, &err) != 0)
+    fail_msg("put: %s", err.msg);
+  ch_store_sync_end(s);
+  char *pod_id = NULL;
+  ch_container_record *c = ch_store_container_request(s, "c-crio", &pod_id);
+  assert_non_null(c);
+  assert_string_equal(pod_id, "p-crio");
+  assert_non_null(c->container_meta);
+  assert_string_equal(c->container_meta->name, "app");
+  assert_int_equal(c->n_container_envs, 0);
+  free(pod_id);
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(c, NULL);
+  ch_store_free(s);
+}
+
 static void test_missing_socket(void **state) {
   (void)state;
   char target[128];
@@ -651,8 +778,8 @@ static void test_missing_socket(void **state) {
   ch_store *s = ch_store_new();
   put_stale_content(s);
   ch_error err = {{0}};
-  assert_int_equal(ch_store_rebuild(s, channel, 2000, &err), -1);
-  assert_non_null(strstr(err.msg, "ListPodSandbox"));
+  assert_int_equal(ch_store_rebuild(s, channel, NULL, 2000, &err), -1);
+  assert_non_null(strstr(err.msg, "the backend does not answer: Version"));
   assert_non_null(strstr(err.msg, "UNAVAILABLE"));
   assert_stale_content(s);
   ch_store_free(s);
@@ -879,7 +1006,8 @@ static void test_containerd_rebuild(void **state) {
   grpc_channel *channel = ctd_channel();
   ch_store *s = ch_store_new();
   ch_error err = {{0}};
-  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
   assert_ctd_content(s);
   ch_store_free(s);
   grpc_channel_destroy(channel);
@@ -892,7 +1020,8 @@ static void test_containerd_rebuild_replaces(void **state) {
   ch_store *s = ch_store_new();
   put_stale_content(s);
   ch_error err = {{0}};
-  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
   assert_null(ch_store_get_pod(s, "stale-pod"));
   assert_null(ch_store_container_request(s, "stale-ctr", NULL));
   assert_ctd_content(s);
@@ -900,7 +1029,7 @@ static void test_containerd_rebuild_replaces(void **state) {
   char args[256];
   snprintf(args, sizeof args, "rm %s", ctd.ctr_id[1]);
   assert_int_equal(ctl(args, NULL, 0), 0);
-  assert_int_equal(ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err), 0);
+  assert_int_equal(ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err), 0);
   assert_int_equal(ch_store_container_count(s), 1);
   assert_null(ch_store_container_request(s, ctd.ctr_id[1], NULL));
   ch_store_free(s);
@@ -931,7 +1060,8 @@ static void test_containerd_rebuild_after_update(void **state) {
   if (out.status != GRPC_STATUS_OK) fail_msg("update: %s", out.details);
   ch_unary_result_clear(&out);
   ch_store *s = ch_store_new();
-  if (ch_store_rebuild(s, channel, CALL_TIMEOUT_MS, &err) != 0) fail_msg("rebuild: %s", err.msg);
+  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    fail_msg("rebuild: %s", err.msg);
   ch_container_record *c = ch_store_container_request(s, ctd.ctr_id[0], NULL);
   assert_non_null(c);
   assert_msg_json(&c->container_resources->base,
@@ -950,6 +1080,9 @@ int main(void) {
       cmocka_unit_test(test_lenient_skips_unknown_keys),
       cmocka_unit_test(test_lenient_still_checks_types),
       cmocka_unit_test_setup_teardown(test_fake_rebuild, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_rebuild_v1alpha2_only, fake_setup, fake_teardown),
+      cmocka_unit_test_setup_teardown(test_fake_rebuild_follows_the_kind, fake_setup,
+                                      fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_pods_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_list_containers_fails, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_status_fails_for_one_pod, fake_setup,
@@ -958,6 +1091,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_fake_resync, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_fake_fill_missing, fake_setup, fake_teardown),
       cmocka_unit_test_setup_teardown(test_put_from_status, fake_setup, fake_teardown),
+      cmocka_unit_test(test_put_from_crio_status),
       cmocka_unit_test(test_missing_socket),
   };
   const struct CMUnitTest containerd[] = {
