@@ -349,6 +349,19 @@ static void on_lookup(ch_tag *t, bool ok) {
   ic->cb(ic->owner);
 }
 
+/* Keeps the service part of the call's path ("/runtime.v1.RuntimeService/"),
+ * the runtime.v1 one when the path has none. */
+static void set_service(ch_intercept *ic, const char *method, size_t len) {
+  const char *slash = method && len ? memrchr(method, '/', len) : NULL;
+  size_t n = slash ? (size_t)(slash - method) + 1 : 0;
+  if (n == 0 || n >= sizeof ic->service) {
+    snprintf(ic->service, sizeof ic->service, "/runtime.v1.RuntimeService/");
+    return;
+  }
+  memcpy(ic->service, method, n);
+  ic->service[n] = '\0';
+}
+
 /* Starts the row's status call (PodSandboxStatus / ContainerStatus,
  * verbose) for created_id; false if it could not start (then nothing is
  * pending). */
@@ -364,10 +377,11 @@ static bool start_lookup(ch_intercept *ic) {
   grpc_metadata_array_init(&ic->lookup.trailing_md);
   ic->lookup.details = grpc_empty_slice();
   ic->lookup.tag.fn = on_lookup;
-  ic->lookup.call =
-      grpc_channel_create_call(ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS, ic->env.cq,
-                               grpc_slice_from_static_string(f->status_method), NULL,
-                               ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
+  char path[sizeof ic->service + 32];
+  snprintf(path, sizeof path, "%s%s", ic->service, f->status_method);
+  ic->lookup.call = grpc_channel_create_call(ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                             ic->env.cq, grpc_slice_from_copied_string(path),
+                                             NULL, ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
   grpc_op ops[6];
   ch_unary_client_ops(ops, NULL, 0, request, &ic->lookup.initial_md, &ic->lookup.answer,
                       &ic->lookup.status, &ic->lookup.details, &ic->lookup.trailing_md);
@@ -388,6 +402,7 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
   const ch_intercept_row *k = kind;
   ic->row = kind;
   ic->env = *env;
+  set_service(ic, env->method, env->method_len);
   ic->deadline = deadline;
   ic->owner = owner;
   ic->registry = ch_registry_slot_acquire(env->registry);

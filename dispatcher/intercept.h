@@ -65,6 +65,11 @@ typedef struct ch_intercept_env {
   ch_registry_slot *registry;
   ch_store *store;
   grpc_channel *backend; /* for the status of what an undecodable request created; may be NULL */
+  /* The path the call came in on ("/runtime.v1alpha2.RuntimeService/..."):
+   * the status calls go to the same service, so a runtime that speaks only
+   * v1alpha2 is asked in v1alpha2. Not kept past ch_intercept_begin. */
+  const char *method;
+  size_t method_len;
 } ch_intercept_env;
 
 typedef struct ch_intercept ch_intercept;

@@ -186,7 +186,7 @@ const ch_intercept_row ch_intercept_container_rows[] = {
         .trace = create_trace,
         .undecoded = {.created = &runtime__v1__create_container_response__descriptor,
                       .created_field = "container_id",
-                      .status_method = "/runtime.v1.RuntimeService/ContainerStatus",
+                      .status_method = "ContainerStatus",
                       .status_request = container_status_request,
                       .put_status = ch_store_put_container_status},
     },

@@ -107,7 +107,7 @@ const ch_intercept_row ch_intercept_pod_rows[] = {
         .trace = run_trace,
         .undecoded = {.created = &runtime__v1__run_pod_sandbox_response__descriptor,
                       .created_field = "pod_sandbox_id",
-                      .status_method = "/runtime.v1.RuntimeService/PodSandboxStatus",
+                      .status_method = "PodSandboxStatus",
                       .status_request = pod_status_request,
                       .put_status = ch_store_put_pod_status},
     },

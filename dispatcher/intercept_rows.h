@@ -36,7 +36,7 @@ typedef struct ch_intercept_fallback {
    * status (request built by status_request) and give it to put_status. */
   const ProtobufCMessageDescriptor *created;
   const char *created_field;
-  const char *status_method;
+  const char *status_method; /* method name; the service is the call's own */
   uint8_t *(*status_request)(const char *id, size_t *len);
   int (*put_status)(ch_store *store, const char *id, const uint8_t *status, size_t len,
                     uint64_t mark, ch_error *err);
@@ -110,6 +110,7 @@ struct ch_intercept {
   } lookup;
   ch_dispatch dispatch;
   char subject[192];
+  char service[64]; /* "/runtime.v1.RuntimeService/": the call's own service */
 };
 
 /* ---- helpers the rows share (intercept.c) ---- */
