@@ -379,9 +379,11 @@ static bool start_lookup(ch_intercept *ic) {
   ic->lookup.tag.fn = on_lookup;
   char path[sizeof ic->service + 32];
   snprintf(path, sizeof path, "%s%s", ic->service, f->status_method);
+  grpc_slice method = grpc_slice_from_copied_string(path); /* the call takes its own ref */
   ic->lookup.call = grpc_channel_create_call(ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                             ic->env.cq, grpc_slice_from_copied_string(path),
-                                             NULL, ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
+                                             ic->env.cq, method, NULL,
+                                             ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
+  grpc_slice_unref(method);
   grpc_op ops[6];
   ch_unary_client_ops(ops, NULL, 0, request, &ic->lookup.initial_md, &ic->lookup.answer,
                       &ic->lookup.status, &ic->lookup.details, &ic->lookup.trailing_md);
