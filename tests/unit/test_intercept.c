@@ -8,7 +8,11 @@
  * call; a PreStartContainer answer and an update kept in the store; the
  * store forgetting a removed container; and the undecodable
  * request, refused for a Fail plugin and otherwise forwarded with the store
- * forgetting what it removed (its ID read leniently from the row's ID field). */
+ * forgetting what it removed (its ID read leniently from the row's ID field);
+ * and an undecodable RunPodSandbox / CreateContainer the runtime accepted,
+ * whose verbose status crihookd asks of the service the call came in on
+ * (a fake runtime that speaks only runtime.v1alpha2, or only runtime.v1)
+ * so the store learns the pod / container. */
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
@@ -20,11 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 /* clang-format off: cmocka.h needs the headers above */
 #include <cmocka.h>
 /* clang-format on */
 
 #include "cri.pb-c.h"
+#include "fake_grpc_server.h"
 #include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "hook_fixture.h"
@@ -44,6 +50,7 @@ typedef struct env {
   hook_fx *fx;
   ch_registry_slot slot;
   ch_store *store;
+  struct runtime *rt; /* a fake runtime, stopped by teardown */
 } env;
 
 static ProtobufCMessage *from_json(const ProtobufCMessageDescriptor *desc, const char *text) {
@@ -130,8 +137,11 @@ static int setup(void **state) {
   return 0;
 }
 
+static void runtime_stop(struct runtime *rt);
+
 static int teardown(void **state) {
   env *e = *state;
+  if (e->rt) runtime_stop(e->rt);
   ch_store_free(e->store);
   ch_registry_slot_destroy(&e->slot);
   hook_fx_free(e->fx);
@@ -414,6 +424,207 @@ static void undecodable_requests(void **state) {
   assert_int_equal(hook_fx_calls(e->fx, 0), 0); /* no hook can see it */
 }
 
+/* ---- a runtime that speaks one CRI service ---- */
+
+/* A fake runtime answering the verbose PodSandboxStatus and ContainerStatus
+ * of `service` ("/runtime.v1alpha2.RuntimeService/") only, containerd-style
+ * (the config in the `info` JSON); any other path is UNIMPLEMENTED, as a
+ * runtime that does not serve that CRI version answers. */
+typedef struct runtime {
+  const char *service;
+  fake_grpc_server *fake;
+  grpc_channel *channel;
+  _Atomic int status_calls; /* Status calls on `service` */
+} runtime;
+
+static const char *const run_info_doc =
+    "{\"pid\": 42, \"processStatus\": \"running\", \"runtimeHandler\": \"runc\","
+    " \"config\": {\"metadata\": {\"name\": \"web\", \"uid\": \"uid-1\", \"namespace\": \"shop\"},"
+    "   \"labels\": {\"io.kubernetes.pod.name\": \"web\", \"io.kubernetes.pod.namespace\": "
+    "\"shop\", \"io.kubernetes.pod.uid\": \"uid-1\"},"
+    "   \"linux\": {\"cgroup_parent\": \"/kubepods/besteffort/poduid-1\"}}}";
+
+static const char *const create_info_doc =
+    "{\"sandboxID\": \"pod-1\", \"pid\": 43,"
+    " \"config\": {\"metadata\": {\"name\": \"app\"},"
+    "   \"image\": {\"image\": \"sha256:8e4f0a\", \"user_specified_image\": \"nginx:1.27\"},"
+    "   \"labels\": {\"io.kubernetes.container.name\": \"app\"}}}";
+
+static void answer_pod_status(const uint8_t *req, size_t len, fake_answer *a) {
+  Runtime__V1__PodSandboxStatusRequest *r =
+      runtime__v1__pod_sandbox_status_request__unpack(NULL, len, req);
+  if (!r || !r->verbose) { /* (no cmocka asserts on the server's thread) */
+    fake_answer_error(a, GRPC_STATUS_INVALID_ARGUMENT, "want a verbose status request");
+  } else {
+    Runtime__V1__PodSandboxStatusResponse out = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
+    Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
+    st.id = r->pod_sandbox_id;
+    Runtime__V1__PodSandboxStatusResponse__InfoEntry info =
+        RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    info.key = "info";
+    info.value = (char *)run_info_doc;
+    Runtime__V1__PodSandboxStatusResponse__InfoEntry *infos[1] = {&info};
+    out.status = &st;
+    out.n_info = 1;
+    out.info = infos;
+    fake_answer_message(a, &out.base);
+  }
+  if (r) runtime__v1__pod_sandbox_status_request__free_unpacked(r, NULL);
+}
+
+static void answer_ctr_status(const uint8_t *req, size_t len, fake_answer *a) {
+  Runtime__V1__ContainerStatusRequest *r =
+      runtime__v1__container_status_request__unpack(NULL, len, req);
+  if (!r || !r->verbose) {
+    fake_answer_error(a, GRPC_STATUS_INVALID_ARGUMENT, "want a verbose status request");
+  } else {
+    Runtime__V1__ContainerStatusResponse out = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+    Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+    st.id = r->container_id;
+    Runtime__V1__ContainerStatusResponse__InfoEntry info =
+        RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    info.key = "info";
+    info.value = (char *)create_info_doc;
+    Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = {&info};
+    out.status = &st;
+    out.n_info = 1;
+    out.info = infos;
+    fake_answer_message(a, &out.base);
+  }
+  if (r) runtime__v1__container_status_request__free_unpacked(r, NULL);
+}
+
+static void runtime_handle(void *data, const char *method, const uint8_t *req, size_t len,
+                           fake_answer *a) {
+  runtime *rt = data;
+  size_t n = strlen(rt->service);
+  const char *name = strncmp(method, rt->service, n) == 0 ? method + n : "";
+  if (strcmp(name, "PodSandboxStatus") == 0) {
+    rt->status_calls++;
+    answer_pod_status(req, len, a);
+  } else if (strcmp(name, "ContainerStatus") == 0) {
+    rt->status_calls++;
+    answer_ctr_status(req, len, a);
+  } else {
+    fake_answer_error(a, GRPC_STATUS_UNIMPLEMENTED, "unknown service or method");
+  }
+}
+
+/* Starts a runtime speaking `service` (teardown stops it). */
+static runtime *runtime_start(env *e, const char *service) {
+  char path[128], target[140];
+  runtime *rt = calloc(1, sizeof *rt);
+  assert_non_null(rt);
+  e->rt = rt;
+  snprintf(path, sizeof path, "%s/runtime.sock", e->fx->dir);
+  unlink(path);
+  rt->service = service;
+  rt->fake = fake_grpc_start(path, runtime_handle, rt);
+  assert_non_null(rt->fake);
+  snprintf(target, sizeof target, "unix:%s", path);
+  rt->channel = ch_channel_open(target, NULL);
+  assert_non_null(rt->channel);
+  return rt;
+}
+
+static void runtime_stop(runtime *rt) {
+  if (rt->channel) grpc_channel_destroy(rt->channel);
+  if (rt->fake) fake_grpc_stop(rt->fake);
+  free(rt);
+}
+
+/* `valid` followed by an unknown field 5 encoded as an (empty) group. */
+static grpc_byte_buffer *with_group(grpc_byte_buffer *valid) {
+  size_t len;
+  uint8_t *bytes = ch_byte_buffer_flatten(valid, &len);
+  grpc_byte_buffer_destroy(valid);
+  uint8_t *out = malloc(len + 2);
+  memcpy(out, bytes, len);
+  out[len] = 5 << 3 | 3;
+  out[len + 1] = 5 << 3 | 4;
+  grpc_byte_buffer *bb = buffer_of(out, len + 2);
+  free(out);
+  free(bytes);
+  return bb;
+}
+
+/* The whole call on `path` ("/runtime.v1alpha2.RuntimeService/RunPodSandbox")
+ * with `rt` as the backend; the runtime answered OK with `response`. Ends
+ * when the status lookup has been recorded. */
+static void call_on(env *e, runtime *rt, const char *path, grpc_byte_buffer *request,
+                    grpc_byte_buffer *response) {
+  const char *name = strrchr(path, '/') + 1;
+  ch_intercept_kind kind = ch_intercept_kind_of(name, strlen(name));
+  assert_ptr_not_equal(kind, CH_INTERCEPT_NONE);
+  ch_intercept_env ie = {.cq = e->fx->cq,
+                         .registry = &e->slot,
+                         .store = e->store,
+                         .backend = rt->channel,
+                         .method = path,
+                         .method_len = strlen(path)};
+  call c = {0};
+  assert_int_equal(
+      ch_intercept_begin(kind, &ie, request, ch_deadline_ms(5000), resumed, &c.flag, &c.ic), 0);
+  hook_fx_pump(e->fx, &c.flag);
+  grpc_byte_buffer_destroy(request);
+  grpc_status_code code;
+  const char *message;
+  assert_false(ch_intercept_rejected(c.ic, &code, &message));
+  assert_null(ch_intercept_request(c.ic)); /* forwarded untouched */
+  end(e, &c, GRPC_STATUS_OK, response);
+}
+
+/* An undecodable RunPodSandbox on `service`, then an undecodable
+ * CreateContainer in it, each accepted by a runtime that speaks only that
+ * service: the store learns both from the runtime's verbose status, asked
+ * on the call's own service. An Ignore plugin wants both Pre hooks but
+ * cannot see them. */
+static void undecodable_create_learnt_on(env *e, const char *service) {
+  hook_fx_plugin(e->fx, "10-log", 0, "Ignore", "[\"PreRunPodSandbox\", \"PreCreateContainer\"]",
+                 2000);
+  publish(e);
+  runtime *rt = runtime_start(e, service);
+  char path[96];
+  snprintf(path, sizeof path, "%sRunPodSandbox", service);
+  call_on(e, rt, path, with_group(run_pod_request("")), run_pod_response("pod-1"));
+  assert_int_equal(rt->status_calls, 1);
+  ch_pod_record *pod = ch_store_get_pod(e->store, "pod-1");
+  assert_non_null(pod);
+  assert_string_equal(pod->pod_meta->name, "web");
+  assert_string_equal(pod->pod_meta->namespace_, "shop");
+  assert_string_equal(pod->cgroup_parent, "/kubepods/besteffort/poduid-1");
+  runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(pod, NULL);
+
+  char config[1024], json[1600];
+  snprintf(config, sizeof config, POD_JSON, "");
+  snprintf(json, sizeof json,
+           "{\"pod_sandbox_id\": \"pod-1\", \"config\": {\"metadata\": {\"name\": \"app\"},"
+           " \"image\": {\"image\": \"sha256:8e4f0a\", \"user_specified_image\": \"nginx:1.27\"},"
+           " \"labels\": {\"io.kubernetes.container.name\": \"app\"}}, \"sandbox_config\": %s}",
+           config);
+  snprintf(path, sizeof path, "%sCreateContainer", service);
+  call_on(
+      e, rt, path, with_group(packed(&runtime__v1__create_container_request__descriptor, json)),
+      packed(&runtime__v1__create_container_response__descriptor, "{\"container_id\": \"ctr-1\"}"));
+  assert_int_equal(rt->status_calls, 2);
+  char *pod_id = NULL;
+  ch_container_record *ctr = ch_store_container_request(e->store, "ctr-1", &pod_id);
+  assert_non_null(ctr);
+  assert_string_equal(pod_id, "pod-1");
+  assert_string_equal(ctr->container_meta->name, "app");
+  free(pod_id);
+  runtime__v1alpha1__container_resource_hook_request__free_unpacked(ctr, NULL);
+  assert_int_equal(hook_fx_calls(e->fx, 0), 0); /* no hook can see them */
+}
+
+static void undecodable_create_learnt_v1alpha2(void **state) {
+  undecodable_create_learnt_on(*state, "/runtime.v1alpha2.RuntimeService/");
+}
+
+static void undecodable_create_learnt_v1(void **state) {
+  undecodable_create_learnt_on(*state, "/runtime.v1.RuntimeService/");
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
@@ -424,6 +635,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(start_answer_and_update_kept_in_store, setup, teardown),
       cmocka_unit_test_setup_teardown(remove_forgets, setup, teardown),
       cmocka_unit_test_setup_teardown(undecodable_requests, setup, teardown),
+      cmocka_unit_test_setup_teardown(undecodable_create_learnt_v1alpha2, setup, teardown),
+      cmocka_unit_test_setup_teardown(undecodable_create_learnt_v1, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();
