@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin.c: the admin endpoints of admin.h: accept on the unix socket (and
  * the optional TCP listener), read one request line, route it, answer. The
  * documents come from admin_docs.c and observe/metrics.c.

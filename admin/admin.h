@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin.h: crihookd's admin endpoints, read by crihookctl, curl and
  * Prometheus.
  *

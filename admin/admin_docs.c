@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_docs.c: the documents of admin_docs.h. */
 #include "admin_docs.h"
 

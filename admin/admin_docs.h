@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_docs.h: the JSON documents the admin socket serves (/plugins,
  * /status, /healthz), built from the registry, the store, the health
  * report and the data plane's counters. Pure functions of their inputs:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_http.c: the admin endpoints' request line (admin_http.h). */
 #include "admin_http.h"
 

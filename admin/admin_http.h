@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_http.h: the request line of the admin endpoints' HTTP (admin.h).
  *
  * Split out of admin.c so that it can be fuzzed on its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_trace.c: the trace streams of admin_trace.h.
  *
  * One trace_conn per client: its own pipe (a dup of the admin connection's

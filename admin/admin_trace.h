@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_trace.h: GET /trace on the admin socket, the server side of
  * `crihookctl trace`.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* health.c: readiness, backend probing and the store-rebuild retry of
  * health.h. */
 #include "health.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* health.h: is crihookd ready, and what is it talking to.
  *
  * Lives on the control loop (libuv) and answers for /healthz, /status and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pbjson.c: protobuf-c <-> JSON through descriptors (contract in pbjson.h).
  *
  * The file has four parts:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pbjson.h: generic protobuf-c message <-> JSON (jansson) conversion.
  *
  * Works on any message through its protobuf-c descriptor, so it needs no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pbutil.c: generic in-place edits of unpacked protobuf-c messages (pbutil.h). */
 #include "pbutil.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pbutil.h: editing unpacked protobuf-c messages in place.
  *
  * The dispatcher changes decoded requests (labels, annotations, envs,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backend.h: what a kind of container runtime behind crihookd is.
  *
  * crihookd proxies any CRI runtime the same way; what differs between

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* containerd.c: the containerd kind (backend.h), also k3s's embedded
  * containerd (same code, another socket).
  *

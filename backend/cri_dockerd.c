@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cri_dockerd.c: the cri-dockerd kind (backend.h), Docker Engine behind
  * Mirantis' CRI shim, whose Version says runtime_name "docker".
  *

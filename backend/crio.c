@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* crio.c: the CRI-O kind (backend.h).
  *
  * CRI-O answers a verbose ContainerStatus with info["info"], a JSON document

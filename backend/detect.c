@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* detect.c: the table of backend kinds, their probe, and auto-detection
  * (backend.h, detect.h); and waiting for a runtime that does not answer yet
  * (a node's boot, where containerd is slower than crihookd: exiting would

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* detect.h: choosing the backend runtime.
  *
  * `--backend auto` probes the default sockets of the known kinds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* generic.c: the generic kind (backend.h), any runtime that answers CRI but
  * is none of the known kinds (a socket given by --backend), and the helpers
  * the kinds share.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* endpoint.c: parsing unix endpoints and probing socket files (endpoint.h). */
 #include "endpoint.h"
 

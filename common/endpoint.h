@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* endpoint.h: unix socket endpoints as users write them.
  *
  * Accepted spellings: "unix:///run/x.sock", "unix:/run/x.sock", "/run/x.sock".

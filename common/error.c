@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.c: building and wrapping ch_error messages (see error.h). */
 #include "error.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.h: the error object every fallible function fills.
  *
  * In the style of crun: a fallible function returns 0 on success or -1 on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* grpc_util.c: channel construction and a blocking unary call (grpc_util.h). */
 #include "grpc_util.h"
 

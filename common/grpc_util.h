@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* grpc_util.h: small helpers on top of grpc core shared by the daemon, the
  * command-line tool, the tests and the benchmark.
  *

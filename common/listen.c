@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listen.c: preparing and finishing the listen socket's file (listen.h). */
 #include "listen.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listen.h: getting the listen socket's path ready before grpc binds it.
  *
  * grpc unlinks whatever file is at the path when it binds, even a socket a

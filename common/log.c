@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c: formats log lines and hands them to a writer thread (see log.h).
  *
  * A caller formats its line; while nothing is queued and stderr is

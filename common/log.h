@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.h: one-line-per-event logging to stderr.
  *
  * Every line has a timestamp, a level, a component and a message that ends in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log_internal.h: pieces of log.c shared with log_json.c (not public). */
 #pragma once
 

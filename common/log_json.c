@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log_json.c: turns one formatted log message into a JSON object line, for
  * `--log-format json` (log.h).
  *

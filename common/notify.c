@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.c: one datagram to $NOTIFY_SOCKET (notify.h). */
 #include "notify.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h: the systemd readiness protocol (sd_notify) without libsystemd.
  *
  * When systemd starts a Type=notify service it sets NOTIFY_SOCKET to a unix

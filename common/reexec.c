@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reexec.c: see reexec.h. */
 #include "reexec.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reexec.h: start crihookd afresh in the same process (same pid, same
  * arguments and environment), for a data plane that cannot be repaired in
  * place.

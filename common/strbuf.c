@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* strbuf.c: the buffer of strbuf.h. Growth doubles, so appending is
  * amortised O(1); printf formats in place and retries once after growing. */
 #include "strbuf.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* strbuf.h: the one growable text buffer of crihookd, for text built piece
  * by piece and handed over whole: the metrics exposition (observe/
  * metrics.c), a trace event's JSON line (observe/trace_event.c) and a log

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tag.h: completion-queue tags.
  *
  * A tag given to grpc_call_start_batch is a pointer to a ch_tag embedded in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tuning.h: process-wide settings that make grpc core cheaper per call,
  * measured with scripts/bench.sh (see the README's benchmark section). */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* utf8.c: the UTF-8 check of utf8.h (RFC 3629's table of well-formed
  * sequences). */
 #include "utf8.h"

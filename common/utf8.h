@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* utf8.h: where text from outside (a client's method path, a plugin's
  * file name, a registration field) meets a strict format (a JSON log line,
  * a Prometheus label value), it is checked as UTF-8 here first.

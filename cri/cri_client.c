@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cri_client.c: blocking CRI calls by method name (contract in cri_client.h).
  *
  * A client precomputes the path of every method of the two CRI services for

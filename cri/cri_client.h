@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cri_client.h: a small blocking CRI client on grpc core.
  *
  * The one CRI client of crihook: used by crihookctl, the end-to-end tests,

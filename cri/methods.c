@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* methods.c: classification of method paths (methods.h).
  *
  * The CRI services live in packages runtime.v1 and runtime.v1alpha2 with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* methods.h: what the proxy knows about a method path without decoding it.
  *
  * The data plane forwards any method. It only needs to know two things:

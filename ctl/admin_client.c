@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_client.c: talking to crihookd's admin socket (admin/admin.h):
  * connect, one GET over HTTP/1.0, read the whole answer, parse its JSON. */
 #include <errno.h>

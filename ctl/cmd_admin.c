@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_admin.c: `crihookctl plugins` and `crihookctl store pods|containers`,
  * read from crihookd's admin socket (admin/admin.h, admin_client.c) rather
  * than the CRI socket, shown as a table or as JSON. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_container.c: container commands: create, start, stop, rm, ps, inspect. */
 #include <getopt.h>
 #include <stdio.h>

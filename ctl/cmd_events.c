@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_events.c: events: streams GetContainerEvents, one compact JSON line per
  * event, until SIGINT/SIGTERM or the end of the stream. A runtime without
  * the method (containerd before 1.7) answers UNIMPLEMENTED: printed as any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_exec.c: exec-sync: runs a command in a container through ExecSync and
  * behaves like that command: its stdout and stderr bytes go to ours, its exit
  * code becomes ours. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_image.c: images: the ImageService's ListImages as a table or JSON. */
 #include <getopt.h>
 #include <stdio.h>

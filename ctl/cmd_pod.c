@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_pod.c: pod sandbox commands: runp, stopp, rmp, pods, inspectp. */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_runtime.c: runtime-wide commands: version, info. */
 #include <stdio.h>
 

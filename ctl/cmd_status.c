@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_status.c: `crihookctl status [--json] [--expect-version V]`: what
  * crihookd is doing, from GET /status on its admin socket
  * (admin/admin_docs.h): ready or not and why, the backend and how it was

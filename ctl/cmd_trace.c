@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_trace.c: `crihookctl trace [--method RE] [--pod NAME] [--json]`, the
  * live stream of CRI calls passing through crihookd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* crihookctl.c: entry point of the command-line CRI client.
  *
  * Parses the global options (getopt_long, stopping at the command name),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl.h: what crihookctl's command files share.
  *
  * crihookctl.c parses the global options, opens the client and runs one

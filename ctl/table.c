@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table.c: crictl-style tables and human-readable values (see ctl.h).
  *
  * crictl prints tables through Go's tabwriter with minimum width 20 and

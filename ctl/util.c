@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.c: crihookctl's shared helpers (see ctl.h): error printing, calls with
  * the global timeout, JSON input files and JSON output. */
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fdlimit.h: the process's own resource limits, set once at start.
  *
  * Every connection (CRI clients, admin and metrics clients, plugins, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: crihookd start-up and shutdown.
  *
  * Order: options -> grpc -> choose the backend(s) -> on the control loop

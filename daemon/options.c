@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* options.c: defaults < environment < flags (options.h). The flags are
  * parsed first and the environment fills only what they left unset. */
 #include "options.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* options.h: crihookd's command line.
  *
  * Every flag can also be set by an environment variable (CRIHOOK_LISTEN,

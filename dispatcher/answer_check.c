@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* answer_check.c: the bounds and value rules of answer_check.h.
  *
  * Two passes, both linear in the answer's size: one over the encoded bytes

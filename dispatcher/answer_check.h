@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* answer_check.h: what a hook answer may carry, checked before it is merged.
  *
  * A plugin's answer changes a request on the data plane, so an answer that

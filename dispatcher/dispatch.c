@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dispatch.c: the hook-call chain of dispatch.h.
  *
  * Every chain with a call in flight is on its worker thread's list (a

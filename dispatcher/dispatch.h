@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dispatch.h: calling the plugins registered for one hook point, in
  * registry order, on the calling worker's completion queue.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* intercept.c: the begin / record / post phases of intercept.h, driven by
  * the intercept table (intercept_rows.h: one row per intercepted method, in
  * intercept_pod.c and intercept_container.c), the helpers the rows share,
@@ -380,9 +381,9 @@ static bool start_lookup(ch_intercept *ic) {
   char path[sizeof ic->service + 32];
   snprintf(path, sizeof path, "%s%s", ic->service, f->status_method);
   grpc_slice method = grpc_slice_from_copied_string(path); /* the call takes its own ref */
-  ic->lookup.call = grpc_channel_create_call(ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                             ic->env.cq, method, NULL,
-                                             ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
+  ic->lookup.call =
+      grpc_channel_create_call(ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS, ic->env.cq, method,
+                               NULL, ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
   grpc_slice_unref(method);
   grpc_op ops[6];
   ch_unary_client_ops(ops, NULL, 0, request, &ic->lookup.initial_md, &ic->lookup.answer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* intercept.h: what crihook does around the CRI calls it hooks.
  *
  * For each intercepted method the flow has fixed phases, like an nginx

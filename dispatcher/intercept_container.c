@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* intercept_container.c: the intercept table's container-level rows
  * (intercept_rows.h): CreateContainer, StartContainer,
  * UpdateContainerResources, StopContainer, RemoveContainer. Each row says

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* intercept_pod.c: the intercept table's pod-level rows (intercept_rows.h):
  * RunPodSandbox, StopPodSandbox, RemovePodSandbox. Each row says which
  * hooks the method has, how its request becomes a PodSandboxHookRequest,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* intercept_rows.h: the intercept table. One row per intercepted CRI method
  * carries everything crihook knows about that method; intercept.c runs the
  * phases (begin / record / post, the undecodable path) from the row alone.

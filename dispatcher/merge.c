@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merge.c: the merge rules of merge.h, generic over protobuf-c descriptors
  * where the same rule applies to several message types. */
 #include "merge.h"

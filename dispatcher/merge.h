@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merge.h: how a hook server's answer changes a request.
  *
  * The rules (documented in the README, tested field by field):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.c: the series of metrics.h: uthash tables keyed by label values,
  * fixed histogram buckets, one mutex, rendered on demand into a
  * common/strbuf.h buffer. */

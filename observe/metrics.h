@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.h: crihookd's counters and latency histograms, rendered in the
  * Prometheus text format for GET /metrics on the admin socket.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* outcome.c: the one recording function of outcome.h. */
 #include "outcome.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* outcome.h: one hook call attempt, as observability sees it.
  *
  * The hook chain (dispatcher/dispatch.c) builds one ch_hook_outcome for

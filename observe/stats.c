@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c: the per-plugin counters of stats.h (a uthash table under a mutex;
  * touched once per hook call, never on the plain forwarding path). */
 #include "stats.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.h: per-plugin call counters and last error, kept across registry
  * reloads (keyed by plugin name), for `crihookctl plugins`.
  * Thread-safe. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trace.c: the hub of trace.h: the list of watchers, their filters and
  * their rings, under one mutex.
  *

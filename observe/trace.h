@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trace.h: the live call trace behind `crihookctl trace` (GET /trace).
  *
  * A hub between the data plane (which publishes one event per finished CRI

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trace_event.c: one traced call (trace.h): allocation, shared ownership,
  * the hook list collected while the call runs, and the JSON line a watcher
  * receives.

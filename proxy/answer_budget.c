@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* answer_budget.c: see answer_budget.h. */
 #include "answer_budget.h"
 

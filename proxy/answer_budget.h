@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* answer_budget.h: how many bytes of answers crihookd may hold for clients
  * that have not read them yet, across all workers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* relay.c: one proxied call, from accept to teardown.
  *
  * A relay pairs the call kubelet made to us (`down`) with a call of the same
@@ -392,13 +393,12 @@ static void on_pre_hooks_done(void *owner) {
 
 static void begin_intercept(ch_relay *r) {
   ch_proxy *p = r->w->proxy;
-  ch_intercept_env env = {
-      .cq = r->w->cq,
-      .registry = p->registry,
-      .store = p->store,
-      .backend = p->backend,
-      .method = (const char *)GRPC_SLICE_START_PTR(r->details.method),
-      .method_len = GRPC_SLICE_LENGTH(r->details.method)};
+  ch_intercept_env env = {.cq = r->w->cq,
+                          .registry = p->registry,
+                          .store = p->store,
+                          .backend = p->backend,
+                          .method = (const char *)GRPC_SLICE_START_PTR(r->details.method),
+                          .method_len = GRPC_SLICE_LENGTH(r->details.method)};
   r->pending++; /* held until on_pre_hooks_done */
   if (ch_intercept_begin(r->kind, &env, r->c2b, r->details.deadline, on_pre_hooks_done, r,
                          &r->ic) != 0) { /* out of memory: forward untouched */

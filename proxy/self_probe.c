@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* self_probe.c: see self_probe.h. The call is made with the one CRI client
  * (cri/cri_client.h), in runtime.v1: it goes through crihookd, which
  * relays any package. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* self_probe.h: crihookd's CRI call to itself, through its own listen
  * socket, for /healthz, `crihookctl status` and the listener watch
  * (health.h).

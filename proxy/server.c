@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* server.c: the CRI server, its worker threads and the drain (server.h).
  *
  * Start: prepare the socket path, create the grpc server with the message

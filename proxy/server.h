@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* server.h: the data plane as one object: the CRI server on the listen
  * socket, the worker threads, and the graceful drain.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* worker.h: the data plane's threads and the state they share.
  *
  * Each worker thread owns one completion queue. Every call it accepts, the

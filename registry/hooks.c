@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hooks.c: the table behind hooks.h. */
 #include "hooks.h"
 

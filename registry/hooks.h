@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hooks.h: the hook points crihook knows, their names in registration files
  * and their method paths on the wire.
  *

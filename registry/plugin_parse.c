@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plugin_parse.c: one registration file's JSON text into a ch_plugin
  * (ch_plugin_parse in registry.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.c: hookserver.d read into an immutable, reference-counted
  * registry, and the slot that publishes it (registry.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.h: the plugins registered in hookserver.d, as one immutable
  * snapshot, and the slot through which the data plane reads the current one.
  *

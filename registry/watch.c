@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* watch.c: hookserver.d followed with inotify on the control loop (watch.h).
  *
  * How the parts fit:

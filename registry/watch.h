@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* watch.h: keeps the registry slot in step with the hook directory.
  *
  * On start it loads the directory and publishes the result; then inotify

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* watch_log.c: what a reload of hookserver.d changed, as log lines
  * (watch_log.h). This is the outer layer for plugin registration, so it is
  * where registration problems are logged; registry.c only records them. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* watch_log.h: the watcher's log lines, one per change (internal to
  * plugins/, used by watch.c only).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call.c: one hook call on the plugin's side, from request to answer.
  *
  *   requested  grpc_server_request_call fired: arm the next request, find

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* crihook_plugin.h: libcrihook, the C SDK for writing a crihook hook server.
  *
  * This header is the whole contract. A plugin fills a table of callbacks,

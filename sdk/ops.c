@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ops.c: crihook_serve()'s two entry points, and the plugin's ops read as
  * far as their size says (the ABI policy of crihook_plugin.h).
  *

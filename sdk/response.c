@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* response.c: reading requests and building answers (crihook_plugin.h).
  *
  * Ownership: everything a response holds is malloc'd here (or is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sdk.h: libcrihook's inside, shared by its files (never installed).
  *
  *   serve.c     crihook_serve(): grpc start-up, the completion-queue loop,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* serve.c: the life of a hook server behind crihook_serve() (whose entry
  * points, one per symbol version, are in ops.c), and crihook_stop().
  *

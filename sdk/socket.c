@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* socket.c: the hook server's socket file, before and after grpc binds it.
  *
  * Before: the parent directories are created (0755), a stale socket file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rebuild.c: filling the store from what the backend already runs
  * (ch_store_rebuild in store.h), so that hook requests after a crihookd
  * restart carry the same data as before it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store.c: the pod and container tables of store.h.
  *
  * Two uthash tables keyed by ID hold packed hook messages (one `entry` per

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store.h: what crihook knows about the pods and containers on this node.
  *
  * Calls such as StartContainer or StopPodSandbox carry only an ID, while

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_internal.h: what store.c shares with rebuild.c and nothing else.
  *
  * A rebuild fills a fresh, private ch_store with the ordinary put functions

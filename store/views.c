@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* views.c: building hook-request views over CRI messages (views.h). */
 #include "views.h"
 

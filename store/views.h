@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* views.h: hook requests as views over CRI requests, without copies.
  *
  * A view is a hook-API message whose fields point into a decoded CRI message

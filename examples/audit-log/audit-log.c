@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* audit-log.c: crihook-audit-log, an example hook plugin on libcrihook.
  *
  * On the Post hooks (PostStartContainer, PostStopContainer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpulist.c: parsing, reading and formatting Linux CPU lists (cpulist.h).
  *
  * The grammar is the kernel's cpulist without its rarely used stride form:

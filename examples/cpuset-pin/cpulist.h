@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpulist.h: Linux CPU lists ("0-3,8,10-11"), as the kernel writes them in
  * /sys/devices/system/cpu/online and reads them from cpuset.cpus.
  *

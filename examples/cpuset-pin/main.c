@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: crihook-cpuset-pin, an example hook server that pins containers
  * to the CPUs their annotation names.
  *

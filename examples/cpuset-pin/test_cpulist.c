@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_cpulist.c: unit tests of crihook-cpuset-pin's CPU lists (cpulist.c):
  * what parses, what is refused and with which message, the canonical form,
  * subsets, and reading a list from a file. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* env-inject.c: crihook-env-inject, an example hook plugin on libcrihook.
  *
  * On PreCreateContainer it adds env vars and container annotations taken

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rules.c: reading and checking env-inject's rules file (rules.h).
  *
  * The file is parsed into a jansson document and checked against the

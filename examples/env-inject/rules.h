@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rules.h: env-inject's rules file, read with jansson, checked once, and
  * read again when it changes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: crihook-qos-cgroup, an example hook server that gives a pod's
  * containers the CPU weight and OOM-kill preference of the pod's QoS class.
  *

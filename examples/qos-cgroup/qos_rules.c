@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qos_rules.c: loading and checking crihook-qos-cgroup's rule file, a
  * pod's class and what it does to a container's resources, and re-reading
  * the file when it changes (qos_rules.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qos_rules.h: the rule file of crihook-qos-cgroup, and what a QoS class
  * does to a container's resources.
  *

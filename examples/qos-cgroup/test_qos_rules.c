@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_qos_rules.c: unit tests of crihook-qos-cgroup's rule file
  * (qos_rules.c): the choice of a class (label over annotation, default),
  * what a class does to the cpu shares and oom_score_adj kubelet computed,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench.c: crihook-bench, a closed-loop load generator for unary gRPC calls
  * with raw request bytes (grpc core, one completion queue, one thread).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* l4relay.c: crihook-l4relay, the floor for one user-space hop in
  * scripts/bench.sh. It accepts on a unix socket, connects to the backend's
  * unix socket once per client connection, and copies bytes both ways with

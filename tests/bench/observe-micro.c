@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* observe-micro.c: what metrics and the live trace cost per call, measured
  * in-process where the machine's noise cannot hide it (scripts/
  * bench-observe.sh runs it after its end-to-end runs).

@@ -33,7 +33,7 @@ DEPLOY_README = os.path.join(DEPLOY, "README.md")
 TOP_README = os.path.join(harness.ROOT, "README.md")
 EXAMPLES = os.path.join(harness.ROOT, "hookserver.d.example")
 OPTIONS_H = os.path.join(harness.ROOT, "daemon", "options.h")
-DETECT_C = os.path.join(harness.ROOT, "backend", "detect.c")
+BACKEND_DIR = os.path.join(harness.ROOT, "backend")  # one file per runtime kind
 
 
 def read(path):
@@ -80,7 +80,9 @@ IMAGE = "localhost/crihook/crihookd:" + project_version()
 D = daemon_defaults()
 LISTEN, ADMIN, HOOK_DIR = D["listen"], D["admin"], D["hook_dir"]
 LISTEN_DIR = os.path.dirname(unix_path(LISTEN))
-BACKENDS = dict(re.findall(r'\{"([\w-]+)", "(/[^"]+\.sock)"\}', read(DETECT_C)))
+BACKENDS = dict(pair for name in sorted(os.listdir(BACKEND_DIR)) if name.endswith(".c")
+                for pair in re.findall(r'\{"([\w-]+)", "(/[^"]+\.sock)"\}',
+                                       read(os.path.join(BACKEND_DIR, name))))
 
 
 def unit_settings(text):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_admin_http.c: libFuzzer target for the admin endpoints' request
  * parser (admin/admin_http.c), which reads what any client of the admin
  * socket or of --metrics-address sends.

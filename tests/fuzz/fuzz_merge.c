@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_merge.c: libFuzzer target for the hook-answer merge
  * (dispatcher/merge.c).
  *
@@ -106,8 +107,8 @@ static void create_request(const request_source *src, ProtobufCMessage **config,
     *sandbox = kubelet_message(&runtime__v1__pod_sandbox_config__descriptor, kubelet_pod_config);
     return;
   }
-  Runtime__V1__CreateContainerRequest *r = (void *)request_of(
-      src, &runtime__v1__create_container_request__descriptor, NULL);
+  Runtime__V1__CreateContainerRequest *r =
+      (void *)request_of(src, &runtime__v1__create_container_request__descriptor, NULL);
   if (!r) return;
   *config = r->config ? &r->config->base : NULL; /* apply_answer refuses one without */
   *sandbox = r->sandbox_config ? &r->sandbox_config->base : NULL;

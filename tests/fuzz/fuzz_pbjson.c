@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_pbjson.c: libFuzzer target for the runtime-JSON reader (api/pbjson.c,
  * JSON -> message).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_plugin_parse.c: libFuzzer target for the registration-file parser
  * (registry/plugin_parse.c, ch_plugin_parse).
  *

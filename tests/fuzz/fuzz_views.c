@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_views.c: libFuzzer target for the decode-and-view path of hooked
  * requests (dispatcher/intercept.c's decode, store/views.c).
  *

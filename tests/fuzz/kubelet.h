@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kubelet.h: kubelet-shaped CRI requests for the fuzz targets, as JSON
  * (read with api/pbjson.c), so a hook answer is merged into what kubelet
  * really sends: kubelet's labels and annotations, the image ID in
@@ -97,7 +98,8 @@ static inline ProtobufCMessage *kubelet_message(const ProtobufCMessageDescriptor
  * read can fail this by itself: it keeps an unknown field whose tag was an
  * overlong varint of 0 (bytes 80 00), then writes it as 00, which no decoder
  * (protobuf-c's or Go's, so not the runtime's) reads. */
-static inline bool round_trips(const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *desc) {
+static inline bool round_trips(const ProtobufCMessage *msg,
+                               const ProtobufCMessageDescriptor *desc) {
   size_t len = protobuf_c_message_get_packed_size(msg);
   uint8_t *bytes = malloc(len ? len : 1);
   if (!bytes) return false;

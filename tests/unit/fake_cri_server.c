@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_cri_server.c: a tiny CRI server (fake_cri_server.h): a handler for
  * fake_grpc_server.h that answers by mode and records each method. */
 #include "fake_cri_server.h"

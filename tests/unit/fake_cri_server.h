@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_cri_server.h: a tiny CRI server for unit tests (on fake_grpc_server.h).
  *
  * It serves one unix socket and answers every call according to its mode.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_grpc_server.c: a scriptable unary gRPC server (fake_grpc_server.h).
  *
  * Each call goes through three steps on the server's completion queue:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_grpc_server.h: a scriptable unary gRPC server on grpc core for unit
  * tests (test_rebuild.c directly, test_detect.c through fake_cri_server.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hook_fixture.c: the hook servers, registrations and completion-queue pump
  * of hook_fixture.h. */
 #include "hook_fixture.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hook_fixture.h: hook servers and a registry for the dispatcher's unit
  * tests (test_dispatch.c, test_intercept.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_admin.c: the admin server of admin/admin.h served in-process on a
  * real unix socket by a libuv loop on this thread, with clients on another
  * thread: /metrics (the gauges gathered by admin.c from a real registry and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_answer_check.c: the bounds and value rules a hook answer must meet
  * before it is merged (dispatcher/answer_check.h): each rule with a value
  * that passes and one that is refused, and the message naming the field and

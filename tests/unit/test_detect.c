@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_detect.c: backend auto-detection (backend/detect.c) against fake
  * sockets: missing paths, regular files, sockets that never speak HTTP/2,
  * and fake CRI servers on grpc core (fake_cri_server.c). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_dispatch.c: the hook-call chain (dispatcher/dispatch.c) against
  * real grpc hook servers (hook_fixture.h: scriptable fakes registered by
  * JSON files, as crihookd registers plugins): plugins called in file order,

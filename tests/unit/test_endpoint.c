@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_endpoint.c: unix endpoint parsing and socket probing
  * (common/endpoint.c). */
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_hook_outcome.c: the hook chain (dispatcher/dispatch.c) records a
  * plugin that fails before its call starts (here: its hook request cannot
  * be built) once, and the metrics, the stats and the live trace agree on

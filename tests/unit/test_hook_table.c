@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_hook_table.c: the three places that name a hook point agree — the
  * hook table (registry/hooks.c), the wire API (api/hook.proto's
  * RuntimeHookService, through the service descriptor protoc-c generates)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_intercept.c: the begin / record / post phases (dispatcher/intercept.c)
  * over rows of the intercept table, with a real store and real grpc hook
  * servers (hook_fixture.h). Requests look like kubelet's. Covered: a Pre

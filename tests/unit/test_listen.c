@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_listen.c: preparing the listen socket's path (common/listen.c). */
 #include <dirent.h>
 #include <errno.h>

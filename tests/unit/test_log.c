@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_log.c: the JSON form of log lines (common/log_json.c): every line is
  * one valid JSON object whatever the message holds (invalid UTF-8
  * included), the whole message is kept, and key=value tokens become fields

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_merge.c: the merge rules of dispatcher/merge.h, field by field, on
  * real protobuf-c messages (built from JSON with api/pbjson.h and compared
  * as JSON), and the in-place edit helpers they rest on. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_methods.c: method path classification (cri/methods.c). */
 #include <setjmp.h>
 #include <stdarg.h>

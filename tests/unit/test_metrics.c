@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_metrics.c: the metrics renderer of observe/metrics.h and the one
  * recording function of observe/outcome.h, in-process: the exact
  * exposition for given gauges and recorded calls, label escaping (a plugin

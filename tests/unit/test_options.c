@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_options.c: crihookd's flags (daemon/options.c): defaults, environment
  * variables, command-line flags, sizes, errors. */
 #include <limits.h>

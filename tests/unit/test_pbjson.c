@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_pbjson.c: unit tests of the protobuf-c <-> JSON converter (api/pbjson.h)
  * on the real CRI messages: round trips through the wire format, maps, enums,
  * nested and repeated fields, bytes, numbers, and the error messages. */

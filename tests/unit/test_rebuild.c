@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_rebuild.c: the store's rebuild from the backend (store/rebuild.c)
  * and the lenient JSON decoding it relies on (ch_pb_from_json_lenient).
  *

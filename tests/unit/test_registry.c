@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_registry.c: unit tests for registry/registry.h: parsing one
  * registration file (every field, defaults, every error reason), loading a
  * real directory (order, filtering, symlinks, bad files, channels shared

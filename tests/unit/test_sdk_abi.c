@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_sdk_abi.c: libcrihook's ABI promises (crihook_plugin.h, sdk/ops.c),
  * against the real shared library.
  *

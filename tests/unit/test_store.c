@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_store.c: the pod/container store (store/store.c): put, get, replace,
  * remove (a pod's removal drops its containers), container requests merged
  * with their pod's fields, unknown IDs, counts, JSON snapshots, unknown

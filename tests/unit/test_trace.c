@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_trace.c: the live-trace hub of observe/trace.h: nothing is queued
  * without a watcher, filters by method (regex on the full path and the
  * short name) and pod (namespace/name, name, ID), bounded rings that count

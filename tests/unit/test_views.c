@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_views.c: the hook requests built over CRI requests (store/views.c),
  * fed requests shaped as kubelet 1.28 sends them: the image ID in
  * ImageSpec.image and the name the pod spec gave in user_specified_image

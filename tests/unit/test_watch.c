@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_watch.c: unit tests for registry/watch.h with real files, real
  * inotify and a real libuv loop running on its own thread.
  *
