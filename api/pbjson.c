@@ -16,8 +16,6 @@
  * any error. */
 #include "pbjson.h"
 
-#include "utf8.h"
-
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -26,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utf8.h"
 
 /* ---- field access -------------------------------------------------------- */
 
