@@ -28,6 +28,8 @@ PACKAGES=(
 	# fuzzing (tests/fuzz): clang with libFuzzer and its sanitizers, and
 	# llvm-symbolizer for readable reports
 	clang libclang-rt-14-dev llvm
+	# scripts/lint.sh: clang-format and clang-tidy (LLVM 14, as clang)
+	clang-format clang-tidy
 	# end-to-end tests: a real containerd, images, helpers
 	containerd runc containernetworking-plugins busybox-static
 	nginx-light iproute2 python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler procps
@@ -41,6 +43,7 @@ REQUIRED_PATHS=(
 	/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc
 	/usr/lib/cni/loopback /bin/busybox /usr/sbin/nginx /usr/bin/python3 /usr/bin/pgrep
 	/usr/bin/systemctl /usr/bin/clang /usr/bin/llvm-symbolizer
+	/usr/bin/clang-format-14 /usr/bin/clang-tidy-14
 )
 
 APT_LOG=$(mktemp /tmp/crihook-install-deps.XXXXXX)
