@@ -4,7 +4,8 @@
  * The file has four parts:
  * - field access: where a field's value, count or presence flag lives in a
  *   generated struct, and whether a repeated field is really a map;
- * - text helpers: UTF-8 checking and repair, base64, lowerCamelCase names;
+ * - text helpers: UTF-8 checking (common/utf8.c's sequence rule) and repair,
+ *   base64, lowerCamelCase names;
  * - to JSON: message -> object, one field at a time, one value at a time;
  * - from JSON: object -> message, same structure, with a path buffer that
  *   names the field being read in every error message.
@@ -24,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utf8.h"
 
 /* ---- field access -------------------------------------------------------- */
 
@@ -133,25 +136,9 @@ static void mark_present(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *
 
 /* ---- text helpers -------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), or 0 if the bytes there are not one. */
-static size_t utf8_sequence(const uint8_t *s, size_t n) {
-  uint8_t c = s[0];
-  if (c < 0x80) return 1;
-  size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-  if (len == 0 || c > 0xF4 || len > n) return 0;
-  for (size_t i = 1; i < len; i++)
-    if ((s[i] & 0xC0) != 0x80) return 0;
-  if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-  if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-  if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-  if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
-  return len;
-}
-
 static bool utf8_valid(const uint8_t *s, size_t n) {
   for (size_t i = 0; i < n;) {
-    size_t len = utf8_sequence(s + i, n - i);
+    size_t len = ch_utf8_sequence(s + i, n - i);
     if (len == 0) return false;
     i += len;
   }
@@ -165,7 +152,7 @@ static json_t *json_string_repaired(const uint8_t *s, size_t n) {
   if (!buf) return NULL;
   size_t out = 0;
   for (size_t i = 0; i < n;) {
-    size_t len = utf8_sequence(s + i, n - i);
+    size_t len = ch_utf8_sequence(s + i, n - i);
     if (len == 0) {
       memcpy(buf + out, "\xEF\xBF\xBD", 3);
       out += 3;

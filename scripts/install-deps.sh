@@ -14,6 +14,8 @@
 #   system containerd or nginx is left running: the tests start their own
 #   private ones, and a system containerd on /run/containerd/containerd.sock
 #   would be found by backend auto-detection.
+# - Waits (up to $APT_LOCK_WAIT s, default 600) while another apt or dpkg
+#   holds its lock, instead of failing at once.
 # - Prints one line per action; on failure, the tail of apt's log and a
 #   non-zero exit.
 set -euo pipefail
@@ -22,10 +24,12 @@ PACKAGES=(
 	# build
 	build-essential meson ninja-build pkg-config
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-	libjansson-dev libuv1-dev libcmocka-dev uthash-dev libsystemd-dev
+	libjansson-dev libuv1-dev libcmocka-dev uthash-dev
 	# fuzzing (tests/fuzz): clang with libFuzzer and its sanitizers, and
 	# llvm-symbolizer for readable reports
 	clang libclang-rt-14-dev llvm
+	# scripts/lint.sh: clang-format and clang-tidy (LLVM 14, as clang)
+	clang-format clang-tidy
 	# end-to-end tests: a real containerd, images, helpers
 	containerd runc containernetworking-plugins busybox-static
 	nginx-light iproute2 python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler procps
@@ -39,6 +43,7 @@ REQUIRED_PATHS=(
 	/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc
 	/usr/lib/cni/loopback /bin/busybox /usr/sbin/nginx /usr/bin/python3 /usr/bin/pgrep
 	/usr/bin/systemctl /usr/bin/clang /usr/bin/llvm-symbolizer
+	/usr/bin/clang-format-14 /usr/bin/clang-tidy-14
 )
 
 APT_LOG=$(mktemp /tmp/crihook-install-deps.XXXXXX)
@@ -59,11 +64,23 @@ cleanup() {
 trap cleanup EXIT
 
 # Run an apt-get command quietly; on failure show the end of its output.
+# Another apt or dpkg (unattended-upgrades, a second install) may hold a lock:
+# apt-get install waits for dpkg's lock itself (DPkg::Lock::Timeout), but
+# apt 2.6's `update` fails at once on the lists lock whatever that option
+# says, so a run that failed on a lock is retried every 5 s until
+# $APT_LOCK_WAIT seconds (default 600) have passed.
 apt_quiet() {
-	if ! DEBIAN_FRONTEND=noninteractive apt-get "$@" >"$APT_LOG" 2>&1; then
+	local waited=0 wait=${APT_LOCK_WAIT:-600}
+	while ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$wait" "$@" >"$APT_LOG" 2>&1; do
+		if grep -q "Could not get lock" "$APT_LOG" && [ "$waited" -lt "$wait" ]; then
+			[ "$waited" -gt 0 ] || say "waiting for another apt/dpkg to release its lock (up to ${wait}s)"
+			sleep 5
+			waited=$((waited + 5))
+			continue
+		fi
 		tail -n 25 "$APT_LOG" >&2
 		die "apt-get $1 failed (output above)"
-	fi
+	done
 }
 
 is_installed() {

@@ -22,6 +22,11 @@
 #    build-fuzz): each target of tests/fuzz for $CRIHOOK_FUZZ_SECONDS
 #    (default 20) from a copy of its seed corpus; a crash, leak, sanitizer
 #    report or timeout fails it. One case each (fuzz-<target>).
+# 4. Lint (scripts/lint.sh): clang-format --dry-run -Werror over every C
+#    file (lint-format) and clang-tidy with .clang-tidy over every C file of
+#    the first build (lint-tidy). One case each.
+# Every build is set up with -Dtests=enabled: without cmocka the setup fails
+# rather than dropping the unit tests from the summary.
 # With TEST arguments, only those tests of the first build run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,13 +40,25 @@ ALL=1
 
 bash scripts/install-deps.sh
 
+# Whether build dir $1 was set up with -Dtests=enabled (one set up before
+# the option existed is reconfigured).
+tests_enabled() {
+	/usr/bin/python3 -c 'import json, sys
+opts = json.load(open(sys.argv[1] + "/meson-info/intro-buildoptions.json"))
+sys.exit(0 if any(o["name"] == "tests" and o["value"] == "enabled" for o in opts) else 1)' "$1"
+}
+
 if [ ! -f "$BUILD/build.ninja" ]; then
-	meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	meson setup "$BUILD" -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+elif ! tests_enabled "$BUILD"; then
+	meson configure "$BUILD" -Dtests=enabled >/dev/null # a build dir set up before the option
 fi
 ninja -C "$BUILD" >/dev/null
 if [ "$ALL" = 1 ]; then
 	if [ ! -f "$TSAN_BUILD/build.ninja" ]; then
-		meson setup "$TSAN_BUILD" -Db_sanitize=thread -Db_lundef=false >/dev/null
+		meson setup "$TSAN_BUILD" -Dtests=enabled -Db_sanitize=thread -Db_lundef=false >/dev/null
+	elif ! tests_enabled "$TSAN_BUILD"; then
+		meson configure "$TSAN_BUILD" -Dtests=enabled >/dev/null
 	fi
 	ninja -C "$TSAN_BUILD" >/dev/null
 	if [ ! -f "$FUZZ_BUILD/build.ninja" ]; then
@@ -81,6 +98,12 @@ if [ "$ALL" = 1 ]; then
 	logs=(--log tsan/ "$TSAN_BUILD/meson-logs/tsan-unit-wrap.sh.json"
 		--log tsan/ "$TSAN_BUILD/meson-logs/tsan-e2e-wrap.sh.json"
 		--log "" "$FUZZ_BUILD/meson-logs/testlog.json")
+	for check in format tidy; do
+		rc=0
+		bash scripts/lint.sh "$check" "$BUILD" || rc=$?
+		logs+=(--case "lint-$check" "$rc")
+		[ "$rc" = 0 ] || status=1
+	done
 fi
 leaked=$(comm -13 <(echo "$before") <(private_containerds) | grep . || true)
 if [ -n "$leaked" ]; then

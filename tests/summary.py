@@ -6,6 +6,8 @@ Counts test cases, not just test programs: a Python end-to-end file prints
 without saying how many cases failed (a crash, a timeout, a sanitizer
 report) counts as one more failure. With --leaked N (scripts/test.sh: the
 containerds tests left running), one more case: no leak, or a failure.
+With --case NAME RC (any number of times), one more case each, passed when
+the exit code RC is 0 (scripts/test.sh: lint-format, lint-tidy).
 With --log PREFIX LOG (any number of times), the tests of another meson log
 count too, named PREFIX + suite-name ("tsan/unit-store", "tsan/e2e-hooks";
 a name that starts with its suite keeps it once: "fuzz-merge"), e.g. the
@@ -13,7 +15,7 @@ ThreadSanitizer build's and the fuzz targets' (one case each). A log that is
 missing counts as a failure.
 Exits 1 if anything failed or nothing ran.
 
-  summary.py LOG [--log PREFIX LOG]... [--leaked N]
+  summary.py LOG [--log PREFIX LOG]... [--leaked N] [--case NAME RC]...
 """
 
 import json
@@ -77,11 +79,15 @@ def read_log(path, prefix):
     return passed, failed, skipped
 
 
-def main(logs, leaked=None):
+def main(logs, leaked=None, cases=()):
     passed = failed = skipped = 0
     for prefix, path in logs:
         p, f, s = read_log(path, prefix)
         passed, failed, skipped = passed + p, failed + f, skipped + s
+    for name, rc in cases:
+        ok = rc == 0
+        row(name, "OK" if ok else "FAIL", int(ok), int(not ok))
+        passed, failed = passed + int(ok), failed + int(not ok)
     if leaked is not None:
         ok = leaked == 0
         row("no-leaked-containerd", "OK" if ok else "FAIL", int(ok), int(not ok))
@@ -91,22 +97,25 @@ def main(logs, leaked=None):
     return 1 if failed or passed == 0 else 0
 
 
-USAGE = "usage: summary.py LOG [--log PREFIX LOG]... [--leaked N]"
+USAGE = "usage: summary.py LOG [--log PREFIX LOG]... [--leaked N] [--case NAME RC]..."
 
 
 def parse_args(args):
     if not args:
         sys.exit(USAGE)
-    logs, leaked, i = [(None, args[0])], None, 1
+    logs, leaked, cases, i = [(None, args[0])], None, [], 1
     while i < len(args):
         if args[i] == "--leaked" and i + 1 < len(args):
             leaked, i = int(args[i + 1]), i + 2
         elif args[i] == "--log" and i + 2 < len(args):
             logs.append((args[i + 1], args[i + 2]))
             i += 3
+        elif args[i] == "--case" and i + 2 < len(args) and args[i + 2].isdigit():
+            cases.append((args[i + 1], int(args[i + 2])))
+            i += 3
         else:
             sys.exit(USAGE)
-    return logs, leaked
+    return logs, leaked, cases
 
 
 if __name__ == "__main__":
