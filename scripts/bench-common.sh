@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bench-common.sh — sourced by the small benchmark scripts (bench-hooks.sh,
 # bench-observe.sh): build, a work directory, a private containerd with one
 # pod, and cleanup of everything they started. After `bench_setup PREFIX`:

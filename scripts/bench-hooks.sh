@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # bench-hooks.sh — what a hook costs: UpdateContainerResources on a running
 # container through crihookd with 0, 1 and 3 PreUpdateContainerResources

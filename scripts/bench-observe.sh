@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # bench-observe.sh — what watching crihookd costs: passthrough throughput of
 # three crihookd processes in front of one private containerd, measured back

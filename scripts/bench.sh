@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # bench.sh — what crihookd costs per forwarded call, next to other proxies.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # demo.sh — see crihook work on this machine in about a minute: installs what
 # is missing, builds, starts a private containerd, puts crihookd in front of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # install-deps.sh — install everything crihook needs to build and test, on a
 # fresh Debian 12 machine (run as root; CI runs it before building).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # lint.sh — the style and static checks of the tree; scripts/test.sh runs
 # both as cases of its summary (lint-format, lint-tidy).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # oci-layout.sh — shell library (sourced, not run) that writes OCI image
 # archives without Docker: a rootfs directory becomes one uncompressed tar
 # layer, a config JSON, a manifest and an index in an OCI image layout

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # test.sh — install what is missing, build, and run the whole test suite
 # three ways, ending with one line "N passed, N failed" (every case of the

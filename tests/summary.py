@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """summary.py: the suite's last line, "N passed, N failed", from meson's log.
 
 Counts test cases, not just test programs: a Python end-to-end file prints

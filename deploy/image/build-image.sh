@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # build-image.sh — the DaemonSet's image (localhost/crihook/crihookd:VERSION)
 # as an OCI image-layout tar archive, without Docker or any registry. Run by

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """fake_backend.py: a gRPC server with exactly known behaviour, to check that
 crihookd relays every call shape, status, metadata and cancel faithfully.
 

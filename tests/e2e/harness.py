@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """harness.py: what every end-to-end test needs, in one place.
 
 - Containerd: a private containerd from tests/harness/containerd.sh.

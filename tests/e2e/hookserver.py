@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hookserver.py: a real hook server for the tests, on Python's grpcio.
 
 It speaks the hook wire API from the project's own api/hook.proto (compiled

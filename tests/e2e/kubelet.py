@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kubelet.py: a real kubelet (v1.28.7, standalone, static pods) for the
 end-to-end tests, so that kubelet itself, not a hand-written client, drives
 crihookd (or, for comparison, containerd directly).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end through crihookd in front of a real containerd.
 
 Each check that can be compared is made twice, directly to containerd and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Deployment files cannot drift from the daemon's real defaults.
 
 The defaults come from the built daemon (`crihookd --help`); the systemd

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: the example plugins built on libcrihook, and the SDK itself.
 
 crihook-env-inject and crihook-audit-log run from the build directory as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: the example plugins crihook-qos-cgroup and crihook-cpuset-pin.
 
 Both binaries run from the build directory, each on its own socket,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: bad input and broken backends cost a log line, never the node.
 
 A missing backend, a backend killed mid-call and brought back, a backend that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: crihookd relays every call shape faithfully.
 
 Against fake_backend.py, whose behaviour is exactly known: unary, server-,

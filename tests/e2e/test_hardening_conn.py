@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: connections cannot take crihookd's data plane away.
 
 - the soft open-file limit is raised to the hard one at start;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: crihookd's life cycle cannot be held hostage (issue 9, items 9,
 10 and 12).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: clients that never read their answers cannot take the node's
 memory (proxy/answer_budget.h).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: no way past a Fail plugin with an undecodable request, and the
 store stays true (issue 9, items 1 and 8).
 

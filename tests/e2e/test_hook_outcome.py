@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: one hook call is recorded once, and the metrics, the
 per-plugin stats (`crihookctl plugins`) and the live trace agree on it.
 

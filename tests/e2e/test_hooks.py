@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: hook plugins change what a real containerd gets.
 
 crihookd in front of the harness's containerd, real hook servers

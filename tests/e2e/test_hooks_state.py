@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: the registry follows hookserver.d, and the store survives a
 restart of crihookd.
 

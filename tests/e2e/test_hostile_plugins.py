@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: hook answers that are huge or absurd are refused, and never
 hold the data plane (issue 9, items 4 and 5).
 

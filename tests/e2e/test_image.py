@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The DaemonSet's image, built by the build and run for real.
 
 Builds the image (`ninja -C BUILD image`: deploy/image/build-image.sh, an OCI

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end with a real kubelet (v1.28.7, standalone, static pods).
 
 Owned by the kubelet tests; the harness is tests/e2e/kubelet.py. Skipped,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: the four example plugins under a real kubelet (v1.28.7).
 
 Owned by the kubelet tests (harness: tests/e2e/kubelet.py); it checks what

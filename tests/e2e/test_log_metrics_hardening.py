@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: the scrape and the log stay well-formed whatever the input,
 and logging never blocks a call (issue 9, items 6 and 7).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: GET /metrics on the admin socket counts what the test did.
 
 CRI calls per method and status code with latency histograms, hook calls per

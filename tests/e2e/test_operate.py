@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: what an operator sees of crihookd on a node.
 
 - /healthz and `crihookctl status` with a real containerd: ready; the

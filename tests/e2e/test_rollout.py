@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rolling crihook over a node: good, failing and hanging releases, the kubelet
 switch on three kinds of node, and the uninstall (issue 12).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A node's boot where the runtime is slower than crihookd (issue 12).
 
 crihookd.service runs `crihookd --backend auto` and kubelet is ordered after

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: SIGTERM drains.
 
 In-flight unary calls finish, new calls are refused, open streams are ended

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end: `crihookctl trace` shows the CRI calls passing through crihookd.
 
 crihookd in front of the real containerd, a real hook server (hookserver.py)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """make_seeds.py: writes the seed corpora of tests/fuzz/corpus/ that are
 built rather than copied (run it with Debian's /usr/bin/python3 after changing
 it; the output is committed, so the build never needs it):

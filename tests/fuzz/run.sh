@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # run.sh — fuzz one libFuzzer target for a fixed time from a copy of its
 # seed corpus (tests/fuzz/meson.build runs it as a test):

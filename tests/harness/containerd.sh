@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # containerd.sh — a private, throw-away containerd for the end-to-end tests.
 #

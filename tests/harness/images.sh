@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # images.sh — build and import the two OCI images the end-to-end tests use,
 # without Docker and without any registry.

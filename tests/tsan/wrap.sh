@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 #
 # wrap.sh — the `meson test --wrapper` of the ThreadSanitizer build
 # (scripts/test.sh runs build-tsan's tests under it):
