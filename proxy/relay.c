@@ -577,13 +577,10 @@ static void on_c2b_sent(ch_tag *t, bool ok) {
   relay_unpend(r);
 }
 
-/* The answer does not fit the budget: the client hears RESOURCE_EXHAUSTED
- * and the backend call is cancelled. */
-static void refuse_stream_answer(ch_relay *r) {
-  grpc_byte_buffer_destroy(r->b2c);
-  r->b2c = NULL;
-  r->b2c_drained = true;
-  grpc_slice details = grpc_slice_from_static_string(budget_refusal);
+/* Ends the client's call with crihookd's own status (`reason` is static),
+ * sending empty headers first if none went yet (a trailers-only answer). */
+static void send_own_status(ch_relay *r, grpc_status_code code, const char *reason) {
+  grpc_slice details = grpc_slice_from_static_string(reason);
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
@@ -592,11 +589,20 @@ static void refuse_stream_answer(ch_relay *r) {
     r->headers_sent = true;
   }
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+  ops[n].data.send_status_from_server.status = code;
   ops[n++].data.send_status_from_server.status_details = &details;
   r->status_sent = true;
-  r->sent_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+  r->sent_code = code;
   relay_start(r, r->down, ops, n, &r->status_done);
+}
+
+/* The answer does not fit the budget: the client hears RESOURCE_EXHAUSTED
+ * and the backend call is cancelled. */
+static void refuse_stream_answer(ch_relay *r) {
+  grpc_byte_buffer_destroy(r->b2c);
+  r->b2c = NULL;
+  r->b2c_drained = true;
+  send_own_status(r, GRPC_STATUS_RESOURCE_EXHAUSTED, budget_refusal);
   grpc_call_cancel(r->up, NULL);
 }
 
@@ -664,21 +670,7 @@ static bool is_open_stream(const ch_relay *r) {
 /* A real status batch rather than a cancel: a cancel's status can be lost
  * when the server closes the connection right after. */
 static void send_drain_status(ch_relay *r) {
-  static const char reason[] = "crihookd is shutting down";
-  grpc_slice details = grpc_slice_from_static_string(reason);
-  grpc_op ops[2];
-  memset(ops, 0, sizeof ops);
-  size_t n = 0;
-  if (!r->headers_sent) {
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    r->headers_sent = true;
-  }
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = GRPC_STATUS_UNAVAILABLE;
-  ops[n++].data.send_status_from_server.status_details = &details;
-  r->status_sent = true;
-  r->sent_code = GRPC_STATUS_UNAVAILABLE;
-  relay_start(r, r->down, ops, n, &r->status_done);
+  send_own_status(r, GRPC_STATUS_UNAVAILABLE, "crihookd is shutting down");
 }
 
 /* A call that arrives during the drain (on a connection opened before it)
