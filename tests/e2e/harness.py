@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -375,6 +376,52 @@ def register(hook_dir, file_name, endpoint, hooks, policy="Ignore", timeout_ms=N
     if timeout_ms is not None:
         doc["timeout-ms"] = timeout_ms
     write_atomic(os.path.join(hook_dir, file_name), json.dumps(doc))
+
+
+# ---- raw HTTP/2, for requests no client library would send ----
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def hpack_literal(name, value):
+    """HPACK literal header field without indexing, new name (RFC 7541
+    6.2.2); str or bytes, each shorter than 127 bytes."""
+    name = name.encode() if isinstance(name, str) else name
+    value = value.encode() if isinstance(value, str) else value
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+
+
+def h2_frame(kind, flags, stream, payload):
+    """One HTTP/2 frame (RFC 9113 4.1)."""
+    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) +
+            struct.pack(">I", stream) + payload)
+
+
+def grpc_headers(path, *extra):
+    """The HEADERS block of a gRPC call to `path`, plus (name, value) pairs."""
+    return b"".join(hpack_literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+        ("content-type", "application/grpc"), ("te", "trailers")) + tuple(extra))
+
+
+def send_raw(sock_path, data, read_for=2.0):
+    """Writes `data` on a fresh connection to `sock_path`; returns what came
+    back within `read_for` seconds of quiet (or until the peer closed)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock_path)
+    s.sendall(data)
+    s.settimeout(read_for)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got
 
 
 # ---- minimal protobuf wire encoding for the few messages built by hand ----

@@ -23,6 +23,7 @@ import grpc
 
 import harness
 from fake_backend import FakeBackend
+from harness import H2_PREFACE, grpc_headers, h2_frame, send_raw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -35,41 +36,10 @@ def start_fake_process(sock):
     return proc
 
 
-def hpack_literal(name, value):
-    """HPACK 'literal header field without indexing, new name' (RFC 7541 6.2.2)."""
-    name, value = name.encode(), value.encode()
-    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
-
-
-def frame(kind, flags, stream, payload):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
-
 def truncated_grpc_request(path):
-    headers = b"".join(hpack_literal(k, v) for k, v in (
-        (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
-        ("content-type", "application/grpc"), ("te", "trailers")))
     body = b"\x00" + struct.pack(">I", 100) + b"only ten b"  # says 100 bytes, has 10
-    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
-            frame(1, 0x4, 1, headers) + frame(0, 0x1, 1, body))
-
-
-def send_raw(sock_path, data, read_for=2.0):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sock_path)
-    s.sendall(data)
-    s.settimeout(read_for)
-    got = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return got
+    return (H2_PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x4, 1, grpc_headers(path)) +
+            h2_frame(0, 0x1, 1, body))
 
 
 class FaultsWithFake(unittest.TestCase):

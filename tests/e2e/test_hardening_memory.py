@@ -12,7 +12,6 @@ BOUND_MIB; a client that reads keeps getting its answers.
 
 import os
 import socket
-import struct
 import time
 import unittest
 
@@ -21,7 +20,7 @@ import grpc
 import fake_backend
 import harness
 from fake_backend import FakeBackend
-from harness import http_get
+from harness import H2_PREFACE, grpc_headers, h2_frame, http_get
 
 LIST = "/runtime.v1.RuntimeService/ListContainers"
 VERSION = "/runtime.v1.RuntimeService/Version"
@@ -40,25 +39,13 @@ class BigLists(fake_backend._Handler):
         return super().service(details)
 
 
-def hpack_literal(name, value):
-    name, value = name.encode(), value.encode()
-    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
-
-
-def frame(kind, flags, stream, payload):
-    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream)
-            + payload)
-
-
 def call_without_reading(path, method, size):
     """A connection that makes one call and never reads (nor acks)."""
-    headers = b"".join(hpack_literal(k, v) for k, v in (
-        (":method", "POST"), (":scheme", "http"), (":path", method), (":authority", "localhost"),
-        ("content-type", "application/grpc"), ("te", "trailers"), ("x-size", str(size))))
+    headers = grpc_headers(method, ("x-size", str(size)))
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 0x4, 1, headers)
-              + frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
+    s.sendall(H2_PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x4, 1, headers) +
+              h2_frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
     return s
 
 

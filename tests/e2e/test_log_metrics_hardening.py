@@ -17,7 +17,6 @@ import math
 import os
 import re
 import socket
-import struct
 import subprocess
 import time
 import unittest
@@ -26,7 +25,8 @@ import grpc
 
 import harness
 from fake_backend import FakeBackend
-from harness import V1, HookServer, pb_bytes, register
+from harness import (V1, H2_PREFACE, HookServer, grpc_headers, h2_frame, pb_bytes, register,
+                     send_raw)
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
@@ -115,41 +115,12 @@ def scrape(proxy):
     return parse_exposition(body)
 
 
-def hpack_literal(name, value):
-    """HPACK literal header field without indexing, new name (RFC 7541 6.2.2);
-    name and value shorter than 127 bytes."""
-    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
-
-
-def frame(kind, flags, stream, payload):
-    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) +
-            struct.pack(">I", stream) + payload)
-
-
 def raw_call(sock_path, path):
     """One gRPC call with `path` (bytes) as :path, written as raw HTTP/2, so
     that no client library cleans it; returns what came back."""
-    headers = b"".join(hpack_literal(k, v) for k, v in (
-        (b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
-        (b":authority", b"localhost"), (b"content-type", b"application/grpc"),
-        (b"te", b"trailers")))
-    data = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
-            frame(1, 0x4, 1, headers) + frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sock_path)
-    s.sendall(data)
-    s.settimeout(1.0)
-    got = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return got
+    return send_raw(sock_path, H2_PREFACE + h2_frame(4, 0, 0, b"") +
+                    h2_frame(1, 0x4, 1, grpc_headers(path)) +
+                    h2_frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"), read_for=1.0)
 
 
 class MetricsWellFormed(unittest.TestCase):
