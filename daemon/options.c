@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "grpc_util.h"
+
 enum {
   OPT_LISTEN = 1,
   OPT_BACKEND,
@@ -182,7 +184,7 @@ static void set_defaults(crihookd_options *o) {
   snprintf(o->backend, sizeof o->backend, "auto");
   snprintf(o->hook_dir, sizeof o->hook_dir, "%s", CH_DEFAULT_HOOK_DIR);
   snprintf(o->admin_socket, sizeof o->admin_socket, "%s", CH_DEFAULT_ADMIN);
-  o->max_msg_size = 16 * 1024 * 1024;
+  o->max_msg_size = CH_DEFAULT_MAX_MSG; /* kubelet's own limit */
   o->log_level = CH_LOG_INFO;
   o->log_format = CH_LOG_TEXT;
   o->metrics = true;

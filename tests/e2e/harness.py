@@ -482,8 +482,13 @@ def _read_varint(data, i):
 def main():
     """unittest main that ends with the suite's 'N passed, N failed' line."""
     result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    bad = [t for t, _ in result.failures + result.errors] + list(result.unexpectedSuccesses)
+    # A failed setUpClass/tearDownClass is reported as an error of its own
+    # (an _ErrorHolder), not one of the tests run: it counts as a failure,
+    # but takes no pass away.
+    fixture = [t for t in bad if isinstance(t, unittest.suite._ErrorHolder)]
     skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
+    passed = max(0, result.testsRun - (len(bad) - len(fixture)) - skipped)
+    failed = len(bad)
     print("cases: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.exit(1 if failed or result.testsRun == 0 else 0)
