@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End to end: relay/'s HTTP/2 relay core (crihook-h2relay, libuv + nghttp2),
+on its own, before crihookd uses it.
+
+Against fake_backend.py (known behaviour, records the metadata it saw) and a
+real containerd: answers through the relay agree with direct ones; the
+backend sees the client's user-agent and metadata unchanged; a trailers-only
+error stays trailers-only on the wire (raw HTTP/2 client); streaming is
+relayed message by message; cancels reach the backend; a lost backend gives
+UNAVAILABLE; a client that stops reading a large answer leaves the relay's
+memory bounded while another connection keeps working; 250 concurrent
+streams on one connection; the hook seam holds a body whole, then forwards
+it. Every relay must exit 0 on SIGTERM (ASan's leak check runs at exit).
+"""
+
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+import unittest
+
+import grpc
+
+import harness
+from fake_backend import FakeBackend
+
+RELAY = os.path.join(harness.BUILD, "tests", "bench", "crihook-h2relay")
+EVENTS = "/containerd.services.events.v1.Events/"
+
+
+class Relay:
+    def __init__(self, backend_sock, directory, hold=()):
+        self.sock = os.path.join(directory, "relay-%d.sock" % time.monotonic_ns())
+        args = [RELAY, "--listen", "unix:" + self.sock, "--backend", "unix:" + backend_sock]
+        for method in hold:
+            args += ["--hold", method]
+        self.err = open(self.sock + ".log", "w+")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise AssertionError("relay did not start: %r\n%s" % (line, self.log()))
+
+    def log(self):
+        self.err.seek(0)
+        return self.err.read()
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stop(self):
+        self.proc.send_signal(2)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("relay did not exit on SIGINT:\n" + self.log())
+        finally:
+            self.proc.stdout.close()
+        log = self.log()
+        self.err.close()
+        if code != 0:
+            raise AssertionError("relay exit code %d:\n%s" % (code, log))
+
+
+# ---- a raw HTTP/2 client (no HPACK decoding: frames and flags only) ----
+
+END_STREAM, END_HEADERS = 0x1, 0x4
+DATA, HEADERS, RST_STREAM, SETTINGS, WINDOW_UPDATE = 0, 1, 3, 4, 8
+
+
+def frames(data):
+    out, i = [], 0
+    while i + 9 <= len(data):
+        n = int.from_bytes(data[i:i + 3], "big")
+        kind, flags = data[i + 3], data[i + 4]
+        sid = struct.unpack(">I", data[i + 5:i + 9])[0] & 0x7fffffff
+        out.append((kind, flags, sid, data[i + 9:i + 9 + n]))
+        i += 9 + n
+    return out
+
+
+def grpc_msg(body):
+    return b"\x00" + struct.pack(">I", len(body)) + body
+
+
+def raw_call(sid, path, body, *extra):
+    return (harness.h2_frame(HEADERS, END_HEADERS, sid, harness.grpc_headers(path, *extra)) +
+            harness.h2_frame(DATA, END_STREAM, sid, grpc_msg(body)))
+
+
+def preface(window=None):
+    settings = b"" if window is None else struct.pack(">HI", 4, window)
+    out = harness.H2_PREFACE + harness.h2_frame(SETTINGS, 0, 0, settings)
+    if window is not None:
+        out += harness.h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", window - 65535))
+    return out
+
+
+def stream_frames(data, sid):
+    return [(k, f, p) for k, f, s, p in frames(data) if s == sid and k in (DATA, HEADERS)]
+
+
+class H2RelayFake(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.tmpdir("crihook-h2r-")
+        cls.backend_sock = os.path.join(cls.dir, "fake.sock")
+        cls.fake = FakeBackend(cls.backend_sock)
+        cls.relay = Relay(cls.backend_sock, cls.dir)
+        cls.ch = harness.channel(cls.relay.sock)
+        cls.direct = harness.channel(cls.backend_sock)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ch.close()
+        cls.direct.close()
+        cls.relay.stop()
+        cls.fake.stop()
+
+    def both(self, method, body=b"", metadata=None):
+        through = harness.raw_unary(None, method, body, 10, metadata, ch=self.ch)
+        direct = harness.raw_unary(None, method, body, 10, metadata, ch=self.direct)
+        return through, direct
+
+    def test_unary_answers_agree_with_direct(self):
+        md = [("x-request-id", "abc-123"), ("x-bin-bin", b"\x00\x01\xff")]
+        for method, body, meta in (("/fake.Svc/Echo", b"hello \x00 world", md),
+                                   ("/fake.Svc/Version", b"", None),
+                                   ("/fake.Svc/Big", b"", [("x-size", str(3 << 20))]),
+                                   ("/fake.Svc/Fail", b"", [("x-code", "PERMISSION_DENIED")])):
+            through, direct = self.both(method, body, meta)
+            self.assertTrue(through.same_as(direct), (method, through, direct))
+            self.assertEqual(through.initial, direct.initial, method)
+            self.assertEqual(through.trailing, direct.trailing, method)
+        self.assertEqual(through.code, grpc.StatusCode.PERMISSION_DENIED)
+
+    def test_backend_sees_user_agent_and_metadata_unchanged(self):
+        md = [("x-one", "1"), ("x-two", "two words"), ("x-bin-bin", b"\xfe\x00")]
+        seen = []
+        for ch in (self.ch, self.direct):
+            before = len(self.fake.events)
+            harness.raw_unary(None, "/fake.Svc/Echo", b"m", 10, md, ch=ch)
+            seen.append([e[1] for e in self.fake.events[before:] if e[0] == "metadata"][0])
+        self.assertEqual(seen[0], seen[1])
+        self.assertIn("grpc-python", seen[0]["user-agent"])
+        self.assertEqual(seen[0]["x-two"], "two words")
+        self.assertEqual(seen[0]["x-bin-bin"], b"\xfe\x00")
+
+    def test_trailers_only_stays_trailers_only(self):
+        req = preface() + raw_call(1, "/fake.Svc/Fail", b"", ("x-code", "NOT_FOUND"))
+        for sock in (self.backend_sock, self.relay.sock):
+            got = stream_frames(harness.send_raw(sock, req, read_for=2.0), 1)
+            self.assertEqual(len(got), 1, (sock, got))
+            kind, flags, _ = got[0]
+            self.assertEqual(kind, HEADERS)
+            self.assertTrue(flags & END_STREAM, sock)
+
+    def test_server_streaming_each_message(self):
+        call = self.ch.unary_stream("/fake.Svc/Count")(
+            b"", metadata=[("x-count", "4"), ("x-gap", "0.3")], timeout=10)
+        self.assertEqual(next(call), b"0")
+        self.assertEqual(list(call), [b"1", b"2", b"3"])
+        self.assertIn(("x-trailer", "counted"), call.trailing_metadata())
+
+    def test_client_and_bidi_streaming(self):
+        total = self.ch.stream_unary("/fake.Svc/Sum")(iter([b"a", b"bc", b"d" * 100000]))
+        self.assertEqual(total, b"abc" + b"d" * 100000)
+        echoed = list(self.ch.stream_stream("/fake.Svc/Bidi")(iter([b"x", b"y"])))
+        self.assertEqual(echoed, [b"echo:x", b"echo:y"])
+
+    def test_cancel_reaches_backend(self):
+        self.fake.cancelled.clear()
+        self.fake.started.clear()
+        fut = self.ch.unary_unary("/fake.Svc/Slow").future(b"", metadata=[("x-sleep", "20")])
+        self.assertTrue(self.fake.started.wait(10))
+        fut.cancel()
+        self.assertTrue(self.fake.cancelled.wait(10), "the backend never saw the cancel")
+
+    def test_stalled_reader_bounded_and_others_flow(self):
+        size = 48 << 20
+        harness.raw_unary(None, "/fake.Svc/Big", b"", 10, [("x-size", str(1 << 20))], ch=self.ch)
+        before = self.relay.rss_kib()
+        seen = len(self.fake.events)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.relay.sock)
+        # a huge window, then never read: only the relay's own bound holds it
+        s.sendall(preface(window=(1 << 31) - 1) +
+                  raw_call(1, "/fake.Svc/Big", b"", ("x-size", str(size))))
+        harness.wait_for(lambda: ("method", "/fake.Svc/Big") in self.fake.events[seen:],
+                         what="the backend to get the call")
+        time.sleep(3)  # let the backend push what flow control allows
+        other = harness.raw_unary(self.relay.sock, "/fake.Svc/Echo", b"still", 10)
+        self.assertEqual(other.body, b"still")
+        grown = self.relay.rss_kib() - before
+        s.close()
+        self.assertLess(grown, 16 << 10, "relay grew %d KiB holding a %d-byte answer" % (grown, size))
+
+    def test_250_concurrent_streams_on_one_connection(self):
+        n = 250
+        ids = [1 + 2 * i for i in range(n)]
+        heads = b"".join(harness.h2_frame(HEADERS, END_HEADERS, sid,
+                                          harness.grpc_headers("/fake.Svc/Echo")) for sid in ids)
+        bodies = b"".join(harness.h2_frame(DATA, END_STREAM, sid, grpc_msg(b"s%d" % sid))
+                          for sid in ids)
+        got = frames(harness.send_raw(self.relay.sock, preface() + heads + bodies, read_for=5.0))
+        for sid in ids:
+            mine = [(k, f, p) for k, f, s, p in got if s == sid and k in (DATA, HEADERS)]
+            data = b"".join(p for k, _, p in mine if k == DATA)
+            self.assertEqual(data, grpc_msg(b"s%d" % sid), sid)
+            self.assertTrue(mine and mine[-1][0] == HEADERS and mine[-1][1] & END_STREAM, sid)
+        # and the same through a grpc client, all in flight at once
+        futs = [self.ch.unary_unary("/fake.Svc/Echo").future(b"f%d" % i) for i in range(n)]
+        self.assertEqual([f.result(timeout=30) for f in futs], [b"f%d" % i for i in range(n)])
+
+
+class H2RelaySeamAndLoss(unittest.TestCase):
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-h2r-")
+        self.backend_sock = os.path.join(self.dir, "fake.sock")
+
+    def test_held_body_whole_then_forwarded(self):
+        fake = FakeBackend(self.backend_sock)
+        relay = Relay(self.backend_sock, self.dir, hold=["/fake.Svc/Echo"])
+        try:
+            body = bytes(range(256)) * 800  # 200 KiB: more than one window
+            ch = harness.channel(relay.sock)
+            self.assertEqual(harness.raw_unary(None, "/fake.Svc/Echo", body, ch=ch).body, body)
+            line = relay.proc.stdout.readline().split()
+            self.assertEqual(line, ["held", "/fake.Svc/Echo", str(len(body) + 5),
+                                    grpc_msg(body)[:16].hex()])
+            # not held: no seam call
+            self.assertEqual(harness.raw_unary(None, "/fake.Svc/Version", b"", ch=ch).code,
+                             grpc.StatusCode.OK)
+            ch.close()
+            relay.proc.send_signal(2)
+            self.assertEqual(relay.proc.stdout.read(), "")  # no other seam call
+        finally:
+            relay.stop()
+            fake.stop()
+
+    def test_no_backend_is_unavailable_trailers_only(self):
+        relay = Relay(os.path.join(self.dir, "nobody.sock"), self.dir)
+        try:
+            answer = harness.raw_unary(relay.sock, "/fake.Svc/Echo", b"x")
+            self.assertEqual(answer.code, grpc.StatusCode.UNAVAILABLE)
+            self.assertEqual(answer.details, "backend connection lost")
+            got = stream_frames(harness.send_raw(relay.sock, preface() +
+                                                 raw_call(1, "/fake.Svc/Echo", b"x")), 1)
+            self.assertEqual([(k, f & END_STREAM) for k, f, _ in got], [(HEADERS, END_STREAM)])
+        finally:
+            relay.stop()
+
+    def test_backend_lost_mid_call_then_back(self):
+        fake = subprocess.Popen(["/usr/bin/python3", "fake_backend.py", self.backend_sock],
+                                stdout=subprocess.PIPE, text=True)
+        self.assertEqual(fake.stdout.readline().strip(), "ready")
+        relay = Relay(self.backend_sock, self.dir)
+        ch = harness.channel(relay.sock)
+        try:
+            fut = ch.unary_unary("/fake.Svc/Slow").future(b"", metadata=[("x-sleep", "20")])
+            time.sleep(0.5)
+            fake.kill()
+            fake.wait()
+            fake.stdout.close()
+            self.assertEqual(fut.exception(timeout=10).code(), grpc.StatusCode.UNAVAILABLE)
+            fake = subprocess.Popen(["/usr/bin/python3", "fake_backend.py", self.backend_sock],
+                                    stdout=subprocess.PIPE, text=True)
+            self.assertEqual(fake.stdout.readline().strip(), "ready")
+            # same client connection: the next stream connects anew
+            self.assertEqual(harness.raw_unary(None, "/fake.Svc/Echo", b"back", ch=ch).body, b"back")
+        finally:
+            ch.close()
+            fake.kill()
+            fake.wait()
+            fake.stdout.close()
+            relay.stop()
+
+
+class H2RelayContainerd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.tmpdir("crihook-h2r-")
+        cls.containerd = harness.Containerd.shared()
+        cls.relay = Relay(cls.containerd.sock, cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.relay.stop()
+        cls.containerd.stop()
+
+    def test_version_and_list_containers_identical(self):
+        for method in (harness.V1 + "Version", harness.V1 + "ListContainers",
+                       harness.V1 + "ListPodSandbox", harness.V1ALPHA2 + "Version"):
+            through = harness.raw_unary(self.relay.sock, method)
+            direct = harness.raw_unary(self.containerd.sock, method)
+            self.assertEqual(through.code, grpc.StatusCode.OK, (method, through.details))
+            self.assertTrue(through.same_as(direct), (method, through, direct))
+
+    def test_events_subscribe_streams(self):
+        ns = [("containerd-namespace", "k8s.io")]
+        ch = harness.channel(self.relay.sock)
+        call = ch.unary_stream(EVENTS + "Subscribe")(b"", metadata=ns, timeout=30)
+        topic = "/crihook/h2relay/%d" % os.getpid()
+        event = harness.pb_bytes(1, "types.crihook.test/x") + harness.pb_bytes(2, b"hi")
+        got = []
+        reader = threading.Thread(target=lambda: got.append(next(call)))
+        reader.start()
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:  # publish until the subscriber sees one
+            answer = harness.raw_unary(self.containerd.sock, EVENTS + "Publish",
+                                       harness.pb_bytes(1, topic) + harness.pb_bytes(2, event),
+                                       metadata=ns)
+            self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
+            reader.join(0.3)
+        call.cancel()
+        reader.join(5)
+        ch.close()
+        self.assertTrue(got, "no event came through the relay")
+        self.assertIn(topic.encode(), got[0])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
