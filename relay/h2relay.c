@@ -146,7 +146,7 @@ void h2r_backend_lost(h2r_backend *b) {
     s->bopen = false;
     s->b = NULL; /* its session goes away: no credit owed there */
     h2r_stream_answer(s, 14, "backend connection lost");
-    if (s->client_closed) h2r_stream_free(s);
+    h2r_stream_maybe_free(s);
   }
   backend_detach(b);
   h2r_flush(c);

@@ -25,15 +25,20 @@
  * Flow control (the bound)
  *   nghttp2's automatic WINDOW_UPDATE is off on both sessions. Bytes received
  *   on one side are consumed (nghttp2_session_consume, which gives the peer
- *   its credit back) only when the other side's session has taken them into
- *   a frame it writes. So per stream and direction the relay holds at most
- *   one receive window of DATA (H2R_WINDOW, the advertised initial window)
- *   in its queues, per connection at most the connection window, plus at
- *   most H2R_WRITE_HIGH bytes of encoded frames waiting in each socket's
- *   write queue (frames are only produced while the queue is below it). A
- *   peer that does not read therefore stalls its sender, and holds about
- *   H2R_WINDOW per stream + H2R_WRITE_HIGH per connection, whatever the
- *   window it advertises itself.
+ *   its credit back) only when the other side's session has copied them into
+ *   a DATA frame it writes, or when they are dropped (stream answered or
+ *   closed). So the DATA queued in the relay is at most, per stream and
+ *   direction, one stream receive window (H2R_WINDOW, advertised in SETTINGS)
+ *   and, per connection and direction, one connection receive window (65535,
+ *   HTTP/2's default; the relay does not raise it). On top of that, encoded
+ *   frames wait in each socket's write queue: frames are produced only while
+ *   the queue is below H2R_WRITE_HIGH, one batch of at most H2R_WRITE_HIGH +
+ *   one frame at a time, so under 2 x H2R_WRITE_HIGH + 16 KiB per socket.
+ *   A client that does not read (whatever window it advertises) thus holds
+ *   under ~200 KiB of its connection's answers in the relay, and the backend
+ *   stalls on flow control; the same holds for a backend that does not read.
+ *   Not bounded yet: header blocks (nghttp2's own limits apply) and the
+ *   number of connections (see "left for wiring").
  *   Held bodies (below) are the exception: they are consumed as they arrive
  *   and bounded by max_held_bytes (RESOURCE_EXHAUSTED beyond it).
  *

@@ -96,4 +96,5 @@ void h2r_backend_lost(h2r_backend *b);
 int h2r_callbacks_new(h2r *r);
 void h2r_stream_open_backend(h2r_stream *s);
 void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg);
-void h2r_stream_free(h2r_stream *s);
+void h2r_stream_free(h2r_stream *s);       /* unconditionally, no credit returned */
+void h2r_stream_maybe_free(h2r_stream *s); /* once both halves are closed */

@@ -176,7 +176,7 @@ void h2r_stream_free(h2r_stream *s) {
 
 /* Frees the stream once neither session refers to it; the credit still
  * owed for bytes that were never forwarded goes back to each source. */
-static void stream_maybe_free(h2r_stream *s) {
+void h2r_stream_maybe_free(h2r_stream *s) {
   if (!s->client_closed || s->bopen) return;
   size_t up = half_clear(&s->up);
   if (up && !s->c->closing) nghttp2_session_consume(s->c->s, s->csid, up);
@@ -346,7 +346,7 @@ static int c_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, 
   s->client_closed = true;
   if (s->bopen && backend_session(s))
     nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, code);
-  stream_maybe_free(s);
+  h2r_stream_maybe_free(s);
   return 0;
 }
 
@@ -414,7 +414,7 @@ static int b_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, 
     nghttp2_submit_rst_stream(s->c->s, NGHTTP2_FLAG_NONE, s->csid, code);
   else if (!s->client_closed && !s->answered) /* closed without an answer */
     h2r_stream_answer(s, 14, "backend closed the stream");
-  stream_maybe_free(s);
+  h2r_stream_maybe_free(s);
   return 0;
 }
 

@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -200,6 +201,8 @@ class H2RelayFake(unittest.TestCase):
         self.assertEqual(other.body, b"still")
         grown = self.relay.rss_kib() - before
         s.close()
+        print("stalled reader of a %d MiB answer: relay RSS grew %d KiB" % (size >> 20, grown),
+              file=sys.stderr)
         self.assertLess(grown, 16 << 10, "relay grew %d KiB holding a %d-byte answer" % (grown, size))
 
     def test_250_concurrent_streams_on_one_connection(self):
