@@ -282,6 +282,7 @@ static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *
   r->cfg.backend_path = r->backend_path;
   if (nghttp2_option_new(&r->opt) != 0) return ch_fail(err, "nghttp2 options: out of memory");
   nghttp2_option_set_no_auto_window_update(r->opt, 1);
+  nghttp2_option_set_max_send_header_block_length(r->opt, H2R_MAX_HEADER_BLOCK);
   if (h2r_callbacks_new(r) != 0) return ch_fail(err, "nghttp2 callbacks: out of memory");
   return 0;
 }

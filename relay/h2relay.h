@@ -37,8 +37,14 @@
  *   A client that does not read (whatever window it advertises) thus holds
  *   under ~200 KiB of its connection's answers in the relay, and the backend
  *   stalls on flow control; the same holds for a backend that does not read.
- *   Not bounded yet: header blocks (nghttp2's own limits apply) and the
- *   number of connections (see "left for wiring").
+ *   Not bounded yet: the number of connections (see "left for wiring").
+ *
+ * Header limits (nghttp2's)
+ *   A header block up to H2R_MAX_HEADER_BLOCK is relayed; but nghttp2's HPACK
+ *   decoder refuses any single header field over 64 KiB (NGHTTP2_HD_MAX_NV,
+ *   fixed at build time) with a COMPRESSION_ERROR, which ends the whole
+ *   client connection. crihookd today relays a 200 KiB metadata value
+ *   (e2e-fidelity's test_large_metadata_passes); the wiring must decide.
  *   Held bodies (below) are the exception: they are consumed as they arrive
  *   and bounded by max_held_bytes (RESOURCE_EXHAUSTED beyond it).
  *
@@ -79,6 +85,8 @@
 #define H2R_WINDOW 65535
 /* Frames are produced for a socket only while its write queue is below. */
 #define H2R_WRITE_HIGH 65536
+/* Largest header block the relay sends (nghttp2's default is 64 KiB). */
+#define H2R_MAX_HEADER_BLOCK (1 << 20)
 /* Concurrent streams a client may open on one connection. */
 #define H2R_MAX_STREAMS 1024
 

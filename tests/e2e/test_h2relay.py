@@ -115,8 +115,8 @@ class H2RelayFake(unittest.TestCase):
         cls.backend_sock = os.path.join(cls.dir, "fake.sock")
         cls.fake = FakeBackend(cls.backend_sock)
         cls.relay = Relay(cls.backend_sock, cls.dir)
-        cls.ch = harness.channel(cls.relay.sock)
-        cls.direct = harness.channel(cls.backend_sock)
+        cls.ch = harness.channel(cls.relay.sock, [("grpc.max_metadata_size", 1 << 20)])
+        cls.direct = harness.channel(cls.backend_sock, [("grpc.max_metadata_size", 1 << 20)])
 
     @classmethod
     def tearDownClass(cls):
@@ -153,6 +153,12 @@ class H2RelayFake(unittest.TestCase):
         self.assertIn("grpc-python", seen[0]["user-agent"])
         self.assertEqual(seen[0]["x-two"], "two words")
         self.assertEqual(seen[0]["x-bin-bin"], b"\xfe\x00")
+
+    def test_header_block_over_64k_passes(self):
+        md = [("x-l%d" % i, "v" * (10 << 10)) for i in range(10)]  # 100 KiB of metadata
+        through, direct = self.both("/fake.Svc/Echo", b"m", md)
+        self.assertEqual(through.code, grpc.StatusCode.OK, through.details)
+        self.assertEqual(through.initial, direct.initial)
 
     def test_trailers_only_stays_trailers_only(self):
         req = preface() + raw_call(1, "/fake.Svc/Fail", b"", ("x-code", "NOT_FOUND"))
