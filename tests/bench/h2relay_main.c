@@ -4,10 +4,12 @@
  * its own (crihookd does not use it yet).
  *
  *   crihook-h2relay --listen unix:PATH --backend unix:PATH [--hold METHOD]...
+ *                   [--max-held BYTES]
  *
  * --hold METHOD exercises the hook seam: a stream whose :path is METHOD has
  * its request body held whole; the seam callback prints
- * "held METHOD LEN FIRST16HEX" on stdout before the body is forwarded.
+ * "held METHOD LEN FIRST16HEX" on stdout before the body is forwarded;
+ * --max-held bounds a held body (RESOURCE_EXHAUSTED beyond it).
  * SIGINT/SIGTERM close the relay and exit 0 (so leak checkers see a clean
  * end). Prints "ready" on stdout once listening. */
 #include <signal.h>
@@ -24,6 +26,7 @@ typedef struct opts {
   const char *listen, *backend;
   const char *hold[MAX_HOLD];
   int nhold;
+  size_t max_held;
 } opts;
 
 static bool hold_cb(void *ud, const char *path) {
@@ -53,6 +56,8 @@ static int parse(int argc, char **argv, opts *o) {
       o->backend = unix_path(argv[i + 1]);
     else if (strcmp(argv[i], "--hold") == 0 && o->nhold < MAX_HOLD)
       o->hold[o->nhold++] = argv[i + 1];
+    else if (strcmp(argv[i], "--max-held") == 0 && atol(argv[i + 1]) > 0)
+      o->max_held = (size_t)atol(argv[i + 1]);
     else
       return -1;
   }
@@ -70,7 +75,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 int main(int argc, char **argv) {
   opts o = {0};
   if (parse(argc, argv, &o) != 0) {
-    fprintf(stderr, "usage: %s --listen unix:PATH --backend unix:PATH [--hold METHOD]...\n",
+    fprintf(stderr,
+            "usage: %s --listen unix:PATH --backend unix:PATH [--hold METHOD]... "
+            "[--max-held BYTES]\n",
             argv[0]);
     return 2;
   }
@@ -80,7 +87,8 @@ int main(int argc, char **argv) {
                     .backend_path = o.backend,
                     .on_request_headers = hold_cb,
                     .on_held_body = held_cb,
-                    .ud = &o};
+                    .ud = &o,
+                    .max_held_bytes = o.max_held};
   h2r *r;
   ch_error err;
   if (h2r_start(loop, &cfg, &r, &err) != 0) {

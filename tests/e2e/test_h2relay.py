@@ -10,7 +10,9 @@ relayed message by message; cancels reach the backend; a lost backend gives
 UNAVAILABLE; a client that stops reading a large answer leaves the relay's
 memory bounded while another connection keeps working; 250 concurrent
 streams on one connection; the hook seam holds a body whole, then forwards
-it. Every relay must exit 0 on SIGTERM (ASan's leak check runs at exit).
+it, and refuses one over its bound with RESOURCE_EXHAUSTED; RST_STREAM codes
+pass both ways (a raw recording backend); a connection that is not HTTP/2
+is closed alone. Every relay must exit 0 on SIGTERM (ASan's leak check runs at exit).
 """
 
 import os
@@ -32,11 +34,13 @@ EVENTS = "/containerd.services.events.v1.Events/"
 
 
 class Relay:
-    def __init__(self, backend_sock, directory, hold=()):
+    def __init__(self, backend_sock, directory, hold=(), max_held=None):
         self.sock = os.path.join(directory, "relay-%d.sock" % time.monotonic_ns())
         args = [RELAY, "--listen", "unix:" + self.sock, "--backend", "unix:" + backend_sock]
         for method in hold:
             args += ["--hold", method]
+        if max_held:
+            args += ["--max-held", str(max_held)]
         self.err = open(self.sock + ".log", "w+")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True)
         line = self.proc.stdout.readline()
@@ -254,6 +258,24 @@ class H2RelaySeamAndLoss(unittest.TestCase):
             relay.stop()
             fake.stop()
 
+    def test_held_body_over_limit_is_resource_exhausted(self):
+        fake = FakeBackend(self.backend_sock)
+        relay = Relay(self.backend_sock, self.dir, hold=["/fake.Svc/Echo"], max_held=100000)
+        try:
+            ch = harness.channel(relay.sock)
+            big = harness.raw_unary(None, "/fake.Svc/Echo", b"b" * 200000, ch=ch)
+            self.assertEqual(big.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertEqual(big.details, "request larger than the relay holds")
+            small = harness.raw_unary(None, "/fake.Svc/Echo", b"s" * 1000, ch=ch)
+            self.assertEqual(small.body, b"s" * 1000)  # same connection, still fine
+            self.assertEqual(relay.proc.stdout.readline().split()[:3],
+                             ["held", "/fake.Svc/Echo", "1005"])
+            self.assertEqual(fake.events.count(("method", "/fake.Svc/Echo")), 1)
+            ch.close()
+        finally:
+            relay.stop()
+            fake.stop()
+
     def test_no_backend_is_unavailable_trailers_only(self):
         relay = Relay(os.path.join(self.dir, "nobody.sock"), self.dir)
         try:
@@ -290,6 +312,97 @@ class H2RelaySeamAndLoss(unittest.TestCase):
             fake.wait()
             fake.stdout.close()
             relay.stop()
+
+
+class RawBackend:
+    """A raw HTTP/2 server that records every frame it receives and, with
+    rst_code, answers each request HEADERS with RST_STREAM(rst_code)."""
+
+    def __init__(self, path, rst_code=None):
+        self.frames, self.rst_code = [], rst_code
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.listener.accept()
+        conn.sendall(harness.h2_frame(SETTINGS, 0, 0, b""))
+        buf = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            if buf.startswith(harness.H2_PREFACE):
+                buf = buf[len(harness.H2_PREFACE):]
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = 9 + int.from_bytes(buf[:3], "big")
+                frame, buf = frames(buf[:n])[0], buf[n:]
+                self.frames.append(frame)
+                if frame[0] == HEADERS and self.rst_code is not None:
+                    conn.sendall(harness.h2_frame(RST_STREAM, 0, frame[2],
+                                                  struct.pack(">I", self.rst_code)))
+        conn.close()
+
+    def close(self):
+        self.listener.close()
+
+
+class H2RelayRaw(unittest.TestCase):
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-h2r-")
+        self.backend_sock = os.path.join(self.dir, "raw.sock")
+
+    def test_backend_rst_stream_reaches_client(self):
+        backend = RawBackend(self.backend_sock, rst_code=11)
+        relay = Relay(self.backend_sock, self.dir)
+        try:
+            got = harness.send_raw(relay.sock, preface() + raw_call(1, "/x.Y/Z", b"q"))
+            rst = [p for k, _, sid, p in frames(got) if k == RST_STREAM and sid == 1]
+            self.assertEqual(rst, [struct.pack(">I", 11)])
+        finally:
+            relay.stop()
+            backend.close()
+
+    def test_client_rst_stream_reaches_backend(self):
+        backend = RawBackend(self.backend_sock)
+        relay = Relay(self.backend_sock, self.dir)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(relay.sock)
+            s.sendall(preface() + harness.h2_frame(HEADERS, END_HEADERS, 1,
+                                                   harness.grpc_headers("/x.Y/Z")) +
+                      harness.h2_frame(DATA, 0, 1, grpc_msg(b"part")))
+            harness.wait_for(lambda: any(f[0] == DATA for f in backend.frames),
+                             what="the request DATA at the backend")
+            s.sendall(harness.h2_frame(RST_STREAM, 0, 1, struct.pack(">I", 2)))
+            harness.wait_for(lambda: any(f[0] == RST_STREAM for f in backend.frames),
+                             what="the RST_STREAM at the backend")
+            sid = [f[2] for f in backend.frames if f[0] == HEADERS][0]
+            self.assertIn((RST_STREAM, 0, sid, struct.pack(">I", 2)), backend.frames)
+            self.assertIn((DATA, 0, sid, grpc_msg(b"part")), backend.frames)
+        finally:
+            s.close()
+            relay.stop()
+            backend.close()
+
+    def test_garbage_closes_only_that_connection(self):
+        fake = FakeBackend(self.backend_sock)
+        relay = Relay(self.backend_sock, self.dir)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(relay.sock)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(10)
+            while s.recv(65536):  # the relay closes it (a timeout fails the test)
+                pass
+            s.close()
+            self.assertEqual(harness.raw_unary(relay.sock, "/fake.Svc/Echo", b"ok").body, b"ok")
+        finally:
+            relay.stop()
+            fake.stop()
 
 
 class H2RelayContainerd(unittest.TestCase):
