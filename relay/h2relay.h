@@ -12,7 +12,9 @@
  *   - request headers go to the backend as the client sent them, in order
  *     (pseudo headers, user-agent, grpc-timeout, grpc-encoding, custom
  *     metadata); only connection-specific headers (connection, keep-alive,
- *     proxy-connection, transfer-encoding, upgrade) are dropped;
+ *     proxy-connection, transfer-encoding, upgrade) are dropped (nghttp2
+ *     already treats a request carrying one as malformed, RFC 9113 8.2.2,
+ *     and resets that stream);
  *   - DATA is relayed as it arrives, never decoded; request trailers too;
  *   - the backend's response HEADERS, DATA and trailers come back as sent; a
  *     trailers-only answer (HEADERS with END_STREAM) stays trailers-only;

@@ -8,7 +8,8 @@ backend sees the client's user-agent and metadata unchanged; a trailers-only
 error stays trailers-only on the wire (raw HTTP/2 client); streaming is
 relayed message by message; cancels reach the backend; a lost backend gives
 UNAVAILABLE; a client that stops reading a large answer leaves the relay's
-memory bounded while another connection keeps working; 250 concurrent
+memory bounded while another connection keeps working, and so does a backend
+that stops reading a large request; 250 concurrent
 streams on one connection; the hook seam holds a body whole, then forwards
 it, and refuses one over its bound with RESOURCE_EXHAUSTED; RST_STREAM codes
 pass both ways (a raw recording backend); a connection that is not HTTP/2
@@ -315,20 +316,39 @@ class H2RelaySeamAndLoss(unittest.TestCase):
 
 
 class RawBackend:
-    """A raw HTTP/2 server that records every frame it receives and, with
-    rst_code, answers each request HEADERS with RST_STREAM(rst_code)."""
+    """A raw HTTP/2 server that records every frame it receives and answers
+    each request HEADERS with RST_STREAM(rst_code) if given, else with a
+    trailers-only OK. With stall_first, its first connection never reads."""
 
-    def __init__(self, path, rst_code=None):
-        self.frames, self.rst_code = [], rst_code
+    def __init__(self, path, rst_code=None, stall_first=False):
+        self.frames, self.rst_code, self.stall = [], rst_code, stall_first
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(4)
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        self.conns = []
+        threading.Thread(target=self.accept, daemon=True).start()
 
-    def serve(self):
-        conn, _ = self.listener.accept()
-        conn.sendall(harness.h2_frame(SETTINGS, 0, 0, b""))
+    def accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            stall, self.stall = self.stall, False
+            conn.sendall(harness.h2_frame(SETTINGS, 0, 0, b""))
+            if not stall:
+                threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def answer(self, conn, sid):
+        if self.rst_code is not None:
+            conn.sendall(harness.h2_frame(RST_STREAM, 0, sid, struct.pack(">I", self.rst_code)))
+            return
+        block = b"".join(harness.hpack_literal(k, v) for k, v in (
+            (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0")))
+        conn.sendall(harness.h2_frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
+
+    def serve(self, conn):
         buf = b""
         while True:
             chunk = conn.recv(65536)
@@ -341,13 +361,13 @@ class RawBackend:
                 n = 9 + int.from_bytes(buf[:3], "big")
                 frame, buf = frames(buf[:n])[0], buf[n:]
                 self.frames.append(frame)
-                if frame[0] == HEADERS and self.rst_code is not None:
-                    conn.sendall(harness.h2_frame(RST_STREAM, 0, frame[2],
-                                                  struct.pack(">I", self.rst_code)))
-        conn.close()
+                if frame[0] == HEADERS:
+                    self.answer(conn, frame[2])
 
     def close(self):
         self.listener.close()
+        for conn in self.conns:
+            conn.close()
 
 
 class H2RelayRaw(unittest.TestCase):
@@ -385,6 +405,34 @@ class H2RelayRaw(unittest.TestCase):
             self.assertIn((DATA, 0, sid, grpc_msg(b"part")), backend.frames)
         finally:
             s.close()
+            relay.stop()
+            backend.close()
+
+    def test_backend_that_does_not_read_bounded_and_others_flow(self):
+        backend = RawBackend(self.backend_sock, stall_first=True)
+        relay = Relay(self.backend_sock, self.dir)
+        ch = harness.channel(relay.sock)
+        try:
+            before = relay.rss_kib()
+            sent = []
+
+            def messages():
+                for i in range(48):
+                    sent.append(i)
+                    yield b"m" * (1 << 20)
+            fut = ch.stream_unary("/x.Y/Upload").future(messages(), timeout=60)
+            time.sleep(3)  # let the client push what flow control allows
+            grown = relay.rss_kib() - before
+            print("backend not reading a 48 MiB request: relay RSS grew %d KiB, client got "
+                  "%d of 48 messages out" % (grown, len(sent)), file=sys.stderr)
+            got = frames(harness.send_raw(relay.sock, preface() + raw_call(1, "/x.Y/Z", b"")))
+            self.assertIn((HEADERS, END_HEADERS | END_STREAM, 1),
+                          [(k, f, sid) for k, f, sid, _ in got if k == HEADERS])
+            fut.cancel()
+            self.assertLess(grown, 16 << 10)
+            self.assertLess(len(sent), 48)
+        finally:
+            ch.close()
             relay.stop()
             backend.close()
 
