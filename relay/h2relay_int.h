@@ -22,10 +22,16 @@ typedef struct h2r_chunk {
   uint8_t data[];
 } h2r_chunk;
 
-/* A header list copied from the wire (names and values owned). */
+/* A header list copied from the wire: names and values live NUL-terminated
+ * in one buffer (off[i]: where header i's name starts; its value follows
+ * the name's NUL), so a list costs three allocations whatever its length.
+ * nv[i] holds lengths and flags; hdrs_nv() points it into buf. */
 typedef struct h2r_hdrs {
   nghttp2_nv *nv;
+  size_t *off;
   size_t n, cap;
+  uint8_t *buf;
+  size_t blen, bcap;
 } h2r_hdrs;
 
 /* One direction of a stream: what the source side received, queued for

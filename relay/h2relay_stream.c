@@ -19,23 +19,48 @@ static bool hdr_is_connection_specific(const uint8_t *name, size_t len) {
   return false;
 }
 
-static int hdrs_add(h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value,
-                    size_t vlen, uint8_t flags) {
+static int hdrs_reserve(h2r_hdrs *h, size_t bytes) {
   if (h->n == h->cap) {
     size_t cap = h->cap ? h->cap * 2 : 16;
     nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
-    if (!nv) return -1;
-    h->nv = nv;
+    if (nv) h->nv = nv;
+    size_t *off = nv ? realloc(h->off, cap * sizeof *off) : NULL;
+    if (!off) return -1;
+    h->off = off;
     h->cap = cap;
   }
-  uint8_t *n = malloc(nlen + vlen + 2);
-  if (!n) return -1;
-  memcpy(n, name, nlen);
-  n[nlen] = 0;
-  memcpy(n + nlen + 1, value, vlen);
-  n[nlen + 1 + vlen] = 0;
-  h->nv[h->n++] = (nghttp2_nv){n, n + nlen + 1, nlen, vlen, flags & NGHTTP2_NV_FLAG_NO_INDEX};
+  if (h->blen + bytes > h->bcap) {
+    size_t cap = h->bcap ? h->bcap * 2 : 1024;
+    while (cap < h->blen + bytes) cap *= 2;
+    uint8_t *buf = realloc(h->buf, cap);
+    if (!buf) return -1;
+    h->buf = buf;
+    h->bcap = cap;
+  }
   return 0;
+}
+
+static int hdrs_add(h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value,
+                    size_t vlen, uint8_t flags) {
+  if (hdrs_reserve(h, nlen + vlen + 2) != 0) return -1;
+  uint8_t *p = h->buf + h->blen;
+  memcpy(p, name, nlen);
+  p[nlen] = 0;
+  memcpy(p + nlen + 1, value, vlen);
+  p[nlen + 1 + vlen] = 0;
+  h->off[h->n] = h->blen;
+  h->nv[h->n++] = (nghttp2_nv){NULL, NULL, nlen, vlen, flags & NGHTTP2_NV_FLAG_NO_INDEX};
+  h->blen += nlen + vlen + 2;
+  return 0;
+}
+
+/* The list as nghttp2 takes it (valid until the next hdrs_add). */
+static nghttp2_nv *hdrs_nv(h2r_hdrs *h) {
+  for (size_t i = 0; i < h->n; i++) {
+    h->nv[i].name = h->buf + h->off[i];
+    h->nv[i].value = h->nv[i].name + h->nv[i].namelen + 1;
+  }
+  return h->nv;
 }
 
 static int hdrs_add_str(h2r_hdrs *h, const char *name, const char *value) {
@@ -44,8 +69,9 @@ static int hdrs_add_str(h2r_hdrs *h, const char *name, const char *value) {
 }
 
 static void hdrs_clear(h2r_hdrs *h) {
-  for (size_t i = 0; i < h->n; i++) free(h->nv[i].name);
   free(h->nv);
+  free(h->off);
+  free(h->buf);
   *h = (h2r_hdrs){0};
 }
 
@@ -109,7 +135,7 @@ static ssize_t half_read(h2r_half *h, nghttp2_session *sink, int32_t sink_sid, n
   if (h->queued == 0 && h->end) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (h->trailers.n) {
-      if (nghttp2_submit_trailer(sink, sink_sid, h->trailers.nv, h->trailers.n) != 0)
+      if (nghttp2_submit_trailer(sink, sink_sid, hdrs_nv(&h->trailers), h->trailers.n) != 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
@@ -202,7 +228,7 @@ void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
   hdrs_add_str(h, "grpc-message", msg);
   if (!s->resp_sent) {
     s->resp_sent = true;
-    nghttp2_submit_response(s->c->s, s->csid, h->nv, h->n, NULL);
+    nghttp2_submit_response(s->c->s, s->csid, hdrs_nv(h), h->n, NULL);
     return;
   }
   s->down.end = true;
@@ -222,7 +248,8 @@ void h2r_stream_open_backend(h2r_stream *s) {
   if (!b->up) return; /* opened when the connection is up */
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = up_read};
   bool bodyless = s->up.end && !s->up.queued && !s->up.trailers.n;
-  int32_t id = nghttp2_submit_request(b->s, NULL, s->req.nv, s->req.n, bodyless ? NULL : &prd, s);
+  int32_t id =
+      nghttp2_submit_request(b->s, NULL, hdrs_nv(&s->req), s->req.n, bodyless ? NULL : &prd, s);
   if (id < 0) {
     h2r_stream_answer(s, 14, "backend refused the stream");
     return;
@@ -371,7 +398,7 @@ static void b_response(h2r_stream *s, bool end) {
   s->resp_sent = true;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = down_read};
   if (end) s->answered = true;
-  nghttp2_submit_response(s->c->s, s->csid, s->resp.nv, s->resp.n, end ? NULL : &prd);
+  nghttp2_submit_response(s->c->s, s->csid, hdrs_nv(&s->resp), s->resp.n, end ? NULL : &prd);
 }
 
 static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *ud) {
