@@ -195,6 +195,21 @@ class H2RelayFake(unittest.TestCase):
         fut.cancel()
         self.assertTrue(self.fake.cancelled.wait(10), "the backend never saw the cancel")
 
+    def test_client_hangup_reaches_backend(self):
+        self.fake.cancelled.clear()
+        self.fake.started.clear()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.relay.sock)
+        s.sendall(preface() + raw_call(1, "/fake.Svc/Slow", b"", ("x-sleep", "20")))
+        self.assertTrue(self.fake.started.wait(10))
+        s.close()
+        self.assertTrue(self.fake.cancelled.wait(10), "the backend never saw the hang-up")
+
+    def test_deadline_reaches_backend(self):
+        answer = harness.raw_unary(None, "/fake.Svc/Deadline", b"", 5, ch=self.ch)
+        self.assertNotEqual(answer.body, b"none")  # grpc-timeout went through
+        self.assertTrue(0 < float(answer.body) < 6, answer.body)  # grpc rounds it up
+
     def test_stalled_reader_bounded_and_others_flow(self):
         size = 48 << 20
         harness.raw_unary(None, "/fake.Svc/Big", b"", 10, [("x-size", str(1 << 20))], ch=self.ch)
