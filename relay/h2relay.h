@@ -39,7 +39,8 @@
  *   A client that does not read (whatever window it advertises) thus holds
  *   under ~200 KiB of its connection's answers in the relay, and the backend
  *   stalls on flow control; the same holds for a backend that does not read.
- *   Not bounded yet: the number of connections (see "left for wiring").
+ *   Not bounded yet: the number of connections, and header memory beyond
+ *   H2R_MAX_STREAMS streams x their header blocks (see "left for wiring").
  *
  * Header limits (nghttp2's)
  *   A header block up to H2R_MAX_HEADER_BLOCK is relayed; but nghttp2's HPACK
@@ -67,12 +68,16 @@
  *   connection detaches from its client connection when lost and frees
  *   itself in its close callback.
  *
- * Left for wiring into crihookd: the hooks themselves (decode, Pre/Post,
+ * Left for wiring into crihookd (and known limits): the hooks themselves (decode, Pre/Post,
  *   re-encode, store), --image-backend routing by :path, metrics and the live
  *   trace, the drain on SIGTERM (GOAWAY), connection and stream limits beyond
  *   SETTINGS_MAX_CONCURRENT_STREAMS, idle and preface timeouts, and the
- *   listener hardening of proxy/ (reserve descriptor for EMFILE, caps), one
- *   loop per worker.
+ *   listener hardening of proxy/ (reserve descriptor for EMFILE, caps; an
+ *   accept that fails for memory leaves the listener stalled today), one
+ *   loop per worker; a body held for a hook is forwarded unchanged (the
+ *   seam cannot replace it or answer asynchronously yet); the connection
+ *   windows stay at HTTP/2's 64 KiB (raising them trades the bound above
+ *   for throughput; not measured); a fuzz target for the frame handling.
  */
 #pragma once
 
