@@ -77,7 +77,8 @@
  *   loop per worker; a body held for a hook is forwarded unchanged (the
  *   seam cannot replace it or answer asynchronously yet); the connection
  *   windows stay at HTTP/2's 64 KiB (raising them trades the bound above
- *   for throughput; not measured); a fuzz target for the frame handling.
+ *   for throughput; not measured); fuzzing of the backend side (tests/fuzz/
+ *   fuzz_h2relay.c covers the client side).
  */
 #pragma once
 
