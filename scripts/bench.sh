@@ -9,6 +9,8 @@
 # do, and puts in front of it, each on its own unix socket:
 #   l4relay   tests/bench/l4relay.c: a byte relay (epoll, read/write), the
 #             floor for one user-space hop
+#   h2relay   tests/bench/h2relay_main.c: relay/'s HTTP/2 stream relay core
+#             (libuv + nghttp2), the data plane issue 11 moves crihookd to
 #   nghttpx   nghttp2-proxy, h2 to h2 (tests/bench/nghttpx.conf.in)
 #   haproxy   haproxy 2.6, mode http, proto h2 on both sides
 #             (tests/bench/haproxy.cfg.in)
@@ -25,7 +27,7 @@
 # Then it measures unary calls with build/tests/bench/crihook-bench:
 #
 #   rounds x {Version, ListContainers} x {concurrency 1, 32} x
-#            {direct, l4relay, nghttpx, haproxy, nginx, crihookd}
+#            {direct, l4relay, h2relay, nghttpx, haproxy, nginx, crihookd}
 #   rounds x CreateContainer (hooked), concurrency 1, x {direct, crihookd}
 #
 # The targets run back to back inside each round (in an order that rotates
@@ -64,7 +66,7 @@
 #   BENCH_METHODS       RuntimeService methods with empty requests
 #                       (default "Version ListContainers")
 #   BENCH_TARGETS       subset/order of
-#                       "direct l4relay nghttpx haproxy nginx crihookd"
+#                       "direct l4relay h2relay nghttpx haproxy nginx crihookd"
 #   BENCH_HOOKED_CALLS  CreateContainer calls per target and round (default
 #                       20; 0 skips the hooked call)
 #   BENCH_CONTAINERS    running containers (default 50), BENCH_PODS (default 5)
@@ -91,6 +93,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build}
 HARNESS=$ROOT/tests/harness/containerd.sh
 BENCH=$BUILD/tests/bench/crihook-bench
 L4RELAY=$BUILD/tests/bench/crihook-l4relay
+H2RELAY=$BUILD/tests/bench/crihook-h2relay
 PLUGIN=$BUILD/examples/cpuset-pin/crihook-cpuset-pin
 CRIHOOKD=$BUILD/daemon/crihookd
 CTL=$BUILD/ctl/crihookctl
@@ -104,7 +107,7 @@ DURATION_MS=${BENCH_DURATION_MS:-1000}
 WARMUP=${BENCH_WARMUP:-300}
 CONCURRENCIES=${BENCH_CONCURRENCY:-"1 32"}
 METHODS=${BENCH_METHODS:-"Version ListContainers"}
-TARGETS=${BENCH_TARGETS:-"direct l4relay nghttpx haproxy nginx crihookd"}
+TARGETS=${BENCH_TARGETS:-"direct l4relay h2relay nghttpx haproxy nginx crihookd"}
 HOOKED_CALLS=${BENCH_HOOKED_CALLS:-20}
 CONTAINERS=${BENCH_CONTAINERS:-50}
 PODS=${BENCH_PODS:-5}
@@ -129,7 +132,7 @@ done
 read -r -a target_list <<<"$TARGETS"
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 for t in "${target_list[@]}"; do
-	case $t in direct | l4relay | nghttpx | haproxy | nginx | crihookd) ;;
+	case $t in direct | l4relay | h2relay | nghttpx | haproxy | nginx | crihookd) ;;
 	*) die "unknown target '$t' in BENCH_TARGETS" ;;
 	esac
 done
@@ -219,7 +222,7 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
 	note "building ($BUILD)"
 	ninja -C "$BUILD" >/dev/null || die "build failed (ninja -C $BUILD)"
 fi
-for bin in "$CRIHOOKD" "$CTL" "$BENCH" "$L4RELAY" "$PLUGIN"; do
+for bin in "$CRIHOOKD" "$CTL" "$BENCH" "$L4RELAY" "$H2RELAY" "$PLUGIN"; do
 	[ -x "$bin" ] || die "$bin missing"
 done
 
@@ -349,6 +352,12 @@ launch() { # TARGET STOPSIGNAL LOG COMMAND...: start a proxy on ${SOCK[TARGET]}
 start_l4relay() {
 	SOCK[l4relay]=$W/l4relay.sock
 	launch l4relay TERM "$W/l4relay.log" "$L4RELAY" "${SOCK[l4relay]}" "$CTD_SOCK"
+}
+
+start_h2relay() {
+	SOCK[h2relay]=$W/h2relay.sock
+	launch h2relay TERM "$W/h2relay.log" "$H2RELAY" --listen "unix:${SOCK[h2relay]}" \
+		--backend "unix:$CTD_SOCK"
 }
 
 start_nghttpx() {
@@ -624,7 +633,7 @@ set +e
 RESULTS=$RESULTS RSS_IDLE=${RSS_IDLE:-} RSS_AFTER=${RSS_AFTER:-} python3 - <<'PY'
 import os, statistics, sys
 
-PROXIES = ("l4relay", "nghttpx", "haproxy", "nginx", "crihookd")
+PROXIES = ("l4relay", "h2relay", "nghttpx", "haproxy", "nginx", "crihookd")
 OTHERS = ("nghttpx", "haproxy", "nginx")
 
 rows = []

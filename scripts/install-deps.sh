@@ -26,6 +26,8 @@ PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libuv1-dev libcmocka-dev uthash-dev
+	# relay/ (HTTP/2 relay core)
+	libnghttp2-dev
 	# fuzzing (tests/fuzz): clang with libFuzzer and its sanitizers, and
 	# llvm-symbolizer for readable reports
 	clang libclang-rt-14-dev llvm

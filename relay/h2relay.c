@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h2relay.c: the relay's listener, client connections, backend connections
+ * and socket I/O on libuv (streams and nghttp2 callbacks: h2relay_stream.c).
+ * Frames leave a session only while its socket's write queue is below
+ * H2R_WRITE_HIGH, which is what bounds the relay's memory (h2relay.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "h2relay_int.h"
+
+typedef struct wreq {
+  uv_write_t req;
+  h2r_conn *c;    /* client side write, or */
+  h2r_backend *b; /* backend side write */
+  size_t len, cap;
+  uint8_t data[];
+} wreq;
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)h;
+  (void)hint;
+  static char slab[64 * 1024]; /* one loop thread; consumed before the next read */
+  *buf = uv_buf_init(slab, sizeof slab);
+}
+
+/* ---- writing ---- */
+
+static void write_cb(uv_write_t *req, int status);
+
+static int send_batch(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backend *b) {
+  wreq *w = NULL;
+  for (;;) {
+    const uint8_t *d;
+    ssize_t n = nghttp2_session_mem_send(s, &d);
+    if (n < 0) {
+      free(w);
+      return -1;
+    }
+    if (n == 0) break;
+    size_t need = (w ? w->len : 0) + (size_t)n;
+    if (!w || need > w->cap) {
+      size_t cap = need < 16384 ? 16384 : need * 2;
+      wreq *nw = realloc(w, sizeof *nw + cap);
+      if (!nw) {
+        free(w);
+        return -1;
+      }
+      if (!w) nw->len = 0;
+      w = nw;
+      w->cap = cap;
+    }
+    memcpy(w->data + w->len, d, (size_t)n);
+    w->len += (size_t)n;
+    if (w->len >= H2R_WRITE_HIGH) break;
+  }
+  if (!w) return 0;
+  w->c = c;
+  w->b = b;
+  uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
+  int rc = uv_write(&w->req, h, &buf, 1, write_cb);
+  if (rc < 0) {
+    free(w);
+    return -1;
+  }
+  return 1;
+}
+
+/* Produces frames while the socket's queue has room; -1 on a fatal error. */
+static int flush_one(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backend *b, int *sent) {
+  while (h->write_queue_size < H2R_WRITE_HIGH) {
+    int rc = send_batch(h, s, c, b);
+    if (rc < 0) return -1;
+    if (rc == 0) break;
+    (*sent)++;
+  }
+  return 0;
+}
+
+static void conn_maybe_done(h2r_conn *c) {
+  if (!c->closing && !nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s) &&
+      c->pipe.write_queue_size == 0)
+    h2r_conn_close(c);
+}
+
+/* Sending on one session can queue frames on the other (a consume queues a
+ * WINDOW_UPDATE, a close an RST_STREAM): loop until both are quiet. */
+void h2r_flush(h2r_conn *c) {
+  int sent;
+  do {
+    sent = 0;
+    if (c->closing) return;
+    h2r_backend *b = c->b;
+    if (b && b->up && flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, &sent) < 0) {
+      h2r_backend_lost(b);
+      sent = 1;
+      continue;
+    }
+    if (flush_one((uv_stream_t *)&c->pipe, c->s, c, NULL, &sent) < 0) {
+      h2r_conn_close(c);
+      return;
+    }
+  } while (sent);
+  conn_maybe_done(c);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  h2r_conn *c = w->c;
+  h2r_backend *b = w->b;
+  free(w);
+  if (b) {
+    if (!b->c) return;
+    c = b->c;
+    if (status < 0) h2r_backend_lost(b);
+  } else if (c->closing) {
+    return;
+  } else if (status < 0) {
+    h2r_conn_close(c);
+    return;
+  }
+  h2r_flush(c);
+}
+
+/* ---- backend connections ---- */
+
+static void backend_free_cb(uv_handle_t *h) { free(h->data); }
+
+static void backend_detach(h2r_backend *b) {
+  if (b->c) b->c->b = NULL;
+  b->c = NULL;
+  nghttp2_session_del(b->s);
+  b->s = NULL;
+  uv_close((uv_handle_t *)&b->pipe, backend_free_cb);
+}
+
+/* The backend connection failed: every stream bound to it, or waiting for
+ * it, gets UNAVAILABLE; the next stream connects anew. */
+void h2r_backend_lost(h2r_backend *b) {
+  h2r_conn *c = b->c;
+  if (!c) return;
+  for (h2r_stream *s = c->streams, *n; s; s = n) {
+    n = s->next;
+    if (s->b != b && !(s->ready && !s->bsid)) continue;
+    s->bopen = false;
+    s->b = NULL; /* its session goes away: no credit owed there */
+    h2r_stream_answer(s, 14, "backend connection lost");
+    h2r_stream_maybe_free(s);
+  }
+  backend_detach(b);
+  h2r_flush(c);
+}
+
+static void backend_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  h2r_backend *b = h->data;
+  if (!b->c || nread == 0) return;
+  h2r_conn *c = b->c;
+  if (nread < 0 || nghttp2_session_mem_recv(b->s, (uint8_t *)buf->base, (size_t)nread) < 0) {
+    h2r_backend_lost(b);
+    return;
+  }
+  h2r_flush(c);
+}
+
+static void backend_connect_cb(uv_connect_t *req, int status) {
+  h2r_backend *b = req->data;
+  if (!b->c) return;
+  h2r_conn *c = b->c;
+  if (status < 0) {
+    h2r_backend_lost(b);
+    return;
+  }
+  nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW}};
+  if (nghttp2_session_client_new2(&b->s, c->r->client_cbs, b, c->r->opt) != 0 ||
+      nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, set, 2) != 0 ||
+      uv_read_start((uv_stream_t *)&b->pipe, alloc_cb, backend_read_cb) < 0) {
+    h2r_backend_lost(b);
+    return;
+  }
+  b->up = true;
+  for (h2r_stream *s = c->streams, *n; s; s = n) {
+    n = s->next;
+    h2r_stream_open_backend(s);
+  }
+  h2r_flush(c);
+}
+
+h2r_backend *h2r_backend_get(h2r_conn *c) {
+  if (c->b) return c->b;
+  h2r_backend *b = calloc(1, sizeof *b);
+  if (!b) return NULL;
+  if (uv_pipe_init(c->r->loop, &b->pipe, 0) < 0) {
+    free(b);
+    return NULL;
+  }
+  b->pipe.data = b;
+  b->creq.data = b;
+  b->c = c;
+  c->b = b;
+  uv_pipe_connect(&b->creq, &b->pipe, c->r->backend_path, backend_connect_cb);
+  return b;
+}
+
+/* ---- client connections ---- */
+
+static void conn_free_cb(uv_handle_t *h) { free(h->data); }
+
+void h2r_conn_close(h2r_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  if (c->b) backend_detach(c->b);
+  nghttp2_session_del(c->s);
+  c->s = NULL;
+  while (c->streams) h2r_stream_free(c->streams);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    c->r->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  uv_close((uv_handle_t *)&c->pipe, conn_free_cb);
+}
+
+static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  h2r_conn *c = h->data;
+  if (c->closing || nread == 0) return;
+  if (nread < 0 || nghttp2_session_mem_recv(c->s, (uint8_t *)buf->base, (size_t)nread) < 0) {
+    h2r_conn_close(c);
+    return;
+  }
+  h2r_flush(c);
+}
+
+static int conn_start(h2r *r, h2r_conn *c) {
+  nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2R_MAX_STREAMS},
+                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW}};
+  if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->opt) != 0) return -1;
+  if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 2) != 0) return -1;
+  if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
+  return uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, conn_read_cb) < 0 ? -1 : 0;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  h2r *r = server->data;
+  if (status < 0 || r->closing) return;
+  h2r_conn *c = calloc(1, sizeof *c);
+  if (!c) return; /* the pending connection waits for the next callback */
+  c->r = r;
+  uv_pipe_init(r->loop, &c->pipe, 0);
+  c->pipe.data = c;
+  c->next = r->conns;
+  if (r->conns) r->conns->prev = c;
+  r->conns = c;
+  if (conn_start(r, c) != 0) {
+    h2r_conn_close(c);
+    return;
+  }
+  h2r_flush(c);
+}
+
+/* ---- the relay ---- */
+
+static void relay_free_cb(uv_handle_t *h) {
+  h2r *r = h->data;
+  nghttp2_session_callbacks_del(r->server_cbs);
+  nghttp2_session_callbacks_del(r->client_cbs);
+  nghttp2_option_del(r->opt);
+  free(r->listen_path);
+  free(r->backend_path);
+  free(r);
+}
+
+static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *err) {
+  r->loop = loop;
+  r->cfg = *cfg;
+  if (!r->cfg.max_held_bytes) r->cfg.max_held_bytes = 16u << 20;
+  r->listen_path = strdup(cfg->listen_path);
+  r->backend_path = strdup(cfg->backend_path);
+  if (!r->listen_path || !r->backend_path) return ch_fail(err, "out of memory");
+  r->cfg.listen_path = r->listen_path;
+  r->cfg.backend_path = r->backend_path;
+  if (nghttp2_option_new(&r->opt) != 0) return ch_fail(err, "nghttp2 options: out of memory");
+  nghttp2_option_set_no_auto_window_update(r->opt, 1);
+  nghttp2_option_set_max_send_header_block_length(r->opt, H2R_MAX_HEADER_BLOCK);
+  if (h2r_callbacks_new(r) != 0) return ch_fail(err, "nghttp2 callbacks: out of memory");
+  return 0;
+}
+
+int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err) {
+  h2r *r = calloc(1, sizeof *r);
+  if (!r) return ch_fail(err, "relay: out of memory");
+  uv_pipe_init(loop, &r->listener, 0);
+  r->listener.data = r;
+  int rc;
+  if (relay_init(r, loop, cfg, err) != 0) {
+    uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+    return -1;
+  }
+  if (unlink(r->listen_path) != 0 && errno != ENOENT) {
+    ch_fail_errno(err, errno, "relay: remove stale %s", r->listen_path);
+    uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+    return -1;
+  }
+  if ((rc = uv_pipe_bind(&r->listener, r->listen_path)) < 0 ||
+      (rc = uv_listen((uv_stream_t *)&r->listener, 512, on_connection)) < 0) {
+    ch_fail(err, "relay: listen on unix:%s: %s", r->listen_path, uv_strerror(rc));
+    uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
+void h2r_close(h2r *r) {
+  r->closing = true;
+  while (r->conns) h2r_conn_close(r->conns);
+  uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+}

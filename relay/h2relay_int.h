@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h2relay_int.h: the relay's internal types, shared by h2relay.c (listener,
+ * connections, socket I/O) and h2relay_stream.c (nghttp2 callbacks, streams,
+ * flow control). Not a public API: see h2relay.h for the rules. */
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "h2relay.h"
+
+typedef struct h2r_conn h2r_conn;
+typedef struct h2r_backend h2r_backend;
+typedef struct h2r_stream h2r_stream;
+
+/* A received DATA chunk waiting for the other side's session. */
+typedef struct h2r_chunk {
+  struct h2r_chunk *next;
+  size_t len, off;
+  uint8_t data[];
+} h2r_chunk;
+
+/* A header list copied from the wire: names and values live NUL-terminated
+ * in one buffer (off[i]: where header i's name starts; its value follows
+ * the name's NUL), so a list costs three allocations whatever its length.
+ * nv[i] holds lengths and flags; hdrs_nv() points it into buf. */
+typedef struct h2r_hdrs {
+  nghttp2_nv *nv;
+  size_t *off;
+  size_t n, cap;
+  uint8_t *buf;
+  size_t blen, bcap;
+} h2r_hdrs;
+
+/* One direction of a stream: what the source side received, queued for
+ * the sink side's data provider. */
+typedef struct h2r_half {
+  h2r_chunk *head, *tail;
+  size_t queued;     /* bytes in the queue, not yet consumed at the source */
+  bool end;          /* the source ended this direction */
+  bool deferred;     /* the sink's data provider returned DEFERRED */
+  bool credited;     /* queued bytes were consumed at arrival (held body) */
+  h2r_hdrs trailers; /* sent after the DATA, if any */
+} h2r_half;
+
+struct h2r_stream {
+  h2r_conn *c;
+  h2r_stream *prev, *next;
+  int32_t csid, bsid; /* client and backend stream ids (bsid 0: not opened) */
+  h2r_backend *b;     /* the backend the stream was opened on */
+  char *path;
+  h2r_hdrs req, resp;
+  h2r_half up, down; /* client -> backend, backend -> client */
+  bool ready;        /* request headers complete: waiting for a backend */
+  bool bopen;        /* the backend stream is open */
+  bool client_closed;
+  bool answered;  /* the response to the client has ended or is ending */
+  bool resp_sent; /* response HEADERS submitted to the client */
+  bool held, held_failed;
+  uint8_t *hbuf;
+  size_t hlen, hcap;
+};
+
+struct h2r_backend {
+  uv_pipe_t pipe;
+  uv_connect_t creq;
+  nghttp2_session *s;
+  h2r_conn *c; /* NULL once detached (lost or its connection closed) */
+  bool up;
+};
+
+struct h2r_conn {
+  h2r *r;
+  h2r_conn *prev, *next;
+  uv_pipe_t pipe;
+  nghttp2_session *s;
+  h2r_backend *b;
+  h2r_stream *streams;
+  bool closing;
+};
+
+struct h2r {
+  uv_loop_t *loop;
+  uv_pipe_t listener;
+  h2r_config cfg; /* paths below are owned copies */
+  char *listen_path, *backend_path;
+  h2r_conn *conns;
+  nghttp2_session_callbacks *server_cbs, *client_cbs;
+  nghttp2_option *opt;
+  bool closing;
+};
+
+/* h2relay.c */
+void h2r_flush(h2r_conn *c);
+void h2r_conn_close(h2r_conn *c);
+h2r_backend *h2r_backend_get(h2r_conn *c); /* connects if needed */
+void h2r_backend_lost(h2r_backend *b);
+
+/* h2relay_stream.c */
+int h2r_callbacks_new(h2r *r);
+void h2r_stream_open_backend(h2r_stream *s);
+void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg);
+void h2r_stream_free(h2r_stream *s);       /* unconditionally, no credit returned */
+void h2r_stream_maybe_free(h2r_stream *s); /* once both halves are closed */

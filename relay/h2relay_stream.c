@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h2relay_stream.c: the relay's streams: the nghttp2 callbacks of both
+ * sessions (server session facing the client, client session facing the
+ * backend), header copies, the two DATA queues and the flow-control rule of
+ * h2relay.h (consume at the source only when the sink's session took the
+ * bytes). Everything runs on the relay's loop thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2relay_int.h"
+
+/* ---- header lists ---- */
+
+static bool hdr_is_connection_specific(const uint8_t *name, size_t len) {
+  static const char *const drop[] = {"connection", "keep-alive", "proxy-connection",
+                                     "transfer-encoding", "upgrade"};
+  for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+    if (strlen(drop[i]) == len && memcmp(drop[i], name, len) == 0) return true;
+  return false;
+}
+
+static int hdrs_reserve(h2r_hdrs *h, size_t bytes) {
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 16;
+    nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
+    if (nv) h->nv = nv;
+    size_t *off = nv ? realloc(h->off, cap * sizeof *off) : NULL;
+    if (!off) return -1;
+    h->off = off;
+    h->cap = cap;
+  }
+  if (h->blen + bytes > h->bcap) {
+    size_t cap = h->bcap ? h->bcap * 2 : 1024;
+    while (cap < h->blen + bytes) cap *= 2;
+    uint8_t *buf = realloc(h->buf, cap);
+    if (!buf) return -1;
+    h->buf = buf;
+    h->bcap = cap;
+  }
+  return 0;
+}
+
+static int hdrs_add(h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value,
+                    size_t vlen, uint8_t flags) {
+  if (hdrs_reserve(h, nlen + vlen + 2) != 0) return -1;
+  uint8_t *p = h->buf + h->blen;
+  memcpy(p, name, nlen);
+  p[nlen] = 0;
+  memcpy(p + nlen + 1, value, vlen);
+  p[nlen + 1 + vlen] = 0;
+  h->off[h->n] = h->blen;
+  h->nv[h->n++] = (nghttp2_nv){NULL, NULL, nlen, vlen, flags & NGHTTP2_NV_FLAG_NO_INDEX};
+  h->blen += nlen + vlen + 2;
+  return 0;
+}
+
+/* The list as nghttp2 takes it (valid until the next hdrs_add). */
+static nghttp2_nv *hdrs_nv(h2r_hdrs *h) {
+  for (size_t i = 0; i < h->n; i++) {
+    h->nv[i].name = h->buf + h->off[i];
+    h->nv[i].value = h->nv[i].name + h->nv[i].namelen + 1;
+  }
+  return h->nv;
+}
+
+static int hdrs_add_str(h2r_hdrs *h, const char *name, const char *value) {
+  return hdrs_add(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value),
+                  NGHTTP2_NV_FLAG_NONE);
+}
+
+static void hdrs_clear(h2r_hdrs *h) {
+  free(h->nv);
+  free(h->off);
+  free(h->buf);
+  *h = (h2r_hdrs){0};
+}
+
+/* ---- DATA queues ---- */
+
+static int half_push(h2r_half *h, const uint8_t *data, size_t len) {
+  h2r_chunk *k = malloc(sizeof *k + len);
+  if (!k) return -1;
+  k->next = NULL;
+  k->len = len;
+  k->off = 0;
+  memcpy(k->data, data, len);
+  if (h->tail)
+    h->tail->next = k;
+  else
+    h->head = k;
+  h->tail = k;
+  h->queued += len;
+  return 0;
+}
+
+/* Frees the queue; returns how many bytes it held that the source still
+ * has to consume. */
+static size_t half_clear(h2r_half *h) {
+  size_t owed = h->credited ? 0 : h->queued;
+  for (h2r_chunk *k = h->head, *n; k; k = n) {
+    n = k->next;
+    free(k);
+  }
+  h->head = h->tail = NULL;
+  h->queued = 0;
+  hdrs_clear(&h->trailers);
+  return owed;
+}
+
+static size_t half_take(h2r_half *h, uint8_t *buf, size_t length) {
+  size_t n = 0;
+  while (h->head && n < length) {
+    h2r_chunk *k = h->head;
+    size_t m = k->len - k->off;
+    if (m > length - n) m = length - n;
+    memcpy(buf + n, k->data + k->off, m);
+    k->off += m;
+    n += m;
+    if (k->off == k->len) {
+      h->head = k->next;
+      if (!h->head) h->tail = NULL;
+      free(k);
+    }
+  }
+  h->queued -= n;
+  return n;
+}
+
+/* The data provider body for either direction: copies what is queued, gives
+ * the source its credit back, and ends with the trailers (if any). */
+static ssize_t half_read(h2r_half *h, nghttp2_session *sink, int32_t sink_sid, nghttp2_session *src,
+                         int32_t src_sid, uint8_t *buf, size_t length, uint32_t *flags) {
+  size_t n = half_take(h, buf, length);
+  if (n && src && !h->credited) nghttp2_session_consume(src, src_sid, n);
+  if (h->queued == 0 && h->end) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (h->trailers.n) {
+      if (nghttp2_submit_trailer(sink, sink_sid, hdrs_nv(&h->trailers), h->trailers.n) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+    return (ssize_t)n;
+  }
+  if (n == 0) {
+    h->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return (ssize_t)n;
+}
+
+static void half_kick(h2r_half *h, nghttp2_session *sink, int32_t sink_sid) {
+  if (!h->deferred || !sink || !sink_sid) return;
+  h->deferred = false;
+  nghttp2_session_resume_data(sink, sink_sid);
+}
+
+static nghttp2_session *backend_session(h2r_stream *s) { return s->b && s->b->c ? s->b->s : NULL; }
+
+static ssize_t up_read(nghttp2_session *session, int32_t sid, uint8_t *buf, size_t length,
+                       uint32_t *flags, nghttp2_data_source *source, void *ud) {
+  (void)ud;
+  h2r_stream *s = source->ptr;
+  return half_read(&s->up, session, sid, s->client_closed ? NULL : s->c->s, s->csid, buf, length,
+                   flags);
+}
+
+static ssize_t down_read(nghttp2_session *session, int32_t sid, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *source, void *ud) {
+  (void)ud;
+  h2r_stream *s = source->ptr;
+  return half_read(&s->down, session, sid, backend_session(s), s->bsid, buf, length, flags);
+}
+
+/* ---- stream life ---- */
+
+static h2r_stream *stream_new(h2r_conn *c, int32_t csid) {
+  h2r_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->c = c;
+  s->csid = csid;
+  s->next = c->streams;
+  if (c->streams) c->streams->prev = s;
+  c->streams = s;
+  return s;
+}
+
+void h2r_stream_free(h2r_stream *s) {
+  h2r_conn *c = s->c;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    c->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  hdrs_clear(&s->req);
+  hdrs_clear(&s->resp);
+  half_clear(&s->up);
+  half_clear(&s->down);
+  free(s->hbuf);
+  free(s->path);
+  free(s);
+}
+
+/* Frees the stream once neither session refers to it; the credit still
+ * owed for bytes that were never forwarded goes back to each source. */
+void h2r_stream_maybe_free(h2r_stream *s) {
+  if (!s->client_closed || s->bopen) return;
+  size_t up = half_clear(&s->up);
+  if (up && !s->c->closing) nghttp2_session_consume(s->c->s, s->csid, up);
+  size_t down = half_clear(&s->down);
+  if (down && backend_session(s)) nghttp2_session_consume(s->b->s, s->bsid, down);
+  h2r_stream_free(s);
+}
+
+/* Ends the client's stream with a gRPC status of our own: trailers-only if
+ * no response headers went out yet, else as trailers after queued DATA. */
+void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
+  if (s->client_closed || s->answered) return;
+  s->answered = true;
+  char code[16];
+  snprintf(code, sizeof code, "%d", grpc_code);
+  h2r_hdrs *h = s->resp_sent ? &s->down.trailers : &s->resp;
+  hdrs_clear(h);
+  if (!s->resp_sent) {
+    hdrs_add_str(h, ":status", "200");
+    hdrs_add_str(h, "content-type", "application/grpc");
+  }
+  hdrs_add_str(h, "grpc-status", code);
+  hdrs_add_str(h, "grpc-message", msg);
+  if (!s->resp_sent) {
+    s->resp_sent = true;
+    nghttp2_submit_response(s->c->s, s->csid, hdrs_nv(h), h->n, NULL);
+    return;
+  }
+  s->down.end = true;
+  half_kick(&s->down, s->c->s, s->csid);
+}
+
+/* Submits the request on the backend once its headers are complete (and,
+ * for a held body, once the body is whole). */
+void h2r_stream_open_backend(h2r_stream *s) {
+  if (!s->ready || s->bsid || s->answered || s->client_closed) return;
+  if (s->held && !s->up.end) return;
+  h2r_backend *b = h2r_backend_get(s->c);
+  if (!b) {
+    h2r_stream_answer(s, 14, "backend unavailable");
+    return;
+  }
+  if (!b->up) return; /* opened when the connection is up */
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = up_read};
+  bool bodyless = s->up.end && !s->up.queued && !s->up.trailers.n;
+  int32_t id =
+      nghttp2_submit_request(b->s, NULL, hdrs_nv(&s->req), s->req.n, bodyless ? NULL : &prd, s);
+  if (id < 0) {
+    h2r_stream_answer(s, 14, "backend refused the stream");
+    return;
+  }
+  s->b = b;
+  s->bsid = id;
+  s->bopen = true;
+}
+
+static void held_append(h2r_stream *s, const uint8_t *data, size_t len) {
+  size_t max = s->c->r->cfg.max_held_bytes;
+  nghttp2_session_consume(s->c->s, s->csid, len);
+  if (s->held_failed) return;
+  if (s->hlen + len > max) {
+    s->held_failed = true;
+    h2r_stream_answer(s, 8, "request larger than the relay holds");
+    return;
+  }
+  if (s->hlen + len > s->hcap) {
+    size_t cap = s->hcap ? s->hcap : 4096;
+    while (cap < s->hlen + len) cap *= 2;
+    uint8_t *p = realloc(s->hbuf, cap);
+    if (!p) {
+      s->held_failed = true;
+      h2r_stream_answer(s, 8, "out of memory holding the request");
+      return;
+    }
+    s->hbuf = p;
+    s->hcap = cap;
+  }
+  memcpy(s->hbuf + s->hlen, data, len);
+  s->hlen += len;
+}
+
+/* The held body is whole: show it to the seam, then forward it as is. */
+static void held_complete(h2r_stream *s) {
+  h2r_config *cfg = &s->c->r->cfg;
+  if (s->held_failed) return;
+  if (cfg->on_held_body) cfg->on_held_body(cfg->ud, s->path, s->hbuf, s->hlen);
+  s->up.credited = true;
+  if (s->hlen && half_push(&s->up, s->hbuf, s->hlen) != 0) {
+    h2r_stream_answer(s, 8, "out of memory holding the request");
+    return;
+  }
+  free(s->hbuf);
+  s->hbuf = NULL;
+  s->hlen = s->hcap = 0;
+  h2r_stream_open_backend(s);
+}
+
+/* ---- server session (client side) callbacks ---- */
+
+static int c_begin_headers(nghttp2_session *session, const nghttp2_frame *f, void *ud) {
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  h2r_stream *s = stream_new(ud, f->hd.stream_id);
+  if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  nghttp2_session_set_stream_user_data(session, f->hd.stream_id, s);
+  return 0;
+}
+
+static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
+                    size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+  if (!s || f->hd.type != NGHTTP2_HEADERS || hdr_is_connection_specific(name, nlen)) return 0;
+  h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_REQUEST ? &s->req : &s->up.trailers;
+  if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path)
+    s->path = strndup((char *)value, vlen);
+  if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+static void c_request_end(h2r_stream *s) {
+  s->up.end = true;
+  if (s->held) {
+    held_complete(s);
+    return;
+  }
+  half_kick(&s->up, backend_session(s), s->bsid);
+  h2r_stream_open_backend(s);
+}
+
+static int c_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+  if (!s) return 0;
+  bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    h2r_config *cfg = &s->c->r->cfg;
+    s->held = cfg->on_request_headers && cfg->on_request_headers(cfg->ud, s->path ? s->path : "");
+    s->ready = true;
+    if (!end) h2r_stream_open_backend(s);
+  }
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end) c_request_end(s);
+  return 0;
+}
+
+static int c_data(nghttp2_session *session, uint8_t flags, int32_t sid, const uint8_t *data,
+                  size_t len, void *ud) {
+  (void)flags;
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
+  if (s && s->held) {
+    held_append(s, data, len);
+    return 0;
+  }
+  if (!s || s->answered) { /* nowhere to go: drop, give the credit back */
+    nghttp2_session_consume(session, sid, len);
+    return 0;
+  }
+  if (half_push(&s->up, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  half_kick(&s->up, backend_session(s), s->bsid);
+  return 0;
+}
+
+static int c_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
+  if (!s) return 0;
+  s->client_closed = true;
+  if (s->bopen && backend_session(s))
+    nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, code);
+  h2r_stream_maybe_free(s);
+  return 0;
+}
+
+/* ---- client session (backend side) callbacks ---- */
+
+static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
+                    size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+  if (!s || f->hd.type != NGHTTP2_HEADERS || s->answered || hdr_is_connection_specific(name, nlen))
+    return 0;
+  h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_RESPONSE ? &s->resp : &s->down.trailers;
+  if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+/* Relays the backend's response HEADERS: with END_STREAM they stay a
+ * trailers-only answer, else the DATA provider follows. */
+static void b_response(h2r_stream *s, bool end) {
+  if (s->client_closed || s->answered || s->resp_sent) return;
+  s->resp_sent = true;
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = down_read};
+  if (end) s->answered = true;
+  nghttp2_submit_response(s->c->s, s->csid, hdrs_nv(&s->resp), s->resp.n, end ? NULL : &prd);
+}
+
+static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+  if (!s) return 0;
+  bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+    b_response(s, end);
+    return 0;
+  }
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end && !s->answered) {
+    s->down.end = true;
+    s->answered = true;
+    half_kick(&s->down, s->c->s, s->csid);
+  }
+  return 0;
+}
+
+static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const uint8_t *data,
+                  size_t len, void *ud) {
+  (void)flags;
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
+  if (!s || s->client_closed || s->answered) {
+    nghttp2_session_consume(session, sid, len);
+    return 0;
+  }
+  if (half_push(&s->down, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  half_kick(&s->down, s->c->s, s->csid);
+  return 0;
+}
+
+static int b_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
+  if (!s) return 0;
+  s->bopen = false;
+  if (code != NGHTTP2_NO_ERROR && !s->client_closed)
+    nghttp2_submit_rst_stream(s->c->s, NGHTTP2_FLAG_NONE, s->csid, code);
+  else if (!s->client_closed && !s->answered) /* closed without an answer */
+    h2r_stream_answer(s, 14, "backend closed the stream");
+  h2r_stream_maybe_free(s);
+  return 0;
+}
+
+int h2r_callbacks_new(h2r *r) {
+  nghttp2_session_callbacks *cs, *bs;
+  if (nghttp2_session_callbacks_new(&cs) != 0) return -1;
+  if (nghttp2_session_callbacks_new(&bs) != 0) {
+    nghttp2_session_callbacks_del(cs);
+    return -1;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cs, c_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cs, c_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cs, c_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cs, c_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cs, c_stream_close);
+  nghttp2_session_callbacks_set_on_header_callback(bs, b_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(bs, b_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(bs, b_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(bs, b_stream_close);
+  r->server_cbs = cs;
+  r->client_cbs = bs;
+  return 0;
+}
