@@ -238,7 +238,10 @@ def http_get(path, unix=None, tcp=None):
 
 
 def ctl(endpoint, *args, timeout=60, check=True):
-    cmd = [CRIHOOKCTL, "--endpoint", "unix://" + endpoint]
+    # The call deadline stays under the process timeout but well above
+    # crihookctl's 10 s default: on a loaded 2-core CI machine a
+    # RunPodSandbox has been seen to take longer than 10 s.
+    cmd = [CRIHOOKCTL, "--endpoint", "unix://" + endpoint, "--timeout", str(max(1, timeout - 10))]
     if args and args[0] == "--admin":
         cmd += list(args[:2])
         args = args[2:]

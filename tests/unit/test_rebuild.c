@@ -828,7 +828,9 @@ static int run(const char *cmd, char *out, size_t out_len, bool last) {
 
 static int ctl(const char *args, char *out, size_t out_len) {
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s/ctl/crihookctl --endpoint unix://%s %s",
+  /* 60 s, not crihookctl's 10 s default: on a loaded 2-core CI machine a
+   * RunPodSandbox has taken longer than 10 s. */
+  snprintf(cmd, sizeof cmd, "%s/ctl/crihookctl --timeout 60 --endpoint unix://%s %s",
            env_or_fail("CRIHOOK_BUILD_DIR"), ctd.socket, args);
   return run(cmd, out, out_len, false);
 }
