@@ -50,7 +50,7 @@ struct ch_admin {
   admin_listener *tcp_listener; /* NULL unless --metrics-address */
   ch_endpoint endpoint;
   ch_admin_config config;
-  ch_proxy *proxy;         /* NULL until attached */
+  ch_dataplane *proxy;     /* NULL until attached */
   int refs;                /* open listeners and connections; freed at zero */
   int conns;               /* connections open now (at most MAX_CONNS) */
   struct admin_conn *open; /* those connections, closed by ch_admin_stop */
@@ -177,7 +177,7 @@ static ch_admin_view view_of(ch_admin *a) {
                          .store = a->config.store,
                          .backend = ch_health_backend(a->config.health),
                          .listen = a->config.listen,
-                         .in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : -1};
+                         .in_flight = a->proxy ? ch_dataplane_in_flight(a->proxy) : -1};
 }
 
 /* The gauges of /metrics, gathered here and passed in (observe/ reads
@@ -191,7 +191,7 @@ static void gather_gauges(ch_admin *a, const ch_registry *r, const char **names,
                            .registry_generation = r->generation,
                            .store_pods = ch_store_pod_count(a->config.store),
                            .store_containers = ch_store_container_count(a->config.store),
-                           .in_flight = a->proxy ? ch_proxy_in_flight(a->proxy) : 0,
+                           .in_flight = a->proxy ? ch_dataplane_in_flight(a->proxy) : 0,
                            .backend_connected = ch_health_connected(a->config.health),
                            .backend_connects = ch_health_connects(a->config.health),
                            .log_dropped = ch_log_dropped(),
@@ -359,7 +359,7 @@ static void on_listener_closed(uv_handle_t *h) {
   admin_unref(a);
 }
 
-void ch_admin_attach_proxy(ch_admin *a, ch_proxy *proxy) { a->proxy = proxy; }
+void ch_admin_attach_proxy(ch_admin *a, ch_dataplane *proxy) { a->proxy = proxy; }
 
 int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, const ch_admin_config *config,
                    ch_admin **out, ch_error *err) {

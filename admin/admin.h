@@ -27,11 +27,11 @@
 
 #include <uv.h>
 
+#include "dataplane.h"
 #include "endpoint.h"
 #include "error.h"
 #include "health.h"
 #include "registry.h"
-#include "server.h"
 #include "store.h"
 
 typedef struct ch_admin ch_admin;
@@ -50,7 +50,7 @@ int ch_admin_start(uv_loop_t *loop, const ch_endpoint *endpoint, const ch_admin_
 int ch_admin_listen_tcp(ch_admin *admin, const char *host, int port, ch_error *err);
 
 /* Lets /metrics and /status report the data plane's calls in flight. */
-void ch_admin_attach_proxy(ch_admin *admin, ch_proxy *proxy);
+void ch_admin_attach_proxy(ch_admin *admin, ch_dataplane *proxy);
 
 /* Closes the listeners and every open connection (a /trace stream is
  * ended by ch_trace_shutdown) and removes the socket file; freed once the loop

@@ -33,6 +33,7 @@
 #include "admin.h"
 #include "admin_trace.h"
 #include "crihook-config.h"
+#include "dataplane.h"
 #include "detect.h"
 #include "endpoint.h"
 #include "fdlimit.h"
@@ -127,7 +128,8 @@ typedef struct control {
   ch_plugin_watch *watch;
   ch_admin *admin;
   ch_health *health;
-  ch_proxy *proxy;
+  ch_proxy *proxy;         /* the interception stage (server.h) */
+  ch_dataplane *dataplane; /* the listen socket's relay, in front (dataplane.h) */
   bool draining;
 } control;
 
@@ -150,7 +152,7 @@ static void notify(const char *state) {
 
 static void drain_in_pool(uv_work_t *req) {
   control *c = req->data;
-  ch_proxy_drain(c->proxy);
+  ch_dataplane_drain(c->dataplane); /* and then the interception stage */
 }
 
 static void after_drain(uv_work_t *req, int status) {
@@ -173,13 +175,13 @@ static void on_stop_signal(uv_signal_t *handle, int signum) {
   control *c = handle->data;
   if (c->draining) {
     ch_warn("main", "second signal: cancelling in-flight calls now signal=%s", strsignal(signum));
-    ch_proxy_force(c->proxy);
+    ch_dataplane_force(c->dataplane);
     uv_timer_start(&c->watchdog, on_watchdog, EXIT_WATCHDOG_MS, 0);
     return;
   }
   uv_timer_start(&c->watchdog, on_watchdog, (uint64_t)c->grace_ms + EXIT_WATCHDOG_MS, 0);
   ch_info("main", "signal received, draining signal=%s in_flight=%d", strsignal(signum),
-          ch_proxy_in_flight(c->proxy));
+          ch_dataplane_in_flight(c->dataplane));
   notify("STOPPING=1\nSTATUS=draining");
   ch_health_stop(c->health); /* its poll reads the channel the drain destroys */
   c->draining = true;
@@ -258,11 +260,30 @@ static int start_control(control *c, const crihookd_options *o, grpc_channel *ba
   return start_admin(c, o, listen, err);
 }
 
+/* The interception stage, then the relay in front of it (dataplane.h). */
+static int start_data_plane(control *c, const crihookd_options *o, ch_proxy_config *cfg,
+                            const ch_backend_info *info, const char *listen, ch_error *err) {
+  if (ch_proxy_start(cfg, &c->proxy, err) != 0) return ch_wrap(err, "start the interception stage");
+  ch_dataplane_config dcfg = {.listen_path = listen,
+                              .backend_path = info->path,
+                              .image_backend_path = info->image_path,
+                              .workers = o->workers,
+                              .max_msg_size = (size_t)o->max_msg_size,
+                              .shutdown_grace_ms = o->shutdown_grace_ms,
+                              .hooks = c->proxy};
+  if (ch_dataplane_start(&dcfg, &c->dataplane, err) == 0) return 0;
+  ch_proxy_force(c->proxy);
+  ch_proxy_drain(c->proxy);
+  ch_proxy_free(c->proxy);
+  c->proxy = NULL;
+  return ch_wrap(err, "start");
+}
+
 static int serve(const crihookd_options *o, ch_error *err) {
   ch_endpoint listen;
   if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
   if (ch_listen_check_path(listen.path, err) != 0) return ch_wrap(err, "--listen");
-  ch_proxy_config cfg = {.listen = &listen,
+  ch_proxy_config cfg = {.listen = NULL, /* the relay listens (dataplane.h) */
                          .max_msg_size = o->max_msg_size,
                          .workers = o->workers,
                          .shutdown_grace_ms = o->shutdown_grace_ms};
@@ -276,17 +297,18 @@ static int serve(const crihookd_options *o, ch_error *err) {
   cfg.store = c.store;
   int rc = start_control(&c, o, cfg.backend, &info, listen.path, err);
   if (rc == 0)
-    rc = ch_proxy_start(&cfg, &c.proxy, err) == 0 ? 0 : ch_wrap(err, "start");
+    rc = start_data_plane(&c, o, &cfg, &info, listen.path, err);
   else
     ch_proxy_config_release(&cfg);
   if (rc == 0) {
-    ch_admin_attach_proxy(c.admin, c.proxy);
+    ch_admin_attach_proxy(c.admin, c.dataplane);
     ch_health_attach(c.health, cfg.backend);
     ch_health_watch_listener(c.health, listen.path);
     ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
             o->workers, o->max_msg_size, CRIHOOK_VERSION);
     notify("READY=1\nSTATUS=serving");
     uv_run(&c.loop, UV_RUN_DEFAULT);
+    ch_dataplane_free(c.dataplane);
     ch_proxy_free(c.proxy);
   } else {
     close_control_handles(&c);

@@ -23,6 +23,7 @@
  * Nothing in 3 waits for a peer, so the exit follows the grace at once. */
 #include "server.h"
 
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@
 
 typedef struct ch_proxy_full {
   ch_proxy shared; /* first: workers see only this part */
+  bool has_listen; /* false: the interception stage, fed by ch_proxy_add_fd */
   ch_endpoint listen;
   int shutdown_grace_ms;
   pthread_mutex_t server_lock; /* guards shared.server for accepts during the drain */
@@ -118,7 +120,7 @@ static void free_unstarted(ch_proxy_full *full) {
   free(full);
 }
 
-static void start_workers(ch_proxy *p) {
+static void start_workers(ch_proxy *p, const char *prefix) {
   for (int i = 0; i < p->worker_count; i++) {
     ch_worker *w = &p->workers[i];
     for (int k = 0; k < ACCEPTS_PER_WORKER; k++) ch_relay_accept_next(w);
@@ -127,7 +129,7 @@ static void start_workers(ch_proxy *p) {
       abort(); /* a worker's queue with no thread would wedge the drain */
     }
     char name[16];
-    snprintf(name, sizeof name, "ch-worker-%d", i);
+    snprintf(name, sizeof name, "%s-%d", prefix, i);
     pthread_setname_np(w->thread, name); /* for top -H, gdb, and the stall test */
   }
 }
@@ -141,7 +143,7 @@ void ch_proxy_config_release(ch_proxy_config *config) {
 
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err) {
   ch_proxy_config channels = *config;
-  if (ch_listen_prepare(config->listen->path, err) != 0) {
+  if (config->listen && ch_listen_prepare(config->listen->path, err) != 0) {
     ch_proxy_config_release(&channels);
     return -1;
   }
@@ -152,7 +154,8 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   }
   ch_proxy *p = &full->shared;
   pthread_mutex_init(&full->server_lock, NULL);
-  full->listen = *config->listen;
+  full->has_listen = config->listen != NULL;
+  if (full->has_listen) full->listen = *config->listen;
   full->shutdown_grace_ms = config->shutdown_grace_ms;
   p->worker_count = config->workers > 0 ? config->workers : 1;
   p->workers = calloc((size_t)p->worker_count, sizeof *p->workers);
@@ -162,7 +165,7 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
     p->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(p->server, p->workers[i].cq, NULL);
   }
-  if (!p->workers || bind_listen(p->server, config->listen, err) != 0) {
+  if (!p->workers || (full->has_listen && bind_listen(p->server, config->listen, err) != 0)) {
     if (!p->workers) ch_fail(err, "out of memory");
     free_unstarted(full);
     ch_proxy_config_release(&channels);
@@ -173,8 +176,8 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   p->registry = config->registry;
   p->store = config->store;
   grpc_server_start(p->server);
-  start_workers(p);
-  if (ch_listen_finish(config->listen->path, err) != 0) {
+  start_workers(p, full->has_listen ? "ch-worker" : "ch-hooks");
+  if (full->has_listen && ch_listen_finish(config->listen->path, err) != 0) {
     ch_proxy_drain(p);
     ch_proxy_free(p);
     return -1;
@@ -184,6 +187,20 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
 }
 
 int ch_proxy_in_flight(const ch_proxy *proxy) { return atomic_load(&proxy->in_flight); }
+
+int ch_proxy_add_fd(ch_proxy *p, int fd) {
+  ch_proxy_full *full = (ch_proxy_full *)p;
+  pthread_mutex_lock(&full->server_lock);
+  bool open = p->server && !atomic_load(&p->draining) && !atomic_load(&p->shut);
+  if (open) {
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_add_channel_from_fd(p->server, fd, creds);
+    grpc_server_credentials_release(creds);
+  }
+  pthread_mutex_unlock(&full->server_lock);
+  if (!open) close(fd);
+  return open ? 0 : -1;
+}
 
 static void wait_for_relays(ch_proxy *p) {
   for (int waited_ms = 0; atomic_load(&p->live_relays) > 0; waited_ms += 10) {
@@ -229,8 +246,10 @@ static void end_server(ch_proxy_full *full) {
 static void drain_server(ch_proxy_full *full) {
   ch_proxy *p = &full->shared;
   gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
+  pthread_mutex_lock(&full->server_lock);
   atomic_store(&p->draining, true); /* workers: end streams, refuse new calls */
-  unlink(full->listen.path);        /* kubelet should see the socket gone at once */
+  pthread_mutex_unlock(&full->server_lock);
+  if (full->has_listen) unlink(full->listen.path); /* kubelet should see it gone at once */
   wait_for_calls(p, grace);
   /* Phase 2: the connections are closed next, and a client still writing
    * to one (a window update) would see "Broken pipe" before it has read its
@@ -261,7 +280,7 @@ void ch_proxy_drain(ch_proxy *p) {
     pthread_join(p->workers[i].thread, NULL);
     grpc_completion_queue_destroy(p->workers[i].cq);
   }
-  unlink(full->listen.path);
+  if (full->has_listen) unlink(full->listen.path);
 }
 
 void ch_proxy_free(ch_proxy *p) {

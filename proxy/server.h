@@ -16,7 +16,7 @@
 typedef struct ch_proxy ch_proxy;
 
 typedef struct ch_proxy_config {
-  const ch_endpoint *listen;
+  const ch_endpoint *listen;   /* NULL: no socket; connections come from ch_proxy_add_fd */
   grpc_channel *backend;       /* taken */
   grpc_channel *image_backend; /* taken; may equal backend */
   int max_msg_size;
@@ -48,3 +48,7 @@ void ch_proxy_force(ch_proxy *proxy);
 void ch_proxy_free(ch_proxy *proxy);
 
 int ch_proxy_in_flight(const ch_proxy *proxy);
+
+/* Serves one more connection on `fd` (taken; closed if the proxy drains):
+ * the relay's way into the interception stage (dataplane.h). Thread-safe. */
+int ch_proxy_add_fd(ch_proxy *proxy, int fd);

@@ -91,12 +91,14 @@ void h2r_flush(h2r_conn *c) {
   do {
     sent = 0;
     if (c->closing) return;
-    h2r_backend *b = c->b;
-    if (b && b->up && flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, &sent) < 0) {
-      h2r_backend_lost(b);
-      sent = 1;
-      continue;
+    for (int i = 0; i < H2R_ROUTES; i++) {
+      h2r_backend *b = c->b[i];
+      if (b && b->up && flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, &sent) < 0) {
+        h2r_backend_lost(b);
+        sent = 1;
+      }
     }
+    if (c->closing) return;
     if (flush_one((uv_stream_t *)&c->pipe, c->s, c, NULL, &sent) < 0) {
       h2r_conn_close(c);
       return;
@@ -125,14 +127,28 @@ static void write_cb(uv_write_t *req, int status) {
 
 /* ---- backend connections ---- */
 
-static void backend_free_cb(uv_handle_t *h) { free(h->data); }
+static void backend_free_cb(uv_handle_t *h) {
+  h2r_backend *b = h->data;
+  if (--b->handles == 0) free(b);
+}
 
 static void backend_detach(h2r_backend *b) {
-  if (b->c) b->c->b = NULL;
+  if (b->c) b->c->b[b->route] = NULL;
   b->c = NULL;
   nghttp2_session_del(b->s);
   b->s = NULL;
   uv_close((uv_handle_t *)&b->pipe, backend_free_cb);
+  uv_close((uv_handle_t *)&b->timer, backend_free_cb);
+}
+
+void h2r_backend_greeted(h2r_backend *b) {
+  b->greeted = true;
+  uv_timer_stop(&b->timer);
+}
+
+static void backend_hello_timeout(uv_timer_t *t) {
+  h2r_backend *b = t->data;
+  if (b->c) h2r_backend_lost(b);
 }
 
 /* The backend connection failed: every stream bound to it, or waiting for
@@ -142,7 +158,7 @@ void h2r_backend_lost(h2r_backend *b) {
   if (!c) return;
   for (h2r_stream *s = c->streams, *n; s; s = n) {
     n = s->next;
-    if (s->b != b && !(s->ready && !s->bsid)) continue;
+    if (s->b != b && !(s->ready && !s->bsid && s->route == b->route)) continue;
     s->bopen = false;
     s->b = NULL; /* its session goes away: no credit owed there */
     h2r_stream_answer(s, 14, "backend connection lost");
@@ -163,43 +179,72 @@ static void backend_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) 
   h2r_flush(c);
 }
 
+/* The socket is connected: the HTTP/2 session starts. */
+static int backend_up(h2r_backend *b) {
+  h2r_conn *c = b->c;
+  nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
+                                  {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
+  if (nghttp2_session_client_new2(&b->s, c->r->client_cbs, b, c->r->opt) != 0 ||
+      nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, set, 3) != 0 ||
+      uv_read_start((uv_stream_t *)&b->pipe, alloc_cb, backend_read_cb) < 0)
+    return -1;
+  b->up = true;
+  return 0;
+}
+
 static void backend_connect_cb(uv_connect_t *req, int status) {
   h2r_backend *b = req->data;
   if (!b->c) return;
   h2r_conn *c = b->c;
-  if (status < 0) {
+  if (status < 0 || backend_up(b) != 0) {
     h2r_backend_lost(b);
     return;
   }
-  nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW}};
-  if (nghttp2_session_client_new2(&b->s, c->r->client_cbs, b, c->r->opt) != 0 ||
-      nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, set, 2) != 0 ||
-      uv_read_start((uv_stream_t *)&b->pipe, alloc_cb, backend_read_cb) < 0) {
-    h2r_backend_lost(b);
-    return;
-  }
-  b->up = true;
   for (h2r_stream *s = c->streams, *n; s; s = n) {
     n = s->next;
-    h2r_stream_open_backend(s);
+    if (s->route == b->route) h2r_stream_open_backend(s);
   }
   h2r_flush(c);
 }
 
-h2r_backend *h2r_backend_get(h2r_conn *c) {
-  if (c->b) return c->b;
+/* A route the owner serves over a socket it connected itself (route_fd):
+ * up at once; the caller opens its stream next. */
+static int backend_open_fd(h2r_backend *b, int fd) {
+  if (uv_pipe_open(&b->pipe, fd) < 0) {
+    close(fd);
+    return -1;
+  }
+  return backend_up(b);
+}
+
+h2r_backend *h2r_backend_get(h2r_conn *c, int route) {
+  if (c->b[route]) return c->b[route];
   h2r_backend *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   if (uv_pipe_init(c->r->loop, &b->pipe, 0) < 0) {
     free(b);
     return NULL;
   }
+  uv_timer_init(c->r->loop, &b->timer);
+  b->handles = 2;
+  b->timer.data = b;
   b->pipe.data = b;
   b->creq.data = b;
+  uv_timer_start(&b->timer, backend_hello_timeout, H2R_BACKEND_HELLO_MS, 0);
   b->c = c;
-  c->b = b;
-  uv_pipe_connect(&b->creq, &b->pipe, c->r->backend_path, backend_connect_cb);
+  b->route = route;
+  c->b[route] = b;
+  const h2r_config *cfg = &c->r->cfg;
+  int fd = cfg->route_fd ? cfg->route_fd(cfg->ud, route) : -1;
+  if (fd >= 0) {
+    if (backend_open_fd(b, fd) != 0) {
+      backend_detach(b);
+      return NULL;
+    }
+    return b;
+  }
+  uv_pipe_connect(&b->creq, &b->pipe, c->r->route_paths[route], backend_connect_cb);
   return b;
 }
 
@@ -210,7 +255,8 @@ static void conn_free_cb(uv_handle_t *h) { free(h->data); }
 void h2r_conn_close(h2r_conn *c) {
   if (c->closing) return;
   c->closing = true;
-  if (c->b) backend_detach(c->b);
+  for (int i = 0; i < H2R_ROUTES; i++)
+    if (c->b[i]) backend_detach(c->b[i]);
   nghttp2_session_del(c->s);
   c->s = NULL;
   while (c->streams) h2r_stream_free(c->streams);
@@ -234,9 +280,10 @@ static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 
 static int conn_start(h2r *r, h2r_conn *c) {
   nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2R_MAX_STREAMS},
-                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW}};
+                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
+                                  {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
   if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->opt) != 0) return -1;
-  if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 2) != 0) return -1;
+  if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
   if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
   return uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, conn_read_cb) < 0 ? -1 : 0;
 }
@@ -267,6 +314,7 @@ static void relay_free_cb(uv_handle_t *h) {
   nghttp2_session_callbacks_del(r->client_cbs);
   nghttp2_option_del(r->opt);
   free(r->listen_path);
+  for (int i = 1; i < H2R_ROUTES; i++) free(r->route_paths[i]);
   free(r->backend_path);
   free(r);
 }
@@ -274,12 +322,18 @@ static void relay_free_cb(uv_handle_t *h) {
 static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *err) {
   r->loop = loop;
   r->cfg = *cfg;
+  r->live_streams = cfg->live_streams ? cfg->live_streams : &r->own_live;
   if (!r->cfg.max_held_bytes) r->cfg.max_held_bytes = 16u << 20;
-  r->listen_path = strdup(cfg->listen_path);
+  r->listen_path = strdup(cfg->listen_path ? cfg->listen_path : "");
   r->backend_path = strdup(cfg->backend_path);
   if (!r->listen_path || !r->backend_path) return ch_fail(err, "out of memory");
   r->cfg.listen_path = r->listen_path;
   r->cfg.backend_path = r->backend_path;
+  r->route_paths[0] = r->backend_path;
+  for (int i = 1; i < H2R_ROUTES; i++) {
+    const char *p = cfg->route_paths[i] ? cfg->route_paths[i] : cfg->backend_path;
+    if (!(r->route_paths[i] = strdup(p))) return ch_fail(err, "out of memory");
+  }
   if (nghttp2_option_new(&r->opt) != 0) return ch_fail(err, "nghttp2 options: out of memory");
   nghttp2_option_set_no_auto_window_update(r->opt, 1);
   nghttp2_option_set_max_send_header_block_length(r->opt, H2R_MAX_HEADER_BLOCK);
@@ -296,6 +350,16 @@ int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err) 
   if (relay_init(r, loop, cfg, err) != 0) {
     uv_close((uv_handle_t *)&r->listener, relay_free_cb);
     return -1;
+  }
+  if (cfg->have_listen_fd) {
+    if ((rc = uv_pipe_open(&r->listener, cfg->listen_fd)) < 0 ||
+        (rc = uv_listen((uv_stream_t *)&r->listener, 512, on_connection)) < 0) {
+      ch_fail(err, "relay: listen on fd %d: %s", cfg->listen_fd, uv_strerror(rc));
+      uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+      return -1;
+    }
+    *out = r;
+    return 0;
   }
   if (unlink(r->listen_path) != 0 && errno != ENOENT) {
     ch_fail_errno(err, errno, "relay: remove stale %s", r->listen_path);
@@ -315,5 +379,34 @@ int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err) 
 void h2r_close(h2r *r) {
   r->closing = true;
   while (r->conns) h2r_conn_close(r->conns);
-  uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+  if (!r->draining)
+    uv_close((uv_handle_t *)&r->listener, relay_free_cb);
+  else if (r->listener_gone) /* closed by h2r_drain; else its callback frees r */
+    relay_free_cb((uv_handle_t *)&r->listener);
 }
+
+static void listener_closed_cb(uv_handle_t *h) {
+  h2r *r = h->data;
+  r->listener_gone = true;
+  if (r->closing) relay_free_cb(h);
+}
+
+void h2r_drain(h2r *r, const char *msg) {
+  if (!r->draining) {
+    r->draining = true;
+    uv_close((uv_handle_t *)&r->listener, listener_closed_cb);
+    for (h2r_conn *c = r->conns; c; c = c->next)
+      nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->s),
+                            NGHTTP2_NO_ERROR, NULL, 0);
+  }
+  for (h2r_conn *c = r->conns, *n; c; c = n) {
+    n = c->next;
+    for (h2r_stream *s = c->streams, *sn; s; s = sn) {
+      sn = s->next;
+      h2r_stream_end_for_drain(s, msg);
+    }
+    h2r_flush(c);
+  }
+}
+
+int h2r_live_streams(const h2r *r) { return atomic_load(r->live_streams); }

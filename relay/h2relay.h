@@ -95,17 +95,67 @@
 #define H2R_WRITE_HIGH 65536
 /* Largest header block the relay sends (nghttp2's default is 64 KiB). */
 #define H2R_MAX_HEADER_BLOCK (1 << 20)
+/* A backend must connect and send its SETTINGS this fast, or its streams
+ * get UNAVAILABLE (a backend that accepts and never speaks). */
+#define H2R_BACKEND_HELLO_MS 1000
+/* SETTINGS_MAX_FRAME_SIZE advertised both sides. nghttp2 (Debian's 1.52
+ * with the CVE-2024-28182 fix) ends a connection whose header block takes
+ * more than 8 CONTINUATION frames; with HTTP/2's default 16 KiB frames that
+ * is any block over ~144 KiB. 1 MiB frames let a peer send header blocks
+ * up to 9 MiB (DATA stays bounded by the flow-control windows, and nghttp2
+ * reads frames incrementally, so nothing is buffered whole). */
+#define H2R_MAX_FRAME (1 << 20)
 /* Concurrent streams a client may open on one connection. */
 #define H2R_MAX_STREAMS 1024
 
+/* Backends a stream can be routed to (crihookd: runtime, image, hooks). */
+#define H2R_ROUTES 3
+
+/* What the owner learns when a client stream ends (on_stream_end). */
+typedef struct h2r_stream_end {
+  const char *path; /* :path as the client sent it ("" if none) */
+  int route;
+  int grpc_status;          /* from the answer the client got; -1: none (reset, lost) */
+  const char *grpc_message; /* as on the wire (percent-encoded); NULL: none */
+  size_t grpc_message_len;
+  uint64_t started_ns, ended_ns; /* uv_hrtime() */
+  bool self_probe;               /* the request carried cfg.self_probe_header */
+  bool client_reset;             /* the client reset the stream before its answer ended */
+} h2r_stream_end;
+
 typedef struct h2r_config {
   const char *listen_path;  /* unix socket to listen on (created) */
-  const char *backend_path; /* unix socket of the HTTP/2 backend */
+  const char *backend_path; /* unix socket of the HTTP/2 backend (route 0) */
   /* Optional hook seam (see above). */
   bool (*on_request_headers)(void *ud, const char *path);
   void (*on_held_body)(void *ud, const char *path, const uint8_t *body, size_t len);
   void *ud;
   size_t max_held_bytes; /* 0: 16 MiB */
+  /* Optional routing: route(ud, path) picks one of H2R_ROUTES backends for
+   * a stream once its request headers are complete (NULL: route 0); a
+   * route's backend is route_paths[r] (route 0: backend_path), or, if
+   * route_fd is set and returns an fd >= 0, that connected socket (the
+   * relay owns it from then on). */
+  int (*route)(void *ud, const char *path);
+  const char *route_paths[H2R_ROUTES];
+  int (*route_fd)(void *ud, int route);
+  /* Optional: called once per client stream that had request headers. */
+  void (*on_stream_end)(void *ud, const h2r_stream_end *end);
+  /* Optional: streams on which h2r_end_streams() acts besides those that
+   * relayed two answer messages. */
+  bool (*is_streaming)(void *ud, const char *path);
+  /* A request header marking crihookd's own probe (h2r_stream_end). */
+  const char *self_probe_header;
+  /* If > 0: the largest gRPC message relayed either way; a bigger one ends
+   * the stream with RESOURCE_EXHAUSTED and resets the backend's stream. */
+  size_t max_msg_size;
+  /* If true: listen on listen_fd (a bound, listening socket, not owned)
+   * instead of binding listen_path. */
+  bool have_listen_fd;
+  int listen_fd;
+  /* If set: the count of live client streams is kept here (an owner that
+   * reads it from another thread, also after h2r_close). */
+  _Atomic int *live_streams;
 } h2r_config;
 
 typedef struct h2r h2r;
@@ -117,3 +167,13 @@ int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err);
 /* Closes the listener and every connection; frees r once the loop has run
  * the close callbacks. */
 void h2r_close(h2r *r);
+
+/* The first step of a drain: stops accepting, sends every connection a
+ * GOAWAY (streams already open go on; newer ones are refused) and ends
+ * the streaming streams (is_streaming, or two answer messages relayed)
+ * with UNAVAILABLE `msg`, resetting their backend streams. Calling it again
+ * ends the streams that became streaming since. */
+void h2r_drain(h2r *r, const char *msg);
+
+/* Client streams alive now (any thread may read it). */
+int h2r_live_streams(const h2r *r);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <nghttp2/nghttp2.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -34,9 +35,19 @@ typedef struct h2r_hdrs {
   size_t blen, bcap;
 } h2r_hdrs;
 
+/* Where a direction's byte stream is in its gRPC framing (a 5-byte prefix:
+ * flag, 32-bit length; then the message), read as the DATA passes. */
+typedef struct h2r_frames {
+  uint32_t left;  /* message bytes still to come */
+  uint8_t hdr[5]; /* the prefix being read */
+  uint8_t have;   /* prefix bytes seen */
+  unsigned count; /* messages begun */
+} h2r_frames;
+
 /* One direction of a stream: what the source side received, queued for
  * the sink side's data provider. */
 typedef struct h2r_half {
+  h2r_frames frames;
   h2r_chunk *head, *tail;
   size_t queued;     /* bytes in the queue, not yet consumed at the source */
   bool end;          /* the source ended this direction */
@@ -61,10 +72,21 @@ struct h2r_stream {
   bool held, held_failed;
   uint8_t *hbuf;
   size_t hlen, hcap;
+  int route;
+  bool self_probe, streaming, ended_by_drain, client_reset;
+  int grpc_status; /* of the answer the client gets; -1 until known */
+  char *grpc_message;
+  size_t grpc_message_len;
+  uint64_t started_ns;
+  uint64_t deadline_ns; /* from grpc-timeout (uv_hrtime clock); 0: none */
 };
 
 struct h2r_backend {
   uv_pipe_t pipe;
+  uv_timer_t timer; /* the connect and handshake bound (H2R_BACKEND_HELLO_MS) */
+  int handles;      /* of pipe and timer, not closed yet */
+  bool greeted;     /* the backend's SETTINGS arrived */
+  int route;
   uv_connect_t creq;
   nghttp2_session *s;
   h2r_conn *c; /* NULL once detached (lost or its connection closed) */
@@ -76,7 +98,7 @@ struct h2r_conn {
   h2r_conn *prev, *next;
   uv_pipe_t pipe;
   nghttp2_session *s;
-  h2r_backend *b;
+  h2r_backend *b[H2R_ROUTES];
   h2r_stream *streams;
   bool closing;
 };
@@ -86,6 +108,10 @@ struct h2r {
   uv_pipe_t listener;
   h2r_config cfg; /* paths below are owned copies */
   char *listen_path, *backend_path;
+  char *route_paths[H2R_ROUTES]; /* owned copies; [0] is backend_path */
+  atomic_int own_live;           /* live client streams, unless cfg.live_streams */
+  atomic_int *live_streams;      /* &own_live or cfg.live_streams */
+  bool draining, listener_gone;
   h2r_conn *conns;
   nghttp2_session_callbacks *server_cbs, *client_cbs;
   nghttp2_option *opt;
@@ -95,8 +121,9 @@ struct h2r {
 /* h2relay.c */
 void h2r_flush(h2r_conn *c);
 void h2r_conn_close(h2r_conn *c);
-h2r_backend *h2r_backend_get(h2r_conn *c); /* connects if needed */
+h2r_backend *h2r_backend_get(h2r_conn *c, int route); /* connects if needed */
 void h2r_backend_lost(h2r_backend *b);
+void h2r_backend_greeted(h2r_backend *b);
 
 /* h2relay_stream.c */
 int h2r_callbacks_new(h2r *r);
@@ -104,3 +131,4 @@ void h2r_stream_open_backend(h2r_stream *s);
 void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg);
 void h2r_stream_free(h2r_stream *s);       /* unconditionally, no credit returned */
 void h2r_stream_maybe_free(h2r_stream *s); /* once both halves are closed */
+void h2r_stream_end_for_drain(h2r_stream *s, const char *msg);

@@ -4,6 +4,7 @@
  * backend), header copies, the two DATA queues and the flow-control rule of
  * h2relay.h (consume at the source only when the sink's session took the
  * bytes). Everything runs on the relay's loop thread. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,66 @@ static void hdrs_clear(h2r_hdrs *h) {
   *h = (h2r_hdrs){0};
 }
 
+/* ---- gRPC framing ---- */
+
+/* Reads n bytes of a direction's DATA into its framing state. Returns -1 if
+ * a message announces more than max bytes (max 0: no bound), with *at set
+ * to where that message's prefix began, relative to d (negative: it began
+ * in earlier DATA) and *announced to its length. */
+static int frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, long *at,
+                       uint32_t *announced) {
+  size_t i = 0;
+  while (i < n) {
+    if (f->left) {
+      size_t m = n - i < f->left ? n - i : f->left;
+      f->left -= (uint32_t)m;
+      i += m;
+      continue;
+    }
+    f->hdr[f->have++] = d[i++];
+    if (f->have < 5) continue;
+    f->have = 0;
+    f->count++;
+    uint32_t len = (uint32_t)f->hdr[1] << 24 | (uint32_t)f->hdr[2] << 16 |
+                   (uint32_t)f->hdr[3] << 8 | f->hdr[4];
+    if (max && len > max) {
+      *at = (long)i - 5;
+      *announced = len;
+      return -1;
+    }
+    f->left = len;
+  }
+  return 0;
+}
+
+/* ---- deadlines ---- */
+
+/* grpc-timeout: up to 8 digits and a unit (gRPC over HTTP/2); 0 if bad. */
+static uint64_t grpc_timeout_ns(const uint8_t *v, size_t len) {
+  if (len < 2 || len > 9) return 0;
+  uint64_t n = 0;
+  for (size_t i = 0; i + 1 < len; i++) {
+    if (v[i] < '0' || v[i] > '9') return 0;
+    n = n * 10 + (uint64_t)(v[i] - '0');
+  }
+  switch (v[len - 1]) {
+    case 'H':
+      return n * 3600 * 1000000000ull;
+    case 'M':
+      return n * 60 * 1000000000ull;
+    case 'S':
+      return n * 1000000000ull;
+    case 'm':
+      return n * 1000000ull;
+    case 'u':
+      return n * 1000ull;
+    case 'n':
+      return n ? n : 1;
+    default:
+      return 0;
+  }
+}
+
 /* ---- DATA queues ---- */
 
 static int half_push(h2r_half *h, const uint8_t *data, size_t len) {
@@ -105,6 +166,17 @@ static size_t half_clear(h2r_half *h) {
   h->queued = 0;
   hdrs_clear(&h->trailers);
   return owed;
+}
+
+/* Takes back the last n queued bytes if they are all still in the tail
+ * chunk (the start of a message that will not be relayed); returns how
+ * many it took. */
+static size_t half_trim_tail(h2r_half *h, size_t n) {
+  h2r_chunk *k = h->tail;
+  if (!k || k->len - k->off < n) return 0;
+  k->len -= n;
+  h->queued -= n;
+  return n;
 }
 
 static size_t half_take(h2r_half *h, uint8_t *buf, size_t length) {
@@ -178,14 +250,35 @@ static h2r_stream *stream_new(h2r_conn *c, int32_t csid) {
   if (!s) return NULL;
   s->c = c;
   s->csid = csid;
+  s->grpc_status = -1;
+  s->started_ns = uv_hrtime();
+  atomic_fetch_add(c->r->live_streams, 1);
   s->next = c->streams;
   if (c->streams) c->streams->prev = s;
   c->streams = s;
   return s;
 }
 
+static void stream_report(const h2r_stream *s) {
+  const h2r_config *cfg = &s->c->r->cfg;
+  if (!cfg->on_stream_end || !s->ready) return;
+  h2r_stream_end e = {.path = s->path ? s->path : "",
+                      .route = s->route,
+                      .grpc_status = s->grpc_status,
+                      .grpc_message = s->grpc_message,
+                      .grpc_message_len = s->grpc_message_len,
+                      .started_ns = s->started_ns,
+                      .ended_ns = uv_hrtime(),
+                      .self_probe = s->self_probe,
+                      .client_reset = s->client_reset};
+  cfg->on_stream_end(cfg->ud, &e);
+}
+
 void h2r_stream_free(h2r_stream *s) {
   h2r_conn *c = s->c;
+  stream_report(s);
+  atomic_fetch_sub(c->r->live_streams, 1);
+  free(s->grpc_message);
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -213,9 +306,20 @@ void h2r_stream_maybe_free(h2r_stream *s) {
 
 /* Ends the client's stream with a gRPC status of our own: trailers-only if
  * no response headers went out yet, else as trailers after queued DATA. */
+static void stream_set_message(h2r_stream *s, const uint8_t *msg, size_t len) {
+  free(s->grpc_message);
+  s->grpc_message = malloc(len + 1);
+  s->grpc_message_len = s->grpc_message ? len : 0;
+  if (!s->grpc_message) return;
+  memcpy(s->grpc_message, msg, len);
+  s->grpc_message[len] = '\0';
+}
+
 void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
   if (s->client_closed || s->answered) return;
   s->answered = true;
+  s->grpc_status = grpc_code;
+  stream_set_message(s, (const uint8_t *)msg, strlen(msg));
   char code[16];
   snprintf(code, sizeof code, "%d", grpc_code);
   h2r_hdrs *h = s->resp_sent ? &s->down.trailers : &s->resp;
@@ -240,7 +344,7 @@ void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
 void h2r_stream_open_backend(h2r_stream *s) {
   if (!s->ready || s->bsid || s->answered || s->client_closed) return;
   if (s->held && !s->up.end) return;
-  h2r_backend *b = h2r_backend_get(s->c);
+  h2r_backend *b = h2r_backend_get(s->c, s->route);
   if (!b) {
     h2r_stream_answer(s, 14, "backend unavailable");
     return;
@@ -318,12 +422,32 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_REQUEST ? &s->req : &s->up.trailers;
   if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path)
     s->path = strndup((char *)value, vlen);
+  if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
+    uint64_t ns = grpc_timeout_ns(value, vlen);
+    s->deadline_ns = ns ? s->started_ns + ns : 0;
+  }
+  const char *probe = s->c->r->cfg.self_probe_header;
+  if (probe && strlen(probe) == nlen && memcmp(probe, name, nlen) == 0) s->self_probe = true;
   if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
 }
 
+/* With max_msg_size set the relay reads the gRPC framing: a request that
+ * ends inside a message is answered INTERNAL and never completed at the
+ * backend (its stream there is reset, so no handler runs on half a
+ * message). */
+static bool c_request_truncated(h2r_stream *s) {
+  const h2r_frames *f = &s->up.frames;
+  if (!s->c->r->cfg.max_msg_size || (!f->left && !f->have) || s->answered) return false;
+  h2r_stream_answer(s, 13, "crihookd: the request ended inside a message (truncated)");
+  if (s->bopen && backend_session(s))
+    nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+  return true;
+}
+
 static void c_request_end(h2r_stream *s) {
+  if (c_request_truncated(s)) return;
   s->up.end = true;
   if (s->held) {
     held_complete(s);
@@ -340,7 +464,11 @@ static int c_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
   bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
     h2r_config *cfg = &s->c->r->cfg;
-    s->held = cfg->on_request_headers && cfg->on_request_headers(cfg->ud, s->path ? s->path : "");
+    const char *path = s->path ? s->path : "";
+    s->held = cfg->on_request_headers && cfg->on_request_headers(cfg->ud, path);
+    int route = cfg->route ? cfg->route(cfg->ud, path) : 0;
+    s->route = route >= 0 && route < H2R_ROUTES ? route : 0;
+    s->streaming = cfg->is_streaming && cfg->is_streaming(cfg->ud, path);
     s->ready = true;
     if (!end) h2r_stream_open_backend(s);
   }
@@ -361,6 +489,19 @@ static int c_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
     nghttp2_session_consume(session, sid, len);
     return 0;
   }
+  size_t max = s->c->r->cfg.max_msg_size;
+  long at;
+  uint32_t announced;
+  if (frames_scan(&s->up.frames, data, len, max, &at, &announced) != 0) {
+    nghttp2_session_consume(session, sid, len);
+    char msg[128];
+    snprintf(msg, sizeof msg, "crihookd: request message larger than max (%u vs. %zu bytes)",
+             announced, max);
+    h2r_stream_answer(s, 8, msg);
+    if (s->bopen && backend_session(s))
+      nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+    return 0;
+  }
   if (half_push(&s->up, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   half_kick(&s->up, backend_session(s), s->bsid);
   return 0;
@@ -371,6 +512,7 @@ static int c_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, 
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
   if (!s) return 0;
   s->client_closed = true;
+  if (code != NGHTTP2_NO_ERROR && !s->answered) s->client_reset = true;
   if (s->bopen && backend_session(s))
     nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, code);
   h2r_stream_maybe_free(s);
@@ -388,6 +530,14 @@ static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_RESPONSE ? &s->resp : &s->down.trailers;
   if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+    int code = 0;
+    for (size_t i = 0; i < vlen && i < 4 && value[i] >= '0' && value[i] <= '9'; i++)
+      code = code * 10 + (value[i] - '0');
+    s->grpc_status = code;
+  } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+    stream_set_message(s, value, vlen);
+  }
   return 0;
 }
 
@@ -395,6 +545,14 @@ static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint
  * trailers-only answer, else the DATA provider follows. */
 static void b_response(h2r_stream *s, bool end) {
   if (s->client_closed || s->answered || s->resp_sent) return;
+  /* An answer that comes after the call's deadline is not relayed as if
+   * it were in time (as a gRPC server's deadline would not let it). */
+  if (s->deadline_ns && uv_hrtime() > s->deadline_ns) {
+    h2r_stream_answer(s, 4, "Deadline Exceeded");
+    if (!end && backend_session(s))
+      nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+    return;
+  }
   s->resp_sent = true;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = down_read};
   if (end) s->answered = true;
@@ -402,7 +560,8 @@ static void b_response(h2r_stream *s, bool end) {
 }
 
 static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *ud) {
-  (void)ud;
+  h2r_backend *b = ud;
+  if (!b->greeted && f->hd.type == NGHTTP2_SETTINGS) h2r_backend_greeted(b);
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
   if (!s) return 0;
   bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -418,6 +577,22 @@ static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
   return 0;
 }
 
+/* An answer message over max_msg_size: the complete messages before it
+ * still go to the client (the part of its prefix still queued is taken
+ * back), then RESOURCE_EXHAUSTED; the backend's stream is reset. */
+static void b_answer_too_big(h2r_stream *s, nghttp2_session *session, const uint8_t *data,
+                             size_t len, long at, uint32_t announced) {
+  size_t keep = at > 0 ? (size_t)at : 0;
+  if (keep && half_push(&s->down, data, keep) != 0) keep = 0;
+  size_t back = at < 0 ? half_trim_tail(&s->down, (size_t)-at) : 0;
+  nghttp2_session_consume(session, s->bsid, len - keep + back);
+  char msg[128];
+  snprintf(msg, sizeof msg, "crihookd: answer message larger than max (%u vs. %zu bytes)",
+           announced, s->c->r->cfg.max_msg_size);
+  h2r_stream_answer(s, 8, msg);
+  nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+}
+
 static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const uint8_t *data,
                   size_t len, void *ud) {
   (void)flags;
@@ -425,6 +600,13 @@ static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
   if (!s || s->client_closed || s->answered) {
     nghttp2_session_consume(session, sid, len);
+    return 0;
+  }
+  size_t max = s->c->r->cfg.max_msg_size;
+  long at;
+  uint32_t announced;
+  if (frames_scan(&s->down.frames, data, len, max, &at, &announced) != 0) {
+    b_answer_too_big(s, session, data, len, at, announced);
     return 0;
   }
   if (half_push(&s->down, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -437,12 +619,24 @@ static int b_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, 
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
   if (!s) return 0;
   s->bopen = false;
-  if (code != NGHTTP2_NO_ERROR && !s->client_closed)
+  if (code != NGHTTP2_NO_ERROR && !s->client_closed && !s->answered)
     nghttp2_submit_rst_stream(s->c->s, NGHTTP2_FLAG_NONE, s->csid, code);
   else if (!s->client_closed && !s->answered) /* closed without an answer */
     h2r_stream_answer(s, 14, "backend closed the stream");
   h2r_stream_maybe_free(s);
   return 0;
+}
+
+/* A stream is ended by the drain if it is known to stream, or has relayed
+ * two answer messages without ending (one proves nothing: a unary answer
+ * is one message right before the status). */
+void h2r_stream_end_for_drain(h2r_stream *s, const char *msg) {
+  if (s->answered || s->client_closed || s->ended_by_drain) return;
+  if (!s->streaming && s->down.frames.count < 2) return;
+  s->ended_by_drain = true;
+  h2r_stream_answer(s, 14, msg);
+  if (s->bopen && backend_session(s))
+    nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
 }
 
 int h2r_callbacks_new(h2r *r) {

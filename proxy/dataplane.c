@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* dataplane.c: the relay loops, the routing of each stream, its record in
+ * the metrics and the trace, and the drain (dataplane.h). */
+#include "dataplane.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grpc/status.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "h2relay.h"
+#include "intercept.h"
+#include "listen.h"
+#include "log.h"
+#include "methods.h"
+#include "metrics.h"
+#include "self_probe.h"
+#include "trace.h"
+
+enum { ROUTE_RUNTIME, ROUTE_IMAGE, ROUTE_HOOKS };
+enum { CMD_NONE, CMD_DRAIN, CMD_CLOSE };
+
+#define LISTEN_BACKLOG 4096
+#define DRAIN_POLL_MS 10
+#define LINGER_MS 100 /* after the last call ended, before the connections close */
+#define DRAIN_MESSAGE "crihookd is shutting down"
+
+typedef struct dp_worker {
+  ch_dataplane *dp;
+  int index;
+  int listen_fd; /* this loop's own dup of the listen socket */
+  uv_loop_t loop;
+  uv_async_t wake;
+  h2r *relay;
+  pthread_t thread;
+  bool started;
+} dp_worker;
+
+struct ch_dataplane {
+  ch_dataplane_config config;
+  char *listen_path;
+  int listen_fd;
+  dp_worker *workers;
+  int worker_count;
+  atomic_int cmd;
+  atomic_bool forced;
+  atomic_int live; /* client streams, all loops (h2r_config.live_streams) */
+};
+
+/* ---- per stream (on a loop thread) ---- */
+
+static int route_of(void *ud, const char *path) {
+  ch_dataplane *dp = ud;
+  ch_method_info info = ch_method_classify(path, strlen(path));
+  if (dp->config.hooks && info.known_unary &&
+      ch_intercept_kind_of(info.cri_name, info.cri_name_len) != CH_INTERCEPT_NONE)
+    return ROUTE_HOOKS;
+  return info.image_service ? ROUTE_IMAGE : ROUTE_RUNTIME;
+}
+
+static bool is_streaming(void *ud, const char *path) {
+  (void)ud;
+  return ch_method_classify(path, strlen(path)).known_streaming;
+}
+
+/* A socketpair per client connection that makes a hooked call: one end
+ * goes to the interception stage's grpc server, the relay gets the other. */
+static int hooks_fd(void *ud, int route) {
+  ch_dataplane *dp = ud;
+  int sv[2];
+  if (route != ROUTE_HOOKS || !dp->config.hooks) return -1;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    ch_warn("dataplane", "no socketpair for the interception stage: %s", strerror(errno));
+    return -1;
+  }
+  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  if (ch_proxy_add_fd(dp->config.hooks, sv[1]) != 0) {
+    close(sv[0]);
+    return -1;
+  }
+  return sv[0];
+}
+
+static int hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* grpc-message is percent-encoded on the wire (gRPC's HTTP/2 mapping). */
+static void percent_decode(const char *in, size_t len, char *out, size_t out_len) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 1 < out_len; i++) {
+    int hi, lo;
+    if (in[i] == '%' && i + 2 < len && (hi = hex(in[i + 1])) >= 0 && (lo = hex(in[i + 2])) >= 0) {
+      out[o++] = (char)(hi << 4 | lo);
+      i += 2;
+    } else {
+      out[o++] = in[i];
+    }
+  }
+  out[o] = '\0';
+}
+
+static void trace_stream(const h2r_stream_end *e, size_t len, int code, double seconds) {
+  ch_trace_event *ev = ch_trace_event_new(e->path, len, (grpc_status_code)code, seconds * 1e3);
+  if (!ev) return;
+  if (code != GRPC_STATUS_OK && e->grpc_message)
+    percent_decode(e->grpc_message, e->grpc_message_len, ev->message, sizeof ev->message);
+  ch_trace_publish(ev);
+}
+
+static void on_stream_end(void *ud, const h2r_stream_end *e) {
+  (void)ud;
+  if (e->self_probe || e->route == ROUTE_HOOKS) return; /* see dataplane.h */
+  size_t len = strlen(e->path);
+  if (e->client_reset) ch_info("relay", "client cancelled a stream method=%s", e->path);
+  ch_method_info info = ch_method_classify(e->path, len);
+  int code = e->grpc_status >= 0 ? e->grpc_status : GRPC_STATUS_CANCELLED;
+  double seconds = (double)(e->ended_ns - e->started_ns) / 1e9;
+  ch_metrics_cri_call(e->path, len, info.known_unary || info.known_streaming,
+                      (grpc_status_code)code, seconds);
+  if (ch_trace_active()) trace_stream(e, len, code, seconds);
+}
+
+/* ---- the loops ---- */
+
+static void on_wake(uv_async_t *h) {
+  dp_worker *w = h->data;
+  int cmd = atomic_load(&w->dp->cmd);
+  if (cmd == CMD_DRAIN) {
+    h2r_drain(w->relay, DRAIN_MESSAGE);
+  } else if (cmd == CMD_CLOSE && !uv_is_closing((uv_handle_t *)&w->wake)) {
+    h2r_close(w->relay);
+    uv_close((uv_handle_t *)&w->wake, NULL);
+  }
+}
+
+static void *worker_main(void *arg) {
+  dp_worker *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err) {
+  const ch_dataplane_config *c = &dp->config;
+  w->dp = dp;
+  w->index = index;
+  w->listen_fd = fcntl(dp->listen_fd, F_DUPFD_CLOEXEC, 0);
+  if (w->listen_fd < 0) return ch_fail_errno(err, errno, "dup the listen socket");
+  uv_loop_init(&w->loop);
+  h2r_config rc = {.listen_path = dp->listen_path,
+                   .backend_path = c->backend_path,
+                   .ud = dp,
+                   .route = route_of,
+                   .route_paths = {c->backend_path, c->image_backend_path, ""},
+                   .route_fd = hooks_fd,
+                   .on_stream_end = on_stream_end,
+                   .is_streaming = is_streaming,
+                   .self_probe_header = CH_SELF_PROBE_KEY,
+                   .max_msg_size = c->max_msg_size,
+                   .have_listen_fd = true,
+                   .listen_fd = w->listen_fd,
+                   .live_streams = &dp->live};
+  if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) {
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    close(w->listen_fd);
+    return ch_wrap(err, "relay loop %d", index);
+  }
+  uv_async_init(&w->loop, &w->wake, on_wake);
+  w->wake.data = w;
+  return 0;
+}
+
+static int worker_run(dp_worker *w, ch_error *err) {
+  if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+    return ch_fail(err, "cannot start relay loop thread %d", w->index);
+  w->started = true;
+  char name[16];
+  snprintf(name, sizeof name, "ch-worker-%d", w->index);
+  pthread_setname_np(w->thread, name); /* for top -H, gdb, and the stall test */
+  return 0;
+}
+
+/* ---- the listen socket ---- */
+
+static int open_listener(const char *path, ch_error *err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) return ch_fail(err, "socket path too long: %s", path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ch_fail_errno(err, errno, "socket for %s", path);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+    int e = errno;
+    close(fd);
+    return ch_fail_errno(err, e, "cannot listen on unix:%s", path);
+  }
+  return fd;
+}
+
+/* ---- start and stop ---- */
+
+static void stop_workers(ch_dataplane *dp) {
+  atomic_store(&dp->cmd, CMD_CLOSE);
+  for (int i = 0; i < dp->worker_count; i++) {
+    dp_worker *w = &dp->workers[i];
+    uv_async_send(&w->wake);
+    if (w->started) {
+      pthread_join(w->thread, NULL);
+    } else {
+      on_wake(&w->wake);
+      uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&w->loop);
+    close(w->listen_fd);
+  }
+  dp->worker_count = 0;
+}
+
+static int start_workers(ch_dataplane *dp, int count, ch_error *err) {
+  dp->workers = calloc((size_t)count, sizeof *dp->workers);
+  if (!dp->workers) return ch_fail(err, "out of memory");
+  for (int i = 0; i < count; i++) {
+    if (worker_init(dp, &dp->workers[i], i, err) != 0) return -1;
+    dp->worker_count = i + 1;
+  }
+  for (int i = 0; i < count; i++)
+    if (worker_run(&dp->workers[i], err) != 0) return -1;
+  return 0;
+}
+
+static void dataplane_release(ch_dataplane *dp) {
+  stop_workers(dp);
+  if (dp->listen_fd >= 0) close(dp->listen_fd);
+  free(dp->workers);
+  free(dp->listen_path);
+  free(dp);
+}
+
+int ch_dataplane_start(const ch_dataplane_config *config, ch_dataplane **out, ch_error *err) {
+  if (ch_listen_prepare(config->listen_path, err) != 0) return -1;
+  ch_dataplane *dp = calloc(1, sizeof *dp);
+  if (!dp) return ch_fail(err, "out of memory");
+  dp->config = *config;
+  dp->listen_fd = -1;
+  if (!(dp->listen_path = strdup(config->listen_path))) {
+    free(dp);
+    return ch_fail(err, "out of memory");
+  }
+  dp->listen_fd = open_listener(dp->listen_path, err);
+  if (dp->listen_fd < 0 || start_workers(dp, config->workers > 0 ? config->workers : 1, err) != 0 ||
+      ch_listen_finish(dp->listen_path, err) != 0) {
+    if (dp->listen_fd >= 0) unlink(dp->listen_path);
+    dataplane_release(dp);
+    return -1;
+  }
+  *out = dp;
+  return 0;
+}
+
+int ch_dataplane_in_flight(const ch_dataplane *dp) { return atomic_load(&dp->live); }
+
+void ch_dataplane_force(ch_dataplane *dp) {
+  atomic_store(&dp->forced, true);
+  if (dp->config.hooks) ch_proxy_force(dp->config.hooks);
+}
+
+static void wake_all(ch_dataplane *dp) {
+  for (int i = 0; i < dp->worker_count; i++) uv_async_send(&dp->workers[i].wake);
+}
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+
+static void sleep_ms(long ms) { nanosleep(&(struct timespec){0, ms * 1000 * 1000}, NULL); }
+
+void ch_dataplane_drain(ch_dataplane *dp) {
+  uint64_t end = now_ms() + (uint64_t)dp->config.shutdown_grace_ms;
+  unlink(dp->listen_path); /* kubelet should see the socket gone at once */
+  atomic_store(&dp->cmd, CMD_DRAIN);
+  wake_all(dp);
+  /* Each poll wakes the loops again: a stream that turned out to stream
+   * since the last one is ended too. */
+  while (ch_dataplane_in_flight(dp) > 0 && !atomic_load(&dp->forced) && now_ms() < end) {
+    sleep_ms(DRAIN_POLL_MS);
+    wake_all(dp);
+  }
+  int left = ch_dataplane_in_flight(dp);
+  if (left > 0 && !atomic_load(&dp->forced))
+    ch_warn("dataplane",
+            "calls still in flight after the grace period; cancelling them in_flight=%d", left);
+  /* The connections close next: a client that is still writing to one (a
+   * window update) would otherwise see "Broken pipe" before it has read its
+   * call's final status. */
+  if (left == 0 && !atomic_load(&dp->forced)) sleep_ms(LINGER_MS);
+  stop_workers(dp);
+  if (dp->config.hooks) {
+    ch_proxy_force(dp->config.hooks);
+    ch_proxy_drain(dp->config.hooks);
+  }
+}
+
+void ch_dataplane_free(ch_dataplane *dp) {
+  if (dp->listen_fd >= 0) close(dp->listen_fd);
+  dp->listen_fd = -1;
+  free(dp->workers);
+  free(dp->listen_path);
+  free(dp);
+}
