@@ -70,6 +70,14 @@ static bool parse_uint(const char *arg, unsigned *out) {
   return true;
 }
 
+/* The accept side's bounds (h2r_config). */
+static bool parse_bound(const char *name, const char *v, opts *o) {
+  if (strcmp(name, "--preface-timeout-ms") == 0) return parse_uint(v, &o->preface_ms);
+  if (strcmp(name, "--idle-ms") == 0) return parse_uint(v, &o->idle_ms);
+  if (strcmp(name, "--max-conns") == 0) return parse_uint(v, &o->max_conns);
+  return false;
+}
+
 static int parse(int argc, char **argv, opts *o) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *v = argv[i + 1];
@@ -81,15 +89,9 @@ static int parse(int argc, char **argv, opts *o) {
       o->hold[o->nhold++] = argv[i + 1];
     else if (strcmp(argv[i], "--max-held") == 0 && atol(argv[i + 1]) > 0)
       o->max_held = (size_t)atol(argv[i + 1]);
-    else if (strcmp(argv[i], "--preface-timeout-ms") == 0 && parse_uint(v, &o->preface_ms))
-      ;
-    else if (strcmp(argv[i], "--idle-ms") == 0 && parse_uint(v, &o->idle_ms))
-      ;
-    else if (strcmp(argv[i], "--max-conns") == 0 && parse_uint(v, &o->max_conns))
-      ;
     else if (strcmp(argv[i], "--fault") == 0 && strcmp(v, "steal-uv-reserve") == 0)
       o->steal_uv_reserve = true;
-    else
+    else if (!parse_bound(argv[i], v, o))
       return -1;
   }
   return o->listen && o->backend && argc % 2 == 1 ? 0 : -1;
