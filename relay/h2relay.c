@@ -304,7 +304,10 @@ static void shed(h2r *r) {
  * uv__server_io for good. The relay's own reserve gives that slot: it
  * accepts and closes what is pending, and the slot stays free, so libuv's
  * next accept says EAGAIN and the loop goes on. The reserve is taken back
- * by the next connection (reserve_fd < 0 there) or the sweep. */
+ * by the next connection (reserve_fd < 0 there) or the sweep. Should
+ * another thread take that slot as well, nothing here can end libuv's loop.
+ * Connections libuv sheds itself (its reserve intact) are not reported to
+ * the relay, so they are not counted. */
 static void accept_failed(h2r *r, int status) {
   r->stats.accept_errors++;
   uv_os_fd_t lfd;
