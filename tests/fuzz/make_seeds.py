@@ -299,7 +299,7 @@ def h2relay_backend_seeds():
         h2_frame(8, 0, 1, b"\0\0\x10\0") + h2_frame(6, 0, 0, b"12345678") +
         h2_frame(4, 0, 0, b"\0\x04\0\0\x10\0") + unary(1) + unary(3),
         "big-answer": ack + h2_frame(1, 4, 1, resp) +
-        b"".join(h2_frame(0, 0, 1, b"\x00\x00\x00\x40\x00" + b"x" * 0x4000)
+        b"".join(h2_frame(0, 0, 1, b"\x00\x00\x00\x28\x00" + b"x" * 0x2800)
                  for _ in range(3)) + h2_frame(1, 5, 1, ok),
         "push-promise": ack + h2_frame(5, 4, 1, b"\0\0\0\x02" + block(
             (":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x"))),
