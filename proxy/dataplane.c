@@ -37,7 +37,7 @@ enum { CMD_NONE, CMD_DRAIN, CMD_CLOSE };
 typedef struct dp_worker {
   ch_dataplane *dp;
   int index;
-  int listen_fd; /* this loop's own dup of the listen socket */
+  int listen_fd; /* this loop's own dup of the listen socket (its relay closes it) */
   uv_loop_t loop;
   uv_async_t wake;
   h2r *relay;
@@ -172,10 +172,9 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
                    .have_listen_fd = true,
                    .listen_fd = w->listen_fd,
                    .live_streams = &dp->live};
-  if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) {
+  if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) { /* it closed listen_fd */
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    close(w->listen_fd);
     return ch_wrap(err, "relay loop %d", index);
   }
   uv_async_init(&w->loop, &w->wake, on_wake);
@@ -222,8 +221,7 @@ static void stop_workers(ch_dataplane *dp) {
       on_wake(&w->wake);
       uv_run(&w->loop, UV_RUN_DEFAULT);
     }
-    uv_loop_close(&w->loop);
-    close(w->listen_fd);
+    uv_loop_close(&w->loop); /* the relay closed its listen_fd */
   }
   dp->worker_count = 0;
 }

@@ -4,8 +4,10 @@
  * Frames leave a session only while its socket's write queue is below
  * H2R_WRITE_HIGH, which is what bounds the relay's memory (h2relay.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "h2relay_int.h"
@@ -255,6 +257,7 @@ static void conn_free_cb(uv_handle_t *h) { free(h->data); }
 void h2r_conn_close(h2r_conn *c) {
   if (c->closing) return;
   c->closing = true;
+  c->r->stats.open--;
   for (int i = 0; i < H2R_ROUTES; i++)
     if (c->b[i]) backend_detach(c->b[i]);
   nghttp2_session_del(c->s);
@@ -268,43 +271,222 @@ void h2r_conn_close(h2r_conn *c) {
   uv_close((uv_handle_t *)&c->pipe, conn_free_cb);
 }
 
+/* The client connection preface (RFC 9113 3.4): the 24-byte magic, then a
+ * SETTINGS frame (no ACK) whose 9-byte header follows the magic. */
+#define PREFACE_MAGIC 24
+#define PREFACE_HEAD (PREFACE_MAGIC + 9)
+
+/* Notes how much of the preface has been read; done once the magic and the
+ * whole first frame are in and that frame is a SETTINGS. nghttp2 checks the
+ * content itself and fails the connection when it is wrong; this only tells
+ * the sweep that the client got that far. */
+static void preface_track(h2r_conn *c, const uint8_t *p, size_t n) {
+  for (; n && c->seen < PREFACE_HEAD; p++, n--, c->seen++)
+    if (c->seen >= PREFACE_MAGIC) c->fhd[c->seen - PREFACE_MAGIC] = *p;
+  if (c->seen < PREFACE_HEAD || c->fhd[3] != NGHTTP2_SETTINGS || (c->fhd[4] & NGHTTP2_FLAG_ACK))
+    return;
+  uint64_t end = PREFACE_HEAD + ((uint64_t)c->fhd[0] << 16 | (uint64_t)c->fhd[1] << 8 | c->fhd[2]);
+  c->seen += n < end - c->seen ? n : end - c->seen;
+  c->preface_done = c->seen == end;
+}
+
 static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   h2r_conn *c = h->data;
   if (c->closing || nread == 0) return;
+  bool busy = c->streams != NULL;
   if (nread < 0 || nghttp2_session_mem_recv(c->s, (uint8_t *)buf->base, (size_t)nread) < 0) {
     h2r_conn_close(c);
     return;
   }
+  if (!c->preface_done) preface_track(c, (const uint8_t *)buf->base, (size_t)nread);
+  if (busy || c->streams) c->busy_at = uv_now(c->r->loop);
   h2r_flush(c);
 }
 
+/* Accepts first: whatever fails after, the pending connection is taken off
+ * the listener (libuv stops polling it while one is pending). */
 static int conn_start(h2r *r, h2r_conn *c) {
   nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2R_MAX_STREAMS},
                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
                                   {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
+  if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
   if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->opt) != 0) return -1;
   if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
-  if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
   return uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, conn_read_cb) < 0 ? -1 : 0;
+}
+
+/* ---- the accept side: shedding, the reserve descriptor, the sweep ---- */
+
+static void handle_free_cb(uv_handle_t *h) { free(h); }
+
+static void sweep_cb(uv_timer_t *t);
+
+static void sweep_arm(h2r *r) {
+  if (!uv_is_active((uv_handle_t *)r->sweep))
+    uv_timer_start(r->sweep, sweep_cb, r->sweep_ms, r->sweep_ms);
+}
+
+/* Accepts the pending connection and closes it at once: while a connection
+ * is pending, libuv polls the listener no more, so leaving it there would
+ * stall the listener. Without even the memory for a handle, the sweep tries
+ * again (shed_pending). */
+static void shed(h2r *r) {
+  uv_pipe_t *p = malloc(sizeof *p);
+  if (!p) {
+    r->shed_pending = true;
+    sweep_arm(r);
+    return;
+  }
+  uv_pipe_init(r->loop, p, 0);
+  uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)p);
+  uv_close((uv_handle_t *)p, handle_free_cb);
+}
+
+/* libuv reports a failed accept. libuv 1.44's uv__server_io then accepts
+ * again at once, and again, until accept says EAGAIN. On EMFILE/ENFILE it
+ * calls back only when its own reserve descriptor (uv__emfile_trick) is
+ * gone: another thread took the slot it freed (crihookd has several). And
+ * Linux's accept fails with EMFILE before it looks at the backlog, so
+ * without a free slot every accept fails alike and the loop spins in
+ * uv__server_io for good. The relay's own reserve gives that slot: it
+ * accepts and closes what is pending, and the slot stays free, so libuv's
+ * next accept says EAGAIN and the loop goes on. The reserve is taken back
+ * by the next connection (reserve_fd < 0 there) or the sweep. Should
+ * another thread take that slot as well, nothing here can end libuv's loop.
+ * Connections libuv sheds itself (its reserve intact) are not reported to
+ * the relay, so they are not counted. */
+static void accept_failed(h2r *r, int status) {
+  r->stats.accept_errors++;
+  uv_os_fd_t lfd;
+  if ((status != UV_EMFILE && status != UV_ENFILE) ||
+      uv_fileno((uv_handle_t *)&r->listener, &lfd) != 0)
+    return;
+  if (r->reserve_fd >= 0) close(r->reserve_fd);
+  r->reserve_fd = -1;
+  int fd;
+  while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR) {
+    if (fd < 0) continue;
+    close(fd);
+    r->stats.shed++;
+  }
+}
+
+/* The reserve is spent (accept_failed): take it back before serving a new
+ * connection; when even that fails, the descriptors are still used up, so
+ * this connection is shed and its slot stays free for the next accept. */
+static bool reserve_back(h2r *r) {
+  if (r->reserve_fd < 0) r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return r->reserve_fd >= 0;
 }
 
 static void on_connection(uv_stream_t *server, int status) {
   h2r *r = server->data;
-  if (status < 0 || r->closing) return;
+  if (status < 0) {
+    accept_failed(r, status);
+    return;
+  }
+  if (r->closing) return;
+  if (!reserve_back(r)) {
+    r->stats.shed++;
+    shed(r);
+    return;
+  }
+  if (r->stats.open >= r->cfg.max_conns) {
+    r->stats.refused_over_cap++;
+    shed(r);
+    return;
+  }
   h2r_conn *c = calloc(1, sizeof *c);
-  if (!c) return; /* the pending connection waits for the next callback */
+  if (!c) {
+    r->stats.shed++;
+    shed(r);
+    return;
+  }
   c->r = r;
   uv_pipe_init(r->loop, &c->pipe, 0);
   c->pipe.data = c;
   c->next = r->conns;
   if (r->conns) r->conns->prev = c;
   r->conns = c;
+  r->stats.open++;
+  c->born = c->busy_at = uv_now(r->loop);
+  sweep_arm(r);
   if (conn_start(r, c) != 0) {
     h2r_conn_close(c);
     return;
   }
   h2r_flush(c);
 }
+
+/* One connection's bounds: the preface, then idleness (no open stream).
+ * An idle connection gets GOAWAY(NO_ERROR) and closes once it is written;
+ * one sweep later it is closed whatever its peer reads. */
+static void conn_sweep(h2r *r, h2r_conn *c, uint64_t now) {
+  if (!c->preface_done) {
+    if (now - c->born < r->cfg.preface_timeout_ms) return;
+    r->stats.closed_preface++;
+    h2r_conn_close(c);
+    return;
+  }
+  if (c->idle_goaway) {
+    h2r_conn_close(c);
+    return;
+  }
+  if (c->streams) {
+    c->busy_at = now;
+    return;
+  }
+  if (now - c->busy_at < r->cfg.idle_ms) return;
+  r->stats.closed_idle++;
+  c->idle_goaway = true;
+  nghttp2_session_terminate_session(c->s, NGHTTP2_NO_ERROR);
+  h2r_flush(c);
+}
+
+/* One sweep timer per relay rather than one uv_timer per connection: the
+ * read path then only stores uv_now() (no timer restart per read), a
+ * connection carries no second handle to close, and walking the
+ * connections once per period (a tenth of the smaller bound, at most 1 s)
+ * costs microseconds for thousands of them. The price: each bound is kept
+ * to within one period. The timer runs only while there are connections
+ * (or a connection waits to be shed). */
+static void sweep_cb(uv_timer_t *t) {
+  h2r *r = t->data;
+  uint64_t now = uv_now(r->loop);
+  if (r->shed_pending) {
+    r->shed_pending = false;
+    shed(r);
+  }
+  reserve_back(r);
+  for (h2r_conn *c = r->conns, *n; c; c = n) {
+    n = c->next;
+    conn_sweep(r, c, now);
+  }
+  if (!r->conns && !r->shed_pending) uv_timer_stop(t);
+}
+
+static int accept_init(h2r *r, ch_error *err) {
+  h2r_config *cfg = &r->cfg;
+  if (!cfg->preface_timeout_ms) cfg->preface_timeout_ms = H2R_PREFACE_TIMEOUT_MS;
+  if (!cfg->idle_ms) cfg->idle_ms = H2R_IDLE_MS;
+  if (!cfg->max_conns) cfg->max_conns = H2R_MAX_CONNS;
+  unsigned low = cfg->preface_timeout_ms < cfg->idle_ms ? cfg->preface_timeout_ms : cfg->idle_ms;
+  r->sweep_ms = low / 10 < 10 ? 10 : low / 10 > 1000 ? 1000 : low / 10;
+  r->sweep = malloc(sizeof *r->sweep);
+  if (!r->sweep) return ch_fail(err, "relay: out of memory");
+  uv_timer_init(r->loop, r->sweep);
+  r->sweep->data = r;
+  uv_unref((uv_handle_t *)r->sweep); /* never keeps a loop alive by itself */
+  r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return 0;
+}
+
+static void accept_fini(h2r *r) {
+  uv_close((uv_handle_t *)r->sweep, handle_free_cb);
+  if (r->reserve_fd >= 0) close(r->reserve_fd);
+}
+
+void h2r_stats(const h2r *r, h2r_counters *out) { *out = r->stats; }
 
 /* ---- the relay ---- */
 
@@ -347,14 +529,15 @@ int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err) 
   uv_pipe_init(loop, &r->listener, 0);
   r->listener.data = r;
   int rc;
-  if (relay_init(r, loop, cfg, err) != 0) {
+  if (relay_init(r, loop, cfg, err) != 0 || accept_init(r, err) != 0) {
     uv_close((uv_handle_t *)&r->listener, relay_free_cb);
     return -1;
   }
-  if (cfg->have_listen_fd) {
-    if ((rc = uv_pipe_open(&r->listener, cfg->listen_fd)) < 0 ||
-        (rc = uv_listen((uv_stream_t *)&r->listener, 512, on_connection)) < 0) {
+  if (cfg->have_listen_fd) { /* the fd is the listener's from here on */
+    if ((rc = uv_pipe_open(&r->listener, cfg->listen_fd)) < 0) close(cfg->listen_fd);
+    if (rc < 0 || (rc = uv_listen((uv_stream_t *)&r->listener, 512, on_connection)) < 0) {
       ch_fail(err, "relay: listen on fd %d: %s", cfg->listen_fd, uv_strerror(rc));
+      accept_fini(r);
       uv_close((uv_handle_t *)&r->listener, relay_free_cb);
       return -1;
     }
@@ -363,12 +546,14 @@ int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err) 
   }
   if (unlink(r->listen_path) != 0 && errno != ENOENT) {
     ch_fail_errno(err, errno, "relay: remove stale %s", r->listen_path);
+    accept_fini(r);
     uv_close((uv_handle_t *)&r->listener, relay_free_cb);
     return -1;
   }
   if ((rc = uv_pipe_bind(&r->listener, r->listen_path)) < 0 ||
       (rc = uv_listen((uv_stream_t *)&r->listener, 512, on_connection)) < 0) {
     ch_fail(err, "relay: listen on unix:%s: %s", r->listen_path, uv_strerror(rc));
+    accept_fini(r);
     uv_close((uv_handle_t *)&r->listener, relay_free_cb);
     return -1;
   }
@@ -379,6 +564,7 @@ int h2r_start(uv_loop_t *loop, const h2r_config *cfg, h2r **out, ch_error *err) 
 void h2r_close(h2r *r) {
   r->closing = true;
   while (r->conns) h2r_conn_close(r->conns);
+  accept_fini(r);
   if (!r->draining)
     uv_close((uv_handle_t *)&r->listener, relay_free_cb);
   else if (r->listener_gone) /* closed by h2r_drain; else its callback frees r */

@@ -39,7 +39,7 @@
  *   A client that does not read (whatever window it advertises) thus holds
  *   under ~200 KiB of its connection's answers in the relay, and the backend
  *   stalls on flow control; the same holds for a backend that does not read.
- *   Not bounded yet: the number of connections, and header memory beyond
+ *   Not bounded yet: header memory beyond
  *   H2R_MAX_STREAMS streams x their header blocks (see "left for wiring").
  *
  * Header limits (nghttp2's)
@@ -68,17 +68,27 @@
  *   connection detaches from its client connection when lost and frees
  *   itself in its close callback.
  *
+ * Accept side (h2relay.c; bounds in h2r_config, counters in h2r_stats)
+ *   - at most max_conns client connections: one more is accepted and closed
+ *     at once (refused_over_cap);
+ *   - a connection that has not sent the preface and its first SETTINGS
+ *     within preface_timeout_ms is closed (closed_preface); one with no open
+ *     stream for idle_ms gets GOAWAY(NO_ERROR) and is closed (closed_idle);
+ *     one sweep timer per relay checks both (see sweep_cb for why);
+ *   - the listener never stalls: a connection that cannot be served (out
+ *     of memory) is accepted and closed (shed); on EMFILE/ENFILE libuv 1.44
+ *     sheds the pending connections with its own reserve descriptor, and
+ *     where that reserve is gone (another thread took the slot) the relay's
+ *     own reserve does it instead of letting libuv spin in its accept loop.
+ *
  * Left for wiring into crihookd (and known limits): the hooks themselves (decode, Pre/Post,
  *   re-encode, store), --image-backend routing by :path, metrics and the live
- *   trace, the drain on SIGTERM (GOAWAY), connection and stream limits beyond
- *   SETTINGS_MAX_CONCURRENT_STREAMS, idle and preface timeouts, and the
- *   listener hardening of proxy/ (reserve descriptor for EMFILE, caps; an
- *   accept that fails for memory leaves the listener stalled today), one
+ *   trace, the drain on SIGTERM (GOAWAY), stream limits beyond
+ *   SETTINGS_MAX_CONCURRENT_STREAMS, one
  *   loop per worker; a body held for a hook is forwarded unchanged (the
  *   seam cannot replace it or answer asynchronously yet); the connection
  *   windows stay at HTTP/2's 64 KiB (raising them trades the bound above
- *   for throughput; not measured); fuzzing of the backend side (tests/fuzz/
- *   fuzz_h2relay.c covers the client side).
+ *   for throughput; not measured).
  */
 #pragma once
 
@@ -107,6 +117,15 @@
 #define H2R_MAX_FRAME (1 << 20)
 /* Concurrent streams a client may open on one connection. */
 #define H2R_MAX_STREAMS 1024
+/* A client connection that has not sent the HTTP/2 preface and its first
+ * SETTINGS frame within this bound is closed (a silent client, half a
+ * preface): grpc core's handshake timeout in proxy/server.c. */
+#define H2R_PREFACE_TIMEOUT_MS 10000
+/* A client connection with no open stream for this long gets a
+ * GOAWAY(NO_ERROR) and is closed (grpc core's max connection idle). */
+#define H2R_IDLE_MS (5 * 60 * 1000)
+/* Client connections at once; beyond, a new one is accepted and closed. */
+#define H2R_MAX_CONNS 4096
 
 /* Backends a stream can be routed to (crihookd: runtime, image, hooks). */
 #define H2R_ROUTES 3
@@ -149,14 +168,31 @@ typedef struct h2r_config {
   /* If > 0: the largest gRPC message relayed either way; a bigger one ends
    * the stream with RESOURCE_EXHAUSTED and resets the backend's stream. */
   size_t max_msg_size;
-  /* If true: listen on listen_fd (a bound, listening socket, not owned)
-   * instead of binding listen_path. */
+  /* If true: listen on listen_fd (a bound, listening socket, taken: it is
+   * closed with the relay's listener, also if h2r_start fails) instead of
+   * binding listen_path. */
   bool have_listen_fd;
   int listen_fd;
   /* If set: the count of live client streams is kept here (an owner that
    * reads it from another thread, also after h2r_close). */
   _Atomic int *live_streams;
+  /* Accept side bounds (0: the H2R_ default). */
+  unsigned preface_timeout_ms; /* H2R_PREFACE_TIMEOUT_MS */
+  unsigned idle_ms;            /* H2R_IDLE_MS */
+  unsigned max_conns;          /* H2R_MAX_CONNS */
 } h2r_config;
+
+/* What the accept side did since h2r_start (h2r_stats). The owner logs or
+ * exports them (rate limiting is its business: these only count). */
+typedef struct h2r_counters {
+  uint64_t open;             /* client connections open now */
+  uint64_t refused_over_cap; /* accepted and closed at once: max_conns reached */
+  uint64_t closed_preface;   /* closed: no preface + SETTINGS within the bound */
+  uint64_t closed_idle;      /* closed with GOAWAY(NO_ERROR): no stream for idle_ms */
+  uint64_t accept_errors;    /* accept failures reported by libuv (EMFILE, ...) */
+  uint64_t shed;             /* accepted and closed at once: out of memory or
+                                descriptors (the relay's own reserve fd) */
+} h2r_counters;
 
 typedef struct h2r h2r;
 
@@ -177,3 +213,5 @@ void h2r_drain(h2r *r, const char *msg);
 
 /* Client streams alive now (any thread may read it). */
 int h2r_live_streams(const h2r *r);
+/* Copies the accept side's counters (loop thread only). */
+void h2r_stats(const h2r *r, h2r_counters *out);

@@ -101,6 +101,13 @@ struct h2r_conn {
   h2r_backend *b[H2R_ROUTES];
   h2r_stream *streams;
   bool closing;
+  /* accept side (h2relay.c): the preface and idle bounds */
+  uint64_t born;     /* uv_now at accept */
+  uint64_t busy_at;  /* uv_now when last seen with an open stream */
+  uint64_t seen;     /* preface bytes read so far (up to its end) */
+  uint8_t fhd[9];    /* the first frame's header, after the 24-byte magic */
+  bool preface_done; /* magic + the whole first SETTINGS frame read */
+  bool idle_goaway;  /* GOAWAY(NO_ERROR) submitted for idleness */
 };
 
 struct h2r {
@@ -116,6 +123,12 @@ struct h2r {
   nghttp2_session_callbacks *server_cbs, *client_cbs;
   nghttp2_option *opt;
   bool closing;
+  /* accept side (h2relay.c) */
+  uv_timer_t *sweep;  /* preface and idle bounds (own allocation: freed by its close) */
+  uint64_t sweep_ms;  /* its period */
+  int reserve_fd;     /* spare descriptor for EMFILE (-1: none) */
+  bool shed_pending;  /* a pending connection could not be shed: retry */
+  h2r_counters stats; /* .open counts r->conns */
 };
 
 /* h2relay.c */

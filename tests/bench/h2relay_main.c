@@ -4,18 +4,30 @@
  * its own (crihookd does not use it yet).
  *
  *   crihook-h2relay --listen unix:PATH --backend unix:PATH [--hold METHOD]...
- *                   [--max-held BYTES]
+ *                   [--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS]
+ *                   [--max-conns N] [--fault steal-uv-reserve]
  *
  * --hold METHOD exercises the hook seam: a stream whose :path is METHOD has
  * its request body held whole; the seam callback prints
  * "held METHOD LEN FIRST16HEX" on stdout before the body is forwarded;
  * --max-held bounds a held body (RESOURCE_EXHAUSTED beyond it).
+ * --preface-timeout-ms, --idle-ms and --max-conns set the accept side's
+ * bounds (h2r_config; 0 or absent: the relay's defaults). On exit the
+ * relay's counters (h2r_stats) go to stderr as one line
+ * "counters open=N refused_over_cap=N closed_preface=N closed_idle=N
+ * accept_errors=N shed=N".
+ * --fault steal-uv-reserve (tests only) takes libuv's own reserve
+ * descriptor (loop->emfile_fd, used by its EMFILE trick) away before every
+ * poll: what a multi-threaded process sees when another thread takes the
+ * slot libuv freed, so the relay's own EMFILE handling is what is left.
  * SIGINT/SIGTERM close the relay and exit 0 (so leak checkers see a clean
  * end). Prints "ready" on stdout once listening. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "h2relay.h"
@@ -27,6 +39,8 @@ typedef struct opts {
   const char *hold[MAX_HOLD];
   int nhold;
   size_t max_held;
+  unsigned preface_ms, idle_ms, max_conns;
+  bool steal_uv_reserve;
 } opts;
 
 static bool hold_cb(void *ud, const char *path) {
@@ -48,8 +62,25 @@ static const char *unix_path(const char *arg) {
   return strncmp(arg, "unix:", 5) == 0 ? arg + 5 : NULL;
 }
 
+static bool parse_uint(const char *arg, unsigned *out) {
+  char *end;
+  unsigned long v = strtoul(arg, &end, 10);
+  if (!*arg || *end || v > 0xffffffffUL) return false;
+  *out = (unsigned)v;
+  return true;
+}
+
+/* The accept side's bounds (h2r_config). */
+static bool parse_bound(const char *name, const char *v, opts *o) {
+  if (strcmp(name, "--preface-timeout-ms") == 0) return parse_uint(v, &o->preface_ms);
+  if (strcmp(name, "--idle-ms") == 0) return parse_uint(v, &o->idle_ms);
+  if (strcmp(name, "--max-conns") == 0) return parse_uint(v, &o->max_conns);
+  return false;
+}
+
 static int parse(int argc, char **argv, opts *o) {
   for (int i = 1; i + 1 < argc; i += 2) {
+    const char *v = argv[i + 1];
     if (strcmp(argv[i], "--listen") == 0)
       o->listen = unix_path(argv[i + 1]);
     else if (strcmp(argv[i], "--backend") == 0)
@@ -58,18 +89,45 @@ static int parse(int argc, char **argv, opts *o) {
       o->hold[o->nhold++] = argv[i + 1];
     else if (strcmp(argv[i], "--max-held") == 0 && atol(argv[i + 1]) > 0)
       o->max_held = (size_t)atol(argv[i + 1]);
-    else
+    else if (strcmp(argv[i], "--fault") == 0 && strcmp(v, "steal-uv-reserve") == 0)
+      o->steal_uv_reserve = true;
+    else if (!parse_bound(argv[i], v, o))
       return -1;
   }
   return o->listen && o->backend && argc % 2 == 1 ? 0 : -1;
 }
 
 static uv_signal_t sigs[2];
+static uv_prepare_t thief;
+
+static void print_counters(const h2r *r) {
+  h2r_counters n;
+  h2r_stats(r, &n);
+  fprintf(stderr,
+          "counters open=%" PRIu64 " refused_over_cap=%" PRIu64 " closed_preface=%" PRIu64
+          " closed_idle=%" PRIu64 " accept_errors=%" PRIu64 " shed=%" PRIu64 "\n",
+          n.open, n.refused_over_cap, n.closed_preface, n.closed_idle, n.accept_errors, n.shed);
+}
 
 static void on_signal(uv_signal_t *h, int signum) {
   (void)signum;
+  print_counters(h->data);
   h2r_close(h->data);
   for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&sigs[i], NULL);
+  if (uv_is_active((uv_handle_t *)&thief)) uv_close((uv_handle_t *)&thief, NULL);
+}
+
+/* --fault steal-uv-reserve: libuv 1.44 keeps loop->emfile_fd open for its
+ * EMFILE trick (close it, accept and close what is pending, reopen it) and
+ * reopens it in every uv_pipe_init. Before each poll this swaps it for a
+ * descriptor number nobody has open: the trick's close then frees no slot,
+ * which is its outcome when another thread takes the freed slot first. */
+#define STOLEN_FD (1 << 30)
+
+static void steal_uv_reserve(uv_prepare_t *h) {
+  if (h->loop->emfile_fd == STOLEN_FD) return;
+  if (h->loop->emfile_fd >= 0) close(h->loop->emfile_fd);
+  h->loop->emfile_fd = STOLEN_FD;
 }
 
 int main(int argc, char **argv) {
@@ -77,7 +135,8 @@ int main(int argc, char **argv) {
   if (parse(argc, argv, &o) != 0) {
     fprintf(stderr,
             "usage: %s --listen unix:PATH --backend unix:PATH [--hold METHOD]... "
-            "[--max-held BYTES]\n",
+            "[--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS] [--max-conns N] "
+            "[--fault steal-uv-reserve]\n",
             argv[0]);
     return 2;
   }
@@ -88,7 +147,10 @@ int main(int argc, char **argv) {
                     .on_request_headers = hold_cb,
                     .on_held_body = held_cb,
                     .ud = &o,
-                    .max_held_bytes = o.max_held};
+                    .max_held_bytes = o.max_held,
+                    .preface_timeout_ms = o.preface_ms,
+                    .idle_ms = o.idle_ms,
+                    .max_conns = o.max_conns};
   h2r *r;
   ch_error err;
   if (h2r_start(loop, &cfg, &r, &err) != 0) {
@@ -99,6 +161,10 @@ int main(int argc, char **argv) {
     uv_signal_init(loop, &sigs[i]);
     sigs[i].data = r;
     uv_signal_start(&sigs[i], on_signal, i ? SIGTERM : SIGINT);
+  }
+  if (o.steal_uv_reserve) {
+    uv_prepare_init(loop, &thief);
+    uv_prepare_start(&thief, steal_uv_reserve);
   }
   printf("ready\n");
   fflush(stdout);

@@ -13,7 +13,15 @@ that stops reading a large request; 250 concurrent
 streams on one connection; the hook seam holds a body whole, then forwards
 it, and refuses one over its bound with RESOURCE_EXHAUSTED; RST_STREAM codes
 pass both ways (a raw recording backend); a connection that is not HTTP/2
-is closed alone. Every relay must exit 0 on SIGTERM (ASan's leak check runs at exit).
+is closed alone. The accept side: a silent client, half a preface, or the
+magic without its SETTINGS is closed after the preface bound; a connection
+with no open stream gets GOAWAY(NO_ERROR) and is closed after the idle bound
+while one with a long call open is not; connection N+1 over the cap is
+closed at once while the first N work; with the open-file limit used up by
+idle clients (and libuv's own reserve descriptor taken away, as another
+thread of crihookd would), new connections are closed at once and, once the
+idle clients are gone, a Version call works at once, no restart. Every relay
+must exit 0 on SIGTERM (ASan's leak check runs at exit).
 """
 
 import os
@@ -29,19 +37,21 @@ import grpc
 
 import harness
 from fake_backend import FakeBackend
+from test_hardening_conn import fd_count, idle_unix, limit_fds, release, wait_for_eof
 
 RELAY = os.path.join(harness.BUILD, "tests", "bench", "crihook-h2relay")
 EVENTS = "/containerd.services.events.v1.Events/"
 
 
 class Relay:
-    def __init__(self, backend_sock, directory, hold=(), max_held=None):
+    def __init__(self, backend_sock, directory, hold=(), max_held=None, extra=()):
         self.sock = os.path.join(directory, "relay-%d.sock" % time.monotonic_ns())
         args = [RELAY, "--listen", "unix:" + self.sock, "--backend", "unix:" + backend_sock]
         for method in hold:
             args += ["--hold", method]
         if max_held:
             args += ["--max-held", str(max_held)]
+        args += list(extra)
         self.err = open(self.sock + ".log", "w+")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True)
         line = self.proc.stdout.readline()
@@ -60,6 +70,9 @@ class Relay:
         raise AssertionError("no VmRSS")
 
     def stop(self):
+        """Stops the relay; returns its counters line (h2r_stats at exit)."""
+        if self.proc.returncode is not None:
+            return None
         self.proc.send_signal(2)
         try:
             code = self.proc.wait(30)
@@ -73,12 +86,14 @@ class Relay:
         self.err.close()
         if code != 0:
             raise AssertionError("relay exit code %d:\n%s" % (code, log))
+        return [line for line in log.splitlines() if line.startswith("counters ")][-1]
 
 
 # ---- a raw HTTP/2 client (no HPACK decoding: frames and flags only) ----
 
 END_STREAM, END_HEADERS = 0x1, 0x4
-DATA, HEADERS, RST_STREAM, SETTINGS, WINDOW_UPDATE = 0, 1, 3, 4, 8
+DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
+VERSION = "/runtime.v1.RuntimeService/Version"
 
 
 def frames(data):
@@ -466,6 +481,145 @@ class H2RelayRaw(unittest.TestCase):
         finally:
             relay.stop()
             fake.stop()
+
+
+def read_to_eof(s, timeout):
+    """Everything the peer sends until it closes `s`, or None if it is still
+    open after `timeout` seconds."""
+    data, end = b"", time.monotonic() + timeout
+    s.settimeout(0.5)
+    while time.monotonic() < end:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+    return None
+
+
+def read_answer(s, sid, timeout=10):
+    """Reads until stream `sid` ends (HEADERS or DATA with END_STREAM)."""
+    data, end = b"", time.monotonic() + timeout
+    s.settimeout(1.0)
+    while time.monotonic() < end:
+        got = stream_frames(data, sid)
+        if got and got[-1][1] & END_STREAM:
+            return got
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    raise AssertionError("stream %d did not end: %r" % (sid, frames(data)))
+
+
+class H2RelayAccept(unittest.TestCase):
+    """The accept side of relay/h2relay.c, with short bounds."""
+
+    def setUp(self):
+        self.dir = harness.tmpdir("crihook-h2r-")
+        self.fake = FakeBackend(os.path.join(self.dir, "fake.sock"))
+        self.addCleanup(self.fake.stop)
+        self.socks = []
+        self.addCleanup(lambda: [s.close() for s in self.socks])
+
+    def start(self, *extra):
+        relay = Relay(self.fake.sock, self.dir, extra=extra)
+        self.addCleanup(relay.stop)
+        return relay
+
+    def connect(self, relay, send=b""):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socks.append(s)
+        s.connect(relay.sock)
+        if send:
+            s.sendall(send)
+        return s
+
+    def test_silent_and_half_preface_clients_closed_after_preface_bound(self):
+        relay = self.start("--preface-timeout-ms", "500")
+        good = self.connect(relay, preface())
+        bad = [self.connect(relay), self.connect(relay, b"PRI * HTTP/2.0\r\n"),
+               self.connect(relay, harness.H2_PREFACE)]  # the magic, no SETTINGS
+        for s, what in zip(bad, ("nothing", "half the magic", "the magic only")):
+            self.assertIsNotNone(wait_for_eof(s, 20), "a client that sent %s is still open" % what)
+        # the client that sent its preface in time is served
+        good.sendall(raw_call(1, "/fake.Svc/Echo", b"in time"))
+        got = read_answer(good, 1)
+        self.assertEqual(b"".join(p for k, _, p in got if k == DATA), grpc_msg(b"in time"))
+        self.assertIn(" closed_preface=3 ", relay.stop())
+
+    def test_idle_connection_gets_goaway_while_open_stream_keeps_its_own(self):
+        relay = self.start("--idle-ms", "1000")
+        ch = harness.channel(relay.sock)
+        self.addCleanup(ch.close)
+        slow = ch.unary_unary("/fake.Svc/Slow").future(b"", metadata=[("x-sleep", "4")],
+                                                        timeout=30)
+        idle = self.connect(relay, preface())
+        used = self.connect(relay, preface() + raw_call(1, "/fake.Svc/Echo", b"once"))
+        read_answer(used, 1)
+        for s, last in ((idle, 0), (used, 1)):
+            data = read_to_eof(s, 20)
+            self.assertIsNotNone(data, "an idle connection is still open")
+            goaway = [p for k, _, sid, p in frames(data) if k == GOAWAY and sid == 0]
+            self.assertEqual(goaway, [struct.pack(">II", last, 0)])  # NO_ERROR
+        # the call open all along (4 s > the idle bound) was not cut short
+        self.assertEqual(slow.result(timeout=30), b"slept")
+        counters = relay.stop()
+        self.assertRegex(counters, r" closed_idle=[2-9] ")
+
+    def test_connection_over_cap_closed_at_once_first_ones_work(self):
+        relay = self.start("--max-conns", "3", "--preface-timeout-ms", "600000")
+        first = []
+        for i in range(3):
+            s = self.connect(relay, preface() + raw_call(1, "/fake.Svc/Echo", b"c%d" % i))
+            read_answer(s, 1)
+            first.append(s)
+        over = self.connect(relay)
+        self.assertIsNotNone(wait_for_eof(over, 5), "connection 4 of 3 is still open")
+        for i, s in enumerate(first):  # the first three still work
+            s.sendall(raw_call(3, "/fake.Svc/Echo", b"again%d" % i))
+            got = read_answer(s, 3)
+            self.assertEqual(b"".join(p for k, _, p in got if k == DATA), grpc_msg(b"again%d" % i))
+        first[0].close()  # a place frees up
+        harness.wait_for(lambda: harness.raw_unary(relay.sock, "/fake.Svc/Echo", b"x",
+                                                   timeout=3).body == b"x",
+                         10, what="a new connection to be served once one closed")
+        self.assertIn(" refused_over_cap=1 ", relay.stop())
+
+    def exhaust_then_release(self, relay):
+        pid = relay.proc.pid
+        limit = limit_fds(pid, 30)
+        socks = idle_unix(relay.sock, 200)
+        self.socks += socks
+        harness.wait_for(lambda: fd_count(pid) >= limit - 1, 10, what="the relay to run out of fds")
+        late = self.connect(relay)  # no descriptor for it: accepted and closed at once
+        self.assertIsNotNone(wait_for_eof(late, 10), "a connection over the fd limit is left open")
+        release(socks, pid, limit)
+        # served at once, with no restart
+        answer = harness.raw_unary(relay.sock, VERSION, timeout=5)
+        self.assertEqual(answer.code, grpc.StatusCode.OK, answer.details)
+        self.assertIsNone(relay.proc.poll())
+
+    def test_fd_exhaustion_then_served_at_once(self):
+        relay = self.start("--preface-timeout-ms", "600000")
+        self.exhaust_then_release(relay)
+        relay.stop()
+
+    def test_fd_exhaustion_without_libuv_reserve(self):
+        # libuv 1.44 then calls back with EMFILE and accepts again at once,
+        # forever, unless the relay frees a descriptor (its own reserve)
+        relay = self.start("--preface-timeout-ms", "600000", "--fault", "steal-uv-reserve")
+        self.exhaust_then_release(relay)
+        counters = relay.stop()
+        self.assertNotIn(" accept_errors=0 ", counters)
+        self.assertNotIn(" shed=0", counters)
 
 
 class H2RelayContainerd(unittest.TestCase):

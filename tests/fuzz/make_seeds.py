@@ -15,7 +15,9 @@ it; the output is committed, so the build never needs it):
 - pbjson: configs as crihookctl reads them (containerd's real verbose info,
   containerd-1.6-*-verbose-info.json, was captured from containerd 1.6.20
   and is kept as it came);
-- admin_http: requests of curl, crihookctl and Prometheus.
+- admin_http: requests of curl, crihookctl and Prometheus;
+- h2relay_backend: what an HTTP/2 backend answers the relay's two calls
+  (streams 1 and 3; tests/e2e/harness.py's h2_frame and hpack_literal).
 The byte before a merge answer and a views request chooses the hook or the
 method (fuzz_merge.c, fuzz_views.c say which). Needs protoc (Debian's
 protobuf-compiler) and python3-protobuf, as the end-to-end tests do.
@@ -266,7 +268,48 @@ def admin_http_seeds():
         write("admin_http", name, text)
 
 
+def h2relay_backend_seeds():
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    from harness import h2_frame, hpack_literal  # noqa: E402
+
+    def block(*pairs):
+        return b"".join(hpack_literal(k, v) for k, v in pairs)
+
+    resp = block((":status", "200"), ("content-type", "application/grpc"))
+    ok = block(("grpc-status", "0"))
+    msg = b"\x00\x00\x00\x00\x05hello"
+    ack = h2_frame(4, 1, 0, b"")
+
+    def unary(sid, body=msg):
+        return (h2_frame(1, 4, sid, resp) + h2_frame(0, 0, sid, body) +
+                h2_frame(1, 5, sid, ok))
+
+    seeds = {
+        "unary-both": ack + unary(1) + unary(3),
+        "trailers-only": ack + h2_frame(1, 5, 1, resp + block(
+            ("grpc-status", "5"), ("grpc-message", "not found"))) + unary(3),
+        "rst-stream": ack + h2_frame(1, 4, 1, resp) + h2_frame(3, 0, 1, b"\0\0\0\x0b") +
+        h2_frame(3, 0, 3, b"\0\0\0\x08"),
+        "goaway-after-one": ack + unary(1) + h2_frame(7, 0, 0, b"\0\0\0\x01\0\0\0\0"),
+        "continuation": ack + h2_frame(1, 0, 1, resp[:10]) + h2_frame(9, 4, 1, resp[10:]) +
+        h2_frame(0, 0, 1, msg) + h2_frame(1, 5, 1, ok) + unary(3),
+        "padded-data": ack + h2_frame(1, 4, 1, resp) +
+        h2_frame(0, 0x9, 1, b"\x04" + msg + b"\0" * 4) + h2_frame(1, 5, 1, ok),
+        "window-ping-settings": ack + h2_frame(8, 0, 0, b"\0\0\x10\0") +
+        h2_frame(8, 0, 1, b"\0\0\x10\0") + h2_frame(6, 0, 0, b"12345678") +
+        h2_frame(4, 0, 0, b"\0\x04\0\0\x10\0") + unary(1) + unary(3),
+        "big-answer": ack + h2_frame(1, 4, 1, resp) +
+        b"".join(h2_frame(0, 0, 1, b"\x00\x00\x00\x28\x00" + b"x" * 0x2800)
+                 for _ in range(3)) + h2_frame(1, 5, 1, ok),
+        "push-promise": ack + h2_frame(5, 4, 1, b"\0\0\0\x02" + block(
+            (":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x"))),
+    }
+    for name, data in seeds.items():
+        write("h2relay_backend", name, data)
+
+
 def main():
+    h2relay_backend_seeds()
     cri, hook = protos()
     plugin_parse_seeds()
     merge_seeds(hook)
