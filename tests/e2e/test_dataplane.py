@@ -1,0 +1,454 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End to end: the CRI data plane relays unhooked calls verbatim (issue 11's
+"How it is tested"). The same cases run against the standalone relay
+(tests/bench/crihook-h2relay) and against crihookd, with a raw HTTP/2 client
+and a raw recording backend on both sides (h2raw.py), so the test sees the
+wire itself: header lists in order, each DATA payload, trailers, resets.
+
+- Byte for byte: each call is made directly to the backend and through the
+  proxy. The backend must record the same request header list (same names,
+  values and order: user-agent, grpc-timeout, grpc-accept-encoding, custom
+  and binary metadata), the same DATA bytes and the same end; the client
+  must receive the same response header list, DATA bytes and trailers in
+  the same shape. What may differ: the relay passes everything through,
+  so nothing; crihookd may set :authority for its backend (an intermediary
+  may, RFC 9113 8.3.1), so :authority is left out of its comparison.
+  Connection-specific headers (connection, keep-alive, ...) cannot differ:
+  they are malformed in HTTP/2 and no case sends them. DATA frame
+  boundaries may differ (an intermediary may re-frame DATA); the bytes may
+  not. Calls: Version, ListContainers (a 300 KiB answer over several
+  windows), an unknown method, a v1alpha2 path, a containerd service path,
+  and a call whose header blocks need CONTINUATION frames both ways.
+- A trailers-only error (one HEADERS with END_STREAM carrying grpc-status)
+  stays trailers-only.
+- A gzip-compressed request (grpc-encoding: gzip, flag 1 in the message
+  prefix) reaches the backend unchanged; a compressed answer comes back
+  unchanged.
+- A client that stops reading a 48 MiB answer, and a backend that stops
+  reading one 24 MiB request stream (withholds its window): the proxy's RSS
+  growth is printed and stays bounded, backpressure reaches the sender, and
+  other connections keep flowing; once the backend reads again the request
+  completes byte for byte.
+- 1,000 concurrent streams on one connection: the backend answers only once
+  all 1,000 are open at once, and every answer is right.
+- RST_STREAM(CANCEL) from the client at each stage of a call (after
+  request HEADERS, mid-request DATA, request ended but unanswered, after
+  response HEADERS, mid-response DATA) reaches the backend as RST_STREAM
+  (CANCEL), and the connection keeps serving. The proxy must exit 0 at the
+  end (ASan's leak check runs at exit).
+
+crihookd's variant runs only with CRIHOOK_DATAPLANE_TESTS_CRIHOOKD=1 until
+its data plane is the relay (grpc core's changes the user-agent, splits
+trailers-only answers and decompresses requests).
+"""
+
+import base64
+import gzip
+import os
+import socket
+import sys
+import time
+import unittest
+
+import harness
+from h2raw import (CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, VERSION_RESPONSE, H2Client,
+                   RecordingBackend, Relay, grpc_msg, hlist, preface, request_headers,
+                   response_headers, rss_kib, summary)
+
+V1, V1ALPHA2, V1_IMAGE = harness.V1, harness.V1ALPHA2, harness.V1_IMAGE
+CONTAINERS = "/containerd.services.containers.v1.Containers/"
+GATE = "CRIHOOK_DATAPLANE_TESTS_CRIHOOKD"
+OK_TRAILERS = hlist([("grpc-status", "0")])
+
+
+def _ok(body, *extra_headers, trailers=OK_TRAILERS, frame=None):
+    """A scripted answer: response headers, one message (DATA frames of
+    `frame` bytes each if given), trailers."""
+    msg = grpc_msg(body)
+    frame = frame or len(msg)
+    return (response_headers(*extra_headers), [msg[i:i + frame] for i in range(0, len(msg), frame)],
+            trailers)
+
+
+def _trailers_only(code, message):
+    return (response_headers(("grpc-status", str(code)), ("grpc-message", message)), None, None)
+
+
+COMPRESSED_BODY = b"compressed request " * 500
+COMPRESSED_ANSWER = b"compressed answer " * 700
+
+# What the backend answers, by the request's x-answer header.
+ANSWERS = {
+    "version": _ok(VERSION_RESPONSE),
+    "list": _ok(bytes(range(256)) * 1200, ("x-resp", "list"), frame=10000,
+                trailers=hlist([("grpc-status", "0"), ("grpc-message", ""),
+                                ("x-trailer", "t1"), ("x-trailer-bin", "AAH/")])),
+    "unimplemented": _trailers_only(12, "unknown method NoSuchMethod for service "
+                                    "runtime.v1.RuntimeService"),
+    "not-found": _trailers_only(5, "container \"abc\" not found: %E2%9C%93"),
+    "v1alpha2": _ok(b"\x0a\x02id"),
+    "containerd": _ok(b"\x0a\x04ctr1" * 3, ("x-containerd", "yes")),
+    "large-md": _ok(b"big headers", *[("x-resp-%d" % i, "r" * 8000) for i in range(8)],
+                    trailers=hlist([("grpc-status", "0")] +
+                                   [("x-tr-%d" % i, "t" * 8000) for i in range(4)])),
+    "gzip": (response_headers(("grpc-encoding", "gzip"), ("grpc-accept-encoding", "gzip")),
+             [grpc_msg(gzip.compress(COMPRESSED_ANSWER, mtime=0), compressed=True)],
+             OK_TRAILERS),
+}
+
+
+def answer_script(backend, conn, st, phase):
+    """x-script answer: once the request ended, the answer named by x-answer."""
+    if phase != "end":
+        return
+    headers, data, trailers = ANSWERS[st.header("x-answer").decode()]
+    conn.send_headers(st, headers, end_stream=data is None)
+    for chunk in data or ():
+        conn.send_data(st, chunk)
+    if trailers is not None:
+        conn.send_headers(st, trailers, end_stream=True)
+
+
+def echo_script(backend, conn, st, phase):
+    """x-script echo: the request DATA back as it was, then OK."""
+    if phase == "end":
+        conn.send_headers(st, response_headers())
+        conn.send_data(st, st.data())
+        conn.send_headers(st, OK_TRAILERS, end_stream=True)
+
+
+def big_script(backend, conn, st, phase):
+    """x-script big: one message of x-size bytes."""
+    if phase == "end":
+        size = int(st.header("x-size"))
+        conn.send_headers(st, response_headers())
+        conn.send_data(st, grpc_msg(b"b" * size))
+        conn.send_headers(st, OK_TRAILERS, end_stream=True)
+
+
+def stall_script(backend, conn, st, phase):
+    """x-script stall: never gives the stream's window back (a server that
+    does not read the request); release_window() lets it read on; then
+    answers with the size received."""
+    if phase == "headers":
+        st.hold_window = True
+    else:
+        conn.send_headers(st, response_headers())
+        conn.send_data(st, grpc_msg(str(len(st.data())).encode()))
+        conn.send_headers(st, OK_TRAILERS, end_stream=True)
+
+
+def gather_script(backend, conn, st, phase):
+    """x-script gather: answers nothing until x-gather-n requests of the same
+    x-gather group have ended while all open, then echoes each."""
+    if phase != "end":
+        return
+    with backend.lock:
+        group = backend.groups.setdefault(st.header("x-gather"), [])
+        group.append((conn, st))
+        ready = len(group) == int(st.header("x-gather-n"))
+    if ready:
+        for c, s in group:
+            echo_script(backend, c, s, "end")
+
+
+def stage_script(backend, conn, st, phase):
+    """x-script stage: a call to be cancelled; answers as far as x-stage says
+    (response-headers, response-data) and then holds the stream open."""
+    stage = st.header("x-stage")
+    if phase == "end" and stage in (b"response-headers", b"response-data"):
+        conn.send_headers(st, response_headers())
+        if stage == b"response-data":
+            conn.send_data(st, grpc_msg(b"first part of an answer") + b"\x00\x00")
+
+
+SCRIPTS = {"answer": answer_script, "echo": echo_script, "big": big_script,
+           "stall": stall_script, "gather": gather_script, "stage": stage_script}
+
+
+class DataplaneCases:
+    """The cases; a subclass starts the proxy in start_proxy() (setting
+    cls.proxy_sock) and stops it in stop_proxy() (failing unless it exits 0)."""
+
+    MAY_DIFFER = frozenset()  # request header names a proxy may change
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.tmpdir("crihook-dp-")
+        cls.backend_sock = os.path.join(cls.dir, "backend.sock")
+        cls.backend = RecordingBackend(cls.backend_sock)
+        cls.backend.scripts.update(SCRIPTS)
+        cls.backend.groups = {}
+        cls.start_proxy()
+        cls.clients = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for client in cls.clients:
+            client.close()
+        try:
+            cls.stop_proxy()
+        finally:
+            cls.backend.stop()
+
+    def client(self, sock=None):
+        c = H2Client(sock or self.proxy_sock)
+        self.clients.append(c)
+        return c
+
+    def case_id(self, name):
+        return "%s-%s-%d" % (self.id().rsplit(".", 1)[-1], name, time.monotonic_ns())
+
+    # ---- byte for byte ----
+
+    def exchange(self, sock, case, path, extra, body_frames):
+        """One call on a fresh connection to `sock`: (client's stream,
+        backend's stream). The x-case header is the same direct and through
+        the proxy; the backend's copy is the latest with it."""
+        before = len(self.backend.with_case(case))
+        client = self.client(sock)
+        st = client.call(request_headers(path, ("x-case", case), *extra), body_frames)
+        st.wait_closed()
+        harness.wait_for(lambda: len(self.backend.with_case(case)) > before,
+                         what="the backend to record " + case)
+        got = self.backend.with_case(case)[before]
+        got.wait_closed()
+        client.close()
+        return st, got
+
+    def assert_same_call(self, path, answer, body_frames=(grpc_msg(b""),), extra=()):
+        case = self.case_id(answer)
+        extra = (("grpc-timeout", "9999847u"), ("grpc-accept-encoding", "identity,deflate,gzip"),
+                 ("x-script", "answer"), ("x-answer", answer),
+                 ("x-request-id", "req-%s" % case),
+                 ("x-bin-bin", base64.b64encode(b"\x00\x01\xfe\xff").rstrip(b"="))) + tuple(extra)
+        d_client, d_backend = self.exchange(self.backend_sock, case, path, extra, body_frames)
+        p_client, p_backend = self.exchange(self.proxy_sock, case, path, extra, body_frames)
+        what = "%s (%s)" % (path, answer)
+
+        def strip(headers):
+            return [(k, v) for k, v in headers if k.decode() not in self.MAY_DIFFER]
+        # what the backend received
+        self.assertEqual(strip(p_backend.headers), strip(d_backend.headers), what)
+        for name in self.MAY_DIFFER:
+            self.assertIsNotNone(p_backend.header(name), (what, name))
+        self.assertEqual(p_backend.data(), d_backend.data(), what)
+        self.assertEqual(p_backend.data(), b"".join(body_frames), what)
+        self.assertEqual(p_backend.trailers, d_backend.trailers, what)
+        self.assertEqual(p_backend.trailers, None, what)
+        self.assertTrue(p_backend.remote_ended and p_backend.reset is None,
+                        (what, summary(p_backend.events)))
+        # what the client received back: same blocks, same shape, same bytes
+        self.assertEqual(p_client.header_blocks(), d_client.header_blocks(), what)
+        self.assertEqual(p_client.data(), d_client.data(), what)
+        self.assertEqual(p_client.reset, None, what)
+        headers, data, trailers = ANSWERS[answer]
+        self.assertEqual(p_client.data(), b"".join(data or ()), what)
+        return p_client, p_backend
+
+    def test_byte_for_byte_unhooked_calls(self):
+        self.assert_same_call(V1 + "Version", "version",
+                              [grpc_msg(b"\x0a\x06v1.0.0")])
+        self.assert_same_call(V1 + "ListContainers", "list",
+                              [grpc_msg(b"\x0a\x04\x1a\x02\x08\x01")])
+        self.assert_same_call(V1 + "NoSuchMethod", "unimplemented")
+        self.assert_same_call(V1ALPHA2 + "ListPodSandbox", "v1alpha2")
+        self.assert_same_call(CONTAINERS + "List", "containerd",
+                              extra=[("containerd-namespace", "k8s.io")])
+
+    def test_header_blocks_over_a_frame_use_continuation(self):
+        # ~105 KiB once HPACK-encoded: 7 frames of 16 KiB (nghttp2 1.52 in
+        # Debian 12 ends the connection beyond 8 CONTINUATION frames)
+        md = [("x-large-%d" % i, "v" * 10000) for i in range(12)]
+        client, backend = self.assert_same_call(V1_IMAGE + "ImageFsInfo", "large-md", extra=md)
+        for name, value in md:
+            self.assertEqual(backend.header(name), value.encode())
+        self.assertEqual(client.header_blocks()[0][0][-1], (b"x-resp-7", b"r" * 8000))
+        self.assertEqual(client.trailers[-1], (b"x-tr-3", b"t" * 8000))
+        self.assertGreater(backend.conn.frames_in[CONTINUATION], 0)
+        self.assertGreater(client.conn.frames_in[CONTINUATION], 0)
+
+    def test_trailers_only_error_stays_trailers_only(self):
+        client, _ = self.assert_same_call(V1 + "ContainerStatus", "not-found",
+                                          [grpc_msg(b"\x0a\x03abc")])
+        self.assertEqual(len(client.events), 1, summary(client.events))
+        kind, headers, end = client.events[0]
+        self.assertEqual((kind, end), ("headers", True))
+        self.assertIn((b"grpc-status", b"5"), headers)
+        self.assertIn((b":status", b"200"), headers)
+
+    def test_compressed_request_and_answer_unchanged(self):
+        msg = grpc_msg(gzip.compress(COMPRESSED_BODY, mtime=0), compressed=True)
+        client, backend = self.assert_same_call(
+            V1 + "ListPodSandbox", "gzip", [msg[:100], msg[100:]],
+            extra=[("grpc-encoding", "gzip")])
+        self.assertEqual(backend.header("grpc-encoding"), b"gzip")
+        got = backend.data()
+        self.assertEqual(got[0], 1)  # still flagged compressed
+        self.assertEqual(gzip.decompress(got[5:]), COMPRESSED_BODY)
+        answer = client.data()
+        self.assertEqual(answer[0], 1)
+        self.assertEqual(gzip.decompress(answer[5:]), COMPRESSED_ANSWER)
+        self.assertIn((b"grpc-encoding", b"gzip"), client.headers)
+
+    # ---- memory and backpressure ----
+
+    def echo_on(self, client, text):
+        st = client.call(request_headers(V1 + "Echo", ("x-script", "echo"),
+                                         ("x-case", self.case_id("echo"))), [grpc_msg(text)])
+        st.wait_closed()
+        self.assertEqual(st.data(), grpc_msg(text), summary(st.events))
+        self.assertEqual(st.trailers, OK_TRAILERS)
+        return st
+
+    def big_on(self, client, size):
+        st = client.call(request_headers(V1 + "Big", ("x-script", "big"), ("x-size", str(size)),
+                                         ("x-case", self.case_id("big"))), [grpc_msg(b"")])
+        st.wait_closed(60)
+        self.assertEqual(len(st.data()), size + 5, summary(st.events))
+        return st
+
+    def test_client_that_stops_reading(self):
+        size = 48 << 20
+        warm = self.client()
+        self.big_on(warm, 1 << 20)  # the proxy's buffers for one answer exist already
+        before = rss_kib(self.proxy_pid)
+        case = self.case_id("stalled")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.proxy_sock)
+        block = harness.grpc_headers(V1 + "Big", ("x-script", "big"), ("x-size", str(size)),
+                                     ("x-case", case))
+        # a huge window, then never read: only the proxy's own bounds hold it
+        s.sendall(preface(window=(1 << 31) - 1) + harness.h2_frame(HEADERS, END_HEADERS, 1, block) +
+                  harness.h2_frame(DATA, END_STREAM, 1, grpc_msg(b"")))
+        st = self.backend.find(case)
+        time.sleep(3)  # let the backend push what flow control allows
+        self.big_on(warm, 1 << 20)  # another connection flows meanwhile
+        self.echo_on(self.client(), b"still flowing")
+        grown = rss_kib(self.proxy_pid) - before
+        unsent = st.conn.unsent(st)
+        s.close()
+        print("client not reading a %d MiB answer: proxy RSS grew %d KiB; the backend still "
+              "holds %d KiB of it (flow control)" % (size >> 20, grown, unsent >> 10),
+              file=sys.stderr)
+        self.assertLess(grown, 16 << 10)
+        self.assertGreater(unsent, size - (16 << 20), "backpressure did not reach the backend")
+        # the hang-up ends the backend stream (reset, or its connection closed)
+        harness.wait_for(lambda: st.reset is not None or st.conn.closed.is_set(),
+                         what="the backend stream to end after the client left")
+
+    def test_backend_that_stops_reading(self):
+        size = 24 << 20
+        other = self.client()
+        self.echo_on(other, b"warm")
+        before = rss_kib(self.proxy_pid)
+        case = self.case_id("upload")
+        up = self.client()
+        body = os.urandom(1 << 20) * 24
+        msg = grpc_msg(body)
+        st = up.call(request_headers(V1 + "Upload", ("x-script", "stall"), ("x-case", case)),
+                     [msg])
+        got = self.backend.find(case)
+        time.sleep(3)  # let the client push what flow control allows
+        self.echo_on(other, b"another connection flows")
+        grown = rss_kib(self.proxy_pid) - before
+        unsent = up.unsent(st)
+        print("backend not reading a %d MiB request: proxy RSS grew %d KiB; the backend got "
+              "%d KiB, the client still holds %d KiB (flow control)" %
+              (size >> 20, grown, len(got.data()) >> 10, unsent >> 10), file=sys.stderr)
+        self.assertLess(grown, 16 << 10)
+        self.assertGreater(unsent, size - (16 << 20), "backpressure did not reach the client")
+        got.conn.release_window(got)  # the backend reads again: everything arrives
+        st.wait_closed(60)
+        self.assertEqual(st.data(), grpc_msg(str(len(msg)).encode()), summary(st.events))
+        self.assertTrue(got.data() == msg, "the request arrived altered")
+
+    # ---- concurrency ----
+
+    def test_1000_concurrent_streams_on_one_connection(self):
+        n = 1000
+        client = self.client()
+        group = self.case_id("gather")
+        streams = [client.open(request_headers(V1 + "Gather", ("x-script", "gather"),
+                                               ("x-gather", group), ("x-gather-n", str(n)),
+                                               ("x-case", "%s-%d" % (group, i))))
+                   for i in range(n)]
+        for i, st in enumerate(streams):
+            client.send_data(st, grpc_msg(b"stream %d" % i), end_stream=True)
+        deadline = time.monotonic() + 60
+        for i, st in enumerate(streams):
+            try:
+                st.wait_closed(max(0.1, deadline - time.monotonic()))
+            except AssertionError:
+                raise AssertionError("stream %d unanswered; the backend had %d of %d open" %
+                                     (i, len(self.backend.groups.get(group.encode(), ())), n))
+            self.assertEqual(st.headers, response_headers(), i)
+            self.assertEqual(st.data(), grpc_msg(b"stream %d" % i), i)
+            self.assertEqual(st.trailers, OK_TRAILERS, i)
+            self.assertIsNone(st.reset, i)
+        self.assertIsNone(client.goaway)
+
+    # ---- cancellation ----
+
+    def test_cancel_at_every_stage_reaches_backend(self):
+        client = self.client()
+        for stage in ("request-headers", "request-data", "request-ended", "response-headers",
+                      "response-data"):
+            case = self.case_id(stage)
+            st = client.open(request_headers(V1 + "Cancelled", ("x-script", "stage"),
+                                             ("x-stage", stage), ("x-case", case)))
+            if stage != "request-headers":
+                client.send_data(st, grpc_msg(b"part of a request"),
+                                 end_stream=stage != "request-data")
+            got = self.backend.find(case)
+            if stage == "request-data":
+                got.wait(lambda s: s.data(), what="the request DATA at the backend")
+            elif stage != "request-headers":
+                got.wait(lambda s: s.remote_ended, what="the request's end at the backend")
+            if stage == "response-headers":
+                st.wait(lambda s: s.headers, what="the response headers")
+            elif stage == "response-data":
+                st.wait(lambda s: s.data(), what="the response DATA")
+            client.rst(st, CANCEL)
+            got.wait(lambda s: s.reset is not None, what="the cancel at the backend (%s)" % stage)
+            self.assertEqual(got.reset, ("received", CANCEL), stage)
+            self.assertEqual(got.events[-1], ("rst", CANCEL), stage)
+        # the connection still serves
+        self.echo_on(client, b"after five cancels")
+        self.assertIsNone(client.goaway)
+        self.assertFalse(client.closed.is_set(), client.error)
+
+
+class RelayDataplane(DataplaneCases, unittest.TestCase):
+    """The standalone relay (relay/ on its own)."""
+
+    @classmethod
+    def start_proxy(cls):
+        cls.relay = Relay(cls.backend_sock, cls.dir)
+        cls.proxy_sock, cls.proxy_pid = cls.relay.sock, cls.relay.proc.pid
+
+    @classmethod
+    def stop_proxy(cls):
+        cls.relay.stop()
+
+
+@unittest.skipUnless(os.environ.get(GATE) == "1",
+                     "crihookd's data plane is not the relay yet (set %s=1 to run)" % GATE)
+class CrihookdDataplane(DataplaneCases, unittest.TestCase):
+    """crihookd in front of the same recording backend."""
+
+    MAY_DIFFER = frozenset({":authority"})
+
+    @classmethod
+    def start_proxy(cls):
+        cls.crihookd = harness.Crihookd(cls.backend_sock)
+        cls.proxy_sock, cls.proxy_pid = cls.crihookd.sock, cls.crihookd.proc.pid
+
+    @classmethod
+    def stop_proxy(cls):
+        code = cls.crihookd.stop()
+        assert code == 0, "crihookd exit code %d:\n%s" % (code, cls.crihookd.read_log())
+
+
+if __name__ == "__main__":
+    harness.main()
