@@ -15,7 +15,9 @@ shows it.
   connection windows (a per-connection writer thread does the socket writes,
   so the reader never blocks on them); what it receives is given back at
   once with WINDOW_UPDATE, except on a stream marked `hold_window` (a reader
-  that stops reading that stream). Everything a stream receives is recorded
+  that stops reading that stream; `hold_after` bytes: once it got that
+  many). `window` raises its receive windows (SETTINGS and a connection
+  WINDOW_UPDATE); pause_reading() stops reading the socket altogether. Everything a stream receives is recorded
   in order in Stream.events: ("headers", [(name, value) bytes], end_stream),
   ("data", payload, end_stream), ("rst", code).
 - H2Client: an H2Conn that connects to a unix socket and opens streams.
@@ -153,6 +155,9 @@ class Stream:
         self.remote_ended = self.local_ended = False
         self.reset = None  # the code of an RST_STREAM sent or received
         self.hold_window = False  # do not give this stream's window back
+        self.hold_after = None  # hold_window once this many DATA bytes came
+        self.received = 0
+        self.withheld = 0  # bytes received and not given back (hold_window)
         self.changed = threading.Condition()
         self.script_state = {}
 
@@ -213,7 +218,7 @@ class H2Conn:
     """One HTTP/2 connection on `sock`; see the module comment."""
 
     def __init__(self, sock, server=False, on_headers=None, on_end=None, settings=None,
-                 name="h2"):
+                 name="h2", window=None):
         self.sock, self.server, self.name = sock, server, name
         self.on_headers, self.on_end = on_headers, on_end
         self.enc = hpack.Encoder()
@@ -234,10 +239,16 @@ class H2Conn:
         self.frames_in = collections.Counter()
         my = dict(settings or {})
         my.setdefault(SETTINGS_MAX_CONCURRENT_STREAMS, 4096)
+        if window:
+            my[SETTINGS_INITIAL_WINDOW_SIZE] = window
+        self.reading = threading.Event()
+        self.reading.set()
         self.settings_payload = b"".join(struct.pack(">HI", k, v) for k, v in my.items())
         if not server:
             self._queue(harness.H2_PREFACE)
         self._queue(harness.h2_frame(SETTINGS, 0, 0, self.settings_payload))
+        if window and window > 65535:
+            self._frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", window - 65535))
         threading.Thread(target=self._writer, daemon=True, name=name + "-w").start()
         threading.Thread(target=self._reader, daemon=True, name=name + "-r").start()
 
@@ -299,7 +310,7 @@ class H2Conn:
                     return
                 st.send_window -= n
                 self.conn_send_window -= n
-                chunk, rest = payload[:n], payload[n:]
+                chunk, rest = bytes(payload[:n]), payload[n:]
                 last = not rest
                 self._frame(DATA, END_STREAM if (end and last) else 0, st.sid, chunk)
                 if last:
@@ -333,7 +344,7 @@ class H2Conn:
 
     def send_data(self, st, data, end_stream=False):
         with self.lock:
-            st.pending.append(("data", bytes(data), end_stream))
+            st.pending.append(("data", memoryview(bytes(data)), end_stream))
             self._flush(st)
 
     def unsent(self, st):
@@ -352,7 +363,8 @@ class H2Conn:
         """Gives back what a hold_window stream received and keeps doing so."""
         with self.lock:
             st.hold_window = False
-            n = len(st.data())
+            st.hold_after = None
+            n, st.withheld = st.withheld, 0
             if n and st.reset is None and not st.remote_ended:
                 self._frame(WINDOW_UPDATE, 0, st.sid, struct.pack(">I", n))
 
@@ -378,8 +390,13 @@ class H2Conn:
             with st.changed:
                 st.changed.notify_all()
 
+    def pause_reading(self):
+        """Stops reading the socket (after the chunk being read, if any)."""
+        self.reading.clear()
+
     def _read_exact(self, buf, n):
         while len(buf) < n:
+            self.reading.wait()
             chunk = self.sock.recv(max(65536, n - len(buf)))
             if not chunk:
                 raise EOFError("peer closed")
@@ -451,9 +468,14 @@ class H2Conn:
             payload = payload[1:len(payload) - payload[0]]
         with self.lock:
             st = self._stream(sid)
+            st.received += len(payload)
+            if st.hold_after is not None and st.received >= st.hold_after:
+                st.hold_window = True
             if flow_len:
                 self._frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", flow_len))
-                if not st.hold_window and not flags & END_STREAM and st.reset is None:
+                if st.hold_window:
+                    st.withheld += flow_len
+                elif not flags & END_STREAM and st.reset is None:
                     self._frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", flow_len))
         end = bool(flags & END_STREAM)
         if end:

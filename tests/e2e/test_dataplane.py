@@ -24,11 +24,12 @@ wire itself: header lists in order, each DATA payload, trailers, resets.
 - A gzip-compressed request (grpc-encoding: gzip, flag 1 in the message
   prefix) reaches the backend unchanged; a compressed answer comes back
   unchanged.
-- A client that stops reading a 48 MiB answer, and a backend that stops
-  reading one 24 MiB request stream (withholds its window): the proxy's RSS
-  growth is printed and stays bounded, backpressure reaches the sender, and
-  other connections keep flowing; once the backend reads again the request
-  completes byte for byte.
+- A client that stops reading a 48 MiB answer (4 MiB messages) mid-stream (stops reading its
+  socket, having advertised 2 GiB windows), and a backend that stops reading
+  a 24 MiB request stream after 1 MiB (withholds that stream's window): the
+  proxy's RSS growth and the bytes between sender and reader are printed and
+  stay bounded (backpressure reaches the sender), and other connections keep
+  flowing; once the backend reads again the request completes byte for byte.
 - 1,000 concurrent streams on one connection: the backend answers only once
   all 1,000 are open at once, and every answer is right.
 - RST_STREAM(CANCEL) from the client at each stage of a call (after
@@ -45,15 +46,13 @@ trailers-only answers and decompresses requests).
 import base64
 import gzip
 import os
-import socket
 import sys
 import time
 import unittest
 
 import harness
-from h2raw import (CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, VERSION_RESPONSE, H2Client,
-                   RecordingBackend, Relay, grpc_msg, hlist, preface, request_headers,
-                   response_headers, rss_kib, summary)
+from h2raw import (CANCEL, CONTINUATION, VERSION_RESPONSE, H2Client, RecordingBackend, Relay,
+                   grpc_msg, hlist, request_headers, response_headers, rss_kib, summary)
 
 V1, V1ALPHA2, V1_IMAGE = harness.V1, harness.V1ALPHA2, harness.V1_IMAGE
 CONTAINERS = "/containerd.services.containers.v1.Containers/"
@@ -117,21 +116,28 @@ def echo_script(backend, conn, st, phase):
         conn.send_headers(st, OK_TRAILERS, end_stream=True)
 
 
+MSG = 4 << 20  # largest message in the big cases (under crihookd's --max-msg-size)
+
+
+def messages(size, byte=b"b"):
+    """`size` bytes as gRPC messages of at most MSG bytes."""
+    return b"".join(grpc_msg(byte * min(MSG, size - i)) for i in range(0, size, MSG))
+
+
 def big_script(backend, conn, st, phase):
-    """x-script big: one message of x-size bytes."""
+    """x-script big: x-size bytes as messages of at most MSG bytes."""
     if phase == "end":
-        size = int(st.header("x-size"))
         conn.send_headers(st, response_headers())
-        conn.send_data(st, grpc_msg(b"b" * size))
+        conn.send_data(st, messages(int(st.header("x-size"))))
         conn.send_headers(st, OK_TRAILERS, end_stream=True)
 
 
 def stall_script(backend, conn, st, phase):
-    """x-script stall: never gives the stream's window back (a server that
-    does not read the request); release_window() lets it read on; then
-    answers with the size received."""
+    """x-script stall: stops giving the stream's window back after 1 MiB (a
+    server that stops reading the request); release_window() lets it read
+    on; then answers with the size received."""
     if phase == "headers":
-        st.hold_window = True
+        st.hold_after = 1 << 20
     else:
         conn.send_headers(st, response_headers())
         conn.send_data(st, grpc_msg(str(len(st.data())).encode()))
@@ -305,7 +311,7 @@ class DataplaneCases:
         st = client.call(request_headers(V1 + "Big", ("x-script", "big"), ("x-size", str(size)),
                                          ("x-case", self.case_id("big"))), [grpc_msg(b"")])
         st.wait_closed(60)
-        self.assertEqual(len(st.data()), size + 5, summary(st.events))
+        self.assertEqual(st.data(), messages(size), summary(st.events))
         return st
 
     def test_client_that_stops_reading(self):
@@ -314,27 +320,29 @@ class DataplaneCases:
         self.big_on(warm, 1 << 20)  # the proxy's buffers for one answer exist already
         before = rss_kib(self.proxy_pid)
         case = self.case_id("stalled")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(self.proxy_sock)
-        block = harness.grpc_headers(V1 + "Big", ("x-script", "big"), ("x-size", str(size)),
-                                     ("x-case", case))
-        # a huge window, then never read: only the proxy's own bounds hold it
-        s.sendall(preface(window=(1 << 31) - 1) + harness.h2_frame(HEADERS, END_HEADERS, 1, block) +
-                  harness.h2_frame(DATA, END_STREAM, 1, grpc_msg(b"")))
-        st = self.backend.find(case)
+        # huge windows: only the proxy's own bounds hold what it does not deliver
+        reader = H2Client(self.proxy_sock, window=(1 << 31) - 1)
+        self.clients.append(reader)
+        st = reader.call(request_headers(V1 + "Big", ("x-script", "big"), ("x-size", str(size)),
+                                         ("x-case", case)), [grpc_msg(b"")])
+        st.wait(lambda s: s.received >= 1 << 20, 60, "the first MiB of the answer")
+        reader.pause_reading()  # mid-stream
+        got = self.backend.find(case)
         time.sleep(3)  # let the backend push what flow control allows
+        grown = rss_kib(self.proxy_pid) - before
+        sent = len(messages(size)) - got.conn.unsent(got)
+        in_flight = sent - st.received
+        print("client stopped reading a %d MiB answer after %d KiB: proxy RSS grew %d KiB; "
+              "the backend sent %d KiB, %d KiB between them (proxy and socket buffers)" %
+              (size >> 20, st.received >> 10, grown, sent >> 10, in_flight >> 10),
+              file=sys.stderr)
         self.big_on(warm, 1 << 20)  # another connection flows meanwhile
         self.echo_on(self.client(), b"still flowing")
-        grown = rss_kib(self.proxy_pid) - before
-        unsent = st.conn.unsent(st)
-        s.close()
-        print("client not reading a %d MiB answer: proxy RSS grew %d KiB; the backend still "
-              "holds %d KiB of it (flow control)" % (size >> 20, grown, unsent >> 10),
-              file=sys.stderr)
+        reader.close()
         self.assertLess(grown, 16 << 10)
-        self.assertGreater(unsent, size - (16 << 20), "backpressure did not reach the backend")
+        self.assertLess(in_flight, 4 << 20, "backpressure did not reach the backend")
         # the hang-up ends the backend stream (reset, or its connection closed)
-        harness.wait_for(lambda: st.reset is not None or st.conn.closed.is_set(),
+        harness.wait_for(lambda: got.reset is not None or got.conn.closed.is_set(),
                          what="the backend stream to end after the client left")
 
     def test_backend_that_stops_reading(self):
@@ -344,20 +352,22 @@ class DataplaneCases:
         before = rss_kib(self.proxy_pid)
         case = self.case_id("upload")
         up = self.client()
-        body = os.urandom(1 << 20) * 24
-        msg = grpc_msg(body)
+        msg = b"".join(grpc_msg(os.urandom(MSG)) for _ in range(size // MSG))
         st = up.call(request_headers(V1 + "Upload", ("x-script", "stall"), ("x-case", case)),
                      [msg])
         got = self.backend.find(case)
+        got.wait(lambda s: s.hold_window, 60, "the backend to read 1 MiB and stop")
         time.sleep(3)  # let the client push what flow control allows
-        self.echo_on(other, b"another connection flows")
         grown = rss_kib(self.proxy_pid) - before
-        unsent = up.unsent(st)
-        print("backend not reading a %d MiB request: proxy RSS grew %d KiB; the backend got "
-              "%d KiB, the client still holds %d KiB (flow control)" %
-              (size >> 20, grown, len(got.data()) >> 10, unsent >> 10), file=sys.stderr)
+        sent = len(msg) - up.unsent(st)
+        in_flight = sent - got.received
+        print("backend stopped reading a %d MiB request after %d KiB: proxy RSS grew %d KiB; "
+              "the client sent %d KiB, %d KiB between them (proxy and socket buffers)" %
+              (size >> 20, got.received >> 10, grown, sent >> 10, in_flight >> 10),
+              file=sys.stderr)
+        self.echo_on(other, b"another connection flows")
         self.assertLess(grown, 16 << 10)
-        self.assertGreater(unsent, size - (16 << 20), "backpressure did not reach the client")
+        self.assertLess(in_flight, 4 << 20, "backpressure did not reach the client")
         got.conn.release_window(got)  # the backend reads again: everything arrives
         st.wait_closed(60)
         self.assertEqual(st.data(), grpc_msg(str(len(msg)).encode()), summary(st.events))
