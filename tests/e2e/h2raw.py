@@ -353,11 +353,11 @@ class H2Conn:
 
     def rst(self, st, code=CANCEL):
         with self.lock:
-            st.reset = ("sent", code)
+            with st.changed:
+                st.reset = ("sent", code)
+                st.changed.notify_all()
             st.pending.clear()
             self._frame(RST_STREAM, 0, st.sid, struct.pack(">I", code))
-        with st.changed:
-            st.changed.notify_all()
 
     def release_window(self, st):
         """Gives back what a hold_window stream received and keeps doing so."""
@@ -444,9 +444,15 @@ class H2Conn:
         except (OSError, EOFError, ValueError, hpack.HPACKError) as e:
             self._lost("read: %s" % e)
 
-    def _event(self, st, event):
+    def _event(self, st, event, end=False):
+        """Records `event`; the stream's state changes in the same step, so a
+        waiter never sees the state without the event."""
         with st.changed:
             st.events.append(event)
+            if end:
+                st.remote_ended = True
+            if event[0] == "rst":
+                st.reset = ("received", event[1])
             st.changed.notify_all()
 
     def _headers_in(self, sid, flags, block):
@@ -455,9 +461,7 @@ class H2Conn:
             st = self._stream(sid)
             first = not st.header_blocks()
         end = bool(flags & END_STREAM)
-        if end:
-            st.remote_ended = True
-        self._event(st, ("headers", headers, end))
+        self._event(st, ("headers", headers, end), end)
         if first and self.on_headers:
             self.on_headers(self, st)
         if end and self.on_end:
@@ -478,9 +482,7 @@ class H2Conn:
                 elif not flags & END_STREAM and st.reset is None:
                     self._frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", flow_len))
         end = bool(flags & END_STREAM)
-        if end:
-            st.remote_ended = True
-        self._event(st, ("data", payload, end))
+        self._event(st, ("data", payload, end), end)
         if end and self.on_end:
             self.on_end(self, st)
 
@@ -515,9 +517,8 @@ class H2Conn:
         elif kind == RST_STREAM:
             with self.lock:
                 st = self._stream(sid)
-                st.reset = ("received", struct.unpack(">I", payload)[0])
                 st.pending.clear()
-            self._event(st, ("rst", st.reset[1]))
+            self._event(st, ("rst", struct.unpack(">I", payload)[0]))
         elif kind == GOAWAY:
             self.goaway = struct.unpack(">II", payload[:8])
 
