@@ -17,8 +17,9 @@ wire itself: header lists in order, each DATA payload, trailers, resets.
   they are malformed in HTTP/2 and no case sends them. DATA frame
   boundaries may differ (an intermediary may re-frame DATA); the bytes may
   not. Calls: Version, ListContainers (a 300 KiB answer over several
-  windows), an unknown method, a v1alpha2 path, a containerd service path,
-  and a call whose header blocks need CONTINUATION frames both ways.
+  windows), an unknown method, a v1alpha2 path (a 100 KiB request), a
+  containerd service path, and a call whose header blocks need
+  CONTINUATION frames both ways.
 - A trailers-only error (one HEADERS with END_STREAM carrying grpc-status)
   stays trailers-only.
 - A gzip-compressed request (grpc-encoding: gzip, flag 1 in the message
@@ -248,7 +249,9 @@ class DataplaneCases:
         self.assertEqual(p_client.header_blocks(), d_client.header_blocks(), what)
         self.assertEqual(p_client.data(), d_client.data(), what)
         self.assertEqual(p_client.reset, None, what)
-        headers, data, trailers = ANSWERS[answer]
+        headers, data, trailers = ANSWERS[answer]  # the direct answer is the script's
+        self.assertEqual(d_client.header_blocks(),
+                         [(headers, data is None)] + ([(trailers, True)] if trailers else []), what)
         self.assertEqual(p_client.data(), b"".join(data or ()), what)
         return p_client, p_backend
 
@@ -258,7 +261,9 @@ class DataplaneCases:
         self.assert_same_call(V1 + "ListContainers", "list",
                               [grpc_msg(b"\x0a\x04\x1a\x02\x08\x01")])
         self.assert_same_call(V1 + "NoSuchMethod", "unimplemented")
-        self.assert_same_call(V1ALPHA2 + "ListPodSandbox", "v1alpha2")
+        big = grpc_msg(os.urandom(100000))  # more than a window, in 7 DATA frames
+        self.assert_same_call(V1ALPHA2 + "ListPodSandbox", "v1alpha2",
+                              [big[i:i + 16000] for i in range(0, len(big), 16000)])
         self.assert_same_call(CONTAINERS + "List", "containerd",
                               extra=[("containerd-namespace", "k8s.io")])
 
