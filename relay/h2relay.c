@@ -189,6 +189,7 @@ static int backend_up(h2r_backend *b) {
                                   {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
   if (nghttp2_session_client_new2(&b->s, c->r->client_cbs, b, c->r->opt) != 0 ||
       nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, set, 3) != 0 ||
+      nghttp2_session_set_local_window_size(b->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0 ||
       uv_read_start((uv_stream_t *)&b->pipe, alloc_cb, backend_read_cb) < 0)
     return -1;
   b->up = true;
@@ -312,6 +313,8 @@ static int conn_start(h2r *r, h2r_conn *c) {
   if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
   if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->opt) != 0) return -1;
   if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
+  if (nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0)
+    return -1;
   return uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, conn_read_cb) < 0 ? -1 : 0;
 }
 

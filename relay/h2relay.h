@@ -31,14 +31,17 @@
  *   a DATA frame it writes, or when they are dropped (stream answered or
  *   closed). So the DATA queued in the relay is at most, per stream and
  *   direction, one stream receive window (H2R_WINDOW, advertised in SETTINGS)
- *   and, per connection and direction, one connection receive window (65535,
- *   HTTP/2's default; the relay does not raise it). On top of that, encoded
- *   frames wait in each socket's write queue: frames are produced only while
- *   the queue is below H2R_WRITE_HIGH, one batch of at most H2R_WRITE_HIGH +
- *   one frame at a time, so under 2 x H2R_WRITE_HIGH + 16 KiB per socket.
- *   A client that does not read (whatever window it advertises) thus holds
- *   under ~200 KiB of its connection's answers in the relay, and the backend
- *   stalls on flow control; the same holds for a backend that does not read.
+ *   and, per connection and direction, one connection receive window
+ *   (H2R_CONN_WINDOW, 4 MiB: a stalled stream takes only its own 64 KiB of
+ *   it, so the connection's other streams keep flowing). On top of that,
+ *   encoded frames wait in each socket's write queue: frames are produced
+ *   only while the queue is below H2R_WRITE_HIGH, one batch of at most
+ *   H2R_WRITE_HIGH + one frame at a time, so under 2 x H2R_WRITE_HIGH +
+ *   1 MiB (a frame) per socket. A client that does not read its socket
+ *   (whatever window it advertises) thus holds at most one connection window
+ *   of answers in the relay, and a stream it does not credit one stream
+ *   window; the backend stalls on flow control; the same holds for a backend
+ *   that does not read.
  *   Not bounded yet: header memory beyond
  *   H2R_MAX_STREAMS streams x their header blocks (see "left for wiring").
  *
@@ -101,6 +104,11 @@
 
 /* Advertised initial stream window, both sides (the per-stream bound). */
 #define H2R_WINDOW 65535
+/* The connection receive window, both sides (the per-connection bound).
+ * Larger than a stream's: a stream whose reader stalls takes at most
+ * H2R_WINDOW of it, so the connection's other streams (kubelet makes every
+ * call over one connection) keep flowing until 64 streams stall at once. */
+#define H2R_CONN_WINDOW (4 << 20)
 /* Frames are produced for a socket only while its write queue is below. */
 #define H2R_WRITE_HIGH 65536
 /* Largest header block the relay sends (nghttp2's default is 64 KiB). */

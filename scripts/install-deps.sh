@@ -36,6 +36,8 @@ PACKAGES=(
 	# end-to-end tests: a real containerd, images, helpers
 	containerd runc containernetworking-plugins busybox-static
 	nginx-light iproute2 python3 python3-grpcio python3-protobuf python3-yaml protobuf-compiler procps
+	# raw HTTP/2 tests (tests/e2e/h2raw.py): an HPACK coder
+	python3-hpack
 	# the DaemonSet's image (deploy/image/build-image.sh) ships systemctl
 	systemd
 )

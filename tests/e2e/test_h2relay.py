@@ -38,94 +38,11 @@ import grpc
 import harness
 from fake_backend import FakeBackend
 from test_hardening_conn import fd_count, idle_unix, limit_fds, release, wait_for_eof
+from h2raw import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, RST_STREAM, SETTINGS,
+                   VERSION, WINDOW_UPDATE, Relay, frames,
+                   grpc_msg, preface, raw_call, stream_frames)
 
-RELAY = os.path.join(harness.BUILD, "tests", "bench", "crihook-h2relay")
 EVENTS = "/containerd.services.events.v1.Events/"
-
-
-class Relay:
-    def __init__(self, backend_sock, directory, hold=(), max_held=None, extra=()):
-        self.sock = os.path.join(directory, "relay-%d.sock" % time.monotonic_ns())
-        args = [RELAY, "--listen", "unix:" + self.sock, "--backend", "unix:" + backend_sock]
-        for method in hold:
-            args += ["--hold", method]
-        if max_held:
-            args += ["--max-held", str(max_held)]
-        args += list(extra)
-        self.err = open(self.sock + ".log", "w+")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True)
-        line = self.proc.stdout.readline()
-        if line.strip() != "ready":
-            raise AssertionError("relay did not start: %r\n%s" % (line, self.log()))
-
-    def log(self):
-        self.err.seek(0)
-        return self.err.read()
-
-    def rss_kib(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def stop(self):
-        """Stops the relay; returns its counters line (h2r_stats at exit)."""
-        if self.proc.returncode is not None:
-            return None
-        self.proc.send_signal(2)
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("relay did not exit on SIGINT:\n" + self.log())
-        finally:
-            self.proc.stdout.close()
-        log = self.log()
-        self.err.close()
-        if code != 0:
-            raise AssertionError("relay exit code %d:\n%s" % (code, log))
-        return [line for line in log.splitlines() if line.startswith("counters ")][-1]
-
-
-# ---- a raw HTTP/2 client (no HPACK decoding: frames and flags only) ----
-
-END_STREAM, END_HEADERS = 0x1, 0x4
-DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
-VERSION = "/runtime.v1.RuntimeService/Version"
-
-
-def frames(data):
-    out, i = [], 0
-    while i + 9 <= len(data):
-        n = int.from_bytes(data[i:i + 3], "big")
-        kind, flags = data[i + 3], data[i + 4]
-        sid = struct.unpack(">I", data[i + 5:i + 9])[0] & 0x7fffffff
-        out.append((kind, flags, sid, data[i + 9:i + 9 + n]))
-        i += 9 + n
-    return out
-
-
-def grpc_msg(body):
-    return b"\x00" + struct.pack(">I", len(body)) + body
-
-
-def raw_call(sid, path, body, *extra):
-    return (harness.h2_frame(HEADERS, END_HEADERS, sid, harness.grpc_headers(path, *extra)) +
-            harness.h2_frame(DATA, END_STREAM, sid, grpc_msg(body)))
-
-
-def preface(window=None):
-    settings = b"" if window is None else struct.pack(">HI", 4, window)
-    out = harness.H2_PREFACE + harness.h2_frame(SETTINGS, 0, 0, settings)
-    if window is not None:
-        out += harness.h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", window - 65535))
-    return out
-
-
-def stream_frames(data, sid):
-    return [(k, f, p) for k, f, s, p in frames(data) if s == sid and k in (DATA, HEADERS)]
 
 
 class H2RelayFake(unittest.TestCase):
