@@ -4,11 +4,11 @@
 - the soft open-file limit is raised to the hard one at start;
 - a client that connects and says nothing (or half the HTTP/2 preface) is
   disconnected after the preface bound (10 s);
-- with the open-file limit reached by idle connections, grpc's accept loop
-  stops for good (libgrpc 1.51); once they are gone the listener watch
-  notices that the listen socket no longer answers while the backend does
-  and starts crihookd afresh in the same process: CRI calls work again;
-  meanwhile /healthz says 503 and why;
+- with the open-file limit reached by idle connections, the relay's accept
+  loop sheds what it cannot take (its reserve descriptor) and never stops:
+  once they are gone, CRI calls work again at once, with no restart (grpc
+  core's accept loop, the data plane before, stopped for good there and
+  needed the listener watch to re-execute crihookd);
 - admin/metrics connections are capped (64), so a flood of them leaves the
   file descriptors the CRI socket needs; each is closed after 10 s; an
   oversized request line gets 400.
@@ -183,32 +183,28 @@ class ConnectionsWithFake(unittest.TestCase):
         print("half-preface client disconnected after %.1f s" % took)
 
     def exhaust_listener(self):
-        """Fills crihookd's open-file limit with idle CRI connections, then
-        closes them: grpc's accept loop has hit EMFILE by then."""
+        """Fills crihookd's open-file limit with idle CRI connections, more
+        than it can take, then closes them: the accept loop has met EMFILE."""
         pid = self.proxy.proc.pid
         limit = limit_fds(pid, 30)
         self.socks = idle_unix(self.proxy.sock, 200)
         harness.wait_for(lambda: fd_count(pid) >= limit - 1, 10, what="crihookd to run out of fds")
-        time.sleep(0.5)  # let grpc's accept loop meet EMFILE
+        time.sleep(0.5)  # let the accept loop meet EMFILE
         release(self.socks, pid, limit)
         self.socks = []
-        # a fresh connection now sits in the backlog that nobody accepts
-        self.assertFalse(version_ok(self.proxy.sock, 2.0), "the listener survived EMFILE here")
 
-    def test_listener_comes_back_after_fd_exhaustion(self):
+    def test_listener_survives_fd_exhaustion(self):
         pid = self.proxy.proc.pid
         self.exhaust_listener()
-        code, body = http_get("/healthz", unix=self.proxy.admin)
-        doc = json.loads(body)
-        self.assertEqual(code, 503, body)
-        self.assertEqual(doc["reason"], "the listen socket does not answer a CRI call", body)
-        harness.wait_for(lambda: version_ok(self.proxy.sock), 60,
-                         what="CRI calls to work again after the fd exhaustion")
+        # at once: no restart, no listener watch needed
+        self.assertTrue(version_ok(self.proxy.sock, 2.0), self.proxy.read_log()[-2000:])
+        # (the fake backend has no pods to rebuild the store from: /healthz
+        # is 503 for that; the listener part is what counts here)
+        body = http_get("/healthz", unix=self.proxy.admin)[1]
+        self.assertTrue(json.loads(body)["listener"].startswith("answered Version"), body)
         self.assertEqual(self.proxy.proc.pid, pid)
         self.assertIsNone(self.proxy.proc.poll())
-        self.assertIn("starting crihookd afresh in this process", self.proxy.read_log())
-        code, body = http_get("/healthz", unix=self.proxy.admin)
-        self.assertEqual(json.loads(body)["listener"].startswith("answered Version"), True, body)
+        self.assertNotIn("starting crihookd afresh", self.proxy.read_log())
 
     def test_metrics_flood_leaves_fds_for_cri(self):
         pid = self.proxy.proc.pid
@@ -331,7 +327,7 @@ class HealthWithContainerd(unittest.TestCase):
         harness.wait_for(lambda: http_get("/healthz", unix=self.proxy.admin)[0] == 200, 10,
                          what="/healthz to say 200 once the worker runs again")
 
-    def test_healthz_503_when_the_listener_is_exhausted(self):
+    def test_healthz_200_right_after_fd_exhaustion(self):
         pid = self.proxy.proc.pid
         limit = limit_fds(pid, 30)
         socks = idle_unix(self.proxy.sock, 200)
@@ -339,12 +335,10 @@ class HealthWithContainerd(unittest.TestCase):
         time.sleep(0.5)
         release(socks, pid, limit)
         code, body = http_get("/healthz", unix=self.proxy.admin)
-        self.assertEqual(code, 503, body)
-        self.assertEqual(json.loads(body)["reason"],
-                         "the listen socket does not answer a CRI call", body)
+        self.assertEqual(code, 200, body)
         out = self.proxy.ctl("status", check=False)
-        self.assertEqual(out.returncode, 1, out.stdout)
-        self.assertIn("NO: the listen socket does not answer a CRI call", out.stdout)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertIn("answers a CRI call", out.stdout)
 
 
 if __name__ == "__main__":
