@@ -311,7 +311,7 @@ static int conn_start(h2r *r, h2r_conn *c) {
                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
                                   {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
   if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
-  if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->opt) != 0) return -1;
+  if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->sopt) != 0) return -1;
   if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
   if (nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0)
     return -1;
@@ -498,6 +498,7 @@ static void relay_free_cb(uv_handle_t *h) {
   nghttp2_session_callbacks_del(r->server_cbs);
   nghttp2_session_callbacks_del(r->client_cbs);
   nghttp2_option_del(r->opt);
+  nghttp2_option_del(r->sopt);
   free(r->listen_path);
   for (int i = 1; i < H2R_ROUTES; i++) free(r->route_paths[i]);
   free(r->backend_path);
@@ -519,9 +520,19 @@ static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *
     const char *p = cfg->route_paths[i] ? cfg->route_paths[i] : cfg->backend_path;
     if (!(r->route_paths[i] = strdup(p))) return ch_fail(err, "out of memory");
   }
-  if (nghttp2_option_new(&r->opt) != 0) return ch_fail(err, "nghttp2 options: out of memory");
-  nghttp2_option_set_no_auto_window_update(r->opt, 1);
-  nghttp2_option_set_max_send_header_block_length(r->opt, H2R_MAX_HEADER_BLOCK);
+  if (nghttp2_option_new(&r->opt) != 0 || nghttp2_option_new(&r->sopt) != 0)
+    return ch_fail(err, "nghttp2 options: out of memory");
+  nghttp2_option *both[] = {r->opt, r->sopt};
+  for (int i = 0; i < 2; i++) {
+    nghttp2_option_set_no_auto_window_update(both[i], 1);
+    nghttp2_option_set_max_send_header_block_length(both[i], H2R_MAX_HEADER_BLOCK);
+  }
+  /* nghttp2's HTTP messaging checks would reset a request whose :authority
+   * is not a host (RFC 3986) with PROTOCOL_ERROR, and kubelet's grpc-go
+   * sends the socket path there ("/run/containerd/containerd.sock"); the
+   * runtime accepts it. The relay passes requests on as they are (it drops
+   * connection-specific headers itself) and the runtime judges them. */
+  nghttp2_option_set_no_http_messaging(r->sopt, 1);
   if (h2r_callbacks_new(r) != 0) return ch_fail(err, "nghttp2 callbacks: out of memory");
   return 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * h2relay.h: an HTTP/2 stream relay on libuv + nghttp2 (issue 11's first
- * building block; NOT yet used by crihookd).
+ * h2relay.h: an HTTP/2 stream relay on libuv + nghttp2: crihookd's data
+ * plane (proxy/dataplane.h runs one per loop and routes its streams).
  *
  * What it does
  *   Listens on a unix socket for HTTP/2 with prior knowledge (h2c, what grpc
@@ -42,19 +42,34 @@
  *   of answers in the relay, and a stream it does not credit one stream
  *   window; the backend stalls on flow control; the same holds for a backend
  *   that does not read.
- *   Not bounded yet: header memory beyond
- *   H2R_MAX_STREAMS streams x their header blocks (see "left for wiring").
+ *   Header memory is bounded by H2R_MAX_STREAMS streams x their header
+ *   blocks (at most 9 MiB each: H2R_MAX_FRAME below) per connection.
  *
  * Header limits (nghttp2's)
  *   A header block up to H2R_MAX_HEADER_BLOCK is relayed; but nghttp2's HPACK
  *   decoder refuses any single header field over 64 KiB (NGHTTP2_HD_MAX_NV,
  *   fixed at build time) with a COMPRESSION_ERROR, which ends the whole
- *   client connection. crihookd today relays a 200 KiB metadata value
- *   (e2e-fidelity's test_large_metadata_passes); the wiring must decide.
+ *   client connection. crihookd accepts that limit (kubelet's metadata is a
+ *   few hundred bytes; grpc core's data plane took 200 KiB values): the
+ *   README says so and e2e-fidelity shows both sides of it.
  *   Held bodies (below) are the exception: they are consumed as they arrive
  *   and bounded by max_held_bytes (RESOURCE_EXHAUSTED beyond it).
  *
- * Hook seam
+ * gRPC awareness (crihookd sets max_msg_size)
+ *   The relay reads each direction's gRPC framing (5-byte prefixes) as the
+ *   DATA passes, without copying: a message announced larger than
+ *   max_msg_size ends the call with RESOURCE_EXHAUSTED and resets the
+ *   backend's stream; a request that ends inside a message is answered
+ *   INTERNAL and reset at the backend. grpc-timeout is read: an answer whose
+ *   HEADERS arrive after the deadline becomes DEADLINE_EXCEEDED. grpc-status
+ *   and grpc-message of the answer the client got go to on_stream_end.
+ *
+ * Routes
+ *   route(path) picks one of H2R_ROUTES backends per stream; each client
+ *   connection has at most one connection per route (crihookd: the runtime,
+ *   the image runtime, its interception stage over a socketpair).
+ *
+ * Hook seam (the standalone relay's; crihookd routes instead)
  *   on_request_headers(ud, path) is called once per stream when its request
  *   headers are complete; returning true holds the request body whole: the
  *   backend stream is opened only when the request has ended, after
@@ -84,14 +99,13 @@
  *     where that reserve is gone (another thread took the slot) the relay's
  *     own reserve does it instead of letting libuv spin in its accept loop.
  *
- * Left for wiring into crihookd (and known limits): the hooks themselves (decode, Pre/Post,
- *   re-encode, store), --image-backend routing by :path, metrics and the live
- *   trace, the drain on SIGTERM (GOAWAY), stream limits beyond
- *   SETTINGS_MAX_CONCURRENT_STREAMS, one
- *   loop per worker; a body held for a hook is forwarded unchanged (the
- *   seam cannot replace it or answer asynchronously yet); the connection
- *   windows stay at HTTP/2's 64 KiB (raising them trades the bound above
- *   for throughput; not measured).
+ * Drain: h2r_drain() closes the listener, sends GOAWAY on every connection
+ *   and ends streaming streams with UNAVAILABLE; h2r_close() ends the rest.
+ *
+ * Known limits: a body held by the seam is forwarded unchanged (crihookd
+ *   routes hooked calls to its interception stage instead); a backend that
+ *   never answers is left to the client's own deadline (the relay checks
+ *   grpc-timeout only when an answer arrives).
  */
 #pragma once
 

@@ -121,7 +121,8 @@ struct h2r {
   bool draining, listener_gone;
   h2r_conn *conns;
   nghttp2_session_callbacks *server_cbs, *client_cbs;
-  nghttp2_option *opt;
+  nghttp2_option *opt;  /* the backend sessions' */
+  nghttp2_option *sopt; /* the client sessions': opt without HTTP messaging checks */
   bool closing;
   /* accept side (h2relay.c) */
   uv_timer_t *sweep;  /* preface and idle bounds (own allocation: freed by its close) */

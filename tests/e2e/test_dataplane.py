@@ -207,13 +207,14 @@ class DataplaneCases:
 
     # ---- byte for byte ----
 
-    def exchange(self, sock, case, path, extra, body_frames):
+    def exchange(self, sock, case, path, extra, body_frames, authority="localhost"):
         """One call on a fresh connection to `sock`: (client's stream,
         backend's stream). The x-case header is the same direct and through
         the proxy; the backend's copy is the latest with it."""
         before = len(self.backend.with_case(case))
         client = self.client(sock)
-        st = client.call(request_headers(path, ("x-case", case), *extra), body_frames)
+        st = client.call(request_headers(path, ("x-case", case), *extra, authority=authority),
+                         body_frames)
         st.wait_closed()
         harness.wait_for(lambda: len(self.backend.with_case(case)) > before,
                          what="the backend to record " + case)
@@ -222,14 +223,17 @@ class DataplaneCases:
         client.close()
         return st, got
 
-    def assert_same_call(self, path, answer, body_frames=(grpc_msg(b""),), extra=()):
+    def assert_same_call(self, path, answer, body_frames=(grpc_msg(b""),), extra=(),
+                         authority="localhost"):
         case = self.case_id(answer)
         extra = (("grpc-timeout", "9999847u"), ("grpc-accept-encoding", "identity,deflate,gzip"),
                  ("x-script", "answer"), ("x-answer", answer),
                  ("x-request-id", "req-%s" % case),
                  ("x-bin-bin", base64.b64encode(b"\x00\x01\xfe\xff").rstrip(b"="))) + tuple(extra)
-        d_client, d_backend = self.exchange(self.backend_sock, case, path, extra, body_frames)
-        p_client, p_backend = self.exchange(self.proxy_sock, case, path, extra, body_frames)
+        d_client, d_backend = self.exchange(self.backend_sock, case, path, extra, body_frames,
+                                            authority)
+        p_client, p_backend = self.exchange(self.proxy_sock, case, path, extra, body_frames,
+                                            authority)
         what = "%s (%s)" % (path, answer)
 
         def strip(headers):
@@ -265,6 +269,11 @@ class DataplaneCases:
                               [big[i:i + 16000] for i in range(0, len(big), 16000)])
         self.assert_same_call(CONTAINERS + "List", "containerd",
                               extra=[("containerd-namespace", "k8s.io")])
+        # kubelet 1.28's grpc-go puts the socket's path in :authority, which
+        # nghttp2's own request checks refuse (PROTOCOL_ERROR): the relay
+        # leaves judging requests to the runtime
+        self.assert_same_call(V1 + "Version", "version", [grpc_msg(b"\x0a\x06v1.0.0")],
+                              authority="/run/containerd/containerd.sock")
 
     def test_header_blocks_over_a_frame_use_continuation(self):
         # ~105 KiB once HPACK-encoded: 7 frames of 16 KiB (nghttp2 1.52 in
