@@ -35,7 +35,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD=${CRIHOOK_TEST_BUILD:-build-test}
 TSAN_BUILD=${CRIHOOK_TSAN_BUILD:-build-tsan}
 FUZZ_BUILD=${CRIHOOK_FUZZ_BUILD:-build-fuzz}
-TSAN_E2E=(e2e-fidelity e2e-faults e2e-shutdown e2e-hooks e2e-hooks_state e2e-metrics e2e-trace e2e-operate)
+TSAN_E2E=(e2e-fidelity e2e-faults e2e-shutdown e2e-hooks e2e-hooks_state e2e-metrics e2e-trace e2e-operate e2e-dataplane)
 ALL=1
 [ "$#" -eq 0 ] || ALL=0
 
