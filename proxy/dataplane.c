@@ -285,6 +285,8 @@ static void sleep_ms(long ms) { nanosleep(&(struct timespec){0, ms * 1000 * 1000
 void ch_dataplane_drain(ch_dataplane *dp) {
   uint64_t end = now_ms() + (uint64_t)dp->config.shutdown_grace_ms;
   unlink(dp->listen_path); /* kubelet should see the socket gone at once */
+  close(dp->listen_fd);    /* each loop closes its own copy in h2r_drain */
+  dp->listen_fd = -1;
   atomic_store(&dp->cmd, CMD_DRAIN);
   wake_all(dp);
   /* Each poll wakes the loops again: a stream that turned out to stream
