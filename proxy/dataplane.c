@@ -58,18 +58,14 @@ struct ch_dataplane {
 
 /* ---- per stream (on a loop thread) ---- */
 
-static int route_of(void *ud, const char *path) {
+static int route_of(void *ud, const char *path, size_t len, bool *streaming) {
   ch_dataplane *dp = ud;
-  ch_method_info info = ch_method_classify(path, strlen(path));
+  ch_method_info info = ch_method_classify(path, len);
+  *streaming = info.known_streaming;
   if (dp->config.hooks && info.known_unary &&
       ch_intercept_kind_of(info.cri_name, info.cri_name_len) != CH_INTERCEPT_NONE)
     return ROUTE_HOOKS;
   return info.image_service ? ROUTE_IMAGE : ROUTE_RUNTIME;
-}
-
-static bool is_streaming(void *ud, const char *path) {
-  (void)ud;
-  return ch_method_classify(path, strlen(path)).known_streaming;
 }
 
 /* A socketpair per client connection that makes a hooked call: one end
@@ -123,7 +119,7 @@ static void trace_stream(const h2r_stream_end *e, size_t len, int code, double s
 static void on_stream_end(void *ud, const h2r_stream_end *e) {
   (void)ud;
   if (e->self_probe || e->route == ROUTE_HOOKS) return; /* see dataplane.h */
-  size_t len = strlen(e->path);
+  size_t len = e->path_len;
   if (e->client_reset) ch_info("relay", "client cancelled a stream method=%s", e->path);
   ch_method_info info = ch_method_classify(e->path, len);
   int code = e->grpc_status >= 0 ? e->grpc_status : GRPC_STATUS_CANCELLED;
@@ -166,7 +162,6 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
                    .route_paths = {c->backend_path, c->image_backend_path, ""},
                    .route_fd = hooks_fd,
                    .on_stream_end = on_stream_end,
-                   .is_streaming = is_streaming,
                    .self_probe_header = CH_SELF_PROBE_KEY,
                    .max_msg_size = c->max_msg_size,
                    .have_listen_fd = true,

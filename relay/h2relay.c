@@ -16,53 +16,79 @@ typedef struct wreq {
   uv_write_t req;
   h2r_conn *c;    /* client side write, or */
   h2r_backend *b; /* backend side write */
-  size_t len, cap;
+  size_t len;
   uint8_t data[];
 } wreq;
 
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)h;
+/* One read buffer per relay (it runs on one thread, and what a read brought
+ * is consumed before the next read). */
+static void conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  h2r_conn *c = h->data;
   (void)hint;
-  static char slab[64 * 1024]; /* one loop thread; consumed before the next read */
-  *buf = uv_buf_init(slab, sizeof slab);
+  *buf = uv_buf_init((char *)c->r->slab, H2R_READ_SLAB);
+}
+
+static void backend_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  h2r_backend *b = h->data;
+  (void)hint;
+  *buf = uv_buf_init((char *)b->c->r->slab, H2R_READ_SLAB);
 }
 
 /* ---- writing ---- */
 
 static void write_cb(uv_write_t *req, int status);
 
-static int send_batch(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backend *b) {
-  wreq *w = NULL;
+static int scratch_reserve(h2r *r, size_t need) {
+  if (need <= r->scratch_cap) return 0;
+  size_t cap = r->scratch_cap ? r->scratch_cap : 2 * H2R_WRITE_HIGH;
+  while (cap < need) cap *= 2;
+  uint8_t *p = realloc(r->scratch, cap);
+  if (!p) return -1;
+  r->scratch = p;
+  r->scratch_cap = cap;
+  return 0;
+}
+
+/* Gathers frames (up to H2R_WRITE_HIGH and one more) in the relay's scratch
+ * buffer; 0 if there were none. */
+static ssize_t gather(h2r *r, nghttp2_session *s) {
+  size_t len = 0;
   for (;;) {
     const uint8_t *d;
     ssize_t n = nghttp2_session_mem_send(s, &d);
-    if (n < 0) {
-      free(w);
-      return -1;
-    }
+    if (n < 0) return -1;
     if (n == 0) break;
-    size_t need = (w ? w->len : 0) + (size_t)n;
-    if (!w || need > w->cap) {
-      size_t cap = need < 16384 ? 16384 : need * 2;
-      wreq *nw = realloc(w, sizeof *nw + cap);
-      if (!nw) {
-        free(w);
-        return -1;
-      }
-      if (!w) nw->len = 0;
-      w = nw;
-      w->cap = cap;
-    }
-    memcpy(w->data + w->len, d, (size_t)n);
-    w->len += (size_t)n;
-    if (w->len >= H2R_WRITE_HIGH) break;
+    if (scratch_reserve(r, len + (size_t)n) != 0) return -1;
+    memcpy(r->scratch + len, d, (size_t)n);
+    len += (size_t)n;
+    if (len >= H2R_WRITE_HIGH) break;
   }
-  if (!w) return 0;
+  return (ssize_t)len;
+}
+
+/* Writes a batch: at once if the socket takes it (no allocation, the common
+ * case), else what is left is copied into a write request that waits in
+ * the socket's queue. */
+static int send_batch(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backend *b) {
+  h2r *r = c ? c->r : b->c->r;
+  ssize_t len = gather(r, s);
+  if (len <= 0) return (int)len;
+  size_t off = 0;
+  if (h->write_queue_size == 0) {
+    uv_buf_t all = uv_buf_init((char *)r->scratch, (unsigned)len);
+    int wrote = uv_try_write(h, &all, 1);
+    if (wrote < 0 && wrote != UV_EAGAIN) return -1;
+    off = wrote > 0 ? (size_t)wrote : 0;
+  }
+  if (off == (size_t)len) return 1;
+  wreq *w = malloc(sizeof *w + (size_t)len - off);
+  if (!w) return -1;
+  w->len = (size_t)len - off;
+  memcpy(w->data, r->scratch + off, w->len);
   w->c = c;
   w->b = b;
   uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
-  int rc = uv_write(&w->req, h, &buf, 1, write_cb);
-  if (rc < 0) {
+  if (uv_write(&w->req, h, &buf, 1, write_cb) < 0) {
     free(w);
     return -1;
   }
@@ -190,7 +216,7 @@ static int backend_up(h2r_backend *b) {
   if (nghttp2_session_client_new2(&b->s, c->r->client_cbs, b, c->r->opt) != 0 ||
       nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, set, 3) != 0 ||
       nghttp2_session_set_local_window_size(b->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0 ||
-      uv_read_start((uv_stream_t *)&b->pipe, alloc_cb, backend_read_cb) < 0)
+      uv_read_start((uv_stream_t *)&b->pipe, backend_alloc_cb, backend_read_cb) < 0)
     return -1;
   b->up = true;
   return 0;
@@ -315,7 +341,7 @@ static int conn_start(h2r *r, h2r_conn *c) {
   if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
   if (nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0)
     return -1;
-  return uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, conn_read_cb) < 0 ? -1 : 0;
+  return uv_read_start((uv_stream_t *)&c->pipe, conn_alloc_cb, conn_read_cb) < 0 ? -1 : 0;
 }
 
 /* ---- the accept side: shedding, the reserve descriptor, the sweep ---- */
@@ -500,6 +526,8 @@ static void relay_free_cb(uv_handle_t *h) {
   nghttp2_option_del(r->opt);
   nghttp2_option_del(r->sopt);
   free(r->listen_path);
+  free(r->scratch);
+  free(r->slab);
   for (int i = 1; i < H2R_ROUTES; i++) free(r->route_paths[i]);
   free(r->backend_path);
   free(r);
@@ -512,7 +540,9 @@ static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *
   if (!r->cfg.max_held_bytes) r->cfg.max_held_bytes = 16u << 20;
   r->listen_path = strdup(cfg->listen_path ? cfg->listen_path : "");
   r->backend_path = strdup(cfg->backend_path);
-  if (!r->listen_path || !r->backend_path) return ch_fail(err, "out of memory");
+  r->slab = malloc(H2R_READ_SLAB);
+  r->probe_len = cfg->self_probe_header ? strlen(cfg->self_probe_header) : 0;
+  if (!r->listen_path || !r->backend_path || !r->slab) return ch_fail(err, "out of memory");
   r->cfg.listen_path = r->listen_path;
   r->cfg.backend_path = r->backend_path;
   r->route_paths[0] = r->backend_path;

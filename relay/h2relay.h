@@ -155,6 +155,7 @@
 /* What the owner learns when a client stream ends (on_stream_end). */
 typedef struct h2r_stream_end {
   const char *path; /* :path as the client sent it ("" if none) */
+  size_t path_len;
   int route;
   int grpc_status;          /* from the answer the client got; -1: none (reset, lost) */
   const char *grpc_message; /* as on the wire (percent-encoded); NULL: none */
@@ -172,19 +173,18 @@ typedef struct h2r_config {
   void (*on_held_body)(void *ud, const char *path, const uint8_t *body, size_t len);
   void *ud;
   size_t max_held_bytes; /* 0: 16 MiB */
-  /* Optional routing: route(ud, path) picks one of H2R_ROUTES backends for
-   * a stream once its request headers are complete (NULL: route 0); a
+  /* Optional routing: route(ud, path, len, &streaming) picks one of
+   * H2R_ROUTES backends for a stream once its request headers are complete
+   * (NULL: route 0), and says whether h2r_drain() should end it as a
+   * stream (*streaming, false unless set); a
    * route's backend is route_paths[r] (route 0: backend_path), or, if
    * route_fd is set and returns an fd >= 0, that connected socket (the
    * relay owns it from then on). */
-  int (*route)(void *ud, const char *path);
+  int (*route)(void *ud, const char *path, size_t len, bool *streaming);
   const char *route_paths[H2R_ROUTES];
   int (*route_fd)(void *ud, int route);
   /* Optional: called once per client stream that had request headers. */
   void (*on_stream_end)(void *ud, const h2r_stream_end *end);
-  /* Optional: streams on which h2r_end_streams() acts besides those that
-   * relayed two answer messages. */
-  bool (*is_streaming)(void *ud, const char *path);
   /* A request header marking crihookd's own probe (h2r_stream_end). */
   const char *self_probe_header;
   /* If > 0: the largest gRPC message relayed either way; a bigger one ends
@@ -228,7 +228,7 @@ void h2r_close(h2r *r);
 
 /* The first step of a drain: stops accepting, sends every connection a
  * GOAWAY (streams already open go on; newer ones are refused) and ends
- * the streaming streams (is_streaming, or two answer messages relayed)
+ * the streaming streams (route set *streaming, or two answer messages relayed)
  * with UNAVAILABLE `msg`, resetting their backend streams. Calling it again
  * ends the streams that became streaming since. */
 void h2r_drain(h2r *r, const char *msg);

@@ -12,6 +12,8 @@
 
 #include "h2relay.h"
 
+#define H2R_READ_SLAB (64 * 1024)
+
 typedef struct h2r_conn h2r_conn;
 typedef struct h2r_backend h2r_backend;
 typedef struct h2r_stream h2r_stream;
@@ -62,6 +64,7 @@ struct h2r_stream {
   int32_t csid, bsid; /* client and backend stream ids (bsid 0: not opened) */
   h2r_backend *b;     /* the backend the stream was opened on */
   char *path;
+  size_t path_len;
   h2r_hdrs req, resp;
   h2r_half up, down; /* client -> backend, backend -> client */
   bool ready;        /* request headers complete: waiting for a backend */
@@ -119,6 +122,10 @@ struct h2r {
   atomic_int own_live;           /* live client streams, unless cfg.live_streams */
   atomic_int *live_streams;      /* &own_live or cfg.live_streams */
   bool draining, listener_gone;
+  size_t probe_len; /* strlen(cfg.self_probe_header), 0 if none */
+  uint8_t *slab;    /* every socket read lands here (H2R_READ_SLAB) */
+  uint8_t *scratch; /* frames gathered for one write (h2relay.c send_batch) */
+  size_t scratch_cap;
   h2r_conn *conns;
   nghttp2_session_callbacks *server_cbs, *client_cbs;
   nghttp2_option *opt;  /* the backend sessions' */

@@ -263,6 +263,7 @@ static void stream_report(const h2r_stream *s) {
   const h2r_config *cfg = &s->c->r->cfg;
   if (!cfg->on_stream_end || !s->ready) return;
   h2r_stream_end e = {.path = s->path ? s->path : "",
+                      .path_len = s->path_len,
                       .route = s->route,
                       .grpc_status = s->grpc_status,
                       .grpc_message = s->grpc_message,
@@ -420,14 +421,17 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
   if (!s || f->hd.type != NGHTTP2_HEADERS || hdr_is_connection_specific(name, nlen)) return 0;
   h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_REQUEST ? &s->req : &s->up.trailers;
-  if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path)
+  if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path) {
     s->path = strndup((char *)value, vlen);
+    s->path_len = s->path ? strlen(s->path) : 0;
+  }
   if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
     uint64_t ns = grpc_timeout_ns(value, vlen);
     s->deadline_ns = ns ? s->started_ns + ns : 0;
   }
-  const char *probe = s->c->r->cfg.self_probe_header;
-  if (probe && strlen(probe) == nlen && memcmp(probe, name, nlen) == 0) s->self_probe = true;
+  const h2r *r = s->c->r;
+  if (r->probe_len && r->probe_len == nlen && memcmp(r->cfg.self_probe_header, name, nlen) == 0)
+    s->self_probe = true;
   if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
@@ -466,9 +470,8 @@ static int c_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
     h2r_config *cfg = &s->c->r->cfg;
     const char *path = s->path ? s->path : "";
     s->held = cfg->on_request_headers && cfg->on_request_headers(cfg->ud, path);
-    int route = cfg->route ? cfg->route(cfg->ud, path) : 0;
+    int route = cfg->route ? cfg->route(cfg->ud, path, s->path_len, &s->streaming) : 0;
     s->route = route >= 0 && route < H2R_ROUTES ? route : 0;
-    s->streaming = cfg->is_streaming && cfg->is_streaming(cfg->ud, path);
     s->ready = true;
     if (!end) h2r_stream_open_backend(s);
   }

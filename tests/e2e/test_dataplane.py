@@ -476,16 +476,25 @@ class CrihookdDataplane(DataplaneCases, unittest.TestCase):
     """crihookd in front of the same recording backend."""
 
     MAY_DIFFER = frozenset()  # the relay passes :authority too
+    FLAGS = ()
 
     @classmethod
     def start_proxy(cls):
-        cls.crihookd = harness.Crihookd(cls.backend_sock)
+        cls.crihookd = harness.Crihookd(cls.backend_sock, *cls.FLAGS)
         cls.proxy_sock, cls.proxy_pid = cls.crihookd.sock, cls.crihookd.proc.pid
 
     @classmethod
     def stop_proxy(cls):
         code = cls.crihookd.stop()
         assert code == 0, "crihookd exit code %d:\n%s" % (code, cls.crihookd.read_log())
+
+
+class CrihookdTwoLoops(CrihookdDataplane):
+    """The same with two relay loops accepting on one socket (--workers 2):
+    each connection lives on one of them; under TSan this is the test that
+    sees the loops side by side."""
+
+    FLAGS = ("--workers", "2")
 
 
 if __name__ == "__main__":
