@@ -114,6 +114,25 @@ static void conn_maybe_done(h2r_conn *c) {
 
 /* Sending on one session can queue frames on the other (a consume queues a
  * WINDOW_UPDATE, a close an RST_STREAM): loop until both are quiet. */
+static void backend_detach(h2r_backend *b);
+
+/* Retired backends write what they still owe (WINDOW_UPDATE, request DATA)
+ * and close once nghttp2 is done with them (no stream, nothing to send). */
+static int flush_retired(h2r_conn *c, int *sent) {
+  for (h2r_backend *b = c->retired, *n; b; b = n) {
+    n = b->rnext;
+    if (flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, sent) < 0) {
+      h2r_backend_lost(b);
+      *sent = 1;
+      return -1;
+    }
+    if (!nghttp2_session_want_read(b->s) && !nghttp2_session_want_write(b->s) &&
+        b->pipe.write_queue_size == 0)
+      backend_detach(b);
+  }
+  return 0;
+}
+
 void h2r_flush(h2r_conn *c) {
   int sent;
   do {
@@ -126,6 +145,7 @@ void h2r_flush(h2r_conn *c) {
         sent = 1;
       }
     }
+    if (flush_retired(c, &sent) < 0) continue;
     if (c->closing) return;
     if (flush_one((uv_stream_t *)&c->pipe, c->s, c, NULL, &sent) < 0) {
       h2r_conn_close(c);
@@ -161,12 +181,30 @@ static void backend_free_cb(uv_handle_t *h) {
 }
 
 static void backend_detach(h2r_backend *b) {
-  if (b->c) b->c->b[b->route] = NULL;
+  if (b->c && b->retired) {
+    h2r_backend **p = &b->c->retired;
+    while (*p != b) p = &(*p)->rnext;
+    *p = b->rnext;
+  } else if (b->c) {
+    b->c->b[b->route] = NULL;
+  }
   b->c = NULL;
   nghttp2_session_del(b->s);
   b->s = NULL;
   uv_close((uv_handle_t *)&b->pipe, backend_free_cb);
   uv_close((uv_handle_t *)&b->timer, backend_free_cb);
+}
+
+/* The backend said GOAWAY: its open streams finish on it, new ones go to a
+ * new connection (the client never sees the backend's GOAWAY; a stream the
+ * backend refused comes back REFUSED_STREAM, which gRPC clients retry). */
+void h2r_backend_retire(h2r_backend *b) {
+  h2r_conn *c = b->c;
+  if (!c || b->retired) return;
+  c->b[b->route] = NULL;
+  b->retired = true;
+  b->rnext = c->retired;
+  c->retired = b;
 }
 
 void h2r_backend_greeted(h2r_backend *b) {
@@ -186,7 +224,8 @@ void h2r_backend_lost(h2r_backend *b) {
   if (!c) return;
   for (h2r_stream *s = c->streams, *n; s; s = n) {
     n = s->next;
-    if (s->b != b && !(s->ready && !s->bsid && s->route == b->route)) continue;
+    bool waiting = !b->retired && s->ready && !s->bsid && s->route == b->route;
+    if (s->b != b && !waiting) continue;
     s->bopen = false;
     s->b = NULL; /* its session goes away: no credit owed there */
     h2r_stream_answer(s, 14, "backend connection lost");
@@ -287,6 +326,7 @@ void h2r_conn_close(h2r_conn *c) {
   c->r->stats.open--;
   for (int i = 0; i < H2R_ROUTES; i++)
     if (c->b[i]) backend_detach(c->b[i]);
+  while (c->retired) backend_detach(c->retired);
   nghttp2_session_del(c->s);
   c->s = NULL;
   while (c->streams) h2r_stream_free(c->streams);

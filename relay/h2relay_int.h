@@ -89,6 +89,8 @@ struct h2r_backend {
   uv_timer_t timer; /* the connect and handshake bound (H2R_BACKEND_HELLO_MS) */
   int handles;      /* of pipe and timer, not closed yet */
   bool greeted;     /* the backend's SETTINGS arrived */
+  bool retired;     /* it sent GOAWAY: on c->retired, finishing its streams */
+  h2r_backend *rnext;
   int route;
   uv_connect_t creq;
   nghttp2_session *s;
@@ -101,7 +103,8 @@ struct h2r_conn {
   h2r_conn *prev, *next;
   uv_pipe_t pipe;
   nghttp2_session *s;
-  h2r_backend *b[H2R_ROUTES];
+  h2r_backend *b[H2R_ROUTES]; /* where each route's new streams go */
+  h2r_backend *retired;       /* backends that said GOAWAY, still finishing streams */
   h2r_stream *streams;
   bool closing;
   /* accept side (h2relay.c): the preface and idle bounds */
@@ -145,6 +148,7 @@ void h2r_conn_close(h2r_conn *c);
 h2r_backend *h2r_backend_get(h2r_conn *c, int route); /* connects if needed */
 void h2r_backend_lost(h2r_backend *b);
 void h2r_backend_greeted(h2r_backend *b);
+void h2r_backend_retire(h2r_backend *b);
 
 /* h2relay_stream.c */
 int h2r_callbacks_new(h2r *r);

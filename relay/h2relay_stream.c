@@ -565,6 +565,7 @@ static void b_response(h2r_stream *s, bool end) {
 static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *ud) {
   h2r_backend *b = ud;
   if (!b->greeted && f->hd.type == NGHTTP2_SETTINGS) h2r_backend_greeted(b);
+  if (f->hd.type == NGHTTP2_GOAWAY) h2r_backend_retire(b);
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
   if (!s) return 0;
   bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;

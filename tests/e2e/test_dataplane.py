@@ -47,12 +47,13 @@ grpc-accept-encoding added, ~12 MiB held per stalled stream).
 import base64
 import gzip
 import os
+import struct
 import sys
 import time
 import unittest
 
 import harness
-from h2raw import (CANCEL, CONTINUATION, VERSION_RESPONSE, H2Client, RecordingBackend, Relay,
+from h2raw import (CANCEL, CONTINUATION, GOAWAY, VERSION_RESPONSE, H2Client, RecordingBackend, Relay,
                    grpc_msg, hlist, request_headers, response_headers, rss_kib, summary)
 
 V1, V1ALPHA2, V1_IMAGE = harness.V1, harness.V1ALPHA2, harness.V1_IMAGE
@@ -116,6 +117,15 @@ def echo_script(backend, conn, st, phase):
         conn.send_headers(st, OK_TRAILERS, end_stream=True)
 
 
+def goaway_script(backend, conn, st, phase):
+    """x-script goaway: echo, then a GOAWAY(NO_ERROR) naming this stream as
+    the last, with the connection left open (as a server that drains, or
+    grpc core's idle timeout, does)."""
+    echo_script(backend, conn, st, phase)
+    if phase == "end":
+        conn._frame(GOAWAY, 0, 0, struct.pack(">II", st.sid, 0))
+
+
 MSG = 4 << 20  # largest message in the big cases (under crihookd's --max-msg-size)
 
 
@@ -169,7 +179,8 @@ def stage_script(backend, conn, st, phase):
 
 
 SCRIPTS = {"answer": answer_script, "echo": echo_script, "big": big_script,
-           "stall": stall_script, "gather": gather_script, "stage": stage_script}
+           "stall": stall_script, "gather": gather_script, "stage": stage_script,
+           "goaway": goaway_script}
 
 
 class DataplaneCases:
@@ -402,6 +413,23 @@ class DataplaneCases:
         for i in range(3):
             self.echo_on(client, b"beside a stalled stream %d" % i)
         self.big_on(client, 1 << 20)
+
+    def test_backend_goaway_moves_new_calls_to_a_new_connection(self):
+        # A backend that says GOAWAY finishes what it has; the client's next
+        # call on the same connection goes to a new backend connection (the
+        # client never sees the GOAWAY).
+        client = self.client()
+        before = len(self.backend.conns)
+        st = client.call(request_headers(V1 + "Echo", ("x-script", "goaway"),
+                                         ("x-case", self.case_id("goaway"))),
+                         [grpc_msg(b"last on the old connection")])
+        st.wait_closed()
+        self.assertEqual(st.trailers, OK_TRAILERS, summary(st.events))
+        time.sleep(0.2)  # the GOAWAY has reached the proxy
+        for i in range(3):
+            self.echo_on(client, b"after the backend's GOAWAY %d" % i)
+        self.assertGreater(len(self.backend.conns), before)
+        self.assertIsNone(client.goaway, "the client saw the backend's GOAWAY")
 
     # ---- concurrency ----
 
