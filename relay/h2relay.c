@@ -112,8 +112,6 @@ static void conn_maybe_done(h2r_conn *c) {
     h2r_conn_close(c);
 }
 
-/* Sending on one session can queue frames on the other (a consume queues a
- * WINDOW_UPDATE, a close an RST_STREAM): loop until both are quiet. */
 static void backend_detach(h2r_backend *b);
 
 /* Retired backends write what they still owe (WINDOW_UPDATE, request DATA)
@@ -133,6 +131,8 @@ static int flush_retired(h2r_conn *c, int *sent) {
   return 0;
 }
 
+/* Sending on one session can queue frames on the other (a consume queues a
+ * WINDOW_UPDATE, a close an RST_STREAM): loop until both are quiet. */
 void h2r_flush(h2r_conn *c) {
   int sent;
   do {

@@ -305,8 +305,6 @@ void h2r_stream_maybe_free(h2r_stream *s) {
   h2r_stream_free(s);
 }
 
-/* Ends the client's stream with a gRPC status of our own: trailers-only if
- * no response headers went out yet, else as trailers after queued DATA. */
 static void stream_set_message(h2r_stream *s, const uint8_t *msg, size_t len) {
   free(s->grpc_message);
   s->grpc_message = malloc(len + 1);
@@ -316,6 +314,8 @@ static void stream_set_message(h2r_stream *s, const uint8_t *msg, size_t len) {
   s->grpc_message[len] = '\0';
 }
 
+/* Ends the client's stream with a gRPC status of our own: trailers-only if
+ * no response headers went out yet, else as trailers after queued DATA. */
 void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
   if (s->client_closed || s->answered) return;
   s->answered = true;
@@ -338,6 +338,19 @@ void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
   }
   s->down.end = true;
   half_kick(&s->down, s->c->s, s->csid);
+}
+
+/* Resets the backend's half of the stream (CANCEL), if it is open. */
+static void stream_cancel_backend(h2r_stream *s) {
+  if (s->bopen && backend_session(s))
+    nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+}
+
+/* The relay ends the call itself: the client gets `msg`, the backend a
+ * reset. */
+static void stream_fail(h2r_stream *s, int grpc_code, const char *msg) {
+  h2r_stream_answer(s, grpc_code, msg);
+  stream_cancel_backend(s);
 }
 
 /* Submits the request on the backend once its headers are complete (and,
@@ -444,9 +457,7 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
 static bool c_request_truncated(h2r_stream *s) {
   const h2r_frames *f = &s->up.frames;
   if (!s->c->r->cfg.max_msg_size || (!f->left && !f->have) || s->answered) return false;
-  h2r_stream_answer(s, 13, "crihookd: the request ended inside a message (truncated)");
-  if (s->bopen && backend_session(s))
-    nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+  stream_fail(s, 13, "crihookd: the request ended inside a message (truncated)");
   return true;
 }
 
@@ -500,9 +511,7 @@ static int c_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
     char msg[128];
     snprintf(msg, sizeof msg, "crihookd: request message larger than max (%u vs. %zu bytes)",
              announced, max);
-    h2r_stream_answer(s, 8, msg);
-    if (s->bopen && backend_session(s))
-      nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+    stream_fail(s, 8, msg);
     return 0;
   }
   if (half_push(&s->up, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -552,8 +561,7 @@ static void b_response(h2r_stream *s, bool end) {
    * it were in time (as a gRPC server's deadline would not let it). */
   if (s->deadline_ns && uv_hrtime() > s->deadline_ns) {
     h2r_stream_answer(s, 4, "Deadline Exceeded");
-    if (!end && backend_session(s))
-      nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+    if (!end) stream_cancel_backend(s);
     return;
   }
   s->resp_sent = true;
@@ -593,8 +601,7 @@ static void b_answer_too_big(h2r_stream *s, nghttp2_session *session, const uint
   char msg[128];
   snprintf(msg, sizeof msg, "crihookd: answer message larger than max (%u vs. %zu bytes)",
            announced, s->c->r->cfg.max_msg_size);
-  h2r_stream_answer(s, 8, msg);
-  nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+  stream_fail(s, 8, msg);
 }
 
 static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const uint8_t *data,
@@ -638,9 +645,7 @@ void h2r_stream_end_for_drain(h2r_stream *s, const char *msg) {
   if (s->answered || s->client_closed || s->ended_by_drain) return;
   if (!s->streaming && s->down.frames.count < 2) return;
   s->ended_by_drain = true;
-  h2r_stream_answer(s, 14, msg);
-  if (s->bopen && backend_session(s))
-    nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+  stream_fail(s, 14, msg);
 }
 
 int h2r_callbacks_new(h2r *r) {
