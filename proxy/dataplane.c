@@ -37,7 +37,6 @@ enum { CMD_NONE, CMD_DRAIN, CMD_CLOSE };
 typedef struct dp_worker {
   ch_dataplane *dp;
   int index;
-  int listen_fd; /* this loop's own dup of the listen socket (its relay closes it) */
   uv_loop_t loop;
   uv_async_t wake;
   h2r *relay;
@@ -152,8 +151,8 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
   const ch_dataplane_config *c = &dp->config;
   w->dp = dp;
   w->index = index;
-  w->listen_fd = fcntl(dp->listen_fd, F_DUPFD_CLOEXEC, 0);
-  if (w->listen_fd < 0) return ch_fail_errno(err, errno, "dup the listen socket");
+  int listen_fd = fcntl(dp->listen_fd, F_DUPFD_CLOEXEC, 0); /* the relay's from here on */
+  if (listen_fd < 0) return ch_fail_errno(err, errno, "dup the listen socket");
   uv_loop_init(&w->loop);
   h2r_config rc = {.listen_path = dp->listen_path,
                    .backend_path = c->backend_path,
@@ -165,7 +164,7 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
                    .self_probe_header = CH_SELF_PROBE_KEY,
                    .max_msg_size = c->max_msg_size,
                    .have_listen_fd = true,
-                   .listen_fd = w->listen_fd,
+                   .listen_fd = listen_fd,
                    .live_streams = &dp->live};
   if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) { /* it closed listen_fd */
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -233,14 +232,6 @@ static int start_workers(ch_dataplane *dp, int count, ch_error *err) {
   return 0;
 }
 
-static void dataplane_release(ch_dataplane *dp) {
-  stop_workers(dp);
-  if (dp->listen_fd >= 0) close(dp->listen_fd);
-  free(dp->workers);
-  free(dp->listen_path);
-  free(dp);
-}
-
 int ch_dataplane_start(const ch_dataplane_config *config, ch_dataplane **out, ch_error *err) {
   if (ch_listen_prepare(config->listen_path, err) != 0) return -1;
   ch_dataplane *dp = calloc(1, sizeof *dp);
@@ -255,7 +246,8 @@ int ch_dataplane_start(const ch_dataplane_config *config, ch_dataplane **out, ch
   if (dp->listen_fd < 0 || start_workers(dp, config->workers > 0 ? config->workers : 1, err) != 0 ||
       ch_listen_finish(dp->listen_path, err) != 0) {
     if (dp->listen_fd >= 0) unlink(dp->listen_path);
-    dataplane_release(dp);
+    stop_workers(dp);
+    ch_dataplane_free(dp);
     return -1;
   }
   *out = dp;
