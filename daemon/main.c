@@ -283,7 +283,7 @@ static int serve(const crihookd_options *o, ch_error *err) {
   ch_endpoint listen;
   if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
   if (ch_listen_check_path(listen.path, err) != 0) return ch_wrap(err, "--listen");
-  ch_proxy_config cfg = {.listen = NULL, /* the relay listens (dataplane.h) */
+  ch_proxy_config cfg = {/* no listen socket: the relay listens (dataplane.h) */
                          .max_msg_size = o->max_msg_size,
                          .workers = o->workers,
                          .shutdown_grace_ms = o->shutdown_grace_ms};

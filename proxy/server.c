@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* server.c: the CRI server, its worker threads and the drain (server.h).
+/* server.c: the interception stage's grpc server, its worker threads and
+ * the drain (server.h).
  *
- * Start: prepare the socket path, create the grpc server with the message
- * and metadata limits and the connection bounds (preface timeout, idle
- * timeout), register one completion queue per worker, bind, start,
- * set the socket's mode, keep a few accepts outstanding on every queue, start
- * the threads.
+ * Start: create the grpc server with the message and metadata limits and
+ * the connection bounds (preface timeout, idle timeout), register one
+ * completion queue per worker, start, keep a few accepts outstanding on
+ * every queue, start the threads. It has no socket: the relay hands it one
+ * end of a socketpair per client connection (ch_proxy_add_fd).
  *
  * Stop, bounded by the grace period (a second signal cuts it short):
- * 1. The socket file goes; the workers end open streams with UNAVAILABLE
+ * 1. No connection is added any more; the workers end open streams with UNAVAILABLE
  *    and refuse every new call (also on connections already open) with
  *    UNAVAILABLE at once; in-flight calls may finish. This lasts until no
  *    call is in flight, or the grace ends, or ch_proxy_force.
@@ -34,7 +35,6 @@
 
 #include "dispatch.h"
 #include "grpc_util.h"
-#include "listen.h"
 #include "log.h"
 #include "worker.h"
 
@@ -50,8 +50,6 @@
 
 typedef struct ch_proxy_full {
   ch_proxy shared; /* first: workers see only this part */
-  bool has_listen; /* false: the interception stage, fed by ch_proxy_add_fd */
-  ch_endpoint listen;
   int shutdown_grace_ms;
   pthread_mutex_t server_lock; /* guards shared.server for accepts during the drain */
 } ch_proxy_full;
@@ -94,14 +92,6 @@ static grpc_server *create_server(int max_msg) {
   return grpc_server_create(&server_args, NULL);
 }
 
-static int bind_listen(grpc_server *server, const ch_endpoint *listen, ch_error *err) {
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-  int port = grpc_server_add_http2_port(server, listen->target, creds);
-  grpc_server_credentials_release(creds);
-  if (port == 0) return ch_fail(err, "cannot bind %s (see grpc's log above)", listen->target);
-  return 0;
-}
-
 static void destroy_queue(grpc_completion_queue *cq) {
   grpc_completion_queue_shutdown(cq);
   while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
@@ -120,7 +110,7 @@ static void free_unstarted(ch_proxy_full *full) {
   free(full);
 }
 
-static void start_workers(ch_proxy *p, const char *prefix) {
+static void start_workers(ch_proxy *p) {
   for (int i = 0; i < p->worker_count; i++) {
     ch_worker *w = &p->workers[i];
     for (int k = 0; k < ACCEPTS_PER_WORKER; k++) ch_relay_accept_next(w);
@@ -129,7 +119,7 @@ static void start_workers(ch_proxy *p, const char *prefix) {
       abort(); /* a worker's queue with no thread would wedge the drain */
     }
     char name[16];
-    snprintf(name, sizeof name, "%s-%d", prefix, i);
+    snprintf(name, sizeof name, "ch-hooks-%d", i);
     pthread_setname_np(w->thread, name); /* for top -H, gdb, and the stall test */
   }
 }
@@ -143,10 +133,6 @@ void ch_proxy_config_release(ch_proxy_config *config) {
 
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err) {
   ch_proxy_config channels = *config;
-  if (config->listen && ch_listen_prepare(config->listen->path, err) != 0) {
-    ch_proxy_config_release(&channels);
-    return -1;
-  }
   ch_proxy_full *full = calloc(1, sizeof *full);
   if (!full) {
     ch_proxy_config_release(&channels);
@@ -154,8 +140,6 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   }
   ch_proxy *p = &full->shared;
   pthread_mutex_init(&full->server_lock, NULL);
-  full->has_listen = config->listen != NULL;
-  if (full->has_listen) full->listen = *config->listen;
   full->shutdown_grace_ms = config->shutdown_grace_ms;
   p->worker_count = config->workers > 0 ? config->workers : 1;
   p->workers = calloc((size_t)p->worker_count, sizeof *p->workers);
@@ -165,23 +149,17 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
     p->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(p->server, p->workers[i].cq, NULL);
   }
-  if (!p->workers || (full->has_listen && bind_listen(p->server, config->listen, err) != 0)) {
-    if (!p->workers) ch_fail(err, "out of memory");
+  if (!p->workers) {
     free_unstarted(full);
     ch_proxy_config_release(&channels);
-    return -1;
+    return ch_fail(err, "out of memory");
   }
   p->backend = config->backend;
   p->image_backend = config->image_backend;
   p->registry = config->registry;
   p->store = config->store;
   grpc_server_start(p->server);
-  start_workers(p, full->has_listen ? "ch-worker" : "ch-hooks");
-  if (full->has_listen && ch_listen_finish(config->listen->path, err) != 0) {
-    ch_proxy_drain(p);
-    ch_proxy_free(p);
-    return -1;
-  }
+  start_workers(p);
   *out = p;
   return 0;
 }
@@ -249,7 +227,6 @@ static void drain_server(ch_proxy_full *full) {
   pthread_mutex_lock(&full->server_lock);
   atomic_store(&p->draining, true); /* workers: end streams, refuse new calls */
   pthread_mutex_unlock(&full->server_lock);
-  if (full->has_listen) unlink(full->listen.path); /* kubelet should see it gone at once */
   wait_for_calls(p, grace);
   /* Phase 2: the connections are closed next, and a client still writing
    * to one (a window update) would see "Broken pipe" before it has read its
@@ -280,7 +257,6 @@ void ch_proxy_drain(ch_proxy *p) {
     pthread_join(p->workers[i].thread, NULL);
     grpc_completion_queue_destroy(p->workers[i].cq);
   }
-  if (full->has_listen) unlink(full->listen.path);
 }
 
 void ch_proxy_free(ch_proxy *p) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* server.h: the data plane as one object: the CRI server on the listen
- * socket, the worker threads, and the graceful drain.
+/* server.h: the interception stage as one object: a grpc server with no
+ * socket of its own (the relay in front adds connections, dataplane.h),
+ * its worker threads, and the graceful drain.
  *
  * Ownership: the proxy takes the backend channels given in the config and
  * destroys them in ch_proxy_stop(). */
@@ -8,7 +9,6 @@
 
 #include <grpc/grpc.h>
 
-#include "endpoint.h"
 #include "error.h"
 #include "registry.h"
 #include "store.h"
@@ -16,7 +16,6 @@
 typedef struct ch_proxy ch_proxy;
 
 typedef struct ch_proxy_config {
-  const ch_endpoint *listen;   /* NULL: no socket; connections come from ch_proxy_add_fd */
   grpc_channel *backend;       /* taken */
   grpc_channel *image_backend; /* taken; may equal backend */
   int max_msg_size;
