@@ -35,7 +35,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "h2relay.h"
+#include "h2relay_fuzz.h"
 
 static uv_loop_t loop;
 static struct sockaddr_un relay_addr;
@@ -100,25 +100,6 @@ static void build_request(void) {
   put_call(3);
 }
 
-/* Reads everything the relay reports of a stream (ASan sees a stale
- * pointer); streams whose path ends in "Stream" are streams for the drain. */
-static volatile size_t fuzz_sink;
-
-static int fuzz_route(void *ud, const char *path, size_t len, bool *streaming) {
-  (void)ud;
-  *streaming = len >= 6 && memcmp(path + len - 6, "Stream", 6) == 0;
-  return 0;
-}
-
-static void fuzz_stream_end(void *ud, const h2r_stream_end *e) {
-  (void)ud;
-  size_t sum = e->path_len + (size_t)e->grpc_status;
-  for (size_t i = 0; i < e->path_len; i++) sum += (unsigned char)e->path[i];
-  for (size_t i = 0; e->grpc_message && i < e->grpc_message_len; i++)
-    sum += (unsigned char)e->grpc_message[i];
-  fuzz_sink = sum;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -135,20 +116,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       listen(backend_listener, 8) != 0)
     abort();
   uv_loop_init(&loop);
-  /* configured as crihookd configures it (proxy/dataplane.c), with a
-   * small message bound so that inputs reach it */
-  h2r_config cfg = {.listen_path = listen_path,
-                    .backend_path = backend_path,
-                    .route = fuzz_route,
-                    .on_stream_end = fuzz_stream_end,
-                    .self_probe_header = "x-crihook-self-probe",
-                    .max_msg_size = 64 * 1024};
-  h2r *r;
-  ch_error err;
-  if (h2r_start(&loop, &cfg, &r, &err) != 0) {
-    fprintf(stderr, "fuzz_h2relay_backend: %s\n", err.msg);
-    abort();
-  }
+  h2r_fuzz_start(&loop, "fuzz_h2relay_backend", listen_path, backend_path);
   relay_addr.sun_family = AF_UNIX;
   memcpy(relay_addr.sun_path, listen_path, strlen(listen_path) + 1);
   atexit(remove_sockets);
