@@ -33,7 +33,8 @@ def _md(context):
 
 
 class FakeBackend:
-    def __init__(self, sock, max_msg=64 << 20):
+    def __init__(self, sock, max_msg=64 << 20, handler=None):
+        """`handler`: a subclass of _Handler that changes some methods."""
         self.sock = sock
         self.events = []
         self.cancelled = threading.Event()
@@ -44,7 +45,7 @@ class FakeBackend:
             options=[("grpc.max_receive_message_length", max_msg),
                      ("grpc.max_send_message_length", max_msg),
                      ("grpc.max_metadata_size", 1 << 20)])
-        self.server.add_generic_rpc_handlers((_Handler(self),))
+        self.server.add_generic_rpc_handlers(((handler or _Handler)(self),))
         self.server.add_insecure_port("unix://" + sock)
         self.server.start()
 

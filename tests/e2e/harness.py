@@ -217,9 +217,10 @@ def raw_unary(sock, method, body=b"", timeout=10.0, metadata=None, ch=None):
             ch.close()
 
 
-def http_get(path, unix=None, tcp=None):
+def http_get(path, unix=None, tcp=None, raw=False):
     """(code, body) of one HTTP/1.0 GET on crihookd's admin socket (a path)
-    or its --metrics-address ((host, port))."""
+    or its --metrics-address ((host, port)); with raw, the body as bytes,
+    not decoded."""
     if unix:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(unix)
@@ -233,8 +234,8 @@ def http_get(path, unix=None, tcp=None):
             break
         data += chunk
     s.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body if raw else body.decode()
 
 
 def ctl(endpoint, *args, timeout=60, check=True):

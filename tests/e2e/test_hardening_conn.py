@@ -265,11 +265,7 @@ class SlowVersion(fake_backend._Handler):
 class SlowBackend(unittest.TestCase):
     def setUp(self):
         self.dir = harness.tmpdir("crihook-slow-")
-        saved, fake_backend._Handler = fake_backend._Handler, SlowVersion
-        try:
-            self.backend = FakeBackend(os.path.join(self.dir, "fake.sock"))
-        finally:
-            fake_backend._Handler = saved
+        self.backend = FakeBackend(os.path.join(self.dir, "fake.sock"), handler=SlowVersion)
         self.proxy = harness.Crihookd("unix://" + self.backend.sock)
 
     def tearDown(self):

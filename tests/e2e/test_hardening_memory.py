@@ -66,11 +66,7 @@ def metric(body, prefix):
 class UnreadAnswers(unittest.TestCase):
     def setUp(self):
         self.dir = harness.tmpdir("crihook-mem-")
-        saved, fake_backend._Handler = fake_backend._Handler, BigLists
-        try:
-            self.backend = FakeBackend(os.path.join(self.dir, "fake.sock"))
-        finally:
-            fake_backend._Handler = saved
+        self.backend = FakeBackend(os.path.join(self.dir, "fake.sock"), handler=BigLists)
         # ASan keeps freed memory in a quarantine (256 MiB by default), which
         # would hide what crihookd itself holds.
         asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=16"

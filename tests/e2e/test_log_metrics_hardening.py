@@ -16,7 +16,6 @@ lines; a registration file whose endpoint holds a newline yields one line.
 import math
 import os
 import re
-import socket
 import subprocess
 import time
 import unittest
@@ -100,18 +99,8 @@ def parse_exposition(body):
 
 
 def scrape(proxy):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(proxy.admin)
-    s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head
+    code, body = harness.http_get("/metrics", unix=proxy.admin, raw=True)
+    assert code == 200, (code, body[:200])
     return parse_exposition(body)
 
 
