@@ -38,7 +38,7 @@ static void backend_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 static void write_cb(uv_write_t *req, int status);
 
-static int scratch_reserve(h2r *r, size_t need) {
+int h2r_scratch_reserve(h2r *r, size_t need) {
   if (need <= r->scratch_cap) return 0;
   size_t cap = r->scratch_cap ? r->scratch_cap : 2 * H2R_WRITE_HIGH;
   while (cap < need) cap *= 2;
@@ -50,20 +50,22 @@ static int scratch_reserve(h2r *r, size_t need) {
 }
 
 /* Gathers frames (up to H2R_WRITE_HIGH and one more) in the relay's scratch
- * buffer; 0 if there were none. */
+ * buffer; 0 if there were none. DATA frames do not pass through nghttp2's
+ * buffer: its send_data callback (h2relay_stream.c) appends them to the
+ * scratch itself, between the frames mem_send returns, so the order holds. */
 static ssize_t gather(h2r *r, nghttp2_session *s) {
-  size_t len = 0;
+  r->scratch_len = 0;
   for (;;) {
     const uint8_t *d;
     ssize_t n = nghttp2_session_mem_send(s, &d);
     if (n < 0) return -1;
     if (n == 0) break;
-    if (scratch_reserve(r, len + (size_t)n) != 0) return -1;
-    memcpy(r->scratch + len, d, (size_t)n);
-    len += (size_t)n;
-    if (len >= H2R_WRITE_HIGH) break;
+    if (h2r_scratch_reserve(r, r->scratch_len + (size_t)n) != 0) return -1;
+    memcpy(r->scratch + r->scratch_len, d, (size_t)n);
+    r->scratch_len += (size_t)n;
+    if (r->scratch_len >= H2R_WRITE_HIGH) break;
   }
-  return (ssize_t)len;
+  return (ssize_t)r->scratch_len;
 }
 
 /* Writes a batch: at once if the socket takes it (no allocation, the common
@@ -131,13 +133,19 @@ static int flush_retired(h2r_conn *c, int *sent) {
   return 0;
 }
 
+static int flush_client(h2r_conn *c, int *sent) {
+  if (flush_one((uv_stream_t *)&c->pipe, c->s, c, NULL, sent) == 0) return 0;
+  h2r_conn_close(c);
+  return -1;
+}
+
 /* Sending on one session can queue frames on the other (a consume queues a
  * WINDOW_UPDATE, a close an RST_STREAM): loop until both are quiet. */
-void h2r_flush(h2r_conn *c) {
+static void flush(h2r_conn *c, bool client_first) {
   int sent;
   do {
     sent = 0;
-    if (c->closing) return;
+    if (c->closing || (client_first && flush_client(c, &sent) < 0)) return;
     for (int i = 0; i < H2R_ROUTES; i++) {
       h2r_backend *b = c->b[i];
       if (b && b->up && flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, &sent) < 0) {
@@ -146,14 +154,14 @@ void h2r_flush(h2r_conn *c) {
       }
     }
     if (flush_retired(c, &sent) < 0) continue;
-    if (c->closing) return;
-    if (flush_one((uv_stream_t *)&c->pipe, c->s, c, NULL, &sent) < 0) {
-      h2r_conn_close(c);
-      return;
-    }
+    if (c->closing || (!client_first && flush_client(c, &sent) < 0)) return;
   } while (sent);
   conn_maybe_done(c);
 }
+
+void h2r_flush(h2r_conn *c) { flush(c, false); }
+
+void h2r_flush_client_first(h2r_conn *c) { flush(c, true); }
 
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
@@ -241,9 +249,11 @@ static void backend_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) 
   h2r_conn *c = b->c;
   if (nread < 0 || nghttp2_session_mem_recv(b->s, (uint8_t *)buf->base, (size_t)nread) < 0) {
     h2r_backend_lost(b);
+    if (!c->closing) h2r_chunks_keep(c);
     return;
   }
-  h2r_flush(c);
+  h2r_flush_client_first(c);
+  if (!c->closing) h2r_chunks_keep(c);
 }
 
 /* The socket is connected: the HTTP/2 session starts. */
@@ -252,7 +262,8 @@ static int backend_up(h2r_backend *b) {
   nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
                                   {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
-  if (nghttp2_session_client_new2(&b->s, c->r->client_cbs, b, c->r->opt) != 0 ||
+  if (nghttp2_session_client_new3(&b->s, c->r->client_cbs, b, c->r->opt,
+                                  h2r_pool_mem(c->r->pool)) != 0 ||
       nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, set, 3) != 0 ||
       nghttp2_session_set_local_window_size(b->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0 ||
       uv_read_start((uv_stream_t *)&b->pipe, backend_alloc_cb, backend_read_cb) < 0)
@@ -368,6 +379,7 @@ static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   if (!c->preface_done) preface_track(c, (const uint8_t *)buf->base, (size_t)nread);
   if (busy || c->streams) c->busy_at = uv_now(c->r->loop);
   h2r_flush(c);
+  if (!c->closing) h2r_chunks_keep(c);
 }
 
 /* Accepts first: whatever fails after, the pending connection is taken off
@@ -377,7 +389,8 @@ static int conn_start(h2r *r, h2r_conn *c) {
                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
                                   {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
   if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
-  if (nghttp2_session_server_new2(&c->s, r->server_cbs, c, r->sopt) != 0) return -1;
+  if (nghttp2_session_server_new3(&c->s, r->server_cbs, c, r->sopt, h2r_pool_mem(r->pool)) != 0)
+    return -1;
   if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
   if (nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0)
     return -1;
@@ -568,6 +581,7 @@ static void relay_free_cb(uv_handle_t *h) {
   free(r->listen_path);
   free(r->scratch);
   free(r->slab);
+  h2r_pool_free_all(r->pool); /* every session and stream is gone by now */
   for (int i = 1; i < H2R_ROUTES; i++) free(r->route_paths[i]);
   free(r->backend_path);
   free(r);
@@ -581,8 +595,10 @@ static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *
   r->listen_path = strdup(cfg->listen_path ? cfg->listen_path : "");
   r->backend_path = strdup(cfg->backend_path);
   r->slab = malloc(H2R_READ_SLAB);
+  r->pool = h2r_pool_new();
   r->probe_len = cfg->self_probe_header ? strlen(cfg->self_probe_header) : 0;
-  if (!r->listen_path || !r->backend_path || !r->slab) return ch_fail(err, "out of memory");
+  if (!r->listen_path || !r->backend_path || !r->slab || !r->pool)
+    return ch_fail(err, "out of memory");
   r->cfg.listen_path = r->listen_path;
   r->cfg.backend_path = r->backend_path;
   r->route_paths[0] = r->backend_path;

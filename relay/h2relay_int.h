@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "h2relay.h"
+#include "h2relay_pool.h"
 
 #define H2R_READ_SLAB (64 * 1024)
 
@@ -18,10 +19,17 @@ typedef struct h2r_conn h2r_conn;
 typedef struct h2r_backend h2r_backend;
 typedef struct h2r_stream h2r_stream;
 
-/* A received DATA chunk waiting for the other side's session. */
+/* A received DATA chunk waiting for the other side's session. It first
+ * borrows its bytes from the relay's read slab (p points there): most DATA
+ * leaves in the flush that ends the same read, so it is copied once, from
+ * the slab into the outgoing batch. What is still queued when that read's
+ * flush is over is copied into data[] (h2r_chunks_keep), because the next
+ * read reuses the slab. */
 typedef struct h2r_chunk {
   struct h2r_chunk *next;
   size_t len, off;
+  const uint8_t *p; /* the bytes: the slab while borrowed, else data */
+  bool borrowed;
   uint8_t data[];
 } h2r_chunk;
 
@@ -106,6 +114,7 @@ struct h2r_conn {
   h2r_backend *b[H2R_ROUTES]; /* where each route's new streams go */
   h2r_backend *retired;       /* backends that said GOAWAY, still finishing streams */
   h2r_stream *streams;
+  size_t borrowed; /* chunks of its streams still pointing into the slab */
   bool closing;
   /* accept side (h2relay.c): the preface and idle bounds */
   uint64_t born;     /* uv_now at accept */
@@ -126,9 +135,10 @@ struct h2r {
   atomic_int *live_streams;      /* &own_live or cfg.live_streams */
   bool draining, listener_gone;
   size_t probe_len; /* strlen(cfg.self_probe_header), 0 if none */
+  h2r_pool *pool;   /* streams, header lists, chunks, nghttp2's objects */
   uint8_t *slab;    /* every socket read lands here (H2R_READ_SLAB) */
   uint8_t *scratch; /* frames gathered for one write (h2relay.c send_batch) */
-  size_t scratch_cap;
+  size_t scratch_len, scratch_cap;
   h2r_conn *conns;
   nghttp2_session_callbacks *server_cbs, *client_cbs;
   nghttp2_option *opt;  /* the backend sessions' */
@@ -144,6 +154,10 @@ struct h2r {
 
 /* h2relay.c */
 void h2r_flush(h2r_conn *c);
+/* After a backend read: the client's frames (the answer) are written first,
+ * the backend's own (PING ACK, WINDOW_UPDATE) after them. */
+void h2r_flush_client_first(h2r_conn *c);
+int h2r_scratch_reserve(h2r *r, size_t need);
 void h2r_conn_close(h2r_conn *c);
 h2r_backend *h2r_backend_get(h2r_conn *c, int route); /* connects if needed */
 void h2r_backend_lost(h2r_backend *b);
@@ -157,3 +171,6 @@ void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg);
 void h2r_stream_free(h2r_stream *s);       /* unconditionally, no credit returned */
 void h2r_stream_maybe_free(h2r_stream *s); /* once both halves are closed */
 void h2r_stream_end_for_drain(h2r_stream *s, const char *msg);
+/* Copies every chunk of c's streams that still borrows the read slab; called
+ * once a read's flush is over, before the slab is read into again. */
+void h2r_chunks_keep(h2r_conn *c);

@@ -20,12 +20,12 @@ static bool hdr_is_connection_specific(const uint8_t *name, size_t len) {
   return false;
 }
 
-static int hdrs_reserve(h2r_hdrs *h, size_t bytes) {
+static int hdrs_reserve(h2r_pool *p, h2r_hdrs *h, size_t bytes) {
   if (h->n == h->cap) {
     size_t cap = h->cap ? h->cap * 2 : 16;
-    nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
+    nghttp2_nv *nv = h2r_pool_realloc(p, h->nv, cap * sizeof *nv);
     if (nv) h->nv = nv;
-    size_t *off = nv ? realloc(h->off, cap * sizeof *off) : NULL;
+    size_t *off = nv ? h2r_pool_realloc(p, h->off, cap * sizeof *off) : NULL;
     if (!off) return -1;
     h->off = off;
     h->cap = cap;
@@ -33,7 +33,7 @@ static int hdrs_reserve(h2r_hdrs *h, size_t bytes) {
   if (h->blen + bytes > h->bcap) {
     size_t cap = h->bcap ? h->bcap * 2 : 1024;
     while (cap < h->blen + bytes) cap *= 2;
-    uint8_t *buf = realloc(h->buf, cap);
+    uint8_t *buf = h2r_pool_realloc(p, h->buf, cap);
     if (!buf) return -1;
     h->buf = buf;
     h->bcap = cap;
@@ -41,14 +41,14 @@ static int hdrs_reserve(h2r_hdrs *h, size_t bytes) {
   return 0;
 }
 
-static int hdrs_add(h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value,
-                    size_t vlen, uint8_t flags) {
-  if (hdrs_reserve(h, nlen + vlen + 2) != 0) return -1;
-  uint8_t *p = h->buf + h->blen;
-  memcpy(p, name, nlen);
-  p[nlen] = 0;
-  memcpy(p + nlen + 1, value, vlen);
-  p[nlen + 1 + vlen] = 0;
+static int hdrs_add(h2r_pool *p, h2r_hdrs *h, const uint8_t *name, size_t nlen,
+                    const uint8_t *value, size_t vlen, uint8_t flags) {
+  if (hdrs_reserve(p, h, nlen + vlen + 2) != 0) return -1;
+  uint8_t *at = h->buf + h->blen;
+  memcpy(at, name, nlen);
+  at[nlen] = 0;
+  memcpy(at + nlen + 1, value, vlen);
+  at[nlen + 1 + vlen] = 0;
   h->off[h->n] = h->blen;
   h->nv[h->n++] = (nghttp2_nv){NULL, NULL, nlen, vlen, flags & NGHTTP2_NV_FLAG_NO_INDEX};
   h->blen += nlen + vlen + 2;
@@ -64,15 +64,15 @@ static nghttp2_nv *hdrs_nv(h2r_hdrs *h) {
   return h->nv;
 }
 
-static int hdrs_add_str(h2r_hdrs *h, const char *name, const char *value) {
-  return hdrs_add(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value),
+static int hdrs_add_str(h2r_pool *p, h2r_hdrs *h, const char *name, const char *value) {
+  return hdrs_add(p, h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value),
                   NGHTTP2_NV_FLAG_NONE);
 }
 
-static void hdrs_clear(h2r_hdrs *h) {
-  free(h->nv);
-  free(h->off);
-  free(h->buf);
+static void hdrs_clear(h2r_pool *p, h2r_hdrs *h) {
+  h2r_pool_free(p, h->nv);
+  h2r_pool_free(p, h->off);
+  h2r_pool_free(p, h->buf);
   *h = (h2r_hdrs){0};
 }
 
@@ -138,13 +138,15 @@ static uint64_t grpc_timeout_ns(const uint8_t *v, size_t len) {
 
 /* ---- DATA queues ---- */
 
-static int half_push(h2r_half *h, const uint8_t *data, size_t len) {
-  h2r_chunk *k = malloc(sizeof *k + len);
+/* Queues received DATA: borrowed from the read slab (the bytes stay where
+ * the read put them; h2r_chunks_keep copies them if they outlive the read),
+ * or copied at once (borrow false: the caller frees its buffer). */
+static int half_push(h2r_conn *c, h2r_half *h, const uint8_t *data, size_t len, bool borrow) {
+  h2r_chunk *k = h2r_pool_malloc(c->r->pool, sizeof *k + (borrow ? 0 : len));
   if (!k) return -1;
-  k->next = NULL;
-  k->len = len;
-  k->off = 0;
-  memcpy(k->data, data, len);
+  *k = (h2r_chunk){.len = len, .p = borrow ? data : k->data, .borrowed = borrow};
+  if (!borrow) memcpy(k->data, data, len);
+  c->borrowed += borrow;
   if (h->tail)
     h->tail->next = k;
   else
@@ -154,17 +156,22 @@ static int half_push(h2r_half *h, const uint8_t *data, size_t len) {
   return 0;
 }
 
+static void chunk_free(h2r_conn *c, h2r_chunk *k) {
+  c->borrowed -= k->borrowed;
+  h2r_pool_free(c->r->pool, k);
+}
+
 /* Frees the queue; returns how many bytes it held that the source still
  * has to consume. */
-static size_t half_clear(h2r_half *h) {
+static size_t half_clear(h2r_conn *c, h2r_half *h) {
   size_t owed = h->credited ? 0 : h->queued;
   for (h2r_chunk *k = h->head, *n; k; k = n) {
     n = k->next;
-    free(k);
+    chunk_free(c, k);
   }
   h->head = h->tail = NULL;
   h->queued = 0;
-  hdrs_clear(&h->trailers);
+  hdrs_clear(c->r->pool, &h->trailers);
   return owed;
 }
 
@@ -179,32 +186,55 @@ static size_t half_trim_tail(h2r_half *h, size_t n) {
   return n;
 }
 
-static size_t half_take(h2r_half *h, uint8_t *buf, size_t length) {
+static size_t half_take(h2r_conn *c, h2r_half *h, uint8_t *buf, size_t length) {
   size_t n = 0;
   while (h->head && n < length) {
     h2r_chunk *k = h->head;
     size_t m = k->len - k->off;
     if (m > length - n) m = length - n;
-    memcpy(buf + n, k->data + k->off, m);
+    memcpy(buf + n, k->p + k->off, m);
     k->off += m;
     n += m;
     if (k->off == k->len) {
       h->head = k->next;
       if (!h->head) h->tail = NULL;
-      free(k);
+      chunk_free(c, k);
     }
   }
   h->queued -= n;
   return n;
 }
 
-/* The data provider body for either direction: copies what is queued, gives
- * the source its credit back, and ends with the trailers (if any). */
-static ssize_t half_read(h2r_half *h, nghttp2_session *sink, int32_t sink_sid, nghttp2_session *src,
-                         int32_t src_sid, uint8_t *buf, size_t length, uint32_t *flags) {
-  size_t n = half_take(h, buf, length);
-  if (n && src && !h->credited) nghttp2_session_consume(src, src_sid, n);
-  if (h->queued == 0 && h->end) {
+/* Replaces the half's borrowed chunks by owned copies of what is left. */
+static int half_keep(h2r_conn *c, h2r_half *h) {
+  h2r_chunk *prev = NULL;
+  for (h2r_chunk *k = h->head; k; prev = k, k = k->next) {
+    if (!k->borrowed) continue;
+    size_t len = k->len - k->off;
+    h2r_chunk *o = h2r_pool_malloc(c->r->pool, sizeof *o + len);
+    if (!o) return -1;
+    *o = (h2r_chunk){.next = k->next, .len = len, .p = o->data};
+    memcpy(o->data, k->p + k->off, len);
+    if (prev)
+      prev->next = o;
+    else
+      h->head = o;
+    if (h->tail == k) h->tail = o;
+    chunk_free(c, k);
+    k = o;
+  }
+  return 0;
+}
+
+/* The data provider body for either direction: tells nghttp2 how many
+ * queued bytes the next DATA frame carries (NO_COPY: h2r_send_data writes
+ * them straight from the queue into the outgoing batch) and ends with the
+ * trailers (if any). */
+static ssize_t half_read(h2r_half *h, nghttp2_session *sink, int32_t sink_sid, size_t length,
+                         uint32_t *flags) {
+  size_t n = h->queued < length ? h->queued : length;
+  if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == h->queued && h->end) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (h->trailers.n) {
       if (nghttp2_submit_trailer(sink, sink_sid, hdrs_nv(&h->trailers), h->trailers.n) != 0)
@@ -230,23 +260,46 @@ static nghttp2_session *backend_session(h2r_stream *s) { return s->b && s->b->c 
 
 static ssize_t up_read(nghttp2_session *session, int32_t sid, uint8_t *buf, size_t length,
                        uint32_t *flags, nghttp2_data_source *source, void *ud) {
+  (void)buf;
   (void)ud;
   h2r_stream *s = source->ptr;
-  return half_read(&s->up, session, sid, s->client_closed ? NULL : s->c->s, s->csid, buf, length,
-                   flags);
+  return half_read(&s->up, session, sid, length, flags);
 }
 
 static ssize_t down_read(nghttp2_session *session, int32_t sid, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *source, void *ud) {
+  (void)buf;
   (void)ud;
   h2r_stream *s = source->ptr;
-  return half_read(&s->down, session, sid, backend_session(s), s->bsid, buf, length, flags);
+  return half_read(&s->down, session, sid, length, flags);
+}
+
+/* Writes one DATA frame that half_read announced: its 9-byte header, then
+ * `length` queued bytes, appended to the batch being gathered (h2relay.c
+ * gather); the source gets the credit for them back. The relay never pads
+ * (no padding callback), so padlen is 0. */
+static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *source, void *ud) {
+  (void)frame;
+  (void)ud;
+  h2r_stream *s = source->ptr;
+  h2r *r = s->c->r;
+  bool to_client = session == s->c->s;
+  h2r_half *h = to_client ? &s->down : &s->up;
+  if (h2r_scratch_reserve(r, r->scratch_len + 9 + length) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  memcpy(r->scratch + r->scratch_len, framehd, 9);
+  size_t n = half_take(s->c, h, r->scratch + r->scratch_len + 9, length);
+  r->scratch_len += 9 + n;
+  nghttp2_session *src = to_client ? backend_session(s) : s->client_closed ? NULL : s->c->s;
+  int32_t src_sid = to_client ? s->bsid : s->csid;
+  if (n && src && !h->credited) nghttp2_session_consume(src, src_sid, n);
+  return n == length ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 /* ---- stream life ---- */
 
 static h2r_stream *stream_new(h2r_conn *c, int32_t csid) {
-  h2r_stream *s = calloc(1, sizeof *s);
+  h2r_stream *s = h2r_pool_calloc(c->r->pool, 1, sizeof *s);
   if (!s) return NULL;
   s->c = c;
   s->csid = csid;
@@ -279,35 +332,36 @@ void h2r_stream_free(h2r_stream *s) {
   h2r_conn *c = s->c;
   stream_report(s);
   atomic_fetch_sub(c->r->live_streams, 1);
-  free(s->grpc_message);
+  h2r_pool *p = c->r->pool;
+  h2r_pool_free(p, s->grpc_message);
   if (s->prev)
     s->prev->next = s->next;
   else
     c->streams = s->next;
   if (s->next) s->next->prev = s->prev;
-  hdrs_clear(&s->req);
-  hdrs_clear(&s->resp);
-  half_clear(&s->up);
-  half_clear(&s->down);
+  hdrs_clear(c->r->pool, &s->req);
+  hdrs_clear(c->r->pool, &s->resp);
+  half_clear(c, &s->up);
+  half_clear(c, &s->down);
   free(s->hbuf);
-  free(s->path);
-  free(s);
+  h2r_pool_free(p, s->path);
+  h2r_pool_free(p, s);
 }
 
 /* Frees the stream once neither session refers to it; the credit still
  * owed for bytes that were never forwarded goes back to each source. */
 void h2r_stream_maybe_free(h2r_stream *s) {
   if (!s->client_closed || s->bopen) return;
-  size_t up = half_clear(&s->up);
+  size_t up = half_clear(s->c, &s->up);
   if (up && !s->c->closing) nghttp2_session_consume(s->c->s, s->csid, up);
-  size_t down = half_clear(&s->down);
+  size_t down = half_clear(s->c, &s->down);
   if (down && backend_session(s)) nghttp2_session_consume(s->b->s, s->bsid, down);
   h2r_stream_free(s);
 }
 
 static void stream_set_message(h2r_stream *s, const uint8_t *msg, size_t len) {
-  free(s->grpc_message);
-  s->grpc_message = malloc(len + 1);
+  h2r_pool_free(s->c->r->pool, s->grpc_message);
+  s->grpc_message = h2r_pool_malloc(s->c->r->pool, len + 1);
   s->grpc_message_len = s->grpc_message ? len : 0;
   if (!s->grpc_message) return;
   memcpy(s->grpc_message, msg, len);
@@ -324,13 +378,14 @@ void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
   char code[16];
   snprintf(code, sizeof code, "%d", grpc_code);
   h2r_hdrs *h = s->resp_sent ? &s->down.trailers : &s->resp;
-  hdrs_clear(h);
+  h2r_pool *p = s->c->r->pool;
+  hdrs_clear(p, h);
   if (!s->resp_sent) {
-    hdrs_add_str(h, ":status", "200");
-    hdrs_add_str(h, "content-type", "application/grpc");
+    hdrs_add_str(p, h, ":status", "200");
+    hdrs_add_str(p, h, "content-type", "application/grpc");
   }
-  hdrs_add_str(h, "grpc-status", code);
-  hdrs_add_str(h, "grpc-message", msg);
+  hdrs_add_str(p, h, "grpc-status", code);
+  hdrs_add_str(p, h, "grpc-message", msg);
   if (!s->resp_sent) {
     s->resp_sent = true;
     nghttp2_submit_response(s->c->s, s->csid, hdrs_nv(h), h->n, NULL);
@@ -351,6 +406,21 @@ static void stream_cancel_backend(h2r_stream *s) {
 static void stream_fail(h2r_stream *s, int grpc_code, const char *msg) {
   h2r_stream_answer(s, grpc_code, msg);
   stream_cancel_backend(s);
+}
+
+/* Called once a read's flush is over: DATA still queued in the read slab
+ * is copied out of it. A stream whose copy fails is ended (the client gets
+ * RESOURCE_EXHAUSTED, the backend a reset) with its queues dropped. */
+void h2r_chunks_keep(h2r_conn *c) {
+  for (h2r_stream *s = c->streams, *n; s && c->borrowed; s = n) {
+    n = s->next;
+    if (half_keep(c, &s->up) == 0 && half_keep(c, &s->down) == 0) continue;
+    size_t up = half_clear(c, &s->up);
+    if (up && !s->client_closed) nghttp2_session_consume(c->s, s->csid, up);
+    size_t down = half_clear(c, &s->down);
+    if (down && backend_session(s)) nghttp2_session_consume(s->b->s, s->bsid, down);
+    stream_fail(s, 8, "crihookd: out of memory queueing DATA");
+  }
 }
 
 /* Submits the request on the backend once its headers are complete (and,
@@ -408,7 +478,7 @@ static void held_complete(h2r_stream *s) {
   if (s->held_failed) return;
   if (cfg->on_held_body) cfg->on_held_body(cfg->ud, s->path, s->hbuf, s->hlen);
   s->up.credited = true;
-  if (s->hlen && half_push(&s->up, s->hbuf, s->hlen) != 0) {
+  if (s->hlen && half_push(s->c, &s->up, s->hbuf, s->hlen, false) != 0) {
     h2r_stream_answer(s, 8, "out of memory holding the request");
     return;
   }
@@ -435,7 +505,7 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   if (!s || f->hd.type != NGHTTP2_HEADERS || hdr_is_connection_specific(name, nlen)) return 0;
   h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_REQUEST ? &s->req : &s->up.trailers;
   if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path) {
-    s->path = strndup((char *)value, vlen);
+    s->path = h2r_pool_strndup(s->c->r->pool, (const char *)value, vlen);
     s->path_len = s->path ? strlen(s->path) : 0;
   }
   if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
@@ -445,7 +515,7 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   const h2r *r = s->c->r;
   if (r->probe_len && r->probe_len == nlen && memcmp(r->cfg.self_probe_header, name, nlen) == 0)
     s->self_probe = true;
-  if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
+  if (hdrs_add(s->c->r->pool, h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
 }
@@ -514,7 +584,7 @@ static int c_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
     stream_fail(s, 8, msg);
     return 0;
   }
-  if (half_push(&s->up, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (half_push(s->c, &s->up, data, len, true) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   half_kick(&s->up, backend_session(s), s->bsid);
   return 0;
 }
@@ -540,7 +610,7 @@ static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   if (!s || f->hd.type != NGHTTP2_HEADERS || s->answered || hdr_is_connection_specific(name, nlen))
     return 0;
   h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_RESPONSE ? &s->resp : &s->down.trailers;
-  if (hdrs_add(h, name, nlen, value, vlen, flags) != 0)
+  if (hdrs_add(s->c->r->pool, h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
     int code = 0;
@@ -595,7 +665,7 @@ static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
 static void b_answer_too_big(h2r_stream *s, nghttp2_session *session, const uint8_t *data,
                              size_t len, long at, uint32_t announced) {
   size_t keep = at > 0 ? (size_t)at : 0;
-  if (keep && half_push(&s->down, data, keep) != 0) keep = 0;
+  if (keep && half_push(s->c, &s->down, data, keep, true) != 0) keep = 0;
   size_t back = at < 0 ? half_trim_tail(&s->down, (size_t)-at) : 0;
   nghttp2_session_consume(session, s->bsid, len - keep + back);
   char msg[128];
@@ -620,7 +690,7 @@ static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
     b_answer_too_big(s, session, data, len, at, announced);
     return 0;
   }
-  if (half_push(&s->down, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (half_push(s->c, &s->down, data, len, true) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   half_kick(&s->down, s->c->s, s->csid);
   return 0;
 }
@@ -660,6 +730,8 @@ int h2r_callbacks_new(h2r *r) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cs, c_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cs, c_data);
   nghttp2_session_callbacks_set_on_stream_close_callback(cs, c_stream_close);
+  nghttp2_session_callbacks_set_send_data_callback(cs, send_data);
+  nghttp2_session_callbacks_set_send_data_callback(bs, send_data);
   nghttp2_session_callbacks_set_on_header_callback(bs, b_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(bs, b_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(bs, b_data);
