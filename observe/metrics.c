@@ -58,20 +58,26 @@ static void observe(histogram *h, double seconds) {
   h->sum += seconds;
 }
 
+/* The series of a method: looked up by the name's bytes as they are (no
+ * copy, no formatting: this runs once per relayed call); the key is
+ * written only when a series is first made. */
 static method_series *method_for(const char *method, size_t len, bool known) {
-  char key[160];
-  snprintf(key, sizeof key, "%.*s", known ? (int)len : 7, known ? method : "unknown");
+  const char *name = known ? method : "unknown";
+  size_t name_len = known ? len : 7;
+  if (name_len >= sizeof methods->key) name_len = sizeof methods->key - 1;
   method_series *m;
-  HASH_FIND_STR(methods, key, m);
+  HASH_FIND(hh, methods, name, name_len, m);
   if (m) return m;
   if (HASH_COUNT(methods) >= CH_METRICS_MAX_SERIES) {
     HASH_FIND_STR(methods, "other", m);
     if (m) return m;
-    snprintf(key, sizeof key, "other");
+    name = "other";
+    name_len = 5;
   }
   if (!(m = calloc(1, sizeof *m))) return NULL;
-  snprintf(m->key, sizeof m->key, "%s", key);
-  HASH_ADD_STR(methods, key, m);
+  memcpy(m->key, name, name_len);
+  m->key[name_len] = '\0';
+  HASH_ADD(hh, methods, key, name_len, m);
   return m;
 }
 
