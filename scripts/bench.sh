@@ -332,6 +332,33 @@ rss_kib() { # PID...: VmRSS summed, in KiB
 	echo "$sum"
 }
 
+# PID EXE: where a process's resident memory is, in KiB, as "grpc rest": the
+# pages mapped from libgrpc, libgpr and every library only they bring in
+# (absl, re2, c-ares, upb, OpenSSL, libstdc++, ...: ldd of libgrpc and
+# libgpr minus what crihookd's other libraries need), against all the rest
+# (crihookd, heap, stacks, libc, libuv, nghttp2, ...). Issue 11 keeps grpc
+# core for the hook calls; this shows what that choice costs in RSS.
+rss_split_kib() {
+	local exe=$2 grpc_libs keep lib
+	grpc_libs=$(ldd "$exe" | awk '$1 ~ /^lib(grpc|gpr)\./ {print $3}')
+	# what crihookd's other direct dependencies need (themselves included)
+	keep=$(readelf -d "$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -Ev '^lib(grpc|gpr)\.' |
+		while read -r lib; do
+			echo "$lib"
+			ldd "$(ldd "$exe" | awk -v l="$lib" '$1 == l {print $3}')" 2>/dev/null | awk '{print $1}'
+		done | sort -u)
+	# shellcheck disable=SC2086  # a list of paths
+	{ echo "$grpc_libs"; ldd $grpc_libs | awk '$3 ~ /^\// {print $3}'; } | sort -u |
+		while read -r lib; do
+			grep -qx "$(basename "$lib")" <<<"$keep" || basename "$(readlink -f "$lib")"
+		done >"$W/grpc-only-libs"
+	awk -v list="$W/grpc-only-libs" '
+		BEGIN { while ((getline l < list) > 0) only[l] = 1 }
+		/^[0-9a-f]+-[0-9a-f]+ / { n = split($6, parts, "/"); name = parts[n] }
+		/^Rss:/ { if (name in only) g += $2; else r += $2 }
+		END { print g + 0, r + 0 }' "/proc/$1/smaps"
+}
+
 fill() { # TEMPLATE OUT WORK SOCK: the @...@ placeholders of a config template
 	sed -e "s|@WORK@|$3|g" -e "s|@SOCK@|$4|g" -e "s|@BACKEND@|$CTD_SOCK|g" \
 		-e "s|@WORKERS@|${5:-1}|g" -e "s|@THREADS@|${5:-1}|g" "$1" >"$2"
@@ -419,6 +446,7 @@ done
 if has_target crihookd; then
 	sleep 0.5
 	RSS_IDLE=$(rss_kib "${MAINPID[crihookd]}")
+	RSS_SPLIT=$(rss_split_kib "${MAINPID[crihookd]}" "$CRIHOOKD")
 fi
 declare -A RSS_IDLE_OF RSS_AFTER_OF
 for t in "${PROXY_ORDER[@]}"; do
@@ -630,7 +658,8 @@ echo "load average before the runs: $LOAD_BEFORE, after: $LOAD_AFTER" \
 [ "${BENCH_SMOKE:-0}" = 1 ] && echo "BENCH_SMOKE=1: a smoke run; these figures are not the benchmark's"
 echo "RSS KiB idle/after (all processes of each proxy): $RSS_LINE"
 set +e
-RESULTS=$RESULTS RSS_IDLE=${RSS_IDLE:-} RSS_AFTER=${RSS_AFTER:-} python3 - <<'PY'
+RESULTS=$RESULTS RSS_IDLE=${RSS_IDLE:-} RSS_AFTER=${RSS_AFTER:-} RSS_SPLIT=${RSS_SPLIT:-} \
+	GRPC_LIBS=$(wc -l <"$W/grpc-only-libs" 2>/dev/null || echo 0) python3 - <<'PY'
 import os, statistics, sys
 
 PROXIES = ("l4relay", "h2relay", "nghttpx", "haproxy", "nginx", "crihookd")
@@ -739,6 +768,11 @@ rss_idle, rss_after = os.environ.get("RSS_IDLE"), os.environ.get("RSS_AFTER")
 if rss_idle:
     print("crihookd VmRSS: idle {:.1f} MiB, after the runs {:.1f} MiB".format(
         int(rss_idle) / 1024, int(rss_after or 0) / 1024))
+    split = os.environ.get("RSS_SPLIT", "").split()
+    if len(split) == 2:
+        print("  idle, by mapping: libgrpc, libgpr and the {} libraries only they bring {:.1f} MiB; "
+              "everything else {:.1f} MiB".format(int(os.environ.get("GRPC_LIBS", "0")) - 2,
+                                                  int(split[0]) / 1024, int(split[1]) / 1024))
 print()
 
 # 3. the targets
