@@ -38,7 +38,7 @@ static void backend_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 static void write_cb(uv_write_t *req, int status);
 
-int h2r_scratch_reserve(h2r *r, size_t need) {
+static int scratch_reserve(h2r *r, size_t need) {
   if (need <= r->scratch_cap) return 0;
   size_t cap = r->scratch_cap ? r->scratch_cap : 2 * H2R_WRITE_HIGH;
   while (cap < need) cap *= 2;
@@ -49,44 +49,86 @@ int h2r_scratch_reserve(h2r *r, size_t need) {
   return 0;
 }
 
-/* Gathers frames (up to H2R_WRITE_HIGH and one more) in the relay's scratch
- * buffer; 0 if there were none. DATA frames do not pass through nghttp2's
- * buffer: its send_data callback (h2relay_stream.c) appends them to the
- * scratch itself, between the frames mem_send returns, so the order holds. */
+static h2r_seg *seg_new(h2r *r) {
+  if (r->nsegs == r->segs_cap) {
+    size_t cap = r->segs_cap ? r->segs_cap * 2 : 64;
+    h2r_seg *segs = realloc(r->segs, cap * sizeof *segs);
+    if (segs) r->segs = segs;
+    uv_buf_t *bufs = segs ? realloc(r->bufs, cap * sizeof *bufs) : NULL;
+    if (!bufs) return NULL;
+    r->bufs = bufs;
+    r->segs_cap = cap;
+  }
+  return &r->segs[r->nsegs++];
+}
+
+int h2r_batch_copy(h2r *r, const uint8_t *d, size_t n) {
+  if (scratch_reserve(r, r->scratch_len + n) != 0) return -1;
+  memcpy(r->scratch + r->scratch_len, d, n);
+  h2r_seg *last = r->nsegs ? &r->segs[r->nsegs - 1] : NULL;
+  if (last && !last->p && last->off + last->len == r->scratch_len) {
+    last->len += n;
+  } else {
+    h2r_seg *g = seg_new(r);
+    if (!g) return -1;
+    *g = (h2r_seg){NULL, r->scratch_len, n};
+  }
+  r->scratch_len += n;
+  r->batch_len += n;
+  return 0;
+}
+
+int h2r_batch_ref(h2r *r, const uint8_t *p, size_t n) {
+  h2r_seg *g = seg_new(r);
+  if (!g) return -1;
+  *g = (h2r_seg){p, 0, n};
+  r->batch_len += n;
+  return 0;
+}
+
+/* Gathers frames (up to H2R_WRITE_HIGH and one more) as the relay's batch;
+ * 0 if there were none. DATA frames do not pass through nghttp2's buffer:
+ * its send_data callback (h2relay_stream.c) adds them to the batch itself,
+ * between the frames mem_send returns, so the order holds. */
 static ssize_t gather(h2r *r, nghttp2_session *s) {
-  r->scratch_len = 0;
+  r->scratch_len = r->nsegs = r->batch_len = 0;
   for (;;) {
     const uint8_t *d;
     ssize_t n = nghttp2_session_mem_send(s, &d);
     if (n < 0) return -1;
     if (n == 0) break;
-    if (h2r_scratch_reserve(r, r->scratch_len + (size_t)n) != 0) return -1;
-    memcpy(r->scratch + r->scratch_len, d, (size_t)n);
-    r->scratch_len += (size_t)n;
-    if (r->scratch_len >= H2R_WRITE_HIGH) break;
+    if (h2r_batch_copy(r, d, (size_t)n) != 0) return -1;
+    if (r->batch_len >= H2R_WRITE_HIGH) break;
   }
-  return (ssize_t)r->scratch_len;
+  return (ssize_t)r->batch_len;
 }
 
-/* Writes a batch: at once if the socket takes it (no allocation, the common
- * case), else what is left is copied into a write request that waits in
- * the socket's queue. */
-static int send_batch(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backend *b) {
-  h2r *r = c ? c->r : b->c->r;
-  ssize_t len = gather(r, s);
-  if (len <= 0) return (int)len;
-  size_t off = 0;
-  if (h->write_queue_size == 0) {
-    uv_buf_t all = uv_buf_init((char *)r->scratch, (unsigned)len);
-    int wrote = uv_try_write(h, &all, 1);
-    if (wrote < 0 && wrote != UV_EAGAIN) return -1;
-    off = wrote > 0 ? (size_t)wrote : 0;
+/* The batch as iovecs; its first `skip` bytes are left out. */
+static unsigned batch_bufs(h2r *r, size_t skip) {
+  unsigned n = 0;
+  for (size_t i = 0; i < r->nsegs; i++) {
+    const h2r_seg *g = &r->segs[i];
+    if (skip >= g->len) {
+      skip -= g->len;
+      continue;
+    }
+    const uint8_t *p = g->p ? g->p : r->scratch + g->off;
+    r->bufs[n++] = uv_buf_init((char *)p + skip, (unsigned)(g->len - skip));
+    skip = 0;
   }
-  if (off == (size_t)len) return 1;
-  wreq *w = malloc(sizeof *w + (size_t)len - off);
+  return n;
+}
+
+/* What the socket did not take goes into a write request of its own. */
+static int queue_rest(uv_stream_t *h, h2r *r, size_t off, h2r_conn *c, h2r_backend *b) {
+  unsigned n = batch_bufs(r, off);
+  wreq *w = malloc(sizeof *w + r->batch_len - off);
   if (!w) return -1;
-  w->len = (size_t)len - off;
-  memcpy(w->data, r->scratch + off, w->len);
+  w->len = 0;
+  for (unsigned i = 0; i < n; i++) {
+    memcpy(w->data + w->len, r->bufs[i].base, r->bufs[i].len);
+    w->len += r->bufs[i].len;
+  }
   w->c = c;
   w->b = b;
   uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
@@ -94,7 +136,38 @@ static int send_batch(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backe
     free(w);
     return -1;
   }
-  return 1;
+  return 0;
+}
+
+/* The batch is written or copied: chunks it referred to can go. */
+static void batch_done(h2r *r) {
+  r->in_batch = false;
+  for (h2r_chunk *k = r->spent, *n; k; k = n) {
+    n = k->next;
+    h2r_pool_free(r->pool, k);
+  }
+  r->spent = NULL;
+}
+
+/* Writes a batch: at once if the socket takes it (no allocation, the common
+ * case: writev of the scratch and the DATA still in its chunks), else what
+ * is left is copied into a write request that waits in the socket's
+ * queue. */
+static int send_batch(uv_stream_t *h, nghttp2_session *s, h2r_conn *c, h2r_backend *b) {
+  h2r *r = c ? c->r : b->c->r;
+  r->batch++;
+  r->in_batch = true;
+  ssize_t len = gather(r, s);
+  int rc = len < 0 ? -1 : len > 0;
+  size_t off = 0;
+  if (len > 0 && h->write_queue_size == 0) {
+    int wrote = uv_try_write(h, r->bufs, batch_bufs(r, 0));
+    if (wrote < 0 && wrote != UV_EAGAIN) rc = -1;
+    off = wrote > 0 ? (size_t)wrote : 0;
+  }
+  if (rc > 0 && off < (size_t)len && queue_rest(h, r, off, c, b) != 0) rc = -1;
+  batch_done(r);
+  return rc;
 }
 
 /* Produces frames while the socket's queue has room; -1 on a fatal error. */
@@ -580,6 +653,8 @@ static void relay_free_cb(uv_handle_t *h) {
   nghttp2_option_del(r->sopt);
   free(r->listen_path);
   free(r->scratch);
+  free(r->segs);
+  free(r->bufs);
   free(r->slab);
   h2r_pool_free_all(r->pool); /* every session and stream is gone by now */
   for (int i = 1; i < H2R_ROUTES; i++) free(r->route_paths[i]);
@@ -611,6 +686,9 @@ static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *
   nghttp2_option *both[] = {r->opt, r->sopt};
   for (int i = 0; i < 2; i++) {
     nghttp2_option_set_no_auto_window_update(both[i], 1);
+    /* the relay sends no priority signals and uses none: nghttp2 need not
+     * keep closed streams in its RFC 7540 priority tree */
+    nghttp2_option_set_no_closed_streams(both[i], 1);
     nghttp2_option_set_max_send_header_block_length(both[i], H2R_MAX_HEADER_BLOCK);
   }
   /* nghttp2's HTTP messaging checks would reset a request whose :authority

@@ -30,8 +30,21 @@ typedef struct h2r_chunk {
   size_t len, off;
   const uint8_t *p; /* the bytes: the slab while borrowed, else data */
   bool borrowed;
+  uint64_t batch; /* the batch whose write refers to its bytes (0: none) */
   uint8_t data[];
 } h2r_chunk;
+
+/* One piece of the write being gathered (h2relay.c gather): bytes in the
+ * relay's scratch buffer at `off`, or (p set) DATA payload still in a
+ * chunk, written from there with writev instead of being copied. */
+typedef struct h2r_seg {
+  const uint8_t *p;
+  size_t off, len;
+} h2r_seg;
+
+/* DATA pieces at least this long are written from their chunk; shorter
+ * ones are copied into the scratch (an iovec costs more than the copy). */
+#define H2R_REF_MIN 512
 
 /* A header list copied from the wire: names and values live NUL-terminated
  * in one buffer (off[i]: where header i's name starts; its value follows
@@ -139,6 +152,12 @@ struct h2r {
   uint8_t *slab;    /* every socket read lands here (H2R_READ_SLAB) */
   uint8_t *scratch; /* frames gathered for one write (h2relay.c send_batch) */
   size_t scratch_len, scratch_cap;
+  h2r_seg *segs; /* the write being gathered, in order */
+  size_t nsegs, segs_cap, batch_len;
+  uv_buf_t *bufs;   /* segs resolved for writev (segs_cap of them) */
+  uint64_t batch;   /* the number of the batch being gathered or the last */
+  bool in_batch;    /* a batch is being gathered and written */
+  h2r_chunk *spent; /* chunks freed while the batch refers to them */
   h2r_conn *conns;
   nghttp2_session_callbacks *server_cbs, *client_cbs;
   nghttp2_option *opt;  /* the backend sessions' */
@@ -157,7 +176,10 @@ void h2r_flush(h2r_conn *c);
 /* After a backend read: the client's frames (the answer) are written first,
  * the backend's own (PING ACK, WINDOW_UPDATE) after them. */
 void h2r_flush_client_first(h2r_conn *c);
-int h2r_scratch_reserve(h2r *r, size_t need);
+/* The batch being gathered: bytes copied in, or referred to (they must stay
+ * as they are until the batch is written: see h2r_chunk_release). */
+int h2r_batch_copy(h2r *r, const uint8_t *d, size_t n);
+int h2r_batch_ref(h2r *r, const uint8_t *p, size_t n);
 void h2r_conn_close(h2r_conn *c);
 h2r_backend *h2r_backend_get(h2r_conn *c, int route); /* connects if needed */
 void h2r_backend_lost(h2r_backend *b);

@@ -156,9 +156,17 @@ static int half_push(h2r_conn *c, h2r_half *h, const uint8_t *data, size_t len, 
   return 0;
 }
 
+/* A chunk the batch being written refers to is freed once the batch is
+ * written (h2relay.c batch_done). */
 static void chunk_free(h2r_conn *c, h2r_chunk *k) {
+  h2r *r = c->r;
   c->borrowed -= k->borrowed;
-  h2r_pool_free(c->r->pool, k);
+  if (r->in_batch && k->batch == r->batch) {
+    k->next = r->spent;
+    r->spent = k;
+    return;
+  }
+  h2r_pool_free(r->pool, k);
 }
 
 /* Frees the queue; returns how many bytes it held that the source still
@@ -186,13 +194,19 @@ static size_t half_trim_tail(h2r_half *h, size_t n) {
   return n;
 }
 
-static size_t half_take(h2r_conn *c, h2r_half *h, uint8_t *buf, size_t length) {
+/* Adds `length` queued bytes to the batch being gathered: pieces of at
+ * least H2R_REF_MIN are written from their chunk, shorter ones copied. */
+static ssize_t half_send(h2r_conn *c, h2r_half *h, size_t length) {
+  h2r *r = c->r;
   size_t n = 0;
   while (h->head && n < length) {
     h2r_chunk *k = h->head;
     size_t m = k->len - k->off;
     if (m > length - n) m = length - n;
-    memcpy(buf + n, k->p + k->off, m);
+    bool ref = m >= H2R_REF_MIN;
+    if ((ref ? h2r_batch_ref(r, k->p + k->off, m) : h2r_batch_copy(r, k->p + k->off, m)) != 0)
+      return -1;
+    if (ref) k->batch = r->batch;
     k->off += m;
     n += m;
     if (k->off == k->len) {
@@ -202,7 +216,7 @@ static size_t half_take(h2r_conn *c, h2r_half *h, uint8_t *buf, size_t length) {
     }
   }
   h->queued -= n;
-  return n;
+  return (ssize_t)n;
 }
 
 /* Replaces the half's borrowed chunks by owned copies of what is left. */
@@ -275,25 +289,23 @@ static ssize_t down_read(nghttp2_session *session, int32_t sid, uint8_t *buf, si
 }
 
 /* Writes one DATA frame that half_read announced: its 9-byte header, then
- * `length` queued bytes, appended to the batch being gathered (h2relay.c
- * gather); the source gets the credit for them back. The relay never pads
- * (no padding callback), so padlen is 0. */
+ * `length` queued bytes, into the batch being gathered (h2relay.c gather);
+ * the source gets the credit for them back. The relay never pads (no
+ * padding callback), so padlen is 0. */
 static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
                      size_t length, nghttp2_data_source *source, void *ud) {
   (void)frame;
   (void)ud;
   h2r_stream *s = source->ptr;
-  h2r *r = s->c->r;
   bool to_client = session == s->c->s;
   h2r_half *h = to_client ? &s->down : &s->up;
-  if (h2r_scratch_reserve(r, r->scratch_len + 9 + length) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
-  memcpy(r->scratch + r->scratch_len, framehd, 9);
-  size_t n = half_take(s->c, h, r->scratch + r->scratch_len + 9, length);
-  r->scratch_len += 9 + n;
+  if (h2r_batch_copy(s->c->r, framehd, 9) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  ssize_t n = half_send(s->c, h, length);
+  if (n < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
   nghttp2_session *src = to_client ? backend_session(s) : s->client_closed ? NULL : s->c->s;
   int32_t src_sid = to_client ? s->bsid : s->csid;
-  if (n && src && !h->credited) nghttp2_session_consume(src, src_sid, n);
-  return n == length ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+  if (n && src && !h->credited) nghttp2_session_consume(src, src_sid, (size_t)n);
+  return (size_t)n == length ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 /* ---- stream life ---- */
