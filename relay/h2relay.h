@@ -45,6 +45,15 @@
  *   Header memory is bounded by H2R_MAX_STREAMS streams x their header
  *   blocks (at most 9 MiB each: H2R_MAX_FRAME below) per connection.
  *
+ * Copies and allocations (h2relay_int.h h2r_chunk, h2relay_pool.h)
+ *   A DATA payload stays in the relay's read slab while the flush that ends
+ *   the same read writes it: DATA frames are sent with NGHTTP2_DATA_FLAG_
+ *   NO_COPY, and the payload goes out by writev from where it lies (pieces
+ *   under H2R_REF_MIN are copied into the batch). Only what is still queued
+ *   after that flush (a stalled reader, a closed window) is copied out of
+ *   the slab. nghttp2's objects and the relay's streams, header lists and
+ *   chunk records come from a per-relay pool of free lists.
+ *
  * Header limits (nghttp2's)
  *   A header block up to H2R_MAX_HEADER_BLOCK is relayed; but nghttp2's HPACK
  *   decoder refuses any single header field over 64 KiB (NGHTTP2_HD_MAX_NV,
