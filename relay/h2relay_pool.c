@@ -4,6 +4,7 @@
 #include "h2relay_pool.h"
 
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,15 +70,20 @@ void *h2r_pool_malloc(h2r_pool *p, size_t size) {
   return h + 1;
 }
 
+/* Whether a freed block of class c goes on its free list (else to libc). */
+static bool keeps_block(const h2r_pool *p, uint32_t c) {
+  return POOL_KEEPS && c != LARGE && (p->kept[c] + 1) * class_size[c] <= H2R_POOL_KEEP_BYTES;
+}
+
 void h2r_pool_free(h2r_pool *p, void *ptr) {
   if (!ptr) return;
   header *h = header_of(ptr);
-  uint32_t c = h->cls;
-  if (!POOL_KEEPS || c == LARGE || (p->kept[c] + 1) * class_size[c] > H2R_POOL_KEEP_BYTES) {
+  if (!keeps_block(p, h->cls)) {
     free(h);
     return;
   }
   free_block *b = (free_block *)h;
+  uint32_t c = h->cls;
   b->next = p->free[c];
   p->free[c] = b;
   p->kept[c]++;
