@@ -320,12 +320,10 @@ static void backend_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) 
   h2r_backend *b = h->data;
   if (!b->c || nread == 0) return;
   h2r_conn *c = b->c;
-  if (nread < 0 || nghttp2_session_mem_recv(b->s, (uint8_t *)buf->base, (size_t)nread) < 0) {
+  if (nread < 0 || nghttp2_session_mem_recv(b->s, (uint8_t *)buf->base, (size_t)nread) < 0)
     h2r_backend_lost(b);
-    if (!c->closing) h2r_chunks_keep(c);
-    return;
-  }
-  h2r_flush_client_first(c);
+  else
+    h2r_flush_client_first(c);
   if (!c->closing) h2r_chunks_keep(c);
 }
 

@@ -177,7 +177,7 @@ void h2r_flush(h2r_conn *c);
  * the backend's own (PING ACK, WINDOW_UPDATE) after them. */
 void h2r_flush_client_first(h2r_conn *c);
 /* The batch being gathered: bytes copied in, or referred to (they must stay
- * as they are until the batch is written: see h2r_chunk_release). */
+ * as they are until the batch is written: h2relay_stream.c chunk_free). */
 int h2r_batch_copy(h2r *r, const uint8_t *d, size_t n);
 int h2r_batch_ref(h2r *r, const uint8_t *p, size_t n);
 void h2r_conn_close(h2r_conn *c);

@@ -241,8 +241,8 @@ static int half_keep(h2r_conn *c, h2r_half *h) {
 }
 
 /* The data provider body for either direction: tells nghttp2 how many
- * queued bytes the next DATA frame carries (NO_COPY: h2r_send_data writes
- * them straight from the queue into the outgoing batch) and ends with the
+ * queued bytes the next DATA frame carries (NO_COPY: send_data below adds
+ * them to the outgoing batch straight from the queue) and ends with the
  * trailers (if any). */
 static ssize_t half_read(h2r_half *h, nghttp2_session *sink, int32_t sink_sid, size_t length,
                          uint32_t *flags) {
@@ -351,8 +351,8 @@ void h2r_stream_free(h2r_stream *s) {
   else
     c->streams = s->next;
   if (s->next) s->next->prev = s->prev;
-  hdrs_clear(c->r->pool, &s->req);
-  hdrs_clear(c->r->pool, &s->resp);
+  hdrs_clear(p, &s->req);
+  hdrs_clear(p, &s->resp);
   half_clear(c, &s->up);
   half_clear(c, &s->down);
   free(s->hbuf);
@@ -360,14 +360,21 @@ void h2r_stream_free(h2r_stream *s) {
   h2r_pool_free(p, s);
 }
 
-/* Frees the stream once neither session refers to it; the credit still
- * owed for bytes that were never forwarded goes back to each source. */
-void h2r_stream_maybe_free(h2r_stream *s) {
-  if (!s->client_closed || s->bopen) return;
+/* Drops both DATA queues; the credit still owed for bytes that were never
+ * forwarded goes back to each source (connection-level credit too, for a
+ * stream its session has closed already). */
+static void stream_drop_queues(h2r_stream *s) {
   size_t up = half_clear(s->c, &s->up);
   if (up && !s->c->closing) nghttp2_session_consume(s->c->s, s->csid, up);
   size_t down = half_clear(s->c, &s->down);
   if (down && backend_session(s)) nghttp2_session_consume(s->b->s, s->bsid, down);
+}
+
+/* Frees the stream once neither session refers to it; the credit still
+ * owed for bytes that were never forwarded goes back to each source. */
+void h2r_stream_maybe_free(h2r_stream *s) {
+  if (!s->client_closed || s->bopen) return;
+  stream_drop_queues(s);
   h2r_stream_free(s);
 }
 
@@ -427,10 +434,7 @@ void h2r_chunks_keep(h2r_conn *c) {
   for (h2r_stream *s = c->streams, *n; s && c->borrowed; s = n) {
     n = s->next;
     if (half_keep(c, &s->up) == 0 && half_keep(c, &s->down) == 0) continue;
-    size_t up = half_clear(c, &s->up);
-    if (up && !s->client_closed) nghttp2_session_consume(c->s, s->csid, up);
-    size_t down = half_clear(c, &s->down);
-    if (down && backend_session(s)) nghttp2_session_consume(s->b->s, s->bsid, down);
+    stream_drop_queues(s);
     stream_fail(s, 8, "crihookd: out of memory queueing DATA");
   }
 }
