@@ -97,20 +97,17 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_bac
     return -1;
   snprintf(info->path, sizeof info->path, "%s", backend.path);
   snprintf(info->image_path, sizeof info->image_path, "%s", backend.path);
-  /* minimal stack: the server side bounds these calls (grpc_util.h) */
-  ch_channel_opts copts = {.max_msg_size = o->max_msg_size, .minimal_stack = true};
-  cfg->backend = ch_channel_open(backend.target, &copts);
-  cfg->image_backend = cfg->backend;
   if (o->image_backend[0] && strcmp(o->image_backend, o->backend) != 0) {
     if (resolve_backend("image backend", o->image_backend, &image, unused, sizeof unused,
-                        &image_found, err) != 0) {
-      grpc_channel_destroy(cfg->backend);
+                        &image_found, err) != 0)
       return -1;
-    }
-    if (strcmp(image.path, backend.path) != 0)
-      cfg->image_backend = ch_channel_open(image.target, &copts);
     snprintf(info->image_path, sizeof info->image_path, "%s", image.path);
   }
+  /* the interception stage's (hooked RuntimeService calls only); the relay
+   * connects to the image backend itself. Minimal stack: the server side
+   * bounds these calls (grpc_util.h) */
+  ch_channel_opts copts = {.max_msg_size = o->max_msg_size, .minimal_stack = true};
+  cfg->backend = ch_channel_open(backend.target, &copts);
   return 0;
 }
 
@@ -272,7 +269,6 @@ static int start_data_plane(control *c, const crihookd_options *o, ch_proxy_conf
                               .shutdown_grace_ms = o->shutdown_grace_ms,
                               .hooks = c->proxy};
   if (ch_dataplane_start(&dcfg, &c->dataplane, err) == 0) return 0;
-  ch_proxy_force(c->proxy);
   ch_proxy_drain(c->proxy);
   ch_proxy_free(c->proxy);
   c->proxy = NULL;
@@ -285,8 +281,7 @@ static int serve(const crihookd_options *o, ch_error *err) {
   if (ch_listen_check_path(listen.path, err) != 0) return ch_wrap(err, "--listen");
   ch_proxy_config cfg = {/* no listen socket: the relay listens (dataplane.h) */
                          .max_msg_size = o->max_msg_size,
-                         .workers = o->workers,
-                         .shutdown_grace_ms = o->shutdown_grace_ms};
+                         .workers = o->workers};
   ch_backend_info info = {0};
   if (open_backends(o, &cfg, &info, err) != 0) return -1;
   control c = {0};

@@ -256,10 +256,7 @@ int ch_dataplane_start(const ch_dataplane_config *config, ch_dataplane **out, ch
 
 int ch_dataplane_in_flight(const ch_dataplane *dp) { return atomic_load(&dp->live); }
 
-void ch_dataplane_force(ch_dataplane *dp) {
-  atomic_store(&dp->forced, true);
-  if (dp->config.hooks) ch_proxy_force(dp->config.hooks);
-}
+void ch_dataplane_force(ch_dataplane *dp) { atomic_store(&dp->forced, true); }
 
 static void wake_all(ch_dataplane *dp) {
   for (int i = 0; i < dp->worker_count; i++) uv_async_send(&dp->workers[i].wake);
@@ -291,10 +288,7 @@ void ch_dataplane_drain(ch_dataplane *dp) {
    * call's final status. */
   if (left == 0 && !atomic_load(&dp->forced)) sleep_ms(LINGER_MS);
   stop_workers(dp);
-  if (dp->config.hooks) {
-    ch_proxy_force(dp->config.hooks);
-    ch_proxy_drain(dp->config.hooks);
-  }
+  if (dp->config.hooks) ch_proxy_drain(dp->config.hooks);
 }
 
 void ch_dataplane_free(ch_dataplane *dp) {

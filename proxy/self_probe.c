@@ -41,14 +41,3 @@ void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool 
   *connected = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
   grpc_channel_destroy(ch);
 }
-
-bool ch_is_self_probe(const grpc_metadata_array *md) {
-  static const size_t key_len = sizeof CH_SELF_PROBE_KEY - 1;
-  for (size_t i = 0; i < md->count; i++) {
-    const grpc_slice *key = &md->metadata[i].key;
-    if (GRPC_SLICE_LENGTH(*key) == key_len &&
-        memcmp(GRPC_SLICE_START_PTR(*key), CH_SELF_PROBE_KEY, key_len) == 0)
-      return true;
-  }
-  return false;
-}

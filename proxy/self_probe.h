@@ -4,12 +4,13 @@
  * (health.h).
  *
  * It is a CRI Version call on a fresh connection with a short deadline, so
- * it passes where kubelet's calls pass: grpc's accept loop, a worker, the
- * relay, the backend channel. It carries the metadata CH_SELF_PROBE_KEY,
- * and the relay leaves such Version calls out of crihook_cri_calls_total
- * and the live trace (they would show up every 5 s otherwise). Version is
- * never hooked and the probe is made from libuv's thread pool, never from
- * a worker, so it cannot recurse or wait on itself. */
+ * it passes where kubelet's calls pass: the relay's accept loop, a relay
+ * loop, the backend connection. It carries the metadata CH_SELF_PROBE_KEY,
+ * and the relay (h2r_config.self_probe_header) leaves such calls out of
+ * crihook_cri_calls_total and the live trace (they would show up every 5 s
+ * otherwise). Version is never hooked and the probe is made from libuv's
+ * thread pool, never from a relay loop, so it cannot recurse or wait on
+ * itself. */
 #pragma once
 
 #include <grpc/grpc.h>
@@ -26,6 +27,3 @@
  * connected channel may be the backend's fault, one that never connected
  * is crihookd's. */
 void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool *connected);
-
-/* Whether a call's metadata marks it as the self-probe. */
-bool ch_is_self_probe(const grpc_metadata_array *md);

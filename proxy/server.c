@@ -8,20 +8,16 @@
  * every queue, start the threads. It has no socket: the relay hands it one
  * end of a socketpair per client connection (ch_proxy_add_fd).
  *
- * Stop, bounded by the grace period (a second signal cuts it short):
- * 1. No connection is added any more; the workers end open streams with UNAVAILABLE
- *    and refuse every new call (also on connections already open) with
- *    UNAVAILABLE at once; in-flight calls may finish. This lasts until no
- *    call is in flight, or the grace ends, or ch_proxy_force.
- * 2. If every call ended, a short linger (so clients read their calls'
- *    final status before the connections close).
- * 3. The end, in the only order grpc core accepts without hanging or
- *    asserting: shutdown_and_notify, cancel every call (this also closes
- *    idle connections), the workers cancel their hook calls (which have no
- *    parent call grpc could cancel), wait for the shutdown tag, destroy the
- *    server, wait for every relay to be freed, destroy the channels, shut
- *    down and drain the queues, join the threads.
- * Nothing in 3 waits for a peer, so the exit follows the grace at once. */
+ * Stop (ch_proxy_drain) comes after the relay in front has drained and
+ * closed its connections (dataplane.c): the grace period, the linger and
+ * the refusal of new calls happen there, once, for every call. What is left
+ * here is the end, at once, in the only order grpc core accepts without
+ * hanging or asserting: no connection is added and every new call is
+ * refused; shutdown_and_notify, cancel every call (this also closes idle
+ * connections), the workers cancel their hook calls (which have no parent
+ * call grpc could cancel), wait for the shutdown tag, destroy the server,
+ * wait for every relay to be freed, destroy the channel, shut down and
+ * drain the queues, join the threads. Nothing in it waits for a peer. */
 #include "server.h"
 
 #include <grpc/grpc_posix.h>
@@ -40,8 +36,6 @@
 
 #define ACCEPTS_PER_WORKER 8
 #define WORKER_TICK_MS 100
-#define LINGER_MS 100 /* after the last call ended, before the connections close */
-#define DRAIN_POLL_MS 10
 /* A connection must finish the HTTP/2 preface and SETTINGS this fast, and is
  * closed (GOAWAY) after this long without a call: neither may hold an fd for
  * good (kubelet's own connection is never idle that long, and reconnects). */
@@ -49,15 +43,13 @@
 #define CONNECTION_IDLE_MS (5 * 60 * 1000)
 
 typedef struct ch_proxy_full {
-  ch_proxy shared; /* first: workers see only this part */
-  int shutdown_grace_ms;
+  ch_proxy shared;             /* first: workers see only this part */
   pthread_mutex_t server_lock; /* guards shared.server for accepts during the drain */
 } ch_proxy_full;
 
-/* Each tick of a draining worker: end open streams; once forced, cancel the
- * worker's hook calls (once: after that no new one starts). */
+/* Each tick of a draining worker: once forced, cancel the worker's hook
+ * calls (once: after that no new one starts). */
 static void drain_tick(ch_worker *w) {
-  ch_worker_end_streams(w);
   if (!atomic_load(&w->proxy->forced) || w->hooks_cancelled) return;
   w->hooks_cancelled = true;
   int n = ch_dispatch_cancel_all();
@@ -125,10 +117,8 @@ static void start_workers(ch_proxy *p) {
 }
 
 void ch_proxy_config_release(ch_proxy_config *config) {
-  if (config->image_backend && config->image_backend != config->backend)
-    grpc_channel_destroy(config->image_backend);
   if (config->backend) grpc_channel_destroy(config->backend);
-  config->backend = config->image_backend = NULL;
+  config->backend = NULL;
 }
 
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err) {
@@ -140,7 +130,6 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   }
   ch_proxy *p = &full->shared;
   pthread_mutex_init(&full->server_lock, NULL);
-  full->shutdown_grace_ms = config->shutdown_grace_ms;
   p->worker_count = config->workers > 0 ? config->workers : 1;
   p->workers = calloc((size_t)p->worker_count, sizeof *p->workers);
   p->server = create_server(config->max_msg_size);
@@ -155,7 +144,6 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
     return ch_fail(err, "out of memory");
   }
   p->backend = config->backend;
-  p->image_backend = config->image_backend;
   p->registry = config->registry;
   p->store = config->store;
   grpc_server_start(p->server);
@@ -163,8 +151,6 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
   *out = p;
   return 0;
 }
-
-int ch_proxy_in_flight(const ch_proxy *proxy) { return atomic_load(&proxy->in_flight); }
 
 int ch_proxy_add_fd(ch_proxy *p, int fd) {
   ch_proxy_full *full = (ch_proxy_full *)p;
@@ -188,25 +174,13 @@ static void wait_for_relays(ch_proxy *p) {
   }
 }
 
-static bool past(gpr_timespec deadline) {
-  return gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0;
-}
-
-/* Phase 1: until nothing is in flight, the grace has passed, or forced. */
-static void wait_for_calls(ch_proxy *p, gpr_timespec grace) {
-  while (atomic_load(&p->in_flight) > 0 && !past(grace) && !atomic_load(&p->forced))
-    nanosleep(&(struct timespec){0, DRAIN_POLL_MS * 1000 * 1000}, NULL);
-  if (atomic_load(&p->in_flight) > 0 && !atomic_load(&p->forced))
-    ch_warn("proxy", "calls still in flight after the grace period; cancelling them in_flight=%d",
-            atomic_load(&p->in_flight));
-}
-
-/* Phase 3's grpc part: nothing in it waits for a peer. */
+/* The grpc part of the end: nothing in it waits for a peer. */
 static void end_server(ch_proxy_full *full) {
   ch_proxy *p = &full->shared;
   grpc_completion_queue *done = grpc_completion_queue_create_for_pluck(NULL);
   pthread_mutex_lock(&full->server_lock);
-  atomic_store(&p->shut, true); /* no accept is re-armed from now on */
+  atomic_store(&p->draining, true); /* workers: refuse new calls */
+  atomic_store(&p->shut, true);     /* no accept is re-armed from now on */
   grpc_server_shutdown_and_notify(p->server, done, p);
   grpc_server_cancel_all_calls(p->server); /* and closes every connection */
   pthread_mutex_unlock(&full->server_lock);
@@ -221,23 +195,6 @@ static void end_server(ch_proxy_full *full) {
   grpc_completion_queue_destroy(done);
 }
 
-static void drain_server(ch_proxy_full *full) {
-  ch_proxy *p = &full->shared;
-  gpr_timespec grace = ch_deadline_ms(full->shutdown_grace_ms);
-  pthread_mutex_lock(&full->server_lock);
-  atomic_store(&p->draining, true); /* workers: end streams, refuse new calls */
-  pthread_mutex_unlock(&full->server_lock);
-  wait_for_calls(p, grace);
-  /* Phase 2: the connections are closed next, and a client still writing
-   * to one (a window update) would see "Broken pipe" before it has read its
-   * call's final status. */
-  if (!atomic_load(&p->forced) && atomic_load(&p->in_flight) == 0)
-    nanosleep(&(struct timespec){0, LINGER_MS * 1000 * 1000}, NULL);
-  end_server(full);
-}
-
-void ch_proxy_force(ch_proxy *p) { atomic_store(&p->forced, true); }
-
 void ch_proxy_accept_while_draining(ch_worker *w) {
   ch_proxy_full *full = (ch_proxy_full *)w->proxy;
   pthread_mutex_lock(&full->server_lock);
@@ -246,12 +203,10 @@ void ch_proxy_accept_while_draining(ch_worker *w) {
 }
 
 void ch_proxy_drain(ch_proxy *p) {
-  ch_proxy_full *full = (ch_proxy_full *)p;
-  drain_server(full);
+  end_server((ch_proxy_full *)p);
   wait_for_relays(p);
-  if (p->image_backend && p->image_backend != p->backend) grpc_channel_destroy(p->image_backend);
   if (p->backend) grpc_channel_destroy(p->backend);
-  p->backend = p->image_backend = NULL;
+  p->backend = NULL;
   for (int i = 0; i < p->worker_count; i++) grpc_completion_queue_shutdown(p->workers[i].cq);
   for (int i = 0; i < p->worker_count; i++) {
     pthread_join(p->workers[i].thread, NULL);

@@ -3,8 +3,9 @@
  * socket of its own (the relay in front adds connections, dataplane.h),
  * its worker threads, and the graceful drain.
  *
- * Ownership: the proxy takes the backend channels given in the config and
- * destroys them in ch_proxy_stop(). */
+ * Ownership: the proxy takes the backend channel given in the config and
+ * destroys it in ch_proxy_drain(). The stage only sees hooked RuntimeService
+ * calls, so it has no image-service channel. */
 #pragma once
 
 #include <grpc/grpc.h>
@@ -16,37 +17,28 @@
 typedef struct ch_proxy ch_proxy;
 
 typedef struct ch_proxy_config {
-  grpc_channel *backend;       /* taken */
-  grpc_channel *image_backend; /* taken; may equal backend */
+  grpc_channel *backend; /* taken */
   int max_msg_size;
   int workers;
-  int shutdown_grace_ms;      /* how long in-flight calls may take to finish */
   ch_registry_slot *registry; /* plugins (not owned) */
   ch_store *store;            /* metadata (not owned); NULL disables interception */
 } ch_proxy_config;
 
-/* Destroys the config's channels (for a start that never happened). */
+/* Destroys the config's channel (for a start that never happened). */
 void ch_proxy_config_release(ch_proxy_config *config);
 
-/* Prepares the socket path, binds, starts the workers. Takes the channels
- * whether it succeeds or not. */
+/* Starts the grpc server and the workers. Takes the channel whether it
+ * succeeds or not. */
 int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err);
 
-/* Removes the socket file, refuses new calls and ends open streams with
- * UNAVAILABLE, lets other in-flight calls finish (bounded by
- * shutdown_grace_ms), then cancels every call and hook call and closes every
- * connection, stops the workers. Blocks until all of that is done, which is
- * shortly after the grace period at the latest. */
+/* Ends the stage at once, once the relay in front has drained (its calls'
+ * clients are gone): refuses new calls, cancels every call and hook call,
+ * closes every connection, stops the workers. Blocks until that is done;
+ * nothing in it waits for a peer. */
 void ch_proxy_drain(ch_proxy *proxy);
-
-/* Thread-safe, during ch_proxy_drain: ends the grace period now, so the
- * drain cancels everything at once (a second signal). */
-void ch_proxy_force(ch_proxy *proxy);
 
 /* Frees a drained proxy. */
 void ch_proxy_free(ch_proxy *proxy);
-
-int ch_proxy_in_flight(const ch_proxy *proxy);
 
 /* Serves one more connection on `fd` (taken; closed if the proxy drains):
  * the relay's way into the interception stage (dataplane.h). Thread-safe. */

@@ -28,7 +28,6 @@ typedef struct ch_worker {
   int index;
   grpc_completion_queue *cq;
   pthread_t thread;
-  ch_relay *streams;    /* relays on the generic path, for ending streams on drain */
   bool hooks_cancelled; /* by the forced end of the drain (server.c) */
   ch_relay *holders;    /* relays holding answer bytes (answer_budget.h) */
   gpr_timespec swept_at;
@@ -38,17 +37,14 @@ typedef struct ch_worker {
 struct ch_proxy {
   grpc_server *server;
   grpc_channel *backend;
-  grpc_channel *image_backend;
   ch_registry_slot *registry; /* plugins; not owned */
   ch_store *store;            /* pod/container metadata; not owned */
   ch_worker *workers;
   int worker_count;
-  atomic_bool draining;    /* new calls are refused; streams are being ended */
-  atomic_bool forced;      /* the drain's end: hook calls are cancelled */
-  atomic_bool shut;        /* the server is shut down: accept no more */
-  atomic_int live_relays;  /* relays allocated and not yet freed */
-  atomic_int live_streams; /* of which on the generic (streaming) path */
-  atomic_int in_flight;    /* calls accepted and not yet finished */
+  atomic_bool draining;   /* new calls are refused */
+  atomic_bool forced;     /* the drain's end: hook calls are cancelled */
+  atomic_bool shut;       /* the server is shut down: accept no more */
+  atomic_int live_relays; /* relays allocated and not yet freed */
 };
 
 /* Requests one more incoming call on the worker's queue (relay.c). */
@@ -63,7 +59,3 @@ void ch_proxy_accept_while_draining(ch_worker *w);
  * while the answer budget is tight; cheap enough for every event, it looks
  * at most every 100 ms (relay.c). */
 void ch_worker_cut_stalled(ch_worker *w);
-
-/* Ends the worker's open streams with UNAVAILABLE; called on every tick
- * while draining, it touches each stream once (relay.c). */
-void ch_worker_end_streams(ch_worker *w);
