@@ -17,7 +17,6 @@
  * client closes (read EOF or error), a write fails, or ch_trace_shutdown(). */
 #include "admin_trace.h"
 
-#include <ctype.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "percent.h"
 #include "trace.h"
 
 #define RING_CAPACITY 4096 /* events queued per client */
@@ -56,24 +56,11 @@ static const char header[] =
 
 /* ---- the query ---- */
 
-static int hex_value(int c) { return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10; }
-
 /* Decodes %XX and '+' in place. */
 static int url_decode(char *s, ch_error *err) {
-  char *out = s;
-  for (; *s; s++) {
-    if (*s == '+') {
-      *out++ = ' ';
-    } else if (*s != '%') {
-      *out++ = *s;
-    } else if (isxdigit((unsigned char)s[1]) && isxdigit((unsigned char)s[2])) {
-      *out++ = (char)(hex_value((unsigned char)s[1]) * 16 + hex_value((unsigned char)s[2]));
-      s += 2;
-    } else {
-      return ch_fail(err, "bad %%-escape in the query");
-    }
-  }
-  *out = '\0';
+  size_t len = strlen(s);
+  if (ch_percent_decode(s, len, s, len + 1, CH_PCT_QUERY) != 0)
+    return ch_fail(err, "bad %%-escape in the query");
   return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
+#include "percent.h"
 #include "self_probe.h"
 #include "trace.h"
 
@@ -85,33 +86,12 @@ static int hooks_fd(void *ud, int route) {
   return sv[0];
 }
 
-static int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* grpc-message is percent-encoded on the wire (gRPC's HTTP/2 mapping). */
-static void percent_decode(const char *in, size_t len, char *out, size_t out_len) {
-  size_t o = 0;
-  for (size_t i = 0; i < len && o + 1 < out_len; i++) {
-    int hi, lo;
-    if (in[i] == '%' && i + 2 < len && (hi = hex(in[i + 1])) >= 0 && (lo = hex(in[i + 2])) >= 0) {
-      out[o++] = (char)(hi << 4 | lo);
-      i += 2;
-    } else {
-      out[o++] = in[i];
-    }
-  }
-  out[o] = '\0';
-}
-
 static void trace_stream(const h2r_stream_end *e, size_t len, int code, double seconds) {
   ch_trace_event *ev = ch_trace_event_new(e->path, len, (grpc_status_code)code, seconds * 1e3);
   if (!ev) return;
   if (code != GRPC_STATUS_OK && e->grpc_message)
-    percent_decode(e->grpc_message, e->grpc_message_len, ev->message, sizeof ev->message);
+    ch_percent_decode(e->grpc_message, e->grpc_message_len, ev->message, sizeof ev->message,
+                      CH_PCT_GRPC_MESSAGE);
   ch_trace_publish(ev);
 }
 
