@@ -74,6 +74,7 @@ struct ch_relay {
   gpr_timespec held_since;         /* when they were taken */
   bool cut;                        /* cancelled for not reading its answer */
   ch_relay *hold_next, *hold_prev; /* the worker's holders */
+  ch_relay *next, *prev;           /* the worker's relays */
 };
 
 static void on_accepted(ch_tag *t, bool ok);
@@ -87,6 +88,9 @@ static ch_relay *relay_new(ch_worker *w) {
   ch_relay *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->w = w;
+  r->next = w->relays; /* on w's thread, or before it started */
+  if (r->next) r->next->prev = r;
+  w->relays = r;
   r->accepted.fn = on_accepted;
   r->unary_request.fn = on_unary_request;
   r->unary_response.fn = on_unary_response;
@@ -181,6 +185,11 @@ void ch_worker_cut_stalled(ch_worker *w) {
 
 static void relay_free(ch_relay *r) {
   release_answer(r);
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    r->w->relays = r->next;
+  if (r->next) r->next->prev = r->prev;
   if (r->counted) record_call(r); /* first: the trace reads the intercept and the status */
   if (r->up) grpc_call_unref(r->up);
   if (r->down) grpc_call_unref(r->down);
@@ -267,7 +276,8 @@ static void on_accepted(ch_tag *t, bool ok) {
              (int)GRPC_SLICE_LENGTH(r->details.method),
              (const char *)GRPC_SLICE_START_PTR(r->details.method));
     reject(r, GRPC_STATUS_UNAVAILABLE, "crihookd is shutting down");
-  } else if (!info.known_unary || info.image_service) { /* dataplane.c route_of did not */
+  } else if (!info.known_unary || ch_intercept_kind_of(info.cri_name, info.cri_name_len) ==
+                                      CH_INTERCEPT_NONE) { /* dataplane.c route_of does not */
     ch_error_log("relay", "call not meant for the interception stage method=%.*s",
                  (int)GRPC_SLICE_LENGTH(r->details.method),
                  (const char *)GRPC_SLICE_START_PTR(r->details.method));
@@ -427,4 +437,9 @@ static void on_unary_response(ch_tag *t, bool ok) {
 static void on_unary_done(ch_tag *t, bool ok) {
   (void)ok;
   relay_unpend(ch_container_of(t, ch_relay, unary_done));
+}
+
+void ch_worker_cancel_backend_calls(ch_worker *w) {
+  for (ch_relay *r = w->relays; r; r = r->next)
+    if (r->up) grpc_call_cancel(r->up, NULL);
 }

@@ -48,10 +48,12 @@ typedef struct ch_proxy_full {
 } ch_proxy_full;
 
 /* Each tick of a draining worker: once forced, cancel the worker's hook
- * calls (once: after that no new one starts). */
+ * calls and backend calls (once: after that no new hook call starts, and a
+ * new relay is refused). */
 static void drain_tick(ch_worker *w) {
-  if (!atomic_load(&w->proxy->forced) || w->hooks_cancelled) return;
-  w->hooks_cancelled = true;
+  if (!atomic_load(&w->proxy->forced) || w->cancelled) return;
+  w->cancelled = true;
+  ch_worker_cancel_backend_calls(w);
   int n = ch_dispatch_cancel_all();
   if (n > 0)
     ch_info("proxy", "hook calls cancelled by the shutdown worker=%d calls=%d", w->index, n);

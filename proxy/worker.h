@@ -28,8 +28,9 @@ typedef struct ch_worker {
   int index;
   grpc_completion_queue *cq;
   pthread_t thread;
-  bool hooks_cancelled; /* by the forced end of the drain (server.c) */
-  ch_relay *holders;    /* relays holding answer bytes (answer_budget.h) */
+  ch_relay *relays;  /* every live relay of this worker (relay.c) */
+  bool cancelled;    /* its calls were cancelled by the drain's end (server.c) */
+  ch_relay *holders; /* relays holding answer bytes (answer_budget.h) */
   gpr_timespec swept_at;
 } ch_worker;
 
@@ -54,6 +55,13 @@ void ch_relay_accept_next(ch_worker *w);
  * refused at once rather than queued; a no-op once the server is shut down
  * (server.c). */
 void ch_proxy_accept_while_draining(ch_worker *w);
+
+/* Cancels the backend call of every relay of the worker: cancelling the
+ * server's calls does not reach them (grpc core does not propagate
+ * grpc_server_cancel_all_calls to child calls), and a runtime that never
+ * answers would otherwise hold the drain until the call's deadline
+ * (kubelet's is 2 minutes) (relay.c). */
+void ch_worker_cancel_backend_calls(ch_worker *w);
 
 /* Cuts the worker's calls whose answer has waited for the client too long
  * while the answer budget is tight; cheap enough for every event, it looks

@@ -2,8 +2,9 @@
 """End to end: crihookd's life cycle cannot be held hostage (issue 9, items 9,
 10 and 12).
 
-- Shutdown is bounded: a hook call hung in a plugin (timeout-ms 30 s) does
-  not hold SIGTERM's exit past the grace period, a second signal exits at
+- Shutdown is bounded: a hook call hung in a plugin (timeout-ms 30 s), or a
+  hooked call hung at the runtime, does not hold SIGTERM's exit past the
+  grace period, a second signal exits at
   once, a new call on an already open connection during the drain is
   refused at once with UNAVAILABLE, and an idle client connection does not
   delay the exit.
@@ -25,6 +26,7 @@ import unittest
 
 import grpc
 
+import fake_backend
 import harness
 from fake_backend import FakeBackend
 from harness import V1, HookServer, pb_bytes, register
@@ -77,7 +79,41 @@ class LifeCase(unittest.TestCase):
         return code, time.monotonic() - since
 
 
+class _HangingRuntime(fake_backend._Handler):
+    """StopPodSandbox, a hooked method (it goes through the interception
+    stage), hangs like Slow: up to 30 s, until cancelled."""
+
+    def service(self, details):
+        if details.method == V1 + "StopPodSandbox":
+            self.fake.record(("method", details.method))
+            return grpc.unary_unary_rpc_method_handler(self.slow)
+        return super().service(details)
+
+
 class BoundedShutdown(LifeCase):
+    def test_runtime_hung_on_a_hooked_call_does_not_hold_the_exit(self):
+        """The stage's call to the runtime is cancelled at the drain's end:
+        grpc core does not cancel it with the stage's own calls, and it
+        used to hold the exit until the call's deadline."""
+        sock = os.path.join(self.dir, "hang.sock")
+        hanging = FakeBackend(sock, handler=_HangingRuntime)
+        self.addCleanup(hanging.stop)
+        self.proxy = harness.Crihookd(sock, "--shutdown-grace", "1000")
+        ch = harness.channel(self.proxy.sock)
+        call = ch.unary_unary(V1 + "StopPodSandbox").future(pb_bytes(1, b"3c5bd2b7e4f1a09d"),
+                                                             timeout=60)
+        self.assertTrue(hanging.started.wait(10), "the call did not reach the runtime")
+        self.proxy.signal(signal.SIGTERM)
+        code, took = self.exit_time(time.monotonic())
+        self.assertEqual(code, 0, self.proxy.read_log())
+        self.assertLess(took, 1.0 + 1.5, "exit took %.1f s with grace 1 s" % took)
+        with self.assertRaises(grpc.RpcError) as caught:
+            call.result(timeout=5)
+        self.assertIn(caught.exception.code(),
+                      (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED))
+        self.assertTrue(hanging.cancelled.wait(5), "the runtime's call was never cancelled")
+        ch.close()
+
     def test_hung_hook_call_does_not_hold_the_exit(self):
         self.start("--shutdown-grace", "2000")
         self.hang_hook()
