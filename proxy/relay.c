@@ -262,11 +262,8 @@ static void on_accepted(ch_tag *t, bool ok) {
     relay_unpend(r);
     return;
   }
+  ch_proxy_accept_again(r->w);
   bool draining = atomic_load(&r->w->proxy->draining);
-  if (draining)
-    ch_proxy_accept_while_draining(r->w);
-  else
-    ch_relay_accept_next(r->w);
   r->counted = true;
   r->accepted_at = gpr_now(GPR_CLOCK_MONOTONIC);
   ch_method_info info = ch_method_classify((const char *)GRPC_SLICE_START_PTR(r->details.method),

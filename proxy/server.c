@@ -197,7 +197,7 @@ static void end_server(ch_proxy_full *full) {
   grpc_completion_queue_destroy(done);
 }
 
-void ch_proxy_accept_while_draining(ch_worker *w) {
+void ch_proxy_accept_again(ch_worker *w) {
   ch_proxy_full *full = (ch_proxy_full *)w->proxy;
   pthread_mutex_lock(&full->server_lock);
   if (w->proxy->server && !atomic_load(&w->proxy->shut)) ch_relay_accept_next(w);

@@ -51,10 +51,11 @@ struct ch_proxy {
 /* Requests one more incoming call on the worker's queue (relay.c). */
 void ch_relay_accept_next(ch_worker *w);
 
-/* While draining: keeps one accept outstanding so that a new call is
- * refused at once rather than queued; a no-op once the server is shut down
- * (server.c). */
-void ch_proxy_accept_while_draining(ch_worker *w);
+/* Replaces the accept a call just used, under the lock that guards the
+ * server's end (the drain may be destroying it on another thread): while
+ * draining too, so that a new call is refused at once rather than queued;
+ * a no-op once the server is shut down (server.c). */
+void ch_proxy_accept_again(ch_worker *w);
 
 /* Cancels the backend call of every relay of the worker: cancelling the
  * server's calls does not reach them (grpc core does not propagate
