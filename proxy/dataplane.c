@@ -43,6 +43,7 @@ typedef struct dp_worker {
   h2r *relay;
   pthread_t thread;
   bool started;
+  bool draining; /* its relay was told to drain (on its thread) */
 } dp_worker;
 
 struct ch_dataplane {
@@ -115,6 +116,9 @@ static void on_wake(uv_async_t *h) {
   int cmd = atomic_load(&w->dp->cmd);
   if (cmd == CMD_DRAIN) {
     h2r_drain(w->relay, DRAIN_MESSAGE);
+    if (!w->draining) /* from here on, a new call on any connection is refused */
+      ch_info("dataplane", "relay loop draining: new calls refused loop=%d", w->index);
+    w->draining = true;
   } else if (cmd == CMD_CLOSE && !uv_is_closing((uv_handle_t *)&w->wake)) {
     h2r_close(w->relay);
     uv_close((uv_handle_t *)&w->wake, NULL);

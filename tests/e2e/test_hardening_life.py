@@ -154,7 +154,8 @@ class BoundedShutdown(LifeCase):
         self.assertEqual(echo(b"warm", timeout=5), b"warm")  # the connection is open
         hung = self.hung_call(ch)  # keeps the drain busy for its grace
         self.proxy.signal(signal.SIGTERM)
-        harness.wait_for(lambda: "draining" in self.proxy.read_log(), 5, what="drain started")
+        harness.wait_for(lambda: "relay loop draining" in self.proxy.read_log(), 5,
+                         what="the relay loop draining")
         time.sleep(0.3)
         before = len(self.fake.events)
         start = time.monotonic()
@@ -185,7 +186,8 @@ class BoundedShutdown(LifeCase):
                                                         metadata=[("x-sleep", "3.0")])
         self.assertTrue(self.fake.started.wait(5))
         self.proxy.signal(signal.SIGTERM)
-        harness.wait_for(lambda: "draining" in self.proxy.read_log(), 5, what="drain started")
+        harness.wait_for(lambda: "relay loop draining" in self.proxy.read_log(), 5,
+                         what="the relay loop draining")
         before = len(self.fake.events)
         start = time.monotonic()
         codes = []
