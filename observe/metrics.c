@@ -1,10 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* metrics.c: the series of metrics.h: uthash tables keyed by label values,
- * fixed histogram buckets, one mutex, rendered on demand into a
- * common/strbuf.h buffer. */
+/* metrics.c: the series of metrics.h, rendered on demand into a
+ * common/strbuf.h buffer.
+ *
+ * CRI calls (the hot path: once per relayed call, on the relay loops) take
+ * no lock. Each thread that records has its own shard: a uthash index only
+ * it reads or writes, and the same series on an append-only list that it
+ * publishes with release stores. A series' counters have one writer, so a
+ * relaxed load and store is an increment (no locked instruction); the
+ * scrape reads them with relaxed loads and sums the shards by method name.
+ * So a scrape never stalls a relay loop (with a mutex, the loop waited out
+ * the whole rendering), and loops never contend with each other. A
+ * histogram's count is the sum of its buckets, so a scrape that races a
+ * recording still sees buckets that add up.
+ *
+ * Hook calls, rejections and undecodable requests (the interception
+ * stage: rare, each already costs a plugin call) keep one mutex, taken by
+ * the scrape too. */
 #include "metrics.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,17 +36,28 @@ static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 #define CODES 17
 
 typedef struct histogram {
-  uint64_t bucket[BUCKETS]; /* non-cumulative; summed when rendered */
-  uint64_t count;
+  uint64_t bucket[BUCKETS + 1]; /* non-cumulative, last: above every le; summed when rendered */
   double sum;
 } histogram;
 
+/* A method's series in one shard: written by the shard's thread only. */
 typedef struct method_series {
   char key[160];
-  uint64_t calls[CODES + 1]; /* last slot: codes out of range */
-  histogram latency;
-  UT_hash_handle hh;
+  size_t key_len;
+  _Atomic uint64_t calls[CODES + 1]; /* last slot: codes out of range */
+  _Atomic uint64_t bucket[BUCKETS + 1];
+  _Atomic double sum;
+  struct method_series *_Atomic next; /* the shard's list, in creation order */
+  UT_hash_handle hh;                  /* the shard's index (its thread only) */
 } method_series;
+
+/* One recording thread's series. */
+typedef struct shard {
+  struct shard *next_shard; /* set before the shard is published */
+  method_series *index;     /* its thread only */
+  method_series *_Atomic head;
+  method_series *tail; /* its thread only */
+} shard;
 
 typedef struct hook_series {
   char key[200]; /* plugin '\0'-free "plugin|hook" */
@@ -43,54 +69,91 @@ typedef struct hook_series {
   UT_hash_handle hh;
 } hook_series;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static bool enabled = true; /* set once before the workers start */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* hooks and undecodable */
+static bool enabled = true;                              /* set once before the workers start */
 
 void ch_metrics_enable(bool on) { enabled = on; }
-static method_series *methods;
 static hook_series *hooks;
 
-static void observe(histogram *h, double seconds) {
+static shard *_Atomic shards;          /* every shard, newest first */
+static _Thread_local shard *mine;      /* this thread's */
+static atomic_uint method_series_made; /* all shards: the CH_METRICS_MAX_SERIES bound */
+
+static size_t bucket_of(double seconds) {
   size_t i = 0;
   while (i < BUCKETS && seconds > bucket_le[i]) i++;
-  if (i < BUCKETS) h->bucket[i]++;
-  h->count++;
+  return i;
+}
+
+static void observe(histogram *h, double seconds) {
+  h->bucket[bucket_of(seconds)]++;
   h->sum += seconds;
 }
 
-/* The series of a method: looked up by the name's bytes as they are (no
- * copy, no formatting: this runs once per relayed call); the key is
- * written only when a series is first made. */
-static method_series *method_for(const char *method, size_t len, bool known) {
-  const char *name = known ? method : "unknown";
-  size_t name_len = known ? len : 7;
-  if (name_len >= sizeof methods->key) name_len = sizeof methods->key - 1;
-  method_series *m;
-  HASH_FIND(hh, methods, name, name_len, m);
-  if (m) return m;
-  if (HASH_COUNT(methods) >= CH_METRICS_MAX_SERIES) {
-    HASH_FIND_STR(methods, "other", m);
-    if (m) return m;
-    name = "other";
-    name_len = 5;
+/* An increment by the counter's only writer. */
+static void bump(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static shard *my_shard(void) {
+  if (mine) return mine;
+  shard *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->next_shard = atomic_load_explicit(&shards, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(&shards, &s->next_shard, s, memory_order_release,
+                                                memory_order_relaxed)) {
   }
-  if (!(m = calloc(1, sizeof *m))) return NULL;
+  return mine = s;
+}
+
+/* A new series in the thread's shard, published to the scrape once whole. */
+static method_series *series_new(shard *s, const char *name, size_t name_len) {
+  method_series *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
   memcpy(m->key, name, name_len);
   m->key[name_len] = '\0';
-  HASH_ADD(hh, methods, key, name_len, m);
+  m->key_len = name_len;
+  HASH_ADD(hh, s->index, key, name_len, m);
+  if (s->tail)
+    atomic_store_explicit(&s->tail->next, m, memory_order_release);
+  else
+    atomic_store_explicit(&s->head, m, memory_order_release);
+  s->tail = m;
   return m;
+}
+
+/* The series of a method in the thread's shard: looked up by the name's
+ * bytes as they are (no copy, no formatting: this runs once per relayed
+ * call); the key is written only when a series is first made. */
+static method_series *method_for(const char *method, size_t len, bool known) {
+  shard *s = my_shard();
+  if (!s) return NULL;
+  const char *name = known ? method : "unknown";
+  size_t name_len = known ? len : 7;
+  if (name_len >= sizeof s->index->key) name_len = sizeof s->index->key - 1;
+  method_series *m;
+  HASH_FIND(hh, s->index, name, name_len, m);
+  if (m) return m;
+  /* counted only while under the bound (a name invented per call must not
+   * wrap the count around) */
+  if (atomic_load_explicit(&method_series_made, memory_order_relaxed) >= CH_METRICS_MAX_SERIES ||
+      atomic_fetch_add_explicit(&method_series_made, 1, memory_order_relaxed) >=
+          CH_METRICS_MAX_SERIES) {
+    HASH_FIND(hh, s->index, "other", 5, m);
+    return m ? m : series_new(s, "other", 5);
+  }
+  return series_new(s, name, name_len);
 }
 
 void ch_metrics_cri_call(const char *method, size_t len, bool known, grpc_status_code code,
                          double seconds) {
   if (!enabled) return;
-  pthread_mutex_lock(&lock);
   method_series *m = method_for(method, len, known);
-  if (m) {
-    m->calls[(unsigned)code < CODES ? (unsigned)code : CODES]++;
-    observe(&m->latency, seconds);
-  }
-  pthread_mutex_unlock(&lock);
+  if (!m) return;
+  bump(&m->calls[(unsigned)code < CODES ? (unsigned)code : CODES]);
+  bump(&m->bucket[bucket_of(seconds)]);
+  atomic_store_explicit(&m->sum, atomic_load_explicit(&m->sum, memory_order_relaxed) + seconds,
+                        memory_order_relaxed);
 }
 
 void ch_metrics_hook_call(const char *plugin, const char *hook, ch_hook_result result,
@@ -152,19 +215,69 @@ static void put_histogram(ch_strbuf *t, const char *name, const char *labels, co
     ch_strbuf_printf(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bucket_le[i],
                      (unsigned long long)cumulative);
   }
+  cumulative += h->bucket[BUCKETS];
   ch_strbuf_printf(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
-                   (unsigned long long)h->count);
+                   (unsigned long long)cumulative);
   ch_strbuf_printf(t, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
-                   (unsigned long long)h->count);
+                   (unsigned long long)cumulative);
+}
+
+/* A method's series summed over the shards, for one scrape. */
+typedef struct merged {
+  const char *key;
+  uint64_t calls[CODES + 1];
+  histogram latency;
+  UT_hash_handle hh;
+} merged;
+
+static void merge_series(merged *into, method_series *m) {
+  for (unsigned c = 0; c <= CODES; c++)
+    into->calls[c] += atomic_load_explicit(&m->calls[c], memory_order_relaxed);
+  for (size_t i = 0; i <= BUCKETS; i++)
+    into->latency.bucket[i] += atomic_load_explicit(&m->bucket[i], memory_order_relaxed);
+  into->latency.sum += atomic_load_explicit(&m->sum, memory_order_relaxed);
+}
+
+/* Every shard's series by method name, in the order names first appeared
+ * in a shard; NULL (and nothing rendered) if out of memory. */
+static merged *merge_shards(bool *failed) {
+  merged *all = NULL;
+  for (shard *s = atomic_load_explicit(&shards, memory_order_acquire); s; s = s->next_shard)
+    for (method_series *m = atomic_load_explicit(&s->head, memory_order_acquire); m;
+         m = atomic_load_explicit(&m->next, memory_order_acquire)) {
+      merged *e;
+      HASH_FIND(hh, all, m->key, m->key_len, e);
+      if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+        e->key = m->key;
+        HASH_ADD_KEYPTR(hh, all, e->key, m->key_len, e);
+      }
+      if (!e) {
+        *failed = true;
+        continue;
+      }
+      merge_series(e, m);
+    }
+  return all;
+}
+
+static void merged_free(merged *all) {
+  merged *e, *tmp;
+  HASH_ITER(hh, all, e, tmp) {
+    HASH_DEL(all, e);
+    free(e);
+  }
 }
 
 static void put_methods(ch_strbuf *t) {
+  bool failed = false;
+  merged *methods = merge_shards(&failed);
+  if (failed) t->failed = true; /* the render returns NULL */
   ch_strbuf_printf(
       t,
       "# HELP crihook_cri_calls_total CRI calls through crihookd by method and status code.\n"
       "# TYPE crihook_cri_calls_total counter\n");
   char method[640];
-  for (method_series *m = methods; m; m = m->hh.next)
+  for (merged *m = methods; m; m = m->hh.next)
     for (unsigned c = 0; c <= CODES; c++)
       if (m->calls[c])
         ch_strbuf_printf(t, "crihook_cri_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
@@ -175,11 +288,12 @@ static void put_methods(ch_strbuf *t) {
       t,
       "# HELP crihook_cri_call_duration_seconds Time from accept to the end of the call.\n"
       "# TYPE crihook_cri_call_duration_seconds histogram\n");
-  for (method_series *m = methods; m; m = m->hh.next) {
+  for (merged *m = methods; m; m = m->hh.next) {
     char labels[700];
     snprintf(labels, sizeof labels, "method=\"%s\"", label_value(method, sizeof method, m->key));
     put_histogram(t, "crihook_cri_call_duration_seconds", labels, &m->latency);
   }
+  merged_free(methods);
 }
 
 static void put_hooks(ch_strbuf *t) {
@@ -290,9 +404,9 @@ static void put_gauges(ch_strbuf *t, const ch_metrics_gauges *g) {
 char *ch_metrics_render(const ch_metrics_gauges *gauges) {
   ch_strbuf t = CH_STRBUF_INIT;
   put_gauges(&t, gauges);
+  put_methods(&t);
   pthread_mutex_lock(&lock);
   prune_hooks(gauges);
-  put_methods(&t);
   put_hooks(&t);
   put_undecodable(&t);
   pthread_mutex_unlock(&lock);
@@ -300,12 +414,17 @@ char *ch_metrics_render(const ch_metrics_gauges *gauges) {
 }
 
 void ch_metrics_reset(void) {
-  pthread_mutex_lock(&lock);
-  method_series *m, *mt;
-  HASH_ITER(hh, methods, m, mt) {
-    HASH_DEL(methods, m);
-    free(m);
+  for (shard *s = atomic_load_explicit(&shards, memory_order_acquire); s; s = s->next_shard) {
+    method_series *m, *mt;
+    HASH_ITER(hh, s->index, m, mt) {
+      HASH_DEL(s->index, m);
+      free(m);
+    }
+    atomic_store_explicit(&s->head, NULL, memory_order_relaxed);
+    s->tail = NULL;
   }
+  atomic_store_explicit(&method_series_made, 0, memory_order_relaxed);
+  pthread_mutex_lock(&lock);
   hook_series *h, *ht;
   HASH_ITER(hh, hooks, h, ht) {
     HASH_DEL(hooks, h);

@@ -17,10 +17,11 @@
  * passed in: observe/ reads nothing of the registry or the store.
  *
  * `--metrics off` turns recording into a no-op (the gauges stay).
- * Recording takes one uncontended mutex (one worker thread by default) and
- * no allocation after a series' first use. Methods not in the CRI method
+ * Recording a CRI call takes no lock and no allocation after a series'
+ * first use on that thread (per-thread shards, summed by the scrape:
+ * metrics.c); a hook call takes one mutex. Methods not in the CRI method
  * table share method="unknown", and at most CH_METRICS_MAX_SERIES method
- * series are kept (further names count under "other"), so a client
+ * series are made, over all threads (further names count under "other"), so a client
  * inventing names cannot grow memory or the scrape. Hook series of plugins
  * not among the gauges' `plugin_names` are dropped when rendered. Label
  * values are escaped per the exposition format (a '\\', '"' or newline in
@@ -74,5 +75,6 @@ typedef struct ch_metrics_gauges {
 /* The whole exposition, malloc'd (caller frees); NULL if out of memory. */
 char *ch_metrics_render(const ch_metrics_gauges *gauges);
 
-/* Frees every series (at exit). */
+/* Frees every series (at exit, or between tests): only while no thread
+ * records. */
 void ch_metrics_reset(void);

@@ -3,8 +3,12 @@
  * recording function of observe/outcome.h, in-process: the exact
  * exposition for given gauges and recorded calls, label escaping (a plugin
  * name cannot forge a series), series of unregistered plugins dropped, the
- * method series cap, and one hook outcome counted the same way by the
- * metrics, the stats and the trace entry. */
+ * method series cap, one hook outcome counted the same way by the
+ * metrics, the stats and the trace entry, and CRI calls recorded by four
+ * threads at once while another scrapes (no lock: per-thread shards summed
+ * by the scrape; every scrape's histograms add up, the last one has every
+ * call; TSan runs this too). */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -254,6 +258,73 @@ static void method_series_capped(void **state) {
   free(text);
 }
 
+#define THREADS 4
+#define CALLS_PER_THREAD 20000
+static _Atomic int recorders_left;
+
+static void *recorder(void *arg) {
+  char own[64];
+  int n = snprintf(own, sizeof own, "/m.S/Thread%d", (int)(intptr_t)arg);
+  for (int i = 0; i < CALLS_PER_THREAD; i++) {
+    ch_metrics_cri_call(START, strlen(START), true, GRPC_STATUS_OK, 0.0004 * (i % 30));
+    if (i % 100 == 0) ch_metrics_cri_call(own, (size_t)n, true, GRPC_STATUS_NOT_FOUND, 0.01);
+  }
+  recorders_left--;
+  return NULL;
+}
+
+/* The value of the line that starts with `prefix` ("" if none). */
+static unsigned long long value_of(const char *text, const char *prefix) {
+  const char *p = strstr(text, prefix);
+  return p ? strtoull(p + strlen(prefix), NULL, 10) : 0;
+}
+
+/* Every histogram line of START adds up: cumulative buckets never go down,
+ * and +Inf equals _count (a scrape racing the recorders included). */
+static void histogram_consistent(const char *text) {
+  const char *label = "crihook_cri_call_duration_seconds_bucket{method=\"" START "\",le=\"";
+  unsigned long long last = 0, inf = 0;
+  for (const char *p = strstr(text, label); p; p = strstr(p + 1, label)) {
+    const char *v = strchr(p, '}') + 2;
+    unsigned long long n = strtoull(v, NULL, 10);
+    assert_true(n >= last);
+    last = inf = n;
+  }
+  char count[160];
+  snprintf(count, sizeof count, "crihook_cri_call_duration_seconds_count{method=\"%s\"} ", START);
+  assert_int_equal(value_of(text, count), inf);
+}
+
+static void threads_record_while_scraped(void **state) {
+  (void)state;
+  pthread_t t[THREADS];
+  recorders_left = THREADS;
+  for (intptr_t i = 0; i < THREADS; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, recorder, (void *)i), 0);
+  int scrapes = 0;
+  while (recorders_left > 0 || scrapes == 0) {
+    char *text = render();
+    histogram_consistent(text);
+    free(text);
+    scrapes++;
+  }
+  for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+  char *text = render();
+  printf("# %d scrapes while %d threads recorded\n", scrapes, THREADS);
+  char line[160];
+  snprintf(line, sizeof line, "crihook_cri_calls_total{method=\"%s\",code=\"OK\"} %d", START,
+           THREADS * CALLS_PER_THREAD);
+  assert_line(text, line); /* one series, summed over the shards */
+  histogram_consistent(text);
+  for (int i = 0; i < THREADS; i++) {
+    snprintf(line, sizeof line,
+             "crihook_cri_calls_total{method=\"/m.S/Thread%d\",code=\"NOT_FOUND\"} %d", i,
+             CALLS_PER_THREAD / 100);
+    assert_line(text, line);
+  }
+  free(text);
+}
+
 static void disabled_records_nothing(void **state) {
   (void)state;
   ch_metrics_enable(false);
@@ -275,6 +346,7 @@ int main(void) {
       cmocka_unit_test_setup(unregistered_plugins_dropped, reset),
       cmocka_unit_test_setup(method_series_capped, reset),
       cmocka_unit_test_setup(disabled_records_nothing, reset),
+      cmocka_unit_test_setup(threads_record_while_scraped, reset),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   ch_metrics_reset();
