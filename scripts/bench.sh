@@ -9,6 +9,11 @@
 # do, and puts in front of it, each on its own unix socket:
 #   l4relay   tests/bench/l4relay.c: a byte relay (epoll, read/write), the
 #             floor for one user-space hop
+#   h2peek    the same relay reading what a verbatim HTTP/2 relay must read
+#             (frame headers; every header block through an HPACK decoder,
+#             for :path and grpc-status: tests/bench/h2peek.h), requests
+#             before passing them on: the floor of issue 11's verbatim 1:1
+#             relay, measured before anyone builds it
 #   h2relay   tests/bench/h2relay_main.c: relay/'s HTTP/2 stream relay core
 #             (libuv + nghttp2), the data plane issue 11 moves crihookd to
 #   nghttpx   nghttp2-proxy, h2 to h2 (tests/bench/nghttpx.conf.in)
@@ -27,7 +32,7 @@
 # Then it measures unary calls with build/tests/bench/crihook-bench:
 #
 #   rounds x {Version, ListContainers} x {concurrency 1, 32} x
-#            {direct, l4relay, h2relay, nghttpx, haproxy, nginx, crihookd}
+#            {direct, l4relay, h2peek, h2relay, nghttpx, haproxy, nginx, crihookd}
 #   rounds x CreateContainer (hooked), concurrency 1, x {direct, crihookd}
 #
 # The targets run back to back inside each round (in an order that rotates
@@ -66,7 +71,8 @@
 #   BENCH_METHODS       RuntimeService methods with empty requests
 #                       (default "Version ListContainers")
 #   BENCH_TARGETS       subset/order of
-#                       "direct l4relay h2relay nghttpx haproxy nginx crihookd"
+#                       "direct l4relay h2peek h2relay nghttpx haproxy nginx
+#                       crihookd"
 #   BENCH_HOOKED_CALLS  CreateContainer calls per target and round (default
 #                       20; 0 skips the hooked call)
 #   BENCH_CONTAINERS    running containers (default 50), BENCH_PODS (default 5)
@@ -107,7 +113,7 @@ DURATION_MS=${BENCH_DURATION_MS:-1000}
 WARMUP=${BENCH_WARMUP:-300}
 CONCURRENCIES=${BENCH_CONCURRENCY:-"1 32"}
 METHODS=${BENCH_METHODS:-"Version ListContainers"}
-TARGETS=${BENCH_TARGETS:-"direct l4relay h2relay nghttpx haproxy nginx crihookd"}
+TARGETS=${BENCH_TARGETS:-"direct l4relay h2peek h2relay nghttpx haproxy nginx crihookd"}
 HOOKED_CALLS=${BENCH_HOOKED_CALLS:-20}
 CONTAINERS=${BENCH_CONTAINERS:-50}
 PODS=${BENCH_PODS:-5}
@@ -132,7 +138,7 @@ done
 read -r -a target_list <<<"$TARGETS"
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 for t in "${target_list[@]}"; do
-	case $t in direct | l4relay | h2relay | nghttpx | haproxy | nginx | crihookd) ;;
+	case $t in direct | l4relay | h2peek | h2relay | nghttpx | haproxy | nginx | crihookd) ;;
 	*) die "unknown target '$t' in BENCH_TARGETS" ;;
 	esac
 done
@@ -379,6 +385,11 @@ launch() { # TARGET STOPSIGNAL LOG COMMAND...: start a proxy on ${SOCK[TARGET]}
 start_l4relay() {
 	SOCK[l4relay]=$W/l4relay.sock
 	launch l4relay TERM "$W/l4relay.log" "$L4RELAY" "${SOCK[l4relay]}" "$CTD_SOCK"
+}
+
+start_h2peek() {
+	SOCK[h2peek]=$W/h2peek.sock
+	launch h2peek TERM "$W/h2peek.log" "$L4RELAY" --h2-peek "${SOCK[h2peek]}" "$CTD_SOCK"
 }
 
 start_h2relay() {
@@ -657,12 +668,17 @@ echo "load average before the runs: $LOAD_BEFORE, after: $LOAD_AFTER" \
 	"(other work on the machine shows up as spread in 'p50 per round')"
 [ "${BENCH_SMOKE:-0}" = 1 ] && echo "BENCH_SMOKE=1: a smoke run; these figures are not the benchmark's"
 echo "RSS KiB idle/after (all processes of each proxy): $RSS_LINE"
+if [ -f "$W/h2peek.log" ]; then # what h2peek read: it must have decoded, not skipped
+	echo "h2peek read $(grep -c '^h2peek: connection closed' "$W/h2peek.log") connections," \
+		"$(grep -c 'stopped' "$W/h2peek.log") stopped early; the last:" \
+		"$(grep '^h2peek:' "$W/h2peek.log" | tail -1 | sed 's/^h2peek: connection closed: //')"
+fi
 set +e
 RESULTS=$RESULTS RSS_IDLE=${RSS_IDLE:-} RSS_AFTER=${RSS_AFTER:-} RSS_SPLIT=${RSS_SPLIT:-} \
 	GRPC_LIBS=$(wc -l <"$W/grpc-only-libs" 2>/dev/null || echo 0) python3 - <<'PY'
 import os, statistics, sys
 
-PROXIES = ("l4relay", "h2relay", "nghttpx", "haproxy", "nginx", "crihookd")
+PROXIES = ("l4relay", "h2peek", "h2relay", "nghttpx", "haproxy", "nginx", "crihookd")
 OTHERS = ("nghttpx", "haproxy", "nginx")
 
 rows = []

@@ -5,7 +5,13 @@
  * read/write on one epoll loop (one thread, non-blocking sockets). It knows
  * nothing of HTTP/2: whatever any proxy does beyond this is protocol work.
  *
- *   crihook-l4relay LISTEN_PATH BACKEND_PATH
+ *   crihook-l4relay [--h2-peek] LISTEN_PATH BACKEND_PATH
+ *
+ * --h2-peek also reads what a verbatim HTTP/2 relay would have to read
+ * (h2peek.h: frame headers, every header block through an HPACK decoder):
+ * a request's bytes before they are passed on (a route is chosen from
+ * them), an answer's after. Each connection's counts go to stderr when it
+ * closes. The floor of the verbatim relay, beside the plain floor.
  *
  * Each direction has one buffer; while it holds bytes the peer did not take,
  * the source is not read (backpressure) and the sink is watched for
@@ -25,6 +31,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "h2peek.h"
+
 #define BUF_SIZE (64 * 1024)
 
 typedef struct end end;
@@ -40,9 +48,12 @@ struct end {
   pipe_dir in;       /* what this end read, for the peer */
   uint32_t watching; /* the epoll events asked for */
   int closed;
+  int client;   /* the client's end (its bytes are requests) */
+  h2peek *peek; /* --h2-peek: what is read of this end's bytes */
 };
 
 static int ep;
+static int peeking;
 
 static int unix_addr(const char *path, struct sockaddr_un *a) {
   memset(a, 0, sizeof *a);
@@ -62,8 +73,25 @@ static void watch(end *e, int op) {
   epoll_ctl(ep, op, e->fd, &x);
 }
 
+static void peek_report(const end *c) {
+  const h2peek *q = c->peek, *a = c->peer->peek;
+  fprintf(stderr,
+          "h2peek: connection closed: requests: header blocks %lu, :path %lu%s%s; "
+          "answers: header blocks %lu, grpc-status %lu%s%s\n",
+          q->blocks, q->paths, q->stopped ? ", stopped: " : "", q->stopped ? q->stopped : "",
+          a->blocks, a->statuses, a->stopped ? ", stopped: " : "", a->stopped ? a->stopped : "");
+}
+
 static void close_pair(end *e) {
   end *p = e->peer;
+  if (e->peek) {
+    peek_report(e->client ? e : p);
+    h2peek_free(e->peek);
+    h2peek_free(p->peek);
+    free(e->peek);
+    free(p->peek);
+    e->peek = p->peek = NULL;
+  }
   close(e->fd);
   close(p->fd);
   e->closed = p->closed = 1; /* freed by the loop once this round of events is done */
@@ -94,7 +122,9 @@ static int pump(end *e) {
     if (n == 0) d->eof = 1;
     d->off = 0;
     d->len = (size_t)n;
+    if (e->peek && e->client) h2peek_feed(e->peek, (const uint8_t *)d->data, (size_t)n);
     if (flush(e) != 0) return -1;
+    if (e->peek && !e->client) h2peek_feed(e->peek, (const uint8_t *)d->data, (size_t)n);
     if (n < BUF_SIZE) break;
   }
   return 0;
@@ -129,8 +159,15 @@ static void on_accept(int lfd, const struct sockaddr_un *backend) {
     }
     end *x = calloc(2, sizeof *x);
     if (!x) abort();
-    x[0] = (end){.fd = c, .peer = &x[1]};
+    x[0] = (end){.fd = c, .peer = &x[1], .client = 1};
     x[1] = (end){.fd = b, .peer = &x[0]};
+    if (peeking) {
+      x[0].peek = malloc(sizeof *x[0].peek);
+      x[1].peek = malloc(sizeof *x[1].peek);
+      if (!x[0].peek || !x[1].peek || h2peek_init(x[0].peek, 1) != 0 ||
+          h2peek_init(x[1].peek, 0) != 0)
+        abort();
+    }
     watch(&x[0], EPOLL_CTL_ADD);
     watch(&x[1], EPOLL_CTL_ADD);
   }
@@ -147,8 +184,13 @@ static int listen_on(const char *path) {
 
 int main(int argc, char **argv) {
   struct sockaddr_un backend;
+  if (argc == 4 && strcmp(argv[1], "--h2-peek") == 0) {
+    peeking = 1;
+    argv++;
+    argc--;
+  }
   if (argc != 3 || unix_addr(argv[2], &backend) != 0) {
-    fprintf(stderr, "usage: crihook-l4relay LISTEN_PATH BACKEND_PATH\n");
+    fprintf(stderr, "usage: crihook-l4relay [--h2-peek] LISTEN_PATH BACKEND_PATH\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
