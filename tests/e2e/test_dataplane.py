@@ -517,6 +517,20 @@ class CrihookdDataplane(DataplaneCases, unittest.TestCase):
         assert code == 0, "crihookd exit code %d:\n%s" % (code, cls.crihookd.read_log())
 
 
+    def test_hooked_trailers_only_error_stays_trailers_only(self):
+        """StopContainer goes through the interception stage (a hooked
+        method, no plugin registered): the runtime's trailers-only error
+        reaches the client as one HEADERS frame too."""
+        case = self.case_id("not-found")
+        extra = (("x-script", "answer"), ("x-answer", "not-found"))
+        client, backend = self.exchange(self.proxy_sock, case, V1 + "StopContainer", extra,
+                                        [grpc_msg(b"\x0a\x03abc")])
+        self.assertEqual(len(client.events), 1, summary(client.events))
+        kind, headers, end = client.events[0]
+        self.assertEqual((kind, end), ("headers", True))
+        self.assertIn((b"grpc-status", b"5"), headers)
+
+
 class CrihookdTwoLoops(CrihookdDataplane):
     """The same with two relay loops accepting on one socket (--workers 2):
     each connection lives on one of them; under TSan this is the test that
