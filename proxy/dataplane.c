@@ -59,10 +59,14 @@ struct ch_dataplane {
 
 /* ---- per stream (on a loop thread) ---- */
 
-static int route_of(void *ud, const char *path, size_t len, bool *streaming) {
+/* h2r_route_out.tag: the method is in the CRI method table (metrics.h). */
+#define TAG_KNOWN 1u
+
+static int route_of(void *ud, const char *path, size_t len, h2r_route_out *out) {
   ch_dataplane *dp = ud;
   ch_method_info info = ch_method_classify(path, len);
-  *streaming = info.known_streaming;
+  out->streaming = info.known_streaming;
+  out->tag = info.known_unary || info.known_streaming ? TAG_KNOWN : 0;
   if (dp->config.hooks && info.known_unary &&
       ch_intercept_kind_of(info.cri_name, info.cri_name_len) != CH_INTERCEPT_NONE)
     return ROUTE_HOOKS;
@@ -101,11 +105,9 @@ static void on_stream_end(void *ud, const h2r_stream_end *e) {
   if (e->self_probe || e->route == ROUTE_HOOKS) return; /* see dataplane.h */
   size_t len = e->path_len;
   if (e->client_reset) ch_info("relay", "client cancelled a stream method=%s", e->path);
-  ch_method_info info = ch_method_classify(e->path, len);
   int code = e->grpc_status >= 0 ? e->grpc_status : GRPC_STATUS_CANCELLED;
   double seconds = (double)(e->ended_ns - e->started_ns) / 1e9;
-  ch_metrics_cri_call(e->path, len, info.known_unary || info.known_streaming,
-                      (grpc_status_code)code, seconds);
+  ch_metrics_cri_call(e->path, len, (e->tag & TAG_KNOWN) != 0, (grpc_status_code)code, seconds);
   if (ch_trace_active()) trace_stream(e, len, code, seconds);
 }
 

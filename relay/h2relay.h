@@ -172,7 +172,15 @@ typedef struct h2r_stream_end {
   uint64_t started_ns, ended_ns; /* uv_hrtime() */
   bool self_probe;               /* the request carried cfg.self_probe_header */
   bool client_reset;             /* the client reset the stream before its answer ended */
+  unsigned tag;                  /* what route() put in h2r_route_out.tag */
 } h2r_stream_end;
+
+/* What route() says of a stream besides its route (zeroed before the call;
+ * fields may be added at the end). */
+typedef struct h2r_route_out {
+  bool streaming; /* h2r_drain() ends it as a stream */
+  unsigned tag;   /* the owner's own bits, handed back in h2r_stream_end */
+} h2r_route_out;
 
 typedef struct h2r_config {
   const char *listen_path;  /* unix socket to listen on (created) */
@@ -182,14 +190,15 @@ typedef struct h2r_config {
   void (*on_held_body)(void *ud, const char *path, const uint8_t *body, size_t len);
   void *ud;
   size_t max_held_bytes; /* 0: 16 MiB */
-  /* Optional routing: route(ud, path, len, &streaming) picks one of
-   * H2R_ROUTES backends for a stream once its request headers are complete
-   * (NULL: route 0), and says whether h2r_drain() should end it as a
-   * stream (*streaming, false unless set); a
-   * route's backend is route_paths[r] (route 0: backend_path), or, if
-   * route_fd is set and returns an fd >= 0, that connected socket (the
-   * relay owns it from then on). */
-  int (*route)(void *ud, const char *path, size_t len, bool *streaming);
+  /* Optional routing: route(ud, path, len, &out) picks one of H2R_ROUTES
+   * backends for a stream once its request headers are complete (NULL:
+   * route 0), and fills `out` (whether h2r_drain() should end it as a
+   * stream; a tag of the owner's, so that what it learnt of the path need
+   * not be learnt again at the stream's end); a route's backend is
+   * route_paths[r] (route 0: backend_path), or, if route_fd is set and
+   * returns an fd >= 0, that connected socket (the relay owns it from then
+   * on). */
+  int (*route)(void *ud, const char *path, size_t len, h2r_route_out *out);
   const char *route_paths[H2R_ROUTES];
   int (*route_fd)(void *ud, int route);
   /* Optional: called once per client stream that had request headers. */

@@ -98,6 +98,7 @@ struct h2r_stream {
   size_t hlen, hcap;
   int route;
   bool self_probe, streaming, ended_by_drain, client_reset;
+  unsigned tag;    /* h2r_route_out.tag */
   int grpc_status; /* of the answer the client gets; -1 until known */
   char *grpc_message;
   size_t grpc_message_len;

@@ -336,7 +336,8 @@ static void stream_report(const h2r_stream *s) {
                       .started_ns = s->started_ns,
                       .ended_ns = uv_hrtime(),
                       .self_probe = s->self_probe,
-                      .client_reset = s->client_reset};
+                      .client_reset = s->client_reset,
+                      .tag = s->tag};
   cfg->on_stream_end(cfg->ud, &e);
 }
 
@@ -514,12 +515,10 @@ static int c_begin_headers(nghttp2_session *session, const nghttp2_frame *f, voi
   return 0;
 }
 
-static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
-                    size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
-  (void)ud;
-  h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
-  if (!s || f->hd.type != NGHTTP2_HEADERS || hdr_is_connection_specific(name, nlen)) return 0;
-  h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_REQUEST ? &s->req : &s->up.trailers;
+/* What the relay reads of the request's own header block: :path (the
+ * route, the metrics and the trace), grpc-timeout, the self-probe mark. */
+static void c_request_header(h2r_stream *s, const uint8_t *name, size_t nlen, const uint8_t *value,
+                             size_t vlen) {
   if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path) {
     s->path = h2r_pool_strndup(s->c->r->pool, (const char *)value, vlen);
     s->path_len = s->path ? strlen(s->path) : 0;
@@ -531,6 +530,17 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   const h2r *r = s->c->r;
   if (r->probe_len && r->probe_len == nlen && memcmp(r->cfg.self_probe_header, name, nlen) == 0)
     s->self_probe = true;
+}
+
+static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
+                    size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
+  (void)ud;
+  h2r_stream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+  if (!s || f->hd.type != NGHTTP2_HEADERS || hdr_is_connection_specific(name, nlen)) return 0;
+  bool request = f->headers.cat == NGHTTP2_HCAT_REQUEST;
+  h2r_hdrs *h = request ? &s->req : &s->up.trailers;
+  if (request) /* not from trailers: the stream was routed and is reported by these */
+    c_request_header(s, name, nlen, value, vlen);
   if (hdrs_add(s->c->r->pool, h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
@@ -567,7 +577,10 @@ static int c_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
     h2r_config *cfg = &s->c->r->cfg;
     const char *path = s->path ? s->path : "";
     s->held = cfg->on_request_headers && cfg->on_request_headers(cfg->ud, path);
-    int route = cfg->route ? cfg->route(cfg->ud, path, s->path_len, &s->streaming) : 0;
+    h2r_route_out out = {0};
+    int route = cfg->route ? cfg->route(cfg->ud, path, s->path_len, &out) : 0;
+    s->streaming = out.streaming;
+    s->tag = out.tag;
     s->route = route >= 0 && route < H2R_ROUTES ? route : 0;
     s->ready = true;
     if (!end) h2r_stream_open_backend(s);

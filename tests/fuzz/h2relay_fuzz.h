@@ -17,14 +17,16 @@
 
 static volatile size_t h2r_fuzz_sink;
 
-static int h2r_fuzz_route(void *ud, const char *path, size_t len, bool *streaming) {
+static int h2r_fuzz_route(void *ud, const char *path, size_t len, h2r_route_out *out) {
   (void)ud;
-  *streaming = len >= 6 && memcmp(path + len - 6, "Stream", 6) == 0;
+  out->streaming = len >= 6 && memcmp(path + len - 6, "Stream", 6) == 0;
+  out->tag = (unsigned)len;
   return 0;
 }
 
 static void h2r_fuzz_stream_end(void *ud, const h2r_stream_end *e) {
   (void)ud;
+  if (e->tag != (unsigned)e->path_len) __builtin_trap(); /* route()'s tag came back */
   size_t sum = e->path_len + (size_t)e->grpc_status;
   for (size_t i = 0; i < e->path_len; i++) sum += (unsigned char)e->path[i];
   for (size_t i = 0; e->grpc_message && i < e->grpc_message_len; i++)
