@@ -263,7 +263,7 @@ static void on_accepted(ch_tag *t, bool ok) {
     return;
   }
   ch_proxy_accept_again(r->w);
-  bool draining = atomic_load(&r->w->proxy->draining);
+  bool draining = atomic_load(&r->w->proxy->shut);
   r->counted = true;
   r->accepted_at = gpr_now(GPR_CLOCK_MONOTONIC);
   ch_method_info info = ch_method_classify((const char *)GRPC_SLICE_START_PTR(r->details.method),

@@ -47,7 +47,7 @@ typedef struct ch_proxy_full {
   pthread_mutex_t server_lock; /* guards shared.server for accepts during the drain */
 } ch_proxy_full;
 
-/* Each tick of a draining worker: once forced, cancel the worker's hook
+/* Each tick of a worker: once forced, cancel the worker's hook
  * calls and backend calls (once: after that no new hook call starts, and a
  * new relay is refused). */
 static void drain_tick(ch_worker *w) {
@@ -69,7 +69,7 @@ static void *worker_main(void *arg) {
       tag->fn(tag, ev.success != 0);
     }
     ch_worker_cut_stalled(w);
-    if (atomic_load(&w->proxy->draining)) drain_tick(w);
+    drain_tick(w);
   }
   return NULL;
 }
@@ -157,7 +157,7 @@ int ch_proxy_start(const ch_proxy_config *config, ch_proxy **out, ch_error *err)
 int ch_proxy_add_fd(ch_proxy *p, int fd) {
   ch_proxy_full *full = (ch_proxy_full *)p;
   pthread_mutex_lock(&full->server_lock);
-  bool open = p->server && !atomic_load(&p->draining) && !atomic_load(&p->shut);
+  bool open = p->server && !atomic_load(&p->shut);
   if (open) {
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     grpc_server_add_channel_from_fd(p->server, fd, creds);
@@ -181,8 +181,7 @@ static void end_server(ch_proxy_full *full) {
   ch_proxy *p = &full->shared;
   grpc_completion_queue *done = grpc_completion_queue_create_for_pluck(NULL);
   pthread_mutex_lock(&full->server_lock);
-  atomic_store(&p->draining, true); /* workers: refuse new calls */
-  atomic_store(&p->shut, true);     /* no accept is re-armed from now on */
+  atomic_store(&p->shut, true); /* new calls are refused, no accept is re-armed */
   grpc_server_shutdown_and_notify(p->server, done, p);
   grpc_server_cancel_all_calls(p->server); /* and closes every connection */
   pthread_mutex_unlock(&full->server_lock);

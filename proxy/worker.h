@@ -42,9 +42,8 @@ struct ch_proxy {
   ch_store *store;            /* pod/container metadata; not owned */
   ch_worker *workers;
   int worker_count;
-  atomic_bool draining;   /* new calls are refused */
-  atomic_bool forced;     /* the drain's end: hook calls are cancelled */
-  atomic_bool shut;       /* the server is shut down: accept no more */
+  atomic_bool shut;       /* the stage is ending: new calls are refused, none accepted */
+  atomic_bool forced;     /* after cancel_all_calls: hook and backend calls are cancelled */
   atomic_int live_relays; /* relays allocated and not yet freed */
 };
 
@@ -52,9 +51,8 @@ struct ch_proxy {
 void ch_relay_accept_next(ch_worker *w);
 
 /* Replaces the accept a call just used, under the lock that guards the
- * server's end (the drain may be destroying it on another thread): while
- * draining too, so that a new call is refused at once rather than queued;
- * a no-op once the server is shut down (server.c). */
+ * server's end (the drain may be destroying it on another thread); a no-op
+ * once the stage is shut (server.c). */
 void ch_proxy_accept_again(ch_worker *w);
 
 /* Cancels the backend call of every relay of the worker: cancelling the
