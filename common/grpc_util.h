@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "status.h"
 
 #define CH_DEFAULT_MAX_MSG (16 * 1024 * 1024)
 #define CH_MAX_METADATA (1024 * 1024)
@@ -82,5 +83,3 @@ gpr_timespec ch_deadline_ms(int64_t ms);
  * destroys it (a next-type queue; everything queued must be harmless to
  * drop, its owners already gone). */
 void ch_queue_destroy(grpc_completion_queue *cq);
-
-const char *ch_status_name(grpc_status_code code);
