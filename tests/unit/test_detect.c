@@ -24,6 +24,7 @@
 
 #include "detect.h"
 #include "fake_cri_server.h"
+#include "test_clock.h"
 
 #define PROBE_TIMEOUT_MS 300
 #define SLOW_LIMIT_MS 3000
@@ -37,12 +38,6 @@ static int silent_fds[MAX_FAKES];
 static const char *tmp_path(char *buf, size_t len, const char *name) {
   snprintf(buf, len, "%s/%s", tmpdir, name);
   return buf;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A unix socket that accepts connections (the kernel queues them) but never

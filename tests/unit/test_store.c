@@ -21,6 +21,7 @@
 #include "pbjson.h"
 #include "store.h"
 #include "store_internal.h"
+#include "test_clock.h"
 
 typedef Runtime__V1alpha1__LinuxContainerResources resources;
 
@@ -526,12 +527,6 @@ typedef struct worker {
   long ops;
   int bad; /* records that did not match their key */
 } worker;
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Every pod record is named after its ID, every container after its own, so
  * a reader can check it got a whole record of the right key. */
