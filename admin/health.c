@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "endpoint.h"
-#include "grpc_util.h"
 #include "log.h"
 #include "reexec.h"
+#include "rpc.h"
 #include "self_probe.h"
 
 #define POLL_MS 200
@@ -23,7 +23,7 @@ struct ch_health {
   uv_loop_t *loop;
   ch_backend_info info;
   ch_store *store;
-  grpc_channel *channel; /* the data plane's; polled on the loop only */
+  ch_rpc_conn *conn; /* the poll's own HTTP/2 connection to the backend */
   uv_timer_t poll, retry;
   bool store_rebuilt, retrying, stopped;
   bool resyncing, resync_again; /* a re-sync after a reconnect runs / is wanted */
@@ -83,39 +83,43 @@ bool ch_health_connected(const ch_health *h) { return h->connected; }
 uint64_t ch_health_connects(const ch_health *h) { return h->connects; }
 bool ch_health_store_rebuilt(const ch_health *h) { return h->store_rebuilt; }
 
-/* ---- the channel poll ---- */
+/* ---- the connection poll ---- */
+
+/* The poll's connection, opened again once the last one failed or was
+ * lost; NULL if it cannot even be started. */
+static ch_rpc_conn *poll_conn(ch_health *h) {
+  if (h->conn && ch_rpc_conn_usable(h->conn)) return h->conn;
+  ch_rpc_conn_close(h->conn);
+  h->conn = NULL;
+  ch_error err;
+  if (ch_rpc_conn_open(h->loop, h->info.path, NULL, &h->conn, &err) != 0) h->conn = NULL;
+  return h->conn;
+}
 
 static void on_poll(uv_timer_t *t) {
   ch_health *h = t->data;
-  grpc_connectivity_state s = grpc_channel_check_connectivity_state(h->channel, 1);
-  bool now = s == GRPC_CHANNEL_READY;
+  ch_rpc_conn *conn = poll_conn(h);
+  bool now = conn && ch_rpc_conn_ready(conn);
   if (now && !h->connected) {
     h->connects++;
     if (h->connects > 1) ch_info("health", "backend connected again path=%s", h->info.path);
     if (h->connects > 1) start_resync(h);
   } else if (!now && h->connected) {
-    ch_warn("health", "backend connection lost path=%s state=%d", h->info.path, (int)s);
+    ch_warn("health", "backend connection lost path=%s", h->info.path);
   } else if (now && h->resync_failed_ms && uv_now(h->loop) - h->resync_failed_ms >= RETRY_MS) {
     start_resync(h);
   }
   h->connected = now;
 }
 
-void ch_health_attach(ch_health *h, grpc_channel *backend) {
-  h->channel = backend;
-  uv_timer_start(&h->poll, on_poll, 0, POLL_MS);
-}
+void ch_health_attach(ch_health *h) { uv_timer_start(&h->poll, on_poll, 0, POLL_MS); }
 
 /* ---- the store rebuild retry ---- */
 
 static void rebuild_in_pool(uv_work_t *req) {
   rebuild_work *w = req->data;
-  char target[300];
-  snprintf(target, sizeof target, "unix://%s", w->health->info.path);
-  grpc_channel *ch = ch_channel_open(target, NULL);
-  w->rc = ch_store_fill_missing(w->health->store, ch, &w->health->info.found, REBUILD_TIMEOUT_MS,
-                                &w->err);
-  grpc_channel_destroy(ch);
+  w->rc = ch_store_fill_missing(w->health->store, w->health->info.path, &w->health->info.found,
+                                REBUILD_TIMEOUT_MS, &w->err);
 }
 
 static void after_rebuild(uv_work_t *req, int status) {
@@ -151,12 +155,8 @@ static void on_retry(uv_timer_t *t) {
 
 static void resync_in_pool(uv_work_t *req) {
   rebuild_work *w = req->data;
-  char target[300]; /* its own channel: the drain may destroy the data plane's meanwhile */
-  snprintf(target, sizeof target, "unix://%s", w->health->info.path);
-  grpc_channel *ch = ch_channel_open(target, NULL);
-  w->rc =
-      ch_store_resync(w->health->store, ch, &w->health->info.found, REBUILD_TIMEOUT_MS, &w->err);
-  grpc_channel_destroy(ch);
+  w->rc = ch_store_resync(w->health->store, w->health->info.path, &w->health->info.found,
+                          REBUILD_TIMEOUT_MS, &w->err);
 }
 
 static void after_resync(uv_work_t *req, int status) {
@@ -201,7 +201,7 @@ void ch_health_set_store_rebuilt(ch_health *h, bool rebuilt) {
 
 /* Both probes make a fresh connection and a Version call with a short
  * deadline: through crihookd's own listen socket (the whole data plane:
- * accept, a worker, the relay, the backend channel) and to the backend
+ * accept, a relay loop, its backend connection) and to the backend
  * directly (to tell a dead listener from a dead runtime). */
 static void probe_in_pool(uv_work_t *req) {
   probe_run *run = req->data;
@@ -311,6 +311,8 @@ void ch_health_stop(ch_health *h) {
   if (h->stopped) return;
   h->stopped = true;
   uv_close((uv_handle_t *)&h->poll, NULL);
+  ch_rpc_conn_close(h->conn); /* frees itself on the loop */
+  h->conn = NULL;
   uv_close((uv_handle_t *)&h->retry, NULL);
   uv_close((uv_handle_t *)&h->watch, NULL);
 }

@@ -4,8 +4,8 @@
  * Lives on the control loop (libuv) and answers for /healthz, /status and
  * the backend metrics:
  * - ready = a CRI Version call through crihookd's own listen socket
- *   succeeds now (the whole data plane: grpc's accept loop, a worker, the
- *   relay, the backend channel), the backend answers a Version call
+ *   succeeds now (the whole data plane: the relay's accept, a loop, its
+ *   backend connection), the backend answers a Version call
  *   directly, and the store has been rebuilt. Both calls are made on
  *   demand on libuv's thread pool, each on a fresh connection with a 1 s
  *   deadline; one probe runs at a time and every request that asks while it
@@ -26,15 +26,18 @@
  * - when the backend connection comes back after it was lost, the store is
  *   re-synced with the runtime (ch_store_resync: what it lacks is added,
  *   what the runtime no longer has is dropped);
- * - the data plane's backend channel is polled every 200 ms: whether it is
- *   connected, and how many times it has (re)connected; polling also asks
- *   an idle channel to connect, so the first call after a runtime restart
- *   does not pay for the handshake.
+ * - crihookd keeps one HTTP/2 connection of its own to the backend (rpc.h)
+ *   and polls it every 200 ms: whether it is connected (the backend has
+ *   spoken HTTP/2 on it), and how many times it has (re)connected; one
+ *   that failed or was lost is opened again at the next poll, so a runtime
+ *   restart is seen within a poll or two. (It used to poll the data
+ *   plane's grpc core channel; the data plane's own connections come and
+ *   go with kubelet's, so a connection of the health's own is the steady
+ *   witness, and it needs nothing of grpc core.)
  * Everything here runs on the loop's thread, except the probe's and the
  * rebuild's blocking calls, which run on the thread pool. */
 #pragma once
 
-#include <grpc/grpc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -58,23 +61,22 @@ typedef struct ch_health_report {
   bool listener_connected;  /* the probe's connection to the listen socket came up */
   bool backend_accepts;     /* the backend's socket accepts a connection */
   bool store_rebuilt;
-  bool connected;    /* the data plane's channel is READY */
-  uint64_t connects; /* times that channel became READY */
+  bool connected;    /* the poll's connection to the backend is up */
+  uint64_t connects; /* times it came up */
   double uptime_s;
 } ch_health_report;
 
-/* `store` is not owned. The backend channel is attached later (it belongs to
- * the data plane). */
+/* `store` is not owned. The poll starts with ch_health_attach, once the
+ * data plane serves. */
 ch_health *ch_health_new(uv_loop_t *loop, const ch_backend_info *info, ch_store *store);
 
 const ch_backend_info *ch_health_backend(const ch_health *health);
 
-/* The result of the start-up rebuild; if false, starts the retry timer
- * (which needs the channel from ch_health_attach). */
+/* The result of the start-up rebuild; if false, starts the retry timer. */
 void ch_health_set_store_rebuilt(ch_health *health, bool rebuilt);
 
-/* Starts polling `backend` (not owned: stop before it is destroyed). */
-void ch_health_attach(ch_health *health, grpc_channel *backend);
+/* Starts polling the backend's connection. */
+void ch_health_attach(ch_health *health);
 
 /* Once the data plane serves on `listen_path`: probes include it, and the
  * listener watch starts. */
@@ -91,7 +93,7 @@ bool ch_health_connected(const ch_health *health);
 uint64_t ch_health_connects(const ch_health *health);
 bool ch_health_store_rebuilt(const ch_health *health);
 
-/* Stops the timers (before the channel goes away, at drain). */
+/* Stops the timers and closes the poll's connection (at drain). */
 void ch_health_stop(ch_health *health);
 
 /* Frees once the loop has closed the timers (call after ch_health_stop and

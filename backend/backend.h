@@ -20,7 +20,6 @@
  * types (same messages, same field numbers). */
 #pragma once
 
-#include <grpc/grpc.h>
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
@@ -76,10 +75,10 @@ typedef struct ch_probe_result {
   char why[256];               /* what the socket said, for the log */
 } ch_probe_result;
 
-/* Identifies the runtime on `channel` as the file comment says (blocking,
- * up to timeout_ms per call). Returns 0 when it answered, else -1 with err
- * filled; `out` says what happened either way. */
-int ch_backend_identify(grpc_channel *channel, int timeout_ms, ch_probe_result *out, ch_error *err);
+/* Identifies the runtime on the unix socket `path` as the file comment says
+ * (blocking, up to timeout_ms per call). Returns 0 when it answered, else
+ * -1 with err filled; `out` says what happened either way. */
+int ch_backend_identify(const char *path, int timeout_ms, ch_probe_result *out, ch_error *err);
 
 /* The JSON document of a verbose answer's info["info"] (containerd's and
  * CRI-O's), or NULL (generic.c). `info` are the answer's map entries. */

@@ -14,7 +14,6 @@
 #include "cri.pb-c.h"
 #include "cri_client.h"
 #include "endpoint.h"
-#include "grpc_util.h"
 #include "log.h"
 #include "notify.h"
 
@@ -49,10 +48,10 @@ static void read_version(const Runtime__V1__VersionResponse *v, const char *api,
 }
 
 /* One Version call with the CRI client; returns its status. */
-static grpc_status_code call_version(grpc_channel *ch, const char *api, int timeout_ms,
+static grpc_status_code call_version(const char *path, const char *api, int timeout_ms,
                                      ch_probe_result *out, ch_error *err) {
   grpc_status_code status = GRPC_STATUS_UNKNOWN;
-  cri_client *c = cri_client_new(ch, api, timeout_ms, err);
+  cri_client *c = cri_client_open(path, api, timeout_ms, err);
   if (!c) return status;
   ProtobufCMessage *answer = NULL;
   if (cri_call(c, "Version", NULL, &answer, &status, NULL, 0, err) == 0)
@@ -64,11 +63,10 @@ static grpc_status_code call_version(grpc_channel *ch, const char *api, int time
   return status;
 }
 
-int ch_backend_identify(grpc_channel *channel, int timeout_ms, ch_probe_result *out,
-                        ch_error *err) {
+int ch_backend_identify(const char *path, int timeout_ms, ch_probe_result *out, ch_error *err) {
   memset(out, 0, sizeof *out);
-  if (call_version(channel, "v1", timeout_ms, out, err) == GRPC_STATUS_UNIMPLEMENTED)
-    call_version(channel, "v1alpha2", timeout_ms, out, err);
+  if (call_version(path, "v1", timeout_ms, out, err) == GRPC_STATUS_UNIMPLEMENTED)
+    call_version(path, "v1alpha2", timeout_ms, out, err);
   return out->answered ? 0 : -1;
 }
 
@@ -83,12 +81,8 @@ void ch_probe_backend(const char *path, int timeout_ms, ch_probe_result *out) {
     snprintf(out->why, sizeof out->why, "not a socket");
     return;
   }
-  char target[CH_PATH_MAX + 8];
-  snprintf(target, sizeof target, "unix:%s", path);
-  grpc_channel *ch = ch_channel_open(target, NULL);
   ch_error ignored;
-  (void)ch_backend_identify(ch, timeout_ms, out, &ignored);
-  grpc_channel_destroy(ch);
+  (void)ch_backend_identify(path, timeout_ms, out, &ignored);
 }
 
 /* ---- auto-detection ------------------------------------------------------- */

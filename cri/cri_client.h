@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cri_client.h: a small blocking CRI client on grpc core.
+/* cri_client.h: a small blocking CRI client on crihook's own gRPC client (rpc.h).
  *
  * The one CRI client of crihook: used by crihookctl, the end-to-end tests,
  * the backend probe (backend/detect.c), the store's rebuild
- * (store/rebuild.c) and the self-probe (proxy/self_probe.c). A cri_client is a channel,
+ * (store/rebuild.c) and the self-probe (proxy/self_probe.c). A cri_client is a connection,
  * a CRI package ("runtime.v1" or "runtime.v1alpha2": same messages, same
  * field numbers) and a per-call timeout. Methods are named as in the .proto
  * ("RunPodSandbox", "ListImages"); the client finds each in the generated
@@ -25,15 +25,16 @@
  * gRPC status and its message (GRPC_STATUS_UNKNOWN and "" for local failures
  * that happen before a call is made).
  *
- * The caller brackets all use with grpc_init() / grpc_shutdown(). */
+ * The calls go through crihook's own gRPC client (rpc/rpc.h, nghttp2 on a
+ * private libuv loop): nothing here needs grpc core or grpc_init(). */
 #pragma once
 
-#include <grpc/grpc.h>
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
 #include "error.h"
+#include "rpc.h"
 
 #define CRI_PACKAGE_V1 "runtime.v1"
 #define CRI_PACKAGE_V1ALPHA2 "runtime.v1alpha2"
@@ -44,22 +45,27 @@ typedef struct cri_client cri_client;
  * unknown. NULL input gives runtime.v1. */
 const char *cri_package_name(const char *api);
 
-/* A client on an existing channel, which stays the caller's (destroy it after
- * cri_client_free). `package` NULL means runtime.v1; timeout_ms <= 0 means no
- * deadline. Returns NULL with err filled for an unknown package. */
-cri_client *cri_client_new(grpc_channel *channel, const char *package, int timeout_ms,
-                           ch_error *err);
-
-/* A client that opens and owns its channel to a unix endpoint as users write
- * it ("unix:///run/x.sock", "/run/x.sock", see endpoint.h). */
+/* A client for a unix endpoint as users write it ("unix:///run/x.sock",
+ * "/run/x.sock", see endpoint.h); `package` NULL means runtime.v1;
+ * timeout_ms <= 0 means no deadline. It connects on the first call, and
+ * again on the next call after the connection was lost. Returns NULL with
+ * err filled for an unknown package or a bad endpoint. */
 cri_client *cri_client_open(const char *endpoint, const char *package, int timeout_ms,
                             ch_error *err);
+
+/* The same on a connected stream socket (taken, also on failure; never
+ * reopened). */
+cri_client *cri_client_open_fd(int fd, const char *package, int timeout_ms, ch_error *err);
 
 void cri_client_free(cri_client *c);
 
 /* Metadata sent with every later unary call (`md` stays the caller's and
  * must outlive them; NULL/0: none), e.g. the self-probe's mark. */
-void cri_client_set_metadata(cri_client *c, const grpc_metadata *md, size_t n);
+void cri_client_set_metadata(cri_client *c, const ch_rpc_header *md, size_t n);
+
+/* True if the last call found the server speaking HTTP/2 and the
+ * connection is still up (the self-probe's "connected"). */
+bool cri_client_connected(cri_client *c);
 
 /* Changes the deadline of later calls (ms; <= 0: none). */
 void cri_client_set_timeout(cri_client *c, int timeout_ms);

@@ -7,7 +7,6 @@
  * overlap, so the same pod/container JSON files and the same habits work
  * against crihookd, containerd or CRI-O. */
 #include <getopt.h>
-#include <grpc/grpc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,8 +172,5 @@ int main(int argc, char **argv) {
     ctl_fail("unknown command \"%s\"", argv[optind]);
     return ctl_usage("");
   }
-  grpc_init();
-  rc = run_command(&g, cmd, argc - optind, argv + optind);
-  grpc_shutdown();
-  return rc;
+  return run_command(&g, cmd, argc - optind, argv + optind);
 }

@@ -217,7 +217,7 @@ static void start_signals(control *c) {
   uv_unref((uv_handle_t *)&c->watchdog);
 }
 
-static bool rebuild_store(ch_store *store, grpc_channel *backend, const ch_probe_result *found) {
+static bool rebuild_store(ch_store *store, const char *backend, const ch_probe_result *found) {
   ch_error err;
   if (ch_store_rebuild(store, backend, found, REBUILD_TIMEOUT_MS, &err) != 0) {
     ch_warn("main",
@@ -246,14 +246,14 @@ static int start_admin(control *c, const crihookd_options *o, const char *listen
   return 0;
 }
 
-static int start_control(control *c, const crihookd_options *o, grpc_channel *backend,
-                         const ch_backend_info *info, const char *listen, ch_error *err) {
+static int start_control(control *c, const crihookd_options *o, const ch_backend_info *info,
+                         const char *listen, ch_error *err) {
   c->grace_ms = o->shutdown_grace_ms;
   start_signals(c);
   if (ch_plugin_watch_start(&c->loop, o->hook_dir, &c->registry, &c->watch, err) != 0)
     return ch_wrap(err, "hook directory %s", o->hook_dir);
   if (!(c->health = ch_health_new(&c->loop, info, c->store))) return ch_fail(err, "out of memory");
-  ch_health_set_store_rebuilt(c->health, rebuild_store(c->store, backend, &info->found));
+  ch_health_set_store_rebuilt(c->health, rebuild_store(c->store, info->path, &info->found));
   return start_admin(c, o, listen, err);
 }
 
@@ -290,14 +290,14 @@ static int serve(const crihookd_options *o, ch_error *err) {
   c.store = ch_store_new();
   cfg.registry = &c.registry;
   cfg.store = c.store;
-  int rc = start_control(&c, o, cfg.backend, &info, listen.path, err);
+  int rc = start_control(&c, o, &info, listen.path, err);
   if (rc == 0)
     rc = start_data_plane(&c, o, &cfg, &info, listen.path, err);
   else
     ch_proxy_config_release(&cfg);
   if (rc == 0) {
     ch_admin_attach_proxy(c.admin, c.dataplane);
-    ch_health_attach(c.health, cfg.backend);
+    ch_health_attach(c.health);
     ch_health_watch_listener(c.health, listen.path);
     ch_info("main", "serving listen=%s workers=%d max_msg_size=%d version=%s", listen.path,
             o->workers, o->max_msg_size, CRIHOOK_VERSION);

@@ -9,18 +9,18 @@
 
 #include "cri_client.h"
 #include "endpoint.h"
-#include "grpc_util.h"
 
 /* Version over runtime.v1 through the CRI client, marked as the probe. */
 void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool *connected) {
   memset(out, 0, sizeof *out);
-  char target[CH_PATH_MAX + 8];
-  snprintf(target, sizeof target, "unix:%s", path);
-  grpc_channel *ch = ch_channel_open(target, NULL);
-  grpc_metadata md = {.key = grpc_slice_from_static_string(CH_SELF_PROBE_KEY),
-                      .value = grpc_slice_from_static_string("1")};
+  static const ch_rpc_header md = {.name = CH_SELF_PROBE_KEY, .value = "1"};
   ch_error err;
-  cri_client *c = cri_client_new(ch, CRI_PACKAGE_V1, timeout_ms, &err);
+  cri_client *c = cri_client_open(path, CRI_PACKAGE_V1, timeout_ms, &err);
+  if (!c) {
+    snprintf(out->why, sizeof out->why, "%s", err.msg);
+    *connected = false;
+    return;
+  }
   cri_client_set_metadata(c, &md, 1);
   ProtobufCMessage *answer = NULL;
   grpc_status_code status = GRPC_STATUS_UNKNOWN;
@@ -37,7 +37,6 @@ void ch_self_probe(const char *path, int timeout_ms, ch_probe_result *out, bool 
              ch_status_name(status), details);
   }
   protobuf_c_message_free_unpacked(answer, NULL);
+  *connected = cri_client_connected(c);
   cri_client_free(c);
-  *connected = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
-  grpc_channel_destroy(ch);
 }

@@ -3,7 +3,7 @@
  * (ch_store_rebuild in store.h), so that hook requests after a crihookd
  * restart carry the same data as before it.
  *
- * Steps, each a blocking unary CRI call on the backend channel:
+ * Steps, each a blocking unary CRI call to the backend's socket:
  *   ListPodSandbox, then PodSandboxStatus(verbose) for each pod;
  *   ListContainers, then ContainerStatus(verbose) for each container.
  * A pod or container removed between the List and its Status (NOT_FOUND) is
@@ -251,15 +251,15 @@ static int read_into(ch_store *store, const backend *b, install_mode mode, ch_er
 
 /* Reads the backend in the API version and kind `found` says, probing it
  * first if that is not known. */
-static int rebuild_with(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+static int rebuild_with(ch_store *store, const char *path, const ch_probe_result *found,
                         int timeout_ms, install_mode mode, ch_error *err) {
   ch_probe_result id;
   if (!found || !found->answered) {
-    if (ch_backend_identify(channel, timeout_ms, &id, err) != 0)
+    if (ch_backend_identify(path, timeout_ms, &id, err) != 0)
       return ch_fail(err, "the backend does not answer: %s", id.why);
     found = &id;
   }
-  cri_client *client = cri_client_new(channel, found->api, timeout_ms, err);
+  cri_client *client = cri_client_open(path, found->api, timeout_ms, err);
   if (!client) return -1;
   backend b = {client, found->kind};
   int rc = read_into(store, &b, mode, err);
@@ -267,19 +267,19 @@ static int rebuild_with(ch_store *store, grpc_channel *channel, const ch_probe_r
   return rc;
 }
 
-int ch_store_rebuild(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+int ch_store_rebuild(ch_store *store, const char *path, const ch_probe_result *found,
                      int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, found, timeout_ms, REPLACE, err);
+  return rebuild_with(store, path, found, timeout_ms, REPLACE, err);
 }
 
-int ch_store_fill_missing(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
+int ch_store_fill_missing(ch_store *store, const char *path, const ch_probe_result *found,
                           int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, found, timeout_ms, FILL, err);
+  return rebuild_with(store, path, found, timeout_ms, FILL, err);
 }
 
-int ch_store_resync(ch_store *store, grpc_channel *channel, const ch_probe_result *found,
-                    int timeout_ms, ch_error *err) {
-  return rebuild_with(store, channel, found, timeout_ms, RESYNC, err);
+int ch_store_resync(ch_store *store, const char *path, const ch_probe_result *found, int timeout_ms,
+                    ch_error *err) {
+  return rebuild_with(store, path, found, timeout_ms, RESYNC, err);
 }
 
 /* ---- one item from its status answer ------------------------------------ */

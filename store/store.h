@@ -28,7 +28,6 @@
  * caller owns. */
 #pragma once
 
-#include <grpc/grpc.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,7 +93,8 @@ json_t *ch_store_containers_json(ch_store *store);
 uint64_t ch_store_sync_begin(ch_store *store);
 void ch_store_sync_end(ch_store *store);
 
-/* Replaces the store's content with what the backend reports (rebuild.c):
+/* Replaces the store's content with what the backend on the unix socket
+ * `backend` reports (rebuild.c):
  * ListPodSandbox and PodSandboxStatus(verbose) for pods, ListContainers and
  * ContainerStatus(verbose) for containers, in the API version of `found`
  * (what the backend's probe found: its api and kind); if `found` is NULL or
@@ -106,21 +106,21 @@ void ch_store_sync_end(ch_store *store);
  * stopped and removed); ones removed between List and Status are skipped.
  * `timeout_ms` is the deadline of each call (0 = none). The new content
  * replaces the old in one step; on failure (-1) the old content stays. */
-int ch_store_rebuild(ch_store *store, grpc_channel *backend, const ch_probe_result *found,
+int ch_store_rebuild(ch_store *store, const char *backend, const ch_probe_result *found,
                      int timeout_ms, ch_error *err);
 
 /* The same reads, but only adds the pods and containers the store lacks
  * (unless removed meanwhile); what the store has (written by calls already
  * served) wins. Used to retry a rebuild that failed at start while calls
  * are being served. */
-int ch_store_fill_missing(ch_store *store, grpc_channel *backend, const ch_probe_result *found,
+int ch_store_fill_missing(ch_store *store, const char *backend, const ch_probe_result *found,
                           int timeout_ms, ch_error *err);
 
 /* The same reads, adding what the store lacks and dropping what the runtime
  * no longer has (unless put after the reads began): the re-sync after the
  * backend connection came back (the runtime restarted, calls were cut off
  * mid-way). */
-int ch_store_resync(ch_store *store, grpc_channel *backend, const ch_probe_result *found,
+int ch_store_resync(ch_store *store, const char *backend, const ch_probe_result *found,
                     int timeout_ms, ch_error *err);
 
 /* Records one pod or container from a PodSandboxStatus / ContainerStatus

@@ -441,19 +441,20 @@ static void handle(void *data, const char *raw, const uint8_t *req, size_t len, 
 typedef struct fake_env {
   script sc;
   fake_grpc_server *backend;
-  grpc_channel *channel;
+  char path[128];        /* its socket, for the code under test */
+  grpc_channel *channel; /* for the test's own calls */
   ch_store *store;
 } fake_env;
 
 static int fake_setup(void **state) {
   fake_env *env = calloc(1, sizeof *env);
   if (!env) return -1;
-  char path[128], target[140];
-  snprintf(path, sizeof path, "%s/fake.sock", tmpdir);
-  unlink(path);
-  env->backend = fake_grpc_start(path, handle, &env->sc);
+  char target[140];
+  snprintf(env->path, sizeof env->path, "%s/fake.sock", tmpdir);
+  unlink(env->path);
+  env->backend = fake_grpc_start(env->path, handle, &env->sc);
   if (!env->backend) return -1;
-  snprintf(target, sizeof target, "unix:%s", path);
+  snprintf(target, sizeof target, "unix:%s", env->path);
   env->channel = ch_channel_open(target, NULL);
   env->store = ch_store_new();
   *state = env;
@@ -529,7 +530,7 @@ static void test_fake_rebuild(void **state) {
   fake_env *env = *state;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_fake_content(env->store);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
@@ -539,7 +540,7 @@ static void test_fake_rebuild(void **state) {
   assert_int_equal(env->sc.calls_seen[3], 3);
   assert_int_equal(env->sc.other_package, 0);
   /* a second rebuild gives the same content */
-  assert_int_equal(ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err), 0);
+  assert_int_equal(ch_store_rebuild(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err), 0);
   assert_fake_content(env->store);
 }
 
@@ -551,7 +552,7 @@ static void test_fake_rebuild_v1alpha2_only(void **state) {
   env->sc.v1alpha2_only = true;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_fake_content(env->store);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
@@ -562,11 +563,11 @@ static void test_fake_rebuild_v1alpha2_only(void **state) {
   assert_int_equal(env->sc.other_package, 1); /* the probe's v1 Version, nothing else */
   /* given what the daemon's probe found, no probe and no v1 call */
   ch_probe_result found;
-  assert_int_equal(ch_backend_identify(env->channel, CALL_TIMEOUT_MS, &found, &err), 0);
+  assert_int_equal(ch_backend_identify(env->path, CALL_TIMEOUT_MS, &found, &err), 0);
   assert_string_equal(found.api, "v1alpha2");
   assert_ptr_equal(found.kind, &ch_backend_containerd);
   env->sc.other_package = 0;
-  if (ch_store_resync(env->store, env->channel, &found, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_resync(env->store, env->path, &found, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("resync: %s", err.msg);
   assert_fake_content(env->store);
   assert_int_equal(env->sc.other_package, 0);
@@ -582,7 +583,7 @@ static void test_fake_rebuild_follows_the_kind(void **state) {
   for (size_t i = 0; i < 2; i++) {
     env->sc.runtime_name = names[i];
     ch_error err = {{0}};
-    if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+    if (ch_store_rebuild(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err) != 0)
       fail_msg("rebuild: %s", err.msg);
     assert_int_equal(ch_store_pod_count(env->store), 2);
     assert_int_equal(ch_store_container_count(env->store), 2);
@@ -604,7 +605,7 @@ static void test_fake_rebuild_follows_the_kind(void **state) {
 static void assert_rebuild_fails(fake_env *env, const char *const *want_in_msg) {
   ch_error err = {{0}};
   put_stale_content(env->store);
-  assert_int_equal(ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err), -1);
+  assert_int_equal(ch_store_rebuild(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err), -1);
   for (; *want_in_msg; want_in_msg++)
     if (!strstr(err.msg, *want_in_msg))
       fail_msg("error \"%s\" lacks \"%s\"", err.msg, *want_in_msg);
@@ -631,7 +632,7 @@ static void test_fake_status_fails_for_one_pod(void **state) {
   env->sc.p_info_status = GRPC_STATUS_INTERNAL;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_rebuild(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
   ch_pod_record *pod = ch_store_get_pod(env->store, "p-info");
@@ -659,7 +660,7 @@ static void test_fake_resync(void **state) {
   ch_pod_record mine = RUNTIME__V1ALPHA1__POD_SANDBOX_HOOK_REQUEST__INIT;
   mine.cgroup_parent = "/as-the-hooks-left-it";
   assert_int_equal(ch_store_put_pod(env->store, "p-info", &mine, &err), 0);
-  if (ch_store_resync(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_resync(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("resync: %s", err.msg);
   assert_null(ch_store_get_pod(env->store, "stale-pod"));
   assert_null(ch_store_container_request(env->store, "stale-ctr", NULL));
@@ -675,7 +676,7 @@ static void test_fake_fill_missing(void **state) {
   fake_env *env = *state;
   ch_error err = {{0}};
   put_stale_content(env->store);
-  if (ch_store_fill_missing(env->store, env->channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_fill_missing(env->store, env->path, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("fill: %s", err.msg);
   assert_pod_json(env->store, "stale-pod", "{\"cgroup_parent\": \"/stale\"}");
   assert_pod_json(env->store, "p-info", p_info_json);
@@ -773,18 +774,16 @@ static void test_put_from_crio_status(void **state) {
 
 static void test_missing_socket(void **state) {
   (void)state;
-  char target[128];
-  snprintf(target, sizeof target, "unix:%s/no-such.sock", tmpdir);
-  grpc_channel *channel = ch_channel_open(target, NULL);
+  char path[128];
+  snprintf(path, sizeof path, "%s/no-such.sock", tmpdir);
   ch_store *s = ch_store_new();
   put_stale_content(s);
   ch_error err = {{0}};
-  assert_int_equal(ch_store_rebuild(s, channel, NULL, 2000, &err), -1);
+  assert_int_equal(ch_store_rebuild(s, path, NULL, 2000, &err), -1);
   assert_non_null(strstr(err.msg, "the backend does not answer: Version"));
   assert_non_null(strstr(err.msg, "UNAVAILABLE"));
   assert_stale_content(s);
   ch_store_free(s);
-  grpc_channel_destroy(channel);
 }
 
 /* ---- a real containerd ------------------------------------------------------ */
@@ -1006,24 +1005,21 @@ static void assert_ctd_content(ch_store *s) {
 static void test_containerd_rebuild(void **state) {
   (void)state;
   if (!ctd.up) skip();
-  grpc_channel *channel = ctd_channel();
   ch_store *s = ch_store_new();
   ch_error err = {{0}};
-  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(s, ctd.socket, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_ctd_content(s);
   ch_store_free(s);
-  grpc_channel_destroy(channel);
 }
 
 static void test_containerd_rebuild_replaces(void **state) {
   (void)state;
   if (!ctd.up) skip();
-  grpc_channel *channel = ctd_channel();
   ch_store *s = ch_store_new();
   put_stale_content(s);
   ch_error err = {{0}};
-  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(s, ctd.socket, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   assert_null(ch_store_get_pod(s, "stale-pod"));
   assert_null(ch_store_container_request(s, "stale-ctr", NULL));
@@ -1032,11 +1028,10 @@ static void test_containerd_rebuild_replaces(void **state) {
   char args[256];
   snprintf(args, sizeof args, "rm %s", ctd.ctr_id[1]);
   assert_int_equal(ctl(args, NULL, 0), 0);
-  assert_int_equal(ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err), 0);
+  assert_int_equal(ch_store_rebuild(s, ctd.socket, NULL, CALL_TIMEOUT_MS, &err), 0);
   assert_int_equal(ch_store_container_count(s), 1);
   assert_null(ch_store_container_request(s, ctd.ctr_id[1], NULL));
   ch_store_free(s);
-  grpc_channel_destroy(channel);
 }
 
 /* UpdateContainerResources, then a rebuild: the current resources, not the
@@ -1063,7 +1058,7 @@ static void test_containerd_rebuild_after_update(void **state) {
   if (out.status != GRPC_STATUS_OK) fail_msg("update: %s", out.details);
   ch_unary_result_clear(&out);
   ch_store *s = ch_store_new();
-  if (ch_store_rebuild(s, channel, NULL, CALL_TIMEOUT_MS, &err) != 0)
+  if (ch_store_rebuild(s, ctd.socket, NULL, CALL_TIMEOUT_MS, &err) != 0)
     fail_msg("rebuild: %s", err.msg);
   ch_container_record *c = ch_store_container_request(s, ctd.ctr_id[0], NULL);
   assert_non_null(c);

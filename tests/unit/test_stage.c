@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_stage.c: the interception stage (proxy/server.h, relay.c) on its own,
  * reached the way the relay reaches it: one end of a socketpair handed to
- * ch_proxy_add_fd, a grpc channel on the other. Covered: a hooked call is
+ * ch_proxy_add_fd per call, crihook's own CRI client on the other (as the
+ * relay, it is not grpc core). Covered: a hooked call is
  * forwarded to the runtime (a fake CRI server) and its answer comes back;
  * a call the relay never routes here (Version, an ImageService call, an
  * unknown method) is refused with INTERNAL and never reaches the runtime;
@@ -9,8 +10,6 @@
  * that never answers (the client gets its call back, nothing waits for a
  * peer); a connection added after the drain is closed. */
 #include <grpc/grpc.h>
-#include <grpc/grpc_posix.h>
-#include <grpc/grpc_security.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +32,7 @@
 #include "registry.h"
 #include "server.h"
 #include "store.h"
+#include "test_clock.h"
 
 static char tmpdir[64];
 
@@ -41,7 +41,6 @@ typedef struct stage {
   ch_registry_slot registry;
   ch_store *store;
   ch_proxy *proxy;
-  grpc_channel *client; /* over the socketpair */
   bool drained;
 } stage;
 
@@ -62,28 +61,25 @@ static void stage_start(stage *st, fake_cri_mode mode) {
                          .store = st->store};
   ch_error err;
   assert_int_equal(ch_proxy_start(&cfg, &st->proxy, &err), 0);
-  int sv[2];
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
-  assert_int_equal(ch_proxy_add_fd(st->proxy, sv[1]), 0);
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  st->client = grpc_channel_create_from_fd("stage", sv[0], creds, NULL);
-  grpc_channel_credentials_release(creds);
 }
 
 static void stage_stop(stage *st) {
   if (!st->drained) ch_proxy_drain(st->proxy);
   ch_proxy_free(st->proxy);
-  grpc_channel_destroy(st->client);
   fake_cri_stop(st->runtime);
   ch_store_free(st->store);
   ch_registry_slot_destroy(&st->registry);
 }
 
-/* One unary call through the stage; returns its status, details in buf. */
+/* One unary call through the stage on a connection of its own; returns its
+ * status, details in buf. */
 static grpc_status_code call(stage *st, const char *package, const char *method,
                              const ProtobufCMessage *req, char *details, size_t len) {
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+  assert_int_equal(ch_proxy_add_fd(st->proxy, sv[1]), 0);
   ch_error err;
-  cri_client *c = cri_client_new(st->client, package, 5000, &err);
+  cri_client *c = cri_client_open_fd(sv[0], package, 5000, &err);
   assert_non_null(c);
   ProtobufCMessage *resp = NULL;
   grpc_status_code status = GRPC_STATUS_UNKNOWN;
@@ -140,12 +136,6 @@ static void *stop_pod(void *arg) {
   req.pod_sandbox_id = "9f00c1de22aa7b31";
   p->status = call(p->st, NULL, "StopPodSandbox", &req.base, p->details, sizeof p->details);
   return NULL;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void test_drain_ends_at_once(void **state) {
