@@ -254,6 +254,16 @@ static void write_cb(uv_write_t *req, int status) {
   h2r_flush(c);
 }
 
+/* Feeds a read to a session; an intercepted call's owner that forwards or
+ * refuses from inside the callbacks this runs leaves the flush to the
+ * read (h2r_call_forward). */
+static int relay_recv(h2r *r, nghttp2_session *s, const uv_buf_t *buf, ssize_t nread) {
+  r->in_recv = true;
+  ssize_t rc = nghttp2_session_mem_recv(s, (uint8_t *)buf->base, (size_t)nread);
+  r->in_recv = false;
+  return rc < 0 ? -1 : 0;
+}
+
 /* ---- backend connections ---- */
 
 static void backend_free_cb(uv_handle_t *h) {
@@ -320,7 +330,7 @@ static void backend_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) 
   h2r_backend *b = h->data;
   if (!b->c || nread == 0) return;
   h2r_conn *c = b->c;
-  if (nread < 0 || nghttp2_session_mem_recv(b->s, (uint8_t *)buf->base, (size_t)nread) < 0)
+  if (nread < 0 || relay_recv(b->c->r, b->s, buf, nread) < 0)
     h2r_backend_lost(b);
   else
     h2r_flush_client_first(c);
@@ -443,7 +453,7 @@ static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   h2r_conn *c = h->data;
   if (c->closing || nread == 0) return;
   bool busy = c->streams != NULL;
-  if (nread < 0 || nghttp2_session_mem_recv(c->s, (uint8_t *)buf->base, (size_t)nread) < 0) {
+  if (nread < 0 || relay_recv(c->r, c->s, buf, nread) < 0) {
     h2r_conn_close(c);
     return;
   }

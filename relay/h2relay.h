@@ -44,6 +44,8 @@
  *   that does not read.
  *   Header memory is bounded by H2R_MAX_STREAMS streams x their header
  *   blocks (at most 9 MiB each: H2R_MAX_FRAME below) per connection.
+ *   An intercepted stream (below) holds its request and its answer whole
+ *   instead, each up to max_held_bytes, consumed (credited) as it arrives.
  *
  * Copies and allocations (h2relay_int.h h2r_chunk, h2relay_pool.h)
  *   A DATA payload stays in the relay's read slab while the flush that ends
@@ -61,8 +63,6 @@
  *   client connection. crihookd accepts that limit (kubelet's metadata is a
  *   few hundred bytes; grpc core's data plane took 200 KiB values): the
  *   README says so and e2e-fidelity shows both sides of it.
- *   Held bodies (below) are the exception: they are consumed as they arrive
- *   and bounded by max_held_bytes (RESOURCE_EXHAUSTED beyond it).
  *
  * gRPC awareness (crihookd sets max_msg_size)
  *   The relay reads each direction's gRPC framing (5-byte prefixes) as the
@@ -78,12 +78,27 @@
  *   connection has at most one connection per route (crihookd: the runtime,
  *   the image runtime, its interception stage over a socketpair).
  *
- * Hook seam (the standalone relay's; crihookd routes instead)
- *   on_request_headers(ud, path) is called once per stream when its request
- *   headers are complete; returning true holds the request body whole: the
- *   backend stream is opened only when the request has ended, after
- *   on_held_body(ud, path, body, len) saw the complete body; the body is then
- *   forwarded unchanged. (No hook logic here.)
+ * Interception (the seam hooked calls are handled at)
+ *   route() may set out->intercept for a stream. Its headers still go to the
+ *   backend as the client sent them, and the backend's come back as sent
+ *   (trailers-only stays trailers-only); what changes is when:
+ *   - the request body is held whole (up to max_held_bytes, else
+ *     RESOURCE_EXHAUSTED) and shown to on_request(ud, call, body, len); the
+ *     backend stream opens only when the owner calls h2r_call_forward()
+ *     with the body to send (the one held, or one of its own), or never, if
+ *     it calls h2r_call_refuse() (the client gets that status,
+ *     trailers-only). Either may come later, from any callback of the loop;
+ *   - the answer is held whole too (headers, DATA up to max_held_bytes,
+ *     trailers) and shown to on_answer(ud, call, answer) before any of it
+ *     goes to the client, then relayed as the backend sent it. An answer
+ *     the relay ends itself (deadline passed, backend lost, message over
+ *     max_msg_size) is not shown;
+ *   - on_stream_end reports the call like any stream, with its call_data;
+ *     the call handle is invalid from then on (a client that resets while
+ *     the owner decides ends the call there: the owner must drop what it
+ *     was doing for it, and never forward it).
+ *   No hook logic here: proxy/dataplane.c is the owner in crihookd,
+ *   tests/bench/h2relay_main.c a scripted one for the tests.
  *
  * Ownership
  *   h2r_start() returns a relay that owns its listener, every client
@@ -111,10 +126,8 @@
  * Drain: h2r_drain() closes the listener, sends GOAWAY on every connection
  *   and ends streaming streams with UNAVAILABLE; h2r_close() ends the rest.
  *
- * Known limits: a body held by the seam is forwarded unchanged (crihookd
- *   routes hooked calls to its interception stage instead); a backend that
- *   never answers is left to the client's own deadline (the relay checks
- *   grpc-timeout only when an answer arrives).
+ * Known limits: a backend that never answers is left to the client's own
+ *   deadline (the relay checks grpc-timeout only when an answer arrives).
  */
 #pragma once
 
@@ -161,6 +174,9 @@
 /* Backends a stream can be routed to (crihookd: runtime, image, hooks). */
 #define H2R_ROUTES 3
 
+/* An intercepted stream, as its owner sees it (see Interception above). */
+typedef struct h2r_stream h2r_call;
+
 /* What the owner learns when a client stream ends (on_stream_end). */
 typedef struct h2r_stream_end {
   const char *path; /* :path as the client sent it ("" if none) */
@@ -173,23 +189,35 @@ typedef struct h2r_stream_end {
   bool self_probe;               /* the request carried cfg.self_probe_header */
   bool client_reset;             /* the client reset the stream before its answer ended */
   unsigned tag;                  /* what route() put in h2r_route_out.tag */
+  void *call_data;               /* an intercepted stream's h2r_call_set_data, else NULL */
 } h2r_stream_end;
+
+/* An intercepted stream's answer, whole, before the client gets it. */
+typedef struct h2r_answer {
+  int grpc_status;     /* from the headers or trailers; -1: none */
+  const uint8_t *body; /* every DATA byte, gRPC framing included */
+  size_t len;
+  const char *grpc_message; /* as on the wire (percent-encoded); NULL: none */
+  size_t grpc_message_len;
+} h2r_answer;
 
 /* What route() says of a stream besides its route (zeroed before the call;
  * fields may be added at the end). */
 typedef struct h2r_route_out {
   bool streaming; /* h2r_drain() ends it as a stream */
   unsigned tag;   /* the owner's own bits, handed back in h2r_stream_end */
+  bool intercept; /* hold request and answer for the owner (Interception) */
 } h2r_route_out;
 
 typedef struct h2r_config {
   const char *listen_path;  /* unix socket to listen on (created) */
   const char *backend_path; /* unix socket of the HTTP/2 backend (route 0) */
-  /* Optional hook seam (see above). */
-  bool (*on_request_headers)(void *ud, const char *path);
-  void (*on_held_body)(void *ud, const char *path, const uint8_t *body, size_t len);
-  void *ud;
-  size_t max_held_bytes; /* 0: 16 MiB */
+  void *ud;                 /* every callback's first argument */
+  /* Interception (see above): called for the streams route() intercepts.
+   * NULL on_request forwards the held body as it is. */
+  void (*on_request)(void *ud, h2r_call *call, const uint8_t *body, size_t len);
+  void (*on_answer)(void *ud, h2r_call *call, const h2r_answer *answer);
+  size_t max_held_bytes; /* an intercepted request or answer; 0: 16 MiB */
   /* Optional routing: route(ud, path, len, &out) picks one of H2R_ROUTES
    * backends for a stream once its request headers are complete (NULL:
    * route 0), and fills `out` (whether h2r_drain() should end it as a
@@ -253,5 +281,24 @@ void h2r_drain(h2r *r, const char *msg);
 
 /* Client streams alive now (any thread may read it). */
 int h2r_live_streams(const h2r *r);
+
+/* ---- an intercepted stream (loop thread; between route() and its
+ * on_stream_end) ---- */
+
+/* The owner's pointer, handed back in h2r_stream_end.call_data. */
+void h2r_call_set_data(h2r_call *call, void *data);
+void *h2r_call_data(const h2r_call *call);
+/* :path as the client sent it. */
+const char *h2r_call_path(const h2r_call *call);
+/* The client's deadline (uv_hrtime clock) from grpc-timeout; 0: none. */
+uint64_t h2r_call_deadline_ns(const h2r_call *call);
+/* After on_request: opens the backend stream with `body` (copied; NULL:
+ * the body held, unchanged) after the client's own headers. Returns -1
+ * (and does nothing) if the call is not waiting for it, or when out of
+ * memory (the client then gets RESOURCE_EXHAUSTED). */
+int h2r_call_forward(h2r_call *call, const uint8_t *body, size_t len);
+/* After on_request: answers the client `grpc_status` and `message`
+ * (trailers-only); nothing reaches the backend. */
+void h2r_call_refuse(h2r_call *call, int grpc_status, const char *message);
 /* Copies the accept side's counters (loop thread only). */
 void h2r_stats(const h2r *r, h2r_counters *out);

@@ -91,11 +91,18 @@ struct h2r_stream {
   bool ready;        /* request headers complete: waiting for a backend */
   bool bopen;        /* the backend stream is open */
   bool client_closed;
-  bool answered;  /* the response to the client has ended or is ending */
-  bool resp_sent; /* response HEADERS submitted to the client */
-  bool held, held_failed;
+  bool answered;          /* the response to the client has ended or is ending */
+  bool resp_sent;         /* response HEADERS submitted to the client */
+  bool held, held_failed; /* the request is held whole (intercept) */
   uint8_t *hbuf;
   size_t hlen, hcap;
+  bool intercept;    /* h2r_route_out.intercept: request and answer held */
+  bool waiting;      /* the request is whole: the owner decides (h2r_call_forward) */
+  bool answer_held;  /* response HEADERS arrived and are held with the answer */
+  bool answer_ended; /* the response HEADERS carried END_STREAM (trailers-only) */
+  uint8_t *abuf;     /* the held answer's DATA */
+  size_t alen, acap;
+  void *call_data; /* the owner's (h2r_call_set_data) */
   int route;
   bool self_probe, streaming, ended_by_drain, client_reset;
   unsigned tag;    /* h2r_route_out.tag */
@@ -164,6 +171,7 @@ struct h2r {
   nghttp2_option *opt;  /* the backend sessions' */
   nghttp2_option *sopt; /* the client sessions': opt without HTTP messaging checks */
   bool closing;
+  bool in_recv; /* inside a session's mem_recv: its read flushes after */
   /* accept side (h2relay.c) */
   uv_timer_t *sweep;  /* preface and idle bounds (own allocation: freed by its close) */
   uint64_t sweep_ms;  /* its period */

@@ -337,7 +337,8 @@ static void stream_report(const h2r_stream *s) {
                       .ended_ns = uv_hrtime(),
                       .self_probe = s->self_probe,
                       .client_reset = s->client_reset,
-                      .tag = s->tag};
+                      .tag = s->tag,
+                      .call_data = s->call_data};
   cfg->on_stream_end(cfg->ud, &e);
 }
 
@@ -357,6 +358,7 @@ void h2r_stream_free(h2r_stream *s) {
   half_clear(c, &s->up);
   half_clear(c, &s->down);
   free(s->hbuf);
+  free(s->abuf);
   h2r_pool_free(p, s->path);
   h2r_pool_free(p, s);
 }
@@ -444,7 +446,7 @@ void h2r_chunks_keep(h2r_conn *c) {
  * for a held body, once the body is whole). */
 void h2r_stream_open_backend(h2r_stream *s) {
   if (!s->ready || s->bsid || s->answered || s->client_closed) return;
-  if (s->held && !s->up.end) return;
+  if (s->held && (!s->up.end || s->waiting || s->hbuf)) return; /* the owner decides first */
   h2r_backend *b = h2r_backend_get(s->c, s->route);
   if (!b) {
     h2r_stream_answer(s, 14, "backend unavailable");
@@ -464,46 +466,84 @@ void h2r_stream_open_backend(h2r_stream *s) {
   s->bopen = true;
 }
 
-static void held_append(h2r_stream *s, const uint8_t *data, size_t len) {
-  size_t max = s->c->r->cfg.max_held_bytes;
-  nghttp2_session_consume(s->c->s, s->csid, len);
-  if (s->held_failed) return;
-  if (s->hlen + len > max) {
-    s->held_failed = true;
-    h2r_stream_answer(s, 8, "request larger than the relay holds");
-    return;
+/* Appends to a held buffer (request or answer) within max_held_bytes;
+ * -1 if it does not fit or memory runs out. */
+static int hold_append(const h2r *r, uint8_t **buf, size_t *len, size_t *cap, const uint8_t *data,
+                       size_t n) {
+  if (*len + n > r->cfg.max_held_bytes) return -1;
+  if (*len + n > *cap) {
+    size_t grown = *cap ? *cap : 4096;
+    while (grown < *len + n) grown *= 2;
+    uint8_t *p = realloc(*buf, grown);
+    if (!p) return -1;
+    *buf = p;
+    *cap = grown;
   }
-  if (s->hlen + len > s->hcap) {
-    size_t cap = s->hcap ? s->hcap : 4096;
-    while (cap < s->hlen + len) cap *= 2;
-    uint8_t *p = realloc(s->hbuf, cap);
-    if (!p) {
-      s->held_failed = true;
-      h2r_stream_answer(s, 8, "out of memory holding the request");
-      return;
-    }
-    s->hbuf = p;
-    s->hcap = cap;
-  }
-  memcpy(s->hbuf + s->hlen, data, len);
-  s->hlen += len;
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  return 0;
 }
 
-/* The held body is whole: show it to the seam, then forward it as is. */
+static void held_append(h2r_stream *s, const uint8_t *data, size_t len) {
+  nghttp2_session_consume(s->c->s, s->csid, len);
+  if (s->held_failed) return;
+  if (hold_append(s->c->r, &s->hbuf, &s->hlen, &s->hcap, data, len) != 0) {
+    s->held_failed = true;
+    h2r_stream_answer(s, 8, "request larger than the relay holds");
+  }
+}
+
+/* The held request is whole: the owner decides (h2r_call_forward or
+ * h2r_call_refuse); without an on_request it goes as it is. */
 static void held_complete(h2r_stream *s) {
   h2r_config *cfg = &s->c->r->cfg;
   if (s->held_failed) return;
-  if (cfg->on_held_body) cfg->on_held_body(cfg->ud, s->path, s->hbuf, s->hlen);
-  s->up.credited = true;
-  if (s->hlen && half_push(s->c, &s->up, s->hbuf, s->hlen, false) != 0) {
-    h2r_stream_answer(s, 8, "out of memory holding the request");
-    return;
+  s->waiting = true;
+  if (cfg->on_request)
+    cfg->on_request(cfg->ud, s, s->hbuf, s->hlen);
+  else
+    h2r_call_forward(s, NULL, 0);
+}
+
+/* Flushes after an owner's decision made outside a read's callbacks. */
+static void call_flush(h2r_stream *s) {
+  h2r_conn *c = s->c;
+  if (c->r->in_recv) return;
+  h2r_flush(c);
+  if (!c->closing) h2r_chunks_keep(c);
+}
+
+int h2r_call_forward(h2r_call *s, const uint8_t *body, size_t len) {
+  if (!s->waiting || s->answered || s->client_closed) return -1;
+  s->waiting = false;
+  if (!body) {
+    body = s->hbuf;
+    len = s->hlen;
   }
+  s->up.credited = true;
+  int rc = len ? half_push(s->c, &s->up, body, len, false) : 0;
   free(s->hbuf);
   s->hbuf = NULL;
   s->hlen = s->hcap = 0;
-  h2r_stream_open_backend(s);
+  if (rc != 0)
+    h2r_stream_answer(s, 8, "out of memory holding the request");
+  else
+    h2r_stream_open_backend(s);
+  call_flush(s);
+  return rc;
 }
+
+void h2r_call_refuse(h2r_call *s, int grpc_status, const char *message) {
+  if (!s->waiting) return;
+  s->waiting = false;
+  h2r_stream_answer(s, grpc_status, message ? message : "");
+  call_flush(s);
+}
+
+void h2r_call_set_data(h2r_call *s, void *data) { s->call_data = data; }
+void *h2r_call_data(const h2r_call *s) { return s->call_data; }
+const char *h2r_call_path(const h2r_call *s) { return s->path ? s->path : ""; }
+uint64_t h2r_call_deadline_ns(const h2r_call *s) { return s->deadline_ns; }
 
 /* ---- server session (client side) callbacks ---- */
 
@@ -576,11 +616,11 @@ static int c_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
     h2r_config *cfg = &s->c->r->cfg;
     const char *path = s->path ? s->path : "";
-    s->held = cfg->on_request_headers && cfg->on_request_headers(cfg->ud, path);
     h2r_route_out out = {0};
     int route = cfg->route ? cfg->route(cfg->ud, path, s->path_len, &out) : 0;
     s->streaming = out.streaming;
     s->tag = out.tag;
+    s->held = s->intercept = out.intercept;
     s->route = route >= 0 && route < H2R_ROUTES ? route : 0;
     s->ready = true;
     if (!end) h2r_stream_open_backend(s);
@@ -652,15 +692,51 @@ static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   return 0;
 }
 
+/* An intercepted call's answer is whole: the owner sees it, then it goes
+ * to the client as the backend sent it (headers, DATA, trailers). */
+static void answer_release(h2r_stream *s) {
+  h2r_config *cfg = &s->c->r->cfg;
+  s->answer_held = false;
+  if (s->client_closed || s->answered) return; /* ended meanwhile: not an answer */
+  h2r_answer a = {.grpc_status = s->grpc_status,
+                  .body = s->abuf ? s->abuf : (const uint8_t *)"",
+                  .len = s->alen,
+                  .grpc_message = s->grpc_message,
+                  .grpc_message_len = s->grpc_message_len};
+  if (cfg->on_answer) cfg->on_answer(cfg->ud, s, &a);
+  if (s->client_closed || s->answered) return;
+  s->down.credited = true; /* consumed as it arrived */
+  if (s->alen && half_push(s->c, &s->down, s->abuf, s->alen, false) != 0) {
+    stream_fail(s, 8, "crihookd: out of memory relaying the answer");
+    return;
+  }
+  free(s->abuf);
+  s->abuf = NULL;
+  s->alen = s->acap = 0;
+  s->resp_sent = true;
+  s->answered = true;
+  s->down.end = true;
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = down_read};
+  bool bodyless = s->answer_ended && !s->down.queued && !s->down.trailers.n;
+  nghttp2_submit_response(s->c->s, s->csid, hdrs_nv(&s->resp), s->resp.n, bodyless ? NULL : &prd);
+}
+
 /* Relays the backend's response HEADERS: with END_STREAM they stay a
- * trailers-only answer, else the DATA provider follows. */
+ * trailers-only answer, else the DATA provider follows. An intercepted
+ * call's are held with its answer (answer_release). */
 static void b_response(h2r_stream *s, bool end) {
-  if (s->client_closed || s->answered || s->resp_sent) return;
+  if (s->client_closed || s->answered || s->resp_sent || s->answer_held) return;
   /* An answer that comes after the call's deadline is not relayed as if
    * it were in time (as a gRPC server's deadline would not let it). */
   if (s->deadline_ns && uv_hrtime() > s->deadline_ns) {
     h2r_stream_answer(s, 4, "Deadline Exceeded");
     if (!end) stream_cancel_backend(s);
+    return;
+  }
+  if (s->intercept) {
+    s->answer_held = true;
+    s->answer_ended = end;
+    if (end) answer_release(s);
     return;
   }
   s->resp_sent = true;
@@ -678,6 +754,10 @@ static int b_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
   bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
     b_response(s, end);
+    return 0;
+  }
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end && s->answer_held) {
+    answer_release(s);
     return 0;
   }
   if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end && !s->answered) {
@@ -717,6 +797,12 @@ static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
   uint32_t announced;
   if (frames_scan(&s->down.frames, data, len, max, &at, &announced) != 0) {
     b_answer_too_big(s, session, data, len, at, announced);
+    return 0;
+  }
+  if (s->answer_held) { /* an intercepted call's: whole before the client sees it */
+    nghttp2_session_consume(session, sid, len);
+    if (hold_append(s->c->r, &s->abuf, &s->alen, &s->acap, data, len) != 0)
+      stream_fail(s, 8, "crihookd: answer larger than the relay holds");
     return 0;
   }
   if (half_push(s->c, &s->down, data, len, true) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

@@ -7,10 +7,18 @@
  *                   [--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS]
  *                   [--max-conns N] [--fault steal-uv-reserve]
  *
- * --hold METHOD exercises the hook seam: a stream whose :path is METHOD has
- * its request body held whole; the seam callback prints
- * "held METHOD LEN FIRST16HEX" on stdout before the body is forwarded;
- * --max-held bounds a held body (RESOURCE_EXHAUSTED beyond it).
+ * --hold METHOD exercises the interception seam (h2relay.h) with a
+ * scripted owner: a stream whose :path is METHOD is intercepted. Its whole
+ * request is printed as "held METHOD LEN FIRST16HEX" on stdout; then, by
+ * the request message's first bytes:
+ *   "refuse..."  refused: FAILED_PRECONDITION "refused by the seam";
+ *   "later..."   forwarded 30 ms later, from a timer (a client gone by
+ *                then prints "gone METHOD" instead, and nothing is sent);
+ *   anything     forwarded at once;
+ * a forwarded message is rewritten to "seen:" + the message (a body that
+ * is not one whole message goes unchanged). The answer is printed as
+ * "answer METHOD GRPC_STATUS LEN" before the client gets it.
+ * --max-held bounds a held request or answer (RESOURCE_EXHAUSTED beyond).
  * --preface-timeout-ms, --idle-ms and --max-conns set the accept side's
  * bounds (h2r_config; 0 or absent: the relay's defaults). On exit the
  * relay's counters (h2r_stats) go to stderr as one line
@@ -43,19 +51,102 @@ typedef struct opts {
   bool steal_uv_reserve;
 } opts;
 
-static bool hold_cb(void *ud, const char *path) {
+static int route_cb(void *ud, const char *path, size_t len, h2r_route_out *out) {
+  (void)len;
   opts *o = ud;
   for (int i = 0; i < o->nhold; i++)
-    if (strcmp(o->hold[i], path) == 0) return true;
-  return false;
+    if (strcmp(o->hold[i], path) == 0) out->intercept = true;
+  return 0;
 }
 
-static void held_cb(void *ud, const char *path, const uint8_t *body, size_t len) {
+/* "seen:" + the message, framed, if body is one whole message. */
+static void forward_rewritten(h2r_call *call, const uint8_t *body, size_t len) {
+  uint32_t n = len >= 5 ? (uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
+                              (uint32_t)body[3] << 8 | body[4]
+                        : 0;
+  if (len < 5 || body[0] != 0 || n != len - 5) {
+    h2r_call_forward(call, NULL, 0);
+    return;
+  }
+  size_t out_len = len + 5;
+  uint8_t *out = malloc(out_len);
+  if (!out) abort();
+  n += 5;
+  uint8_t prefix[5] = {0, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  memcpy(out, prefix, 5);
+  memcpy(out + 5, "seen:", 5);
+  memcpy(out + 10, body + 5, len - 5);
+  h2r_call_forward(call, out, out_len);
+  free(out);
+}
+
+/* A "later" call: forwarded from a timer, unless its client is gone. */
+typedef struct later {
+  h2r_call *call;
+  uv_timer_t timer;
+  uint8_t *body;
+  size_t len;
+  bool forwarded;
+} later;
+
+static void later_free(uv_handle_t *h) {
+  later *l = h->data;
+  free(l->body);
+  free(l);
+}
+
+static void later_fire(uv_timer_t *t) {
+  later *l = t->data;
+  l->forwarded = true;
+  forward_rewritten(l->call, l->body, l->len);
+}
+
+static void hold_later(h2r_call *call, const uint8_t *body, size_t len) {
+  later *l = calloc(1, sizeof *l);
+  if (!l || !(l->body = malloc(len ? len : 1))) abort();
+  memcpy(l->body, body, len);
+  l->len = len;
+  l->call = call;
+  uv_timer_init(uv_default_loop(), &l->timer);
+  l->timer.data = l;
+  uv_timer_start(&l->timer, later_fire, 30, 0);
+  h2r_call_set_data(call, l);
+}
+
+static bool message_starts(const uint8_t *body, size_t len, const char *word) {
+  size_t n = strlen(word);
+  return len >= 5 + n && memcmp(body + 5, word, n) == 0;
+}
+
+static void on_request(void *ud, h2r_call *call, const uint8_t *body, size_t len) {
   (void)ud;
-  printf("held %s %zu ", path, len);
+  printf("held %s %zu ", h2r_call_path(call), len);
   for (size_t i = 0; i < len && i < 16; i++) printf("%02x", body[i]);
   printf("\n");
   fflush(stdout);
+  if (message_starts(body, len, "refuse"))
+    h2r_call_refuse(call, 9, "refused by the seam");
+  else if (message_starts(body, len, "later"))
+    hold_later(call, body, len);
+  else
+    forward_rewritten(call, body, len);
+}
+
+static void on_answer(void *ud, h2r_call *call, const h2r_answer *a) {
+  (void)ud;
+  printf("answer %s %d %zu\n", h2r_call_path(call), a->grpc_status, a->len);
+  fflush(stdout);
+}
+
+static void on_stream_end(void *ud, const h2r_stream_end *e) {
+  (void)ud;
+  later *l = e->call_data;
+  if (!l) return;
+  if (!l->forwarded) {
+    printf("gone %.*s\n", (int)e->path_len, e->path);
+    fflush(stdout);
+  }
+  uv_close((uv_handle_t *)&l->timer, later_free);
 }
 
 static const char *unix_path(const char *arg) {
@@ -144,8 +235,10 @@ int main(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
   h2r_config cfg = {.listen_path = o.listen,
                     .backend_path = o.backend,
-                    .on_request_headers = hold_cb,
-                    .on_held_body = held_cb,
+                    .route = route_cb,
+                    .on_request = on_request,
+                    .on_answer = on_answer,
+                    .on_stream_end = on_stream_end,
                     .ud = &o,
                     .max_held_bytes = o.max_held,
                     .preface_timeout_ms = o.preface_ms,

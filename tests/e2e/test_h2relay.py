@@ -10,8 +10,14 @@ relayed message by message; cancels reach the backend; a lost backend gives
 UNAVAILABLE; a client that stops reading a large answer leaves the relay's
 memory bounded while another connection keeps working, and so does a backend
 that stops reading a large request; 250 concurrent
-streams on one connection; the hook seam holds a body whole, then forwards
-it, and refuses one over its bound with RESOURCE_EXHAUSTED; RST_STREAM codes
+streams on one connection; the interception seam (a scripted owner in
+crihook-h2relay) holds a request whole and forwards it rewritten, with the
+client's own headers, at once or later from a timer, refuses one (nothing
+reaches the backend), drops one whose client left while it was held, holds
+the answer whole and shows it before the client gets it, with the
+backend's headers, trailers and a trailers-only error unchanged, and
+refuses a request or an answer over its bound with RESOURCE_EXHAUSTED;
+RST_STREAM codes
 pass both ways (a raw recording backend); a connection that is not HTTP/2
 is closed alone. The accept side: a silent client, half a preface, or the
 magic without its SETTINGS is closed after the preface bound; a connection
@@ -186,17 +192,31 @@ class H2RelaySeamAndLoss(unittest.TestCase):
         self.dir = harness.tmpdir("crihook-h2r-")
         self.backend_sock = os.path.join(self.dir, "fake.sock")
 
-    def test_held_body_whole_then_forwarded(self):
+    def held_relay(self, **kw):
         fake = FakeBackend(self.backend_sock)
-        relay = Relay(self.backend_sock, self.dir, hold=["/fake.Svc/Echo"])
+        relay = Relay(self.backend_sock, self.dir, hold=["/fake.Svc/Echo", "/fake.Svc/Fail"], **kw)
+        return fake, relay
+
+    def test_held_request_whole_then_forwarded_rewritten(self):
+        fake, relay = self.held_relay()
         try:
             body = bytes(range(256)) * 800  # 200 KiB: more than one window
             ch = harness.channel(relay.sock)
-            self.assertEqual(harness.raw_unary(None, "/fake.Svc/Echo", body, ch=ch).body, body)
-            line = relay.proc.stdout.readline().split()
-            self.assertEqual(line, ["held", "/fake.Svc/Echo", str(len(body) + 5),
-                                    grpc_msg(body)[:16].hex()])
-            # not held: no seam call
+            got = harness.raw_unary(None, "/fake.Svc/Echo", body, ch=ch,
+                                    metadata=[("x-kubelet", "v1.28")])
+            self.assertEqual(got.body, b"seen:" + body)  # the owner's body reached the backend
+            self.assertEqual(relay.proc.stdout.readline().split(),
+                             ["held", "/fake.Svc/Echo", str(len(body) + 5),
+                              grpc_msg(body)[:16].hex()])
+            self.assertEqual(relay.proc.stdout.readline().split(),
+                             ["answer", "/fake.Svc/Echo", "0", str(len(body) + 10)])
+            # the client's headers went as sent, the backend's came back as sent
+            md = [e for e in fake.events if e[0] == "metadata"][-1][1]
+            self.assertEqual(md["x-kubelet"], "v1.28")
+            self.assertTrue(md["user-agent"].startswith("grpc-python"), md["user-agent"])
+            self.assertIn(("x-kubelet", "v1.28"), got.initial)
+            self.assertIn(("x-trailer", "done"), got.trailing)
+            # not intercepted: no seam call
             self.assertEqual(harness.raw_unary(None, "/fake.Svc/Version", b"", ch=ch).code,
                              grpc.StatusCode.OK)
             ch.close()
@@ -206,19 +226,59 @@ class H2RelaySeamAndLoss(unittest.TestCase):
             relay.stop()
             fake.stop()
 
+    def test_forward_later_refuse_and_client_gone(self):
+        fake, relay = self.held_relay()
+        try:
+            ch = harness.channel(relay.sock)
+            later = harness.raw_unary(None, "/fake.Svc/Echo", b"later please", ch=ch)
+            self.assertEqual(later.body, b"seen:later please")
+            refused = harness.raw_unary(None, "/fake.Svc/Echo", b"refuse this", ch=ch)
+            self.assertEqual(refused.code, grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertEqual(refused.details, "refused by the seam")
+            # a client that resets its stream while the request is held: never forwarded
+            rst = harness.h2_frame(RST_STREAM, 0, 1, struct.pack(">I", 8))
+            harness.send_raw(relay.sock, preface() + raw_call(1, "/fake.Svc/Echo", b"later gone")
+                             + rst, read_for=0.5)
+            kinds = [relay.proc.stdout.readline().split()[0] for _ in range(5)]
+            self.assertEqual(kinds, ["held", "answer", "held", "held", "gone"])
+            time.sleep(0.2)  # past the 30 ms timer
+            self.assertEqual(fake.events.count(("method", "/fake.Svc/Echo")), 1)
+            # the connection and the relay are fine
+            self.assertEqual(harness.raw_unary(None, "/fake.Svc/Echo", b"x", ch=ch).body, b"seen:x")
+            ch.close()
+        finally:
+            relay.stop()
+            fake.stop()
+
+    def test_held_answer_trailers_only_stays_trailers_only(self):
+        fake, relay = self.held_relay()
+        try:
+            req = preface() + raw_call(1, "/fake.Svc/Fail", b"", ("x-code", "NOT_FOUND"))
+            got = stream_frames(harness.send_raw(relay.sock, req, read_for=2.0), 1)
+            self.assertEqual([(k, f & END_STREAM) for k, f, _ in got], [(HEADERS, END_STREAM)])
+            self.assertEqual(relay.proc.stdout.readline().split()[0], "held")
+            self.assertEqual(relay.proc.stdout.readline().split(),
+                             ["answer", "/fake.Svc/Fail", "5", "0"])
+        finally:
+            relay.stop()
+            fake.stop()
+
     def test_held_body_over_limit_is_resource_exhausted(self):
-        fake = FakeBackend(self.backend_sock)
-        relay = Relay(self.backend_sock, self.dir, hold=["/fake.Svc/Echo"], max_held=100000)
+        fake, relay = self.held_relay(max_held=100000)
         try:
             ch = harness.channel(relay.sock)
             big = harness.raw_unary(None, "/fake.Svc/Echo", b"b" * 200000, ch=ch)
             self.assertEqual(big.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
             self.assertEqual(big.details, "request larger than the relay holds")
             small = harness.raw_unary(None, "/fake.Svc/Echo", b"s" * 1000, ch=ch)
-            self.assertEqual(small.body, b"s" * 1000)  # same connection, still fine
+            self.assertEqual(small.body, b"seen:" + b"s" * 1000)  # same connection, still fine
             self.assertEqual(relay.proc.stdout.readline().split()[:3],
                              ["held", "/fake.Svc/Echo", "1005"])
             self.assertEqual(fake.events.count(("method", "/fake.Svc/Echo")), 1)
+            # an answer over the bound: the backend answered, the client is told
+            over = harness.raw_unary(None, "/fake.Svc/Echo", b"a" * 99994, ch=ch)
+            self.assertEqual(over.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertEqual(over.details, "crihookd: answer larger than the relay holds")
             ch.close()
         finally:
             relay.stop()

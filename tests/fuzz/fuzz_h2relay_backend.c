@@ -11,7 +11,9 @@
  * frame is added, so inputs reach the frame layer). One relay per process;
  * its backend socket is a listener of this process. Each input is one
  * client connection carrying two calls (streams 1 and 3; the relay opens
- * them as backend streams 1 and 3, which the seeds answer): the relay
+ * them as backend streams 1 and 3, which the seeds answer; stream 3 is
+ * intercepted, so its answer is held whole and shown to the owner before
+ * the client gets it): the relay
  * connects to the backend, the input is written there and the backend
  * half-closes; the loop runs until the relay has closed the backend
  * connection (it does on the backend's EOF, or before on a protocol error),
@@ -76,13 +78,13 @@ static size_t hpack_literal(uint8_t *out, const char *name, const char *value) {
   return 3 + nl + vl;
 }
 
-static void put_call(uint32_t sid) {
-  static const char *const h[][2] = {{":method", "POST"},
-                                     {":scheme", "http"},
-                                     {":path", "/fuzz.Svc/Call"},
-                                     {":authority", "localhost"},
-                                     {"content-type", "application/grpc"},
-                                     {"te", "trailers"}};
+static void put_call(uint32_t sid, const char *path) {
+  const char *const h[][2] = {{":method", "POST"},
+                              {":scheme", "http"},
+                              {":path", path},
+                              {":authority", "localhost"},
+                              {"content-type", "application/grpc"},
+                              {"te", "trailers"}};
   uint8_t block[256];
   size_t n = 0;
   for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
@@ -96,8 +98,8 @@ static void build_request(void) {
   static const char magic[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   put(magic, sizeof magic - 1);
   put_frame(4 /* SETTINGS */, 0, 0, NULL, 0);
-  put_call(1);
-  put_call(3);
+  put_call(1, "/fuzz.Svc/Call");
+  put_call(3, "/fuzz.Svc/CallHook"); /* intercepted: its answer is held (h2relay_fuzz.h) */
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
