@@ -125,6 +125,9 @@ bool ch_rpc_conn_usable(const ch_rpc_conn *c);
 /* True once connected and the server's SETTINGS have arrived, until lost. */
 bool ch_rpc_conn_ready(const ch_rpc_conn *c);
 
+/* True when no call is open on the conn (closing it would end none). */
+bool ch_rpc_conn_idle(const ch_rpc_conn *c);
+
 /* Starts a call. Returns NULL only when out of memory (err filled);
  * otherwise on_end will be called from the loop, also for a conn that is
  * not usable (UNAVAILABLE). */

@@ -283,3 +283,5 @@ void ch_rpc_conn_close(ch_rpc_conn *c) {
 bool ch_rpc_conn_usable(const ch_rpc_conn *c) { return !c->lost && !c->closing; }
 
 bool ch_rpc_conn_ready(const ch_rpc_conn *c) { return c->ready && !c->lost; }
+
+bool ch_rpc_conn_idle(const ch_rpc_conn *c) { return c->calls == NULL; }
