@@ -11,8 +11,9 @@
  *
  * Bounds (ch_answer_limits; the defaults, CH_ANSWER_*, are far above any
  * real answer and keep a merge within a few milliseconds):
- *   - the encoded answer: at most 4 MiB (the plugin channel's receive
- *     limit is the same, so grpc refuses a larger one before it is read);
+ *   - the encoded answer: at most 4 MiB (the dispatcher's connections to
+ *     plugins have the same receive limit, so a larger one is refused as
+ *     its prefix announces it, before it is read);
  *   - entries per map or list: at most 10000;
  *   - a key: at most 4096 bytes; a value (any string): at most 256 KiB.
  * Values (ch_answer_check_values):

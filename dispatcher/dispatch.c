@@ -1,31 +1,38 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* dispatch.c: the hook-call chain of dispatch.h.
  *
- * Every chain with a call in flight is on its worker thread's list (a
- * thread-local list: a chain only ever runs on the worker that started it,
+ * Each plugin call is one unary call of crihook's gRPC client (rpc.h) on
+ * the loop's connection to the plugin's socket (rpc_pool.h): on_message
+ * keeps the answer, on_end judges the call (plugin_failed, apply_answer,
+ * record) and starts the next plugin's. The connections to plugins refuse
+ * an answer larger than a hook answer may be (answer_check.h) at its
+ * prefix, before it is read.
+ *
+ * Every chain with a call in flight is on its loop thread's list (a
+ * thread-local list: a chain only ever runs on the loop that started it,
  * so no lock), so that a forced shutdown can cancel the hook calls, which
- * have no parent call for grpc_server_cancel_all_calls to reach. */
+ * have no parent call for anything else to reach. */
 #include "dispatch.h"
 
-#include <grpc/byte_buffer.h>
-#include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "answer_check.h"
-#include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "log.h"
 #include "outcome.h"
 
 static void call_next(ch_dispatch *d);
-static void on_answer(ch_tag *t, bool ok);
+static int on_message(void *ud, const uint8_t *msg, size_t len);
+static void on_end(void *ud, const ch_rpc_result *res);
+
+static const ch_rpc_call_ops call_ops = {on_message, on_end};
 
 #define SHUTDOWN_CAUSE "crihookd is shutting down: hook calls cancelled"
 
-/* This worker's chains with a call in flight, and whether it has been told
- * to cancel them (then no new hook call starts on this thread). */
+/* This loop thread's chains with a call in flight, and whether it has been
+ * told to cancel them (then no new hook call starts on this thread). */
 static _Thread_local ch_dispatch *in_flight_head;
 static _Thread_local bool cancelling;
 
@@ -45,12 +52,17 @@ static void in_flight_remove(ch_dispatch *d) {
   d->next_in_flight = d->prev_in_flight = NULL;
 }
 
+/* ch_rpc_call_cancel ends the call (on_end, then done()) before it
+ * returns, and on_end takes the chain off the list first; so the list is
+ * taken from its head each time, and a chain done() freed is never read
+ * again. No chain joins the list meanwhile: `cancelling` stops new calls. */
 int ch_dispatch_cancel_all(void) {
   int n = 0;
   cancelling = true;
-  for (ch_dispatch *d = in_flight_head; d; d = d->next_in_flight, n++) {
+  for (ch_dispatch *d; (d = in_flight_head) != NULL; n++) {
     d->aborted = true;
-    grpc_call_cancel_with_status(d->call, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_CAUSE, NULL);
+    ch_rpc_call_cancel(d->call, SHUTDOWN_CAUSE);
+    if (in_flight_head == d) in_flight_remove(d); /* (on_end always removes it) */
   }
   return n;
 }
@@ -69,39 +81,39 @@ bool ch_dispatch_wanted(const ch_registry *registry, ch_hook_point hook) {
   return registry && registry->hook_count[hook] > 0;
 }
 
-void ch_dispatch_start(ch_dispatch *d, grpc_completion_queue *cq, const ch_registry *registry,
-                       ch_hook_point hook, gpr_timespec deadline, const char *subject,
+void ch_dispatch_start(ch_dispatch *d, const ch_dispatch_env *env, const ch_registry *registry,
+                       ch_hook_point hook, uint64_t deadline_ns, const char *subject,
                        const ch_dispatch_ops *ops, void *ctx) {
   memset(d, 0, sizeof *d);
-  d->tag.fn = on_answer;
-  d->cq = cq;
+  d->env = *env;
   d->registry = registry;
   d->hook = hook;
-  d->deadline = deadline;
+  d->deadline_ns = deadline_ns;
   d->subject = subject ? subject : "";
   d->ops = ops;
   d->ctx = ctx;
   call_next(d);
 }
 
-static gpr_timespec plugin_deadline(const ch_dispatch *d, const ch_plugin *p) {
-  gpr_timespec own = ch_deadline_ms(p->timeout_ms);
-  gpr_timespec call = gpr_convert_clock_type(d->deadline, GPR_CLOCK_MONOTONIC);
-  return gpr_time_cmp(own, call) < 0 ? own : call;
+/* The plugin call's timeout: the plugin's timeout-ms, but never past the
+ * CRI call's deadline; at least 1 ms (a deadline already past ends the
+ * call DEADLINE_EXCEEDED at once, as any other timeout; 0 would mean none). */
+static int64_t plugin_timeout_ms(const ch_dispatch *d, const ch_plugin *p, uint64_t now_ns) {
+  int64_t ms = p->timeout_ms;
+  if (d->deadline_ns) {
+    int64_t left_ns = d->deadline_ns > now_ns ? (int64_t)(d->deadline_ns - now_ns) : 0;
+    int64_t left = (left_ns + 999999) / 1000000;
+    if (left < ms) ms = left;
+  }
+  return ms > 0 ? ms : 1;
 }
 
+/* Forgets the call and its answer (the call has ended or never started). */
 static void reset_call(ch_dispatch *d) {
-  if (d->call) grpc_call_unref(d->call);
-  if (d->request) grpc_byte_buffer_destroy(d->request);
-  if (d->answer) grpc_byte_buffer_destroy(d->answer);
-  grpc_metadata_array_destroy(&d->initial_md);
-  grpc_metadata_array_destroy(&d->trailing_md);
-  grpc_slice_unref(d->details);
-  grpc_metadata_array_init(&d->initial_md); /* so a second reset is harmless */
-  grpc_metadata_array_init(&d->trailing_md);
-  d->details = grpc_empty_slice();
+  free(d->answer);
+  d->answer = NULL;
+  d->answer_len = 0;
   d->call = NULL;
-  d->request = d->answer = NULL;
 }
 
 /* Records a failed call; returns true if the chain must stop (Fail on Pre). */
@@ -156,29 +168,36 @@ static bool failed_to_start(ch_dispatch *d, const char *cause) {
   return !stop;
 }
 
+/* The loop's connection to the plugin; its answers are bounded as a hook
+ * answer is (answer_check.h). */
+static ch_rpc_conn *plugin_conn(const ch_dispatch *d, const ch_plugin *p, ch_error *err) {
+  ch_rpc_opts opts = {.max_recv = CH_ANSWER_MAX_BYTES};
+  return ch_rpc_pool_get(d->env.conns, p->endpoint.path, &opts, err);
+}
+
+/* Starts the plugin's call; false if the chain must stop (a Fail plugin
+ * that could not be called). d->call is set when the call is in flight. */
 static bool start_call(ch_dispatch *d, const ch_plugin *p) {
   size_t len;
   uint8_t *bytes = d->ops->build(d->ctx, &len);
   if (!bytes) return failed_to_start(d, "cannot build the hook request");
-  grpc_slice slice = grpc_slice_new(bytes, len, free);
-  d->request = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
-  grpc_metadata_array_init(&d->initial_md);
-  grpc_metadata_array_init(&d->trailing_md);
-  d->details = grpc_empty_slice();
-  d->call = grpc_channel_create_call(p->channel->channel, NULL, GRPC_PROPAGATE_DEFAULTS, d->cq,
-                                     grpc_slice_from_static_string(ch_hook_method(d->hook)), NULL,
-                                     plugin_deadline(d, p), NULL);
-  grpc_op ops[6];
-  ch_unary_client_ops(ops, NULL, 0, d->request, &d->initial_md, &d->answer, &d->status, &d->details,
-                      &d->trailing_md);
-  d->started = gpr_now(GPR_CLOCK_MONOTONIC);
-  if (grpc_call_start_batch(d->call, ops, 6, &d->tag, NULL) == GRPC_CALL_OK) {
+  ch_error err;
+  ch_rpc_conn *conn = plugin_conn(d, p, &err);
+  d->started_ns = uv_hrtime();
+  ch_rpc_request req = {.path = ch_hook_method(d->hook),
+                        .message = bytes,
+                        .len = len,
+                        .timeout_ms = plugin_timeout_ms(d, p, d->started_ns),
+                        .unary = true};
+  d->call = conn ? ch_rpc_call_start(conn, &req, &call_ops, d, &err) : NULL;
+  free(bytes); /* the call has its copy */
+  if (d->call) {
     in_flight_add(d);
     return true;
   }
-  reset_call(d);
-  return failed_to_start(d, "grpc refused the hook call");
+  char cause[sizeof err.msg + 40];
+  snprintf(cause, sizeof cause, "cannot start the hook call: %s", err.msg);
+  return failed_to_start(d, cause);
 }
 
 /* Starts the next plugin's call, skipping (or stopping at) plugins that fail
@@ -188,7 +207,7 @@ static void call_next(ch_dispatch *d) {
   while (!d->rejected && d->next < d->registry->hook_count[d->hook]) {
     d->plugin = d->registry->by_hook[d->hook][d->next++];
     d->called++;
-    if (start_call(d, d->plugin) && d->call) return; /* in flight: on_answer continues */
+    if (start_call(d, d->plugin) && d->call) return; /* in flight: on_end continues */
   }
   finish(d);
 }
@@ -202,9 +221,8 @@ static const ProtobufCMessageDescriptor *answer_type(ch_hook_point hook) {
 /* The answer decoded if it meets the bounds and rules of answer_check.h;
  * NULL with the cause in `cause` otherwise. The caller frees it. */
 static ProtobufCMessage *decode_answer(const ch_dispatch *d, char *cause, size_t size) {
-  size_t len = 0;
-  uint8_t *bytes = d->answer ? ch_byte_buffer_flatten(d->answer, &len) : NULL;
-  const uint8_t *data = bytes ? bytes : (const uint8_t *)"";
+  size_t len = d->answer ? d->answer_len : 0;
+  const uint8_t *data = d->answer ? d->answer : (const uint8_t *)"";
   const ProtobufCMessageDescriptor *type = answer_type(d->hook);
   ch_error err;
   ProtobufCMessage *answer = NULL;
@@ -217,7 +235,6 @@ static ProtobufCMessage *decode_answer(const ch_dispatch *d, char *cause, size_t
     protobuf_c_message_free_unpacked(answer, NULL);
     answer = NULL;
   }
-  free(bytes);
   return answer;
 }
 
@@ -252,30 +269,49 @@ static void on_aborted(ch_dispatch *d) {
   finish(d);
 }
 
-static void on_answer(ch_tag *t, bool ok) {
-  ch_dispatch *d = ch_container_of(t, ch_dispatch, tag);
-  (void)ok; /* a client batch with RECV_STATUS always reports a status */
+/* The plugin's answer message (unary: at most one), kept for on_end. */
+static int on_message(void *ud, const uint8_t *msg, size_t len) {
+  ch_dispatch *d = ud;
+  free(d->answer);
+  d->answer_len = 0;
+  if (!(d->answer = malloc(len ? len : 1))) return -1; /* ends the call CANCELLED */
+  memcpy(d->answer, msg, len);
+  d->answer_len = len;
+  return 0;
+}
+
+/* Judges an ended call: its status, else its answer; returns true if the
+ * chain must stop, with the cause (empty when the call succeeded). */
+static bool judge(ch_dispatch *d, const ch_rpc_result *res, ch_hook_result *result, char *cause,
+                  size_t size) {
+  *result = CH_HOOK_OK;
+  if (res->status != GRPC_STATUS_OK) {
+    snprintf(cause, size, "%s: %s", ch_status_name(res->status), res->message);
+    *result = res->status == GRPC_STATUS_DEADLINE_EXCEEDED ? CH_HOOK_TIMEOUT : CH_HOOK_ERROR;
+    return plugin_failed(d, res->status, cause);
+  }
+  if (!apply_answer(d, cause, size)) {
+    *result = CH_HOOK_BAD_ANSWER;
+    return plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
+  }
+  return false;
+}
+
+static void on_end(void *ud, const ch_rpc_result *res) {
+  ch_dispatch *d = ud;
   in_flight_remove(d);
+  d->call = NULL; /* freed by rpc when this returns */
   if (d->aborted) {
     on_aborted(d);
     return;
   }
-  double ms = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), d->started)) / 1e3;
-  bool stop = false;
+  double ms = (double)(uv_hrtime() - d->started_ns) / 1e6;
   char cause[768] = "";
-  ch_hook_result result = CH_HOOK_OK;
-  if (d->status != GRPC_STATUS_OK) {
-    snprintf(cause, sizeof cause, "%s: %.*s", ch_status_name(d->status),
-             (int)GRPC_SLICE_LENGTH(d->details), (const char *)GRPC_SLICE_START_PTR(d->details));
-    result = d->status == GRPC_STATUS_DEADLINE_EXCEEDED ? CH_HOOK_TIMEOUT : CH_HOOK_ERROR;
-    stop = plugin_failed(d, d->status, cause);
-  } else if (!apply_answer(d, cause, sizeof cause)) {
-    result = CH_HOOK_BAD_ANSWER;
-    stop = plugin_failed(d, GRPC_STATUS_INTERNAL, cause);
-  }
+  ch_hook_result result;
+  bool stop = judge(d, res, &result, cause, sizeof cause);
   record(d, result, ms / 1e3, cause);
   ch_debug("dispatch", "hook called plugin=%s hook=%s %s status=%s ms=%.2f", d->plugin->name,
-           ch_hook_name(d->hook), d->subject, ch_status_name(d->status), ms);
+           ch_hook_name(d->hook), d->subject, ch_status_name(res->status), ms);
   reset_call(d);
   if (stop)
     finish(d);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* dispatch.h: calling the plugins registered for one hook point, in
- * registry order, on the calling worker's completion queue.
+ * registry order, on the calling loop (libuv), with crihook's own gRPC
+ * client (rpc/rpc.h) on the loop's connections (rpc_pool.h).
  *
  * One ch_dispatch runs one chain: for each plugin it packs the hook request
  * as it stands (ops->build, so every plugin sees the changes of those before
@@ -25,7 +26,7 @@
  * cancelled by the shutdown is not the plugin's failure and is not
  * recorded.
  *
- * Shutdown: ch_dispatch_cancel_all() cancels the calling worker's hook
+ * Shutdown: ch_dispatch_cancel_all() cancels the calling loop thread's hook
  * calls; each chain it reaches stops with `rejected` set (UNAVAILABLE,
  * "crihookd is shutting down"), whatever the plugins' policies, so no CRI
  * call goes past a plugin that did not answer.
@@ -34,7 +35,6 @@
  * must stay referenced by the owner until done() has been called. */
 #pragma once
 
-#include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,7 +42,8 @@
 #include "hooks.h"
 #include "merge.h"
 #include "registry.h"
-#include "tag.h"
+#include "rpc.h"
+#include "rpc_pool.h"
 #include "trace.h"
 
 typedef struct ch_dispatch ch_dispatch;
@@ -55,27 +56,29 @@ typedef struct ch_dispatch_ops {
   void (*traced)(void *ctx, const ch_trace_hook *call); /* optional; see above */
 } ch_dispatch_ops;
 
+/* Where a chain runs: the loop and its connections (not owned). */
+typedef struct ch_dispatch_env {
+  uv_loop_t *loop;
+  ch_rpc_pool *conns;
+} ch_dispatch_env;
+
 struct ch_dispatch {
-  ch_tag tag;
   const ch_dispatch_ops *ops;
   void *ctx;
-  grpc_completion_queue *cq;
+  ch_dispatch_env env;
   const ch_registry *registry;
   ch_hook_point hook;
-  gpr_timespec deadline;
-  const char *subject; /* "pod=ns/name [container=...]" for logs; not owned */
+  uint64_t deadline_ns; /* the CRI call's (uv_hrtime clock); 0: none */
+  const char *subject;  /* "pod=ns/name [container=...]" for logs; not owned */
   size_t next;
   const ch_plugin *plugin; /* the one being called */
-  grpc_call *call;
-  grpc_byte_buffer *request;
-  grpc_byte_buffer *answer;
-  grpc_metadata_array initial_md, trailing_md;
-  grpc_status_code status;
-  grpc_slice details;
-  gpr_timespec started;
+  ch_rpc_call *call;       /* in flight, or NULL */
+  uint8_t *answer;         /* the plugin's answer message (malloc'd), or NULL */
+  size_t answer_len;
+  uint64_t started_ns;
   ch_merge_trace trace;
   unsigned called;
-  ch_dispatch *next_in_flight, *prev_in_flight; /* this worker's list (dispatch.c) */
+  ch_dispatch *next_in_flight, *prev_in_flight; /* this thread's list (dispatch.c) */
   bool aborted;                                 /* cancelled by the shutdown */
   bool rejected;
   grpc_status_code reject_code;
@@ -86,12 +89,14 @@ struct ch_dispatch {
 bool ch_dispatch_wanted(const ch_registry *registry, ch_hook_point hook);
 
 /* Starts the chain; ops->done may be called before this returns (no plugin,
- * or every plugin failing at once). */
-void ch_dispatch_start(ch_dispatch *d, grpc_completion_queue *cq, const ch_registry *registry,
-                       ch_hook_point hook, gpr_timespec deadline, const char *subject,
+ * or every plugin failing at once). deadline_ns: the CRI call's deadline
+ * on uv_hrtime's clock, 0 for none (each plugin call is bounded by its
+ * timeout-ms anyway). */
+void ch_dispatch_start(ch_dispatch *d, const ch_dispatch_env *env, const ch_registry *registry,
+                       ch_hook_point hook, uint64_t deadline_ns, const char *subject,
                        const ch_dispatch_ops *ops, void *ctx);
 
-/* On a worker thread: cancels every hook call that thread has in flight and
+/* On a loop thread: cancels every hook call that thread has in flight and
  * stops that thread from starting new ones (for the forced end of a drain).
  * Returns how many calls it cancelled. */
 int ch_dispatch_cancel_all(void);

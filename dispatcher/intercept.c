@@ -4,18 +4,19 @@
  * intercept_pod.c and intercept_container.c), the helpers the rows share,
  * and the path of a request that does not decode (refused for a Fail
  * plugin, else forwarded and, if it created something, looked up in the
- * runtime for the store). Nothing here names a method: that is the rows'. */
+ * runtime for the store). Nothing here names a method: that is the rows'.
+ *
+ * The runtime's status of what an undecodable request created is one
+ * unary call of crihook's gRPC client (rpc.h) on the loop's connection to
+ * the runtime's socket (env.backend_path, rpc_pool.h), like the hook
+ * calls on the plugins' sockets (dispatch.c). */
 #include "intercept.h"
 
-#include <grpc/byte_buffer.h>
-#include <grpc/slice.h>
-#include <grpc/support/alloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dispatch.h"
-#include "grpc_util.h"
 #include "intercept_rows.h"
 #include "log.h"
 #include "metrics.h"
@@ -68,13 +69,9 @@ static bool wanted(const ch_intercept *ic, ch_hook_point hook) {
 
 /* ---- decoding and context ---- */
 
-static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
-  size_t len = 0;
-  uint8_t *bytes = ch_byte_buffer_flatten(bb, &len);
-  if (!bytes) return NULL;
-  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, bytes);
-  free(bytes);
-  return msg;
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes,
+                                size_t len) {
+  return protobuf_c_message_unpack(desc, NULL, len, len ? bytes : (const uint8_t *)"");
 }
 
 /* The string field `name` of msg, or "". */
@@ -167,7 +164,8 @@ static void run_hooks(ch_intercept *ic, ch_hook_point hook, ch_intercept_cb cb) 
     cb(ic->owner);
     return;
   }
-  ch_dispatch_start(&ic->dispatch, ic->env.cq, ic->registry, hook, ic->deadline, ic->subject,
+  ch_dispatch_env env = {.loop = ic->env.loop, .conns = ic->env.conns};
+  ch_dispatch_start(&ic->dispatch, &env, ic->registry, hook, ic->deadline_ns, ic->subject,
                     &dispatch_ops, ic);
 }
 
@@ -230,19 +228,14 @@ static bool lenient_field(const uint8_t **p, const uint8_t *end, int depth, int3
 
 /* Field `number` (the ID) of an intercepted request protobuf-c did not
  * decode, read as the runtime reads it (the last one wins); malloc'd, or NULL. */
-static char *lenient_id(grpc_byte_buffer *request, uint32_t number) {
-  size_t n = 0;
-  uint8_t *bytes = request ? ch_byte_buffer_flatten(request, &n) : NULL;
+static char *lenient_id(const uint8_t *bytes, size_t n, uint32_t number) {
   const uint8_t *p = bytes, *end = bytes + n, *id = NULL, *str;
   uint64_t id_len = 0, len;
   int32_t field;
   unsigned wire;
-  while (bytes && p < end && lenient_field(&p, end, 0, &field, &wire, &str, &len))
+  while (p < end && lenient_field(&p, end, 0, &field, &wire, &str, &len))
     if ((uint32_t)field == number && wire == 2) id = str, id_len = len;
-  char *out =
-      p == end && id && !memchr(id, '\0', id_len) ? strndup((const char *)id, id_len) : NULL;
-  free(bytes);
-  return out;
+  return p == end && id && !memchr(id, '\0', id_len) ? strndup((const char *)id, id_len) : NULL;
 }
 
 /* After an undecodable Remove the runtime accepted: the store forgets. */
@@ -266,12 +259,12 @@ static size_t fail_plugins(const ch_registry *r, ch_hook_point hook, char *buf, 
   return n;
 }
 
-static void undecodable(ch_intercept *ic, grpc_byte_buffer *request) {
+static void undecodable(ch_intercept *ic, const uint8_t *request, size_t len) {
   const ch_intercept_row *k = ic->row;
   ch_metrics_undecodable(k->method);
   const ProtobufCFieldDescriptor *id =
       k->id_field ? protobuf_c_message_descriptor_get_field_by_name(k->request, k->id_field) : NULL;
-  if (id) ic->undecoded_id = lenient_id(request, id->id);
+  if (id) ic->undecoded_id = lenient_id(request, len, id->id);
   char names[512];
   if (fail_plugins(ic->registry, k->pre, names, sizeof names) == 0) {
     ch_warn("intercept",
@@ -295,44 +288,34 @@ static void undecodable(ch_intercept *ic, grpc_byte_buffer *request) {
 
 /* After an undecodable RunPodSandbox or CreateContainer succeeded: the
  * store will learn the new pod or container from the runtime's status. */
-static void plan_lookup(ch_intercept *ic, grpc_byte_buffer *response) {
+static void plan_lookup(ch_intercept *ic, const uint8_t *response, size_t len) {
   const ch_intercept_fallback *f = &ic->row->undecoded;
-  if (!ic->env.backend) return;
-  ic->created_id = ch_ic_response_field(response, f->created, f->created_field);
+  if (!ic->env.backend_path) return;
+  ic->created_id = ch_ic_response_field(response, len, f->created, f->created_field);
   if (!ic->created_id || !*ic->created_id) return;
   ic->lookup.mark = ch_store_sync_begin(ic->env.store);
   ic->lookup.syncing = true;
 }
 
+/* The status call has ended (or never started): the store's sync ends. */
 static void end_lookup(ch_intercept *ic) {
-  if (ic->lookup.call) {
-    grpc_call_unref(ic->lookup.call);
-    grpc_byte_buffer_destroy(ic->lookup.answer);
-    grpc_metadata_array_destroy(&ic->lookup.initial_md);
-    grpc_metadata_array_destroy(&ic->lookup.trailing_md);
-    grpc_slice_unref(ic->lookup.details);
-    ic->lookup.call = NULL;
-    ic->lookup.answer = NULL;
-  }
+  free(ic->lookup.answer);
+  ic->lookup.answer = NULL;
+  ic->lookup.answer_len = 0;
   if (ic->lookup.syncing) ch_store_sync_end(ic->env.store);
   ic->lookup.syncing = false;
 }
 
-static void record_looked_up(ch_intercept *ic) {
+static void record_looked_up(ch_intercept *ic, const ch_rpc_result *res) {
   const char *what = ic->row->what;
-  size_t len = 0;
-  uint8_t *bytes = ic->lookup.answer ? ch_byte_buffer_flatten(ic->lookup.answer, &len) : NULL;
+  const uint8_t *bytes = ic->lookup.answer ? ic->lookup.answer : (const uint8_t *)"";
   ch_error err;
   int rc = -1;
-  if (ic->lookup.status != GRPC_STATUS_OK) {
-    char *details = grpc_slice_to_c_string(ic->lookup.details);
-    ch_fail(&err, "%s: %s", ch_status_name(ic->lookup.status), details);
-    gpr_free(details);
-  } else {
-    rc = ic->row->undecoded.put_status(ic->env.store, ic->created_id, bytes ? bytes : (uint8_t *)"",
-                                       len, ic->lookup.mark, &err);
-  }
-  free(bytes);
+  if (res->status != GRPC_STATUS_OK)
+    ch_fail(&err, "%s: %s", ch_status_name(res->status), res->message);
+  else
+    rc = ic->row->undecoded.put_status(ic->env.store, ic->created_id, bytes, ic->lookup.answer_len,
+                                       ic->lookup.mark, &err);
   if (rc == 0)
     ch_info("intercept",
             "store learnt a %s from the runtime's status (its request did not decode) id=%s", what,
@@ -342,13 +325,29 @@ static void record_looked_up(ch_intercept *ic) {
             ic->created_id, err.msg);
 }
 
-static void on_lookup(ch_tag *t, bool ok) {
-  ch_intercept *ic = ch_container_of(t, ch_intercept, lookup.tag);
-  (void)ok; /* a client batch with RECV_STATUS always reports a status */
-  record_looked_up(ic);
+static int on_lookup_message(void *ud, const uint8_t *msg, size_t len) {
+  ch_intercept *ic = ud;
+  free(ic->lookup.answer);
+  ic->lookup.answer_len = 0;
+  if (!(ic->lookup.answer = malloc(len ? len : 1))) return -1; /* ends it CANCELLED */
+  memcpy(ic->lookup.answer, msg, len);
+  ic->lookup.answer_len = len;
+  return 0;
+}
+
+static void on_lookup_end(void *ud, const ch_rpc_result *res) {
+  ch_intercept *ic = ud;
+  ic->lookup.call = NULL;   /* freed by rpc when this returns */
+  if (ic->lookup.dropped) { /* ch_intercept_free cancelled it: nobody waits */
+    end_lookup(ic);
+    return;
+  }
+  record_looked_up(ic, res);
   end_lookup(ic);
   ic->cb(ic->owner);
 }
+
+static const ch_rpc_call_ops lookup_ops = {on_lookup_message, on_lookup_end};
 
 /* Keeps the service part of the call's path ("/runtime.v1.RuntimeService/"),
  * the runtime.v1 one when the path has none. */
@@ -364,41 +363,31 @@ static void set_service(ch_intercept *ic, const char *method, size_t len) {
 }
 
 /* Starts the row's status call (PodSandboxStatus / ContainerStatus,
- * verbose) for created_id; false if it could not start (then nothing is
- * pending). */
-static bool start_lookup(ch_intercept *ic) {
+ * verbose) for created_id; false with the cause in err if it could not
+ * start (then nothing is pending). */
+static bool start_lookup(ch_intercept *ic, ch_error *err) {
   const ch_intercept_fallback *f = &ic->row->undecoded;
   size_t len;
   uint8_t *bytes = f->status_request(ic->created_id, &len);
-  if (!bytes) return false;
-  grpc_slice slice = grpc_slice_new(bytes, len, free);
-  grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
-  grpc_metadata_array_init(&ic->lookup.initial_md);
-  grpc_metadata_array_init(&ic->lookup.trailing_md);
-  ic->lookup.details = grpc_empty_slice();
-  ic->lookup.tag.fn = on_lookup;
+  if (!bytes) {
+    ch_fail(err, "out of memory");
+    return false;
+  }
   char path[sizeof ic->service + 32];
   snprintf(path, sizeof path, "%s%s", ic->service, f->status_method);
-  grpc_slice method = grpc_slice_from_copied_string(path); /* the call takes its own ref */
-  ic->lookup.call =
-      grpc_channel_create_call(ic->env.backend, NULL, GRPC_PROPAGATE_DEFAULTS, ic->env.cq, method,
-                               NULL, ch_deadline_ms(STATUS_TIMEOUT_MS), NULL);
-  grpc_slice_unref(method);
-  grpc_op ops[6];
-  ch_unary_client_ops(ops, NULL, 0, request, &ic->lookup.initial_md, &ic->lookup.answer,
-                      &ic->lookup.status, &ic->lookup.details, &ic->lookup.trailing_md);
-  bool started =
-      grpc_call_start_batch(ic->lookup.call, ops, 6, &ic->lookup.tag, NULL) == GRPC_CALL_OK;
-  grpc_byte_buffer_destroy(request);
-  return started;
+  ch_rpc_request req = {
+      .path = path, .message = bytes, .len = len, .timeout_ms = STATUS_TIMEOUT_MS, .unary = true};
+  ch_rpc_conn *conn = ch_rpc_pool_get(ic->env.conns, ic->env.backend_path, NULL, err);
+  ic->lookup.call = conn ? ch_rpc_call_start(conn, &req, &lookup_ops, ic, err) : NULL;
+  free(bytes); /* the call has its copy */
+  return ic->lookup.call != NULL;
 }
 
 /* ---- phases ---- */
 
-int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
-                       grpc_byte_buffer *request, gpr_timespec deadline, ch_intercept_cb resume,
-                       void *owner, ch_intercept **out) {
+int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env, const uint8_t *request,
+                       size_t len, uint64_t deadline_ns, ch_intercept_cb resume, void *owner,
+                       ch_intercept **out) {
   ch_intercept *ic = calloc(1, sizeof *ic);
   *out = ic;
   if (!ic) return -1;
@@ -406,15 +395,15 @@ int ch_intercept_begin(ch_intercept_kind kind, const ch_intercept_env *env,
   ic->row = kind;
   ic->env = *env;
   set_service(ic, env->method, env->method_len);
-  ic->deadline = deadline;
+  ic->deadline_ns = deadline_ns;
   ic->owner = owner;
   ic->registry = ch_registry_slot_acquire(env->registry);
   ic->id = "";
   bool hooks = wanted(ic, k->pre) || wanted(ic, k->post);
   bool traced = ch_trace_active();
   if (request && (hooks || k->store_needs_request || traced)) {
-    ic->request = decode(k->request, request);
-    if (!ic->request) undecodable(ic, request);
+    ic->request = decode(k->request, request, len);
+    if (!ic->request) undecodable(ic, request, len);
   }
   if (ic->request) {
     if (k->id_field) ic->id = string_field(ic->request, k->id_field);
@@ -439,34 +428,29 @@ bool ch_intercept_rejected(const ch_intercept *ic, grpc_status_code *code, const
   return true;
 }
 
-grpc_byte_buffer *ch_intercept_request(ch_intercept *ic) {
+uint8_t *ch_intercept_request(ch_intercept *ic, size_t *len) {
   if (!ic->changed || !ic->request) return NULL;
-  size_t len;
-  uint8_t *bytes = ch_pb_pack(ic->request, &len);
-  if (!bytes) return NULL;
-  grpc_slice slice = grpc_slice_new(bytes, len, free);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
-  return bb;
+  return ch_pb_pack(ic->request, len);
 }
 
-char *ch_ic_response_field(grpc_byte_buffer *response, const ProtobufCMessageDescriptor *desc,
-                           const char *field) {
-  ProtobufCMessage *msg = response ? decode(desc, response) : NULL;
+char *ch_ic_response_field(const uint8_t *response, size_t len,
+                           const ProtobufCMessageDescriptor *desc, const char *field) {
+  ProtobufCMessage *msg = response ? decode(desc, response, len) : NULL;
   if (!msg) return NULL;
   char *id = strdup(string_field(msg, field));
   protobuf_c_message_free_unpacked(msg, NULL);
   return id;
 }
 
-void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_buffer *response) {
+void ch_intercept_record(ch_intercept *ic, grpc_status_code status, const uint8_t *response,
+                         size_t len) {
   ic->succeeded = status == GRPC_STATUS_OK;
   const ch_intercept_fallback *f = &ic->row->undecoded;
-  if (ic->succeeded && !ic->request && f->put_status) plan_lookup(ic, response);
+  if (ic->succeeded && !ic->request && f->put_status) plan_lookup(ic, response, len);
   if (ic->succeeded && !ic->request && f->forget) record_undecodable_remove(ic);
   if (!ic->succeeded || !ic->request) return;
   ch_error err;
-  if (ic->row->record) ic->row->record(ic, response);
+  if (ic->row->record) ic->row->record(ic, response, len);
   if (!ic->ctr_changed || !ic->ctr_pod_id) return;
   /* only if still there: a Remove that finished meanwhile stays done */
   int rc = ch_store_update_container(ic->env.store, ic->id, ic->ctr, &err);
@@ -475,13 +459,14 @@ void ch_intercept_record(ch_intercept *ic, grpc_status_code status, grpc_byte_bu
 }
 
 void ch_intercept_post(ch_intercept *ic, ch_intercept_cb finished) {
+  ch_error err;
   if (ic->lookup.syncing) {
     ic->cb = finished;
-    if (start_lookup(ic)) return; /* on_lookup calls finished */
+    if (start_lookup(ic, &err)) return; /* on_lookup_end calls finished */
     ch_warn("intercept",
             "store lacks what an undecodable request created id=%s: cannot ask the "
-            "runtime",
-            ic->created_id);
+            "runtime: %s",
+            ic->created_id, err.msg);
     end_lookup(ic);
   }
   ch_hook_point post = ic->row->post;
@@ -510,6 +495,10 @@ void ch_intercept_trace(ch_intercept *ic, ch_trace_event *ev) {
 
 void ch_intercept_free(ch_intercept *ic) {
   if (!ic) return;
+  if (ic->lookup.call) { /* freed while the status call runs: it ends now, unheard */
+    ic->lookup.dropped = true;
+    ch_rpc_call_cancel(ic->lookup.call, "the intercepted call was freed");
+  }
   end_lookup(ic);
   free(ic->refuse_message);
   free(ic->undecoded_id);

@@ -59,10 +59,10 @@ static int create_apply(ch_intercept *ic, const ProtobufCMessage *answer, const 
                                    plugin);
 }
 
-static void create_record(ch_intercept *ic, grpc_byte_buffer *response) {
+static void create_record(ch_intercept *ic, const uint8_t *response, size_t len) {
   Runtime__V1__CreateContainerRequest *r = (void *)ic->request;
-  char *id = ch_ic_response_field(response, &runtime__v1__create_container_response__descriptor,
-                                  "container_id");
+  char *id = ch_ic_response_field(
+      response, len, &runtime__v1__create_container_response__descriptor, "container_id");
   ch_error err;
   if (id) {
     ch_container_view v;
@@ -155,8 +155,8 @@ static int update_apply(ch_intercept *ic, const ProtobufCMessage *answer, const 
   return ch_merge_update_answer((void *)ic->request, (const void *)answer, trace, plugin);
 }
 
-static void update_record(ch_intercept *ic, grpc_byte_buffer *response) {
-  (void)response;
+static void update_record(ch_intercept *ic, const uint8_t *response, size_t len) {
+  (void)response, (void)len;
   Runtime__V1__UpdateContainerResourcesRequest *r = (void *)ic->request;
   if (!ic->ctr || !ic->ctr_pod_id) return; /* unknown to the store */
   if (r->linux) {
@@ -167,8 +167,8 @@ static void update_record(ch_intercept *ic, grpc_byte_buffer *response) {
   ic->ctr_changed = true;
 }
 
-static void remove_record(ch_intercept *ic, grpc_byte_buffer *response) {
-  (void)response;
+static void remove_record(ch_intercept *ic, const uint8_t *response, size_t len) {
+  (void)response, (void)len;
   ch_store_remove_container(ic->env.store, ic->id);
 }
 

@@ -44,9 +44,9 @@ static int run_apply(ch_intercept *ic, const ProtobufCMessage *answer, const cha
                              (const void *)answer, trace, plugin);
 }
 
-static void run_record(ch_intercept *ic, grpc_byte_buffer *response) {
+static void run_record(ch_intercept *ic, const uint8_t *response, size_t len) {
   Runtime__V1__RunPodSandboxRequest *r = (void *)ic->request;
-  char *id = ch_ic_response_field(response, &runtime__v1__run_pod_sandbox_response__descriptor,
+  char *id = ch_ic_response_field(response, len, &runtime__v1__run_pod_sandbox_response__descriptor,
                                   "pod_sandbox_id");
   ch_error err;
   if (id && r->config) {
@@ -87,8 +87,8 @@ static void by_id_trace(ch_intercept *ic, ch_trace_event *ev) {
   if (ic->pod) ch_ic_trace_pod_meta(ev, ic->pod->pod_meta);
 }
 
-static void remove_record(ch_intercept *ic, grpc_byte_buffer *response) {
-  (void)response;
+static void remove_record(ch_intercept *ic, const uint8_t *response, size_t len) {
+  (void)response, (void)len;
   ch_store_remove_pod(ic->env.store, ic->id);
 }
 

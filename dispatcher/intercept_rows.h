@@ -23,8 +23,8 @@
 #include "hooks.h"
 #include "intercept.h"
 #include "merge.h"
+#include "rpc.h"
 #include "store.h"
-#include "tag.h"
 #include "trace.h"
 
 #define CH_NO_HOOK CH_HOOK_COUNT
@@ -61,8 +61,9 @@ typedef struct ch_intercept_row {
   /* a Pre answer applied to the request or the stored record; NULL: nothing to change */
   int (*apply)(ch_intercept *ic, const ProtobufCMessage *answer, const char *plugin,
                ch_merge_trace *trace);
-  /* record, after the runtime said OK to a decoded request; NULL: nothing to learn */
-  void (*record)(ch_intercept *ic, grpc_byte_buffer *response);
+  /* record, after the runtime said OK to a decoded request, with its answer
+   * message (NULL when there is none); NULL: nothing to learn */
+  void (*record)(ch_intercept *ic, const uint8_t *response, size_t len);
   /* the live trace's pod and container fields, from a decoded request */
   void (*trace)(ch_intercept *ic, ch_trace_event *ev);
   ch_intercept_fallback undecoded;
@@ -82,7 +83,7 @@ struct ch_intercept {
   const ch_intercept_row *row;
   ch_intercept_env env;
   ch_registry *registry;
-  gpr_timespec deadline;
+  uint64_t deadline_ns; /* the CRI call's (uv_hrtime clock); 0: none */
   ch_intercept_cb cb;
   void *owner;
   ProtobufCMessage *request; /* decoded CRI request; NULL: forward untouched */
@@ -100,14 +101,12 @@ struct ch_intercept {
   char *refuse_message;   /* owned */
   char *undecoded_id;     /* owned: an undecodable request's ID, read leniently */
   struct {                /* the runtime's status of what an undecodable request created */
-    ch_tag tag;
-    bool syncing; /* between ch_store_sync_begin (mark) and _end */
+    bool syncing;         /* between ch_store_sync_begin (mark) and _end */
     uint64_t mark;
-    grpc_call *call;
-    grpc_byte_buffer *answer;
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_status_code status;
-    grpc_slice details;
+    ch_rpc_call *call; /* in flight, or NULL */
+    uint8_t *answer;   /* owned: the status message, once it came */
+    size_t answer_len;
+    bool dropped; /* ch_intercept_free cancelled the call: nobody waits */
   } lookup;
   ch_dispatch dispatch;
   char subject[192];
@@ -127,9 +126,10 @@ void ch_ic_subject_add(ch_intercept *ic, const char *key, const char *value);
 /* "pod=namespace/name" from either metadata, or "pod=ID". */
 void ch_ic_subject_pod(ch_intercept *ic, const Runtime__V1__PodSandboxMetadata *cri,
                        const Runtime__V1alpha1__PodSandboxMetadata *hook, const char *pod_id);
-/* The string field `field` of a decoded `response` (malloc'd), or NULL. */
-char *ch_ic_response_field(grpc_byte_buffer *response, const ProtobufCMessageDescriptor *desc,
-                           const char *field);
+/* The string field `field` of the `response` message decoded as `desc`
+ * (malloc'd), or NULL (no response, or it does not decode). */
+char *ch_ic_response_field(const uint8_t *response, size_t len,
+                           const ProtobufCMessageDescriptor *desc, const char *field);
 /* The trace event's pod: "namespace/name". */
 void ch_ic_trace_pod(ch_trace_event *ev, const char *namespace_, const char *name);
 void ch_ic_trace_pod_meta(ch_trace_event *ev, const Runtime__V1alpha1__PodSandboxMetadata *m);

@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* hook_fixture.c: the hook servers, registrations and completion-queue pump
- * of hook_fixture.h. */
+/* hook_fixture.c: the hook servers, registrations and loop pump of
+ * hook_fixture.h. */
 #include "hook_fixture.h"
 
-#include <grpc/support/time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +15,7 @@
 #include <cmocka.h>
 /* clang-format on */
 
-#include "tag.h"
+#include "test_clock.h"
 
 static void handle(void *data, const char *method, const uint8_t *request, size_t len,
                    fake_answer *answer) {
@@ -30,12 +29,10 @@ static void handle(void *data, const char *method, const uint8_t *request, size_
   }
   s->calls++;
   switch (s->mode) {
-    case HOOK_FX_ANSWER:
-      if (s->answer_len) {
-        answer->response = malloc(s->answer_len);
-        memcpy(answer->response, s->answer, s->answer_len);
-        answer->response_len = s->answer_len;
-      }
+    case HOOK_FX_ANSWER: /* always a message, if empty: a gRPC server's unary answer */
+      answer->response = malloc(s->answer_len ? s->answer_len : 1);
+      if (s->answer_len) memcpy(answer->response, s->answer, s->answer_len);
+      answer->response_len = s->answer_len;
       break;
     case HOOK_FX_ERROR:
       fake_answer_error(answer, s->status, s->details);
@@ -63,17 +60,19 @@ hook_fx *hook_fx_new(void) {
     s->fake = fake_grpc_start(s->path, handle, s);
     assert_non_null(s->fake);
   }
-  fx->cq = grpc_completion_queue_create_for_next(NULL);
+  assert_int_equal(uv_loop_init(&fx->loop), 0);
+  assert_int_equal(uv_timer_init(&fx->loop, &fx->tick), 0);
+  fx->conns = ch_rpc_pool_new(&fx->loop);
+  assert_non_null(fx->conns);
   return fx;
 }
 
 void hook_fx_free(hook_fx *fx) {
   if (fx->registry) ch_registry_unref(fx->registry);
-  grpc_completion_queue_shutdown(fx->cq);
-  while (grpc_completion_queue_next(fx->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(fx->cq);
+  ch_rpc_pool_free(fx->conns);
+  uv_close((uv_handle_t *)&fx->tick, NULL);
+  uv_run(&fx->loop, UV_RUN_DEFAULT); /* the connections' close callbacks */
+  assert_int_equal(uv_loop_close(&fx->loop), 0);
   for (int i = 0; i < HOOK_FX_SERVERS; i++) {
     hook_fx_server *s = &fx->servers[i];
     fake_grpc_stop(s->fake);
@@ -115,6 +114,32 @@ void hook_fx_hang(hook_fx *fx, int i) {
   pthread_mutex_lock(&s->lock);
   s->mode = HOOK_FX_HANG;
   pthread_mutex_unlock(&s->lock);
+}
+
+void hook_fx_answer_bytes(hook_fx *fx, int i, const uint8_t *bytes, size_t len) {
+  hook_fx_server *s = &fx->servers[i];
+  pthread_mutex_lock(&s->lock);
+  free(s->answer);
+  s->answer = malloc(len ? len : 1);
+  assert_non_null(s->answer);
+  if (len) memcpy(s->answer, bytes, len);
+  s->answer_len = len;
+  s->mode = HOOK_FX_ANSWER;
+  pthread_mutex_unlock(&s->lock);
+}
+
+void hook_fx_stop(hook_fx *fx, int i) {
+  hook_fx_server *s = &fx->servers[i];
+  fake_grpc_stop(s->fake);
+  s->fake = NULL;
+  unlink(s->path);
+}
+
+void hook_fx_start(hook_fx *fx, int i) {
+  hook_fx_server *s = &fx->servers[i];
+  assert_null(s->fake);
+  s->fake = fake_grpc_start(s->path, handle, s);
+  assert_non_null(s->fake);
 }
 
 void hook_fx_plugin(hook_fx *fx, const char *name, int server, const char *policy,
@@ -161,16 +186,14 @@ const char *hook_fx_method(hook_fx *fx, int i, int n) {
   return fx->servers[i].methods[n];
 }
 
+static void tick(uv_timer_t *t) { (void)t; }
+
 void hook_fx_pump(hook_fx *fx, const bool *done) {
-  gpr_timespec give_up =
-      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(20, GPR_TIMESPAN));
+  int64_t give_up = now_ms() + 20000;
+  uv_timer_start(&fx->tick, tick, 100, 100); /* the loop never sleeps for long */
   while (!*done) {
-    if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), give_up) > 0) fail_msg("no completion in 20 s");
-    grpc_event ev = grpc_completion_queue_next(
-        fx->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN)),
-        NULL);
-    if (ev.type != GRPC_OP_COMPLETE) continue;
-    ch_tag *tag = ev.tag;
-    tag->fn(tag, ev.success);
+    if (now_ms() > give_up) fail_msg("not done in 20 s");
+    uv_run(&fx->loop, UV_RUN_ONCE);
   }
+  uv_timer_stop(&fx->tick);
 }

@@ -13,10 +13,12 @@
  * and an undecodable RunPodSandbox / CreateContainer the runtime accepted,
  * whose verbose status crihookd asks of the service the call came in on
  * (a fake runtime that speaks only runtime.v1alpha2, or only runtime.v1)
- * so the store learns the pod / container. */
-#include <grpc/byte_buffer.h>
+ * so the store learns the pod / container; a runtime that is gone (the call
+ * still finishes, the store does not learn) and a call freed while its
+ * status is asked (the status call ends unheard). The dispatcher runs as in
+ * crihookd, on a libuv loop through crihook's own gRPC client; the hook
+ * servers and the runtime are grpc core's. */
 #include <grpc/grpc.h>
-#include <grpc/slice.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,13 +34,14 @@
 
 #include "cri.pb-c.h"
 #include "fake_grpc_server.h"
-#include "grpc_util.h"
 #include "hook.pb-c.h"
 #include "hook_fixture.h"
 #include "intercept.h"
 #include "pbjson.h"
 #include "pbutil.h"
 #include "store.h"
+#include "test_clock.h"
+#include "trace.h"
 
 #define POD_JSON                                                                                  \
   "{\"metadata\": {\"name\": \"web\", \"uid\": \"uid-1\", \"namespace\": \"shop\"},"              \
@@ -73,22 +76,30 @@ static void answer_json(hook_fx *fx, int i, const ProtobufCMessageDescriptor *de
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static grpc_byte_buffer *buffer_of(const uint8_t *bytes, size_t len) {
-  grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, len);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
-  return bb;
+/* A message's bytes (malloc'd), as the relay holds a request or an
+ * answer; NONE: no message at all. */
+typedef struct bytes {
+  uint8_t *data;
+  size_t len;
+} bytes;
+
+#define NONE ((bytes){NULL, 0})
+
+static bytes bytes_of(const uint8_t *data, size_t len) {
+  bytes b = {malloc(len ? len : 1), len};
+  assert_non_null(b.data);
+  if (len) memcpy(b.data, data, len);
+  return b;
 }
 
-/* A CRI message from JSON, packed into a byte buffer. */
-static grpc_byte_buffer *packed(const ProtobufCMessageDescriptor *desc, const char *json) {
+/* A CRI message from JSON, packed. */
+static bytes packed(const ProtobufCMessageDescriptor *desc, const char *json) {
   ProtobufCMessage *msg = from_json(desc, json);
-  size_t len;
-  uint8_t *bytes = ch_pb_pack(msg, &len);
-  grpc_byte_buffer *bb = buffer_of(bytes, len);
-  free(bytes);
+  bytes b;
+  b.data = ch_pb_pack(msg, &b.len);
+  assert_non_null(b.data);
   protobuf_c_message_free_unpacked(msg, NULL);
-  return bb;
+  return b;
 }
 
 static void resumed(void *owner) { *(bool *)owner = true; }
@@ -106,22 +117,27 @@ typedef struct call {
   bool flag;
 } call;
 
-/* Phase 1 for `method`, pumped until the Pre hooks are done. */
-static void begin(env *e, call *c, const char *method, grpc_byte_buffer *request) {
+/* The CRI call's deadline, 5 s from now on uv_hrtime's clock. */
+static uint64_t deadline_5s(void) { return uv_hrtime() + 5000ull * 1000000; }
+
+/* Phase 1 for `method` (`request` taken), pumped until the Pre hooks are done. */
+static void begin(env *e, call *c, const char *method, bytes request) {
   ch_intercept_kind kind = ch_intercept_kind_of(method, strlen(method));
   assert_ptr_not_equal(kind, CH_INTERCEPT_NONE);
-  ch_intercept_env ie = {.cq = e->fx->cq, .registry = &e->slot, .store = e->store};
+  ch_intercept_env ie = {
+      .loop = &e->fx->loop, .conns = e->fx->conns, .registry = &e->slot, .store = e->store};
   c->flag = false;
-  assert_int_equal(
-      ch_intercept_begin(kind, &ie, request, ch_deadline_ms(5000), resumed, &c->flag, &c->ic), 0);
+  assert_int_equal(ch_intercept_begin(kind, &ie, request.data, request.len, deadline_5s(), resumed,
+                                      &c->flag, &c->ic),
+                   0);
   hook_fx_pump(e->fx, &c->flag);
-  grpc_byte_buffer_destroy(request);
+  free(request.data);
 }
 
 /* Phases 2 and 3: the runtime answered `status` (and `response`, taken). */
-static void end(env *e, call *c, grpc_status_code status, grpc_byte_buffer *response) {
-  ch_intercept_record(c->ic, status, response);
-  if (response) grpc_byte_buffer_destroy(response);
+static void end(env *e, call *c, grpc_status_code status, bytes response) {
+  ch_intercept_record(c->ic, status, response.data, response.len);
+  free(response.data);
   c->flag = false;
   ch_intercept_post(c->ic, resumed);
   hook_fx_pump(e->fx, &c->flag);
@@ -150,14 +166,14 @@ static int teardown(void **state) {
   return 0;
 }
 
-static grpc_byte_buffer *run_pod_request(const char *extra_labels) {
+static bytes run_pod_request(const char *extra_labels) {
   char config[1024], json[1200];
   snprintf(config, sizeof config, POD_JSON, extra_labels);
   snprintf(json, sizeof json, "{\"config\": %s, \"runtime_handler\": \"runc\"}", config);
   return packed(&runtime__v1__run_pod_sandbox_request__descriptor, json);
 }
 
-static grpc_byte_buffer *run_pod_response(const char *id) {
+static bytes run_pod_response(const char *id) {
   char json[128];
   snprintf(json, sizeof json, "{\"pod_sandbox_id\": \"%s\"}", id);
   return packed(&runtime__v1__run_pod_sandbox_response__descriptor, json);
@@ -185,8 +201,7 @@ static void put_container(env *e, const char *pod_id, const char *id) {
   end(e, &c, GRPC_STATUS_OK, packed(&runtime__v1__create_container_response__descriptor, json));
 }
 
-static grpc_byte_buffer *by_id(const ProtobufCMessageDescriptor *desc, const char *field,
-                               const char *id) {
+static bytes by_id(const ProtobufCMessageDescriptor *desc, const char *field, const char *id) {
   char json[128];
   snprintf(json, sizeof json, "{\"%s\": \"%s\"}", field, id);
   return packed(desc, json);
@@ -210,17 +225,15 @@ static void run_pod_answer_applied_and_recorded(void **state) {
   assert_string_equal(sent->cgroup_parent, "/kubepods/besteffort/poduid-1");
   runtime__v1alpha1__pod_sandbox_hook_request__free_unpacked(sent, NULL);
 
-  grpc_byte_buffer *changed = ch_intercept_request(c.ic);
-  assert_non_null(changed);
   size_t len;
-  uint8_t *bytes = ch_byte_buffer_flatten(changed, &len);
+  uint8_t *changed = ch_intercept_request(c.ic, &len);
+  assert_non_null(changed);
   Runtime__V1__RunPodSandboxRequest *fwd =
-      runtime__v1__run_pod_sandbox_request__unpack(NULL, len, bytes);
+      runtime__v1__run_pod_sandbox_request__unpack(NULL, len, changed);
   assert_string_equal(ch_pb_map_get(&fwd->config->base, "labels", "qos"), "ls");
   assert_string_equal(fwd->config->linux->cgroup_parent, "/kubepods/ls");
   runtime__v1__run_pod_sandbox_request__free_unpacked(fwd, NULL);
-  free(bytes);
-  grpc_byte_buffer_destroy(changed);
+  free(changed);
 
   end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-1"));
   ch_pod_record *pod = ch_store_get_pod(e->store, "pod-1");
@@ -241,8 +254,9 @@ static void skip_label(void **state) {
   begin(e, &c, "RunPodSandbox", run_pod_request(SKIP));
   grpc_status_code code;
   const char *message;
+  size_t len;
   assert_false(ch_intercept_rejected(c.ic, &code, &message));
-  assert_null(ch_intercept_request(c.ic));
+  assert_null(ch_intercept_request(c.ic, &len));
   end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-skip"));
   assert_int_equal(hook_fx_calls(e->fx, 0), 0);
   ch_pod_record *pod = ch_store_get_pod(e->store, "pod-skip");
@@ -267,6 +281,7 @@ static void stop_container_pre_and_post(void **state) {
         by_id(&runtime__v1__stop_container_request__descriptor, "container_id", "ctr-1"));
   grpc_status_code code;
   const char *message = NULL;
+  size_t len;
   assert_true(ch_intercept_rejected(c.ic, &code, &message));
   assert_int_equal(code, GRPC_STATUS_PERMISSION_DENIED);
   assert_string_equal(message,
@@ -285,8 +300,8 @@ static void stop_container_pre_and_post(void **state) {
   begin(e, &c, "StopContainer",
         by_id(&runtime__v1__stop_container_request__descriptor, "container_id", "ctr-1"));
   assert_false(ch_intercept_rejected(c.ic, &code, &message));
-  assert_null(ch_intercept_request(c.ic)); /* nothing in a Stop to change */
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_null(ch_intercept_request(c.ic, &len)); /* nothing in a Stop to change */
+  end(e, &c, GRPC_STATUS_OK, NONE);
   assert_int_equal(hook_fx_calls(e->fx, 0), 3);
   assert_string_equal(hook_fx_method(e->fx, 0, 1),
                       "/runtime.v1alpha1.RuntimeHookService/PreStopContainerHook");
@@ -304,11 +319,11 @@ static void no_post_hook_after_runtime_error(void **state) {
   call c;
   begin(e, &c, "StartContainer",
         by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
-  end(e, &c, GRPC_STATUS_NOT_FOUND, NULL);
+  end(e, &c, GRPC_STATUS_NOT_FOUND, NONE);
   assert_int_equal(hook_fx_calls(e->fx, 0), 0);
   begin(e, &c, "StartContainer",
         by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  end(e, &c, GRPC_STATUS_OK, NONE);
   assert_int_equal(hook_fx_calls(e->fx, 0), 1);
   assert_string_equal(hook_fx_method(e->fx, 0, 0),
                       "/runtime.v1alpha1.RuntimeHookService/PostStartContainerHook");
@@ -324,15 +339,15 @@ static void remove_forgets(void **state) {
   call c;
   begin(e, &c, "RemoveContainer",
         by_id(&runtime__v1__remove_container_request__descriptor, "container_id", "ctr-1"));
-  end(e, &c, GRPC_STATUS_UNAVAILABLE, NULL);
+  end(e, &c, GRPC_STATUS_UNAVAILABLE, NONE);
   assert_int_equal(ch_store_container_count(e->store), 1);
   begin(e, &c, "RemoveContainer",
         by_id(&runtime__v1__remove_container_request__descriptor, "container_id", "ctr-1"));
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  end(e, &c, GRPC_STATUS_OK, NONE);
   assert_int_equal(ch_store_container_count(e->store), 0);
   begin(e, &c, "RemovePodSandbox",
         by_id(&runtime__v1__remove_pod_sandbox_request__descriptor, "pod_sandbox_id", "pod-1"));
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  end(e, &c, GRPC_STATUS_OK, NONE);
   assert_int_equal(ch_store_pod_count(e->store), 0);
 }
 
@@ -360,12 +375,13 @@ static void start_answer_and_update_kept_in_store(void **state) {
   answer_json(e->fx, 0, &runtime__v1alpha1__container_resource_hook_response__descriptor,
               "{\"container_annotations\": {\"tagged\": \"yes\"}}");
   call c;
+  size_t len;
   begin(e, &c, "StartContainer",
         by_id(&runtime__v1__start_container_request__descriptor, "container_id", "ctr-1"));
-  assert_null(ch_intercept_request(c.ic)); /* the call itself is unchanged */
+  assert_null(ch_intercept_request(c.ic, &len)); /* the call itself is unchanged */
   char *before = stored_annotation(e, "ctr-1", "tagged");
   assert_string_equal(before, "");
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  end(e, &c, GRPC_STATUS_OK, NONE);
   char *after = stored_annotation(e, "ctr-1", "tagged");
   assert_string_equal(after, "yes");
 
@@ -373,7 +389,7 @@ static void start_answer_and_update_kept_in_store(void **state) {
         packed(&runtime__v1__update_container_resources_request__descriptor,
                "{\"container_id\": \"ctr-1\", \"linux\": {\"cpu_shares\": 512},"
                " \"annotations\": {\"resized\": \"1\"}}"));
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  end(e, &c, GRPC_STATUS_OK, NONE);
   char *resized = stored_annotation(e, "ctr-1", "resized");
   assert_string_equal(resized, "1");
   free(before);
@@ -383,7 +399,7 @@ static void start_answer_and_update_kept_in_store(void **state) {
 
 /* `id` as field `number`, then an unknown field 5 encoded as an (empty)
  * group: the runtime's Go decoder reads it, protobuf-c refuses it. */
-static grpc_byte_buffer *undecodable(uint8_t number, const char *id) {
+static bytes undecodable(uint8_t number, const char *id) {
   uint8_t bytes[128];
   size_t n = 0, len = strlen(id);
   bytes[n++] = (uint8_t)(number << 3 | 2);
@@ -392,7 +408,7 @@ static grpc_byte_buffer *undecodable(uint8_t number, const char *id) {
   n += len;
   bytes[n++] = 5 << 3 | 3;
   bytes[n++] = 5 << 3 | 4;
-  return buffer_of(bytes, n);
+  return bytes_of(bytes, n);
 }
 
 /* An undecodable request: refused when a Fail plugin wants to see it, with
@@ -409,6 +425,7 @@ static void undecodable_requests(void **state) {
   begin(e, &c, "StopContainer", undecodable(1, "ctr-1"));
   grpc_status_code code;
   const char *message = NULL;
+  size_t len;
   assert_true(ch_intercept_rejected(c.ic, &code, &message));
   assert_int_equal(code, GRPC_STATUS_INVALID_ARGUMENT);
   assert_non_null(strstr(message,
@@ -419,8 +436,8 @@ static void undecodable_requests(void **state) {
 
   begin(e, &c, "RemoveContainer", undecodable(1, "ctr-1"));
   assert_false(ch_intercept_rejected(c.ic, &code, &message));
-  assert_null(ch_intercept_request(c.ic));
-  end(e, &c, GRPC_STATUS_OK, NULL);
+  assert_null(ch_intercept_request(c.ic, &len));
+  end(e, &c, GRPC_STATUS_OK, NONE);
   assert_int_equal(ch_store_container_count(e->store), 0);
   assert_int_equal(hook_fx_calls(e->fx, 0), 0); /* no hook can see it */
 }
@@ -434,8 +451,9 @@ static void undecodable_requests(void **state) {
 typedef struct runtime {
   const char *service;
   fake_grpc_server *fake;
-  grpc_channel *channel;
+  char path[128];           /* its socket */
   _Atomic int status_calls; /* Status calls on `service` */
+  _Atomic bool hang;        /* PodSandboxStatus is never answered */
 } runtime;
 
 static const char *const run_info_doc =
@@ -500,7 +518,10 @@ static void runtime_handle(void *data, const char *method, const uint8_t *req, s
   runtime *rt = data;
   size_t n = strlen(rt->service);
   const char *name = strncmp(method, rt->service, n) == 0 ? method + n : "";
-  if (strcmp(name, "PodSandboxStatus") == 0) {
+  if (strcmp(name, "PodSandboxStatus") == 0 && rt->hang) {
+    rt->status_calls++;
+    a->hang = true;
+  } else if (strcmp(name, "PodSandboxStatus") == 0) {
     rt->status_calls++;
     answer_pod_status(req, len, a);
   } else if (strcmp(name, "ContainerStatus") == 0) {
@@ -513,65 +534,64 @@ static void runtime_handle(void *data, const char *method, const uint8_t *req, s
 
 /* Starts a runtime speaking `service` (teardown stops it). */
 static runtime *runtime_start(env *e, const char *service) {
-  char path[128], target[140];
   runtime *rt = calloc(1, sizeof *rt);
   assert_non_null(rt);
   e->rt = rt;
-  snprintf(path, sizeof path, "%s/runtime.sock", e->fx->dir);
-  unlink(path);
+  snprintf(rt->path, sizeof rt->path, "%s/runtime.sock", e->fx->dir);
+  unlink(rt->path);
   rt->service = service;
-  rt->fake = fake_grpc_start(path, runtime_handle, rt);
+  rt->fake = fake_grpc_start(rt->path, runtime_handle, rt);
   assert_non_null(rt->fake);
-  snprintf(target, sizeof target, "unix:%s", path);
-  rt->channel = ch_channel_open(target, NULL);
-  assert_non_null(rt->channel);
   return rt;
 }
 
 static void runtime_stop(runtime *rt) {
-  if (rt->channel) grpc_channel_destroy(rt->channel);
   if (rt->fake) fake_grpc_stop(rt->fake);
   free(rt);
 }
 
-/* `valid` followed by an unknown field 5 encoded as an (empty) group. */
-static grpc_byte_buffer *with_group(grpc_byte_buffer *valid) {
+/* `valid` (taken) followed by an unknown field 5 encoded as an (empty) group. */
+static bytes with_group(bytes valid) {
+  uint8_t *out = realloc(valid.data, valid.len + 2);
+  assert_non_null(out);
+  out[valid.len] = 5 << 3 | 3;
+  out[valid.len + 1] = 5 << 3 | 4;
+  return (bytes){out, valid.len + 2};
+}
+
+/* Phase 1 of an undecodable call on `path` (the request taken) with the
+ * runtime's socket `backend_path`: forwarded untouched. */
+static void begin_undecodable(env *e, call *c, const char *backend_path, const char *path,
+                              bytes request) {
+  const char *name = strrchr(path, '/') + 1;
+  ch_intercept_kind kind = ch_intercept_kind_of(name, strlen(name));
+  assert_ptr_not_equal(kind, CH_INTERCEPT_NONE);
+  ch_intercept_env ie = {.loop = &e->fx->loop,
+                         .conns = e->fx->conns,
+                         .registry = &e->slot,
+                         .store = e->store,
+                         .backend_path = backend_path,
+                         .method = path,
+                         .method_len = strlen(path)};
+  *c = (call){0};
+  assert_int_equal(ch_intercept_begin(kind, &ie, request.data, request.len, deadline_5s(), resumed,
+                                      &c->flag, &c->ic),
+                   0);
+  hook_fx_pump(e->fx, &c->flag);
+  free(request.data);
+  grpc_status_code code;
+  const char *message;
   size_t len;
-  uint8_t *bytes = ch_byte_buffer_flatten(valid, &len);
-  grpc_byte_buffer_destroy(valid);
-  uint8_t *out = malloc(len + 2);
-  memcpy(out, bytes, len);
-  out[len] = 5 << 3 | 3;
-  out[len + 1] = 5 << 3 | 4;
-  grpc_byte_buffer *bb = buffer_of(out, len + 2);
-  free(out);
-  free(bytes);
-  return bb;
+  assert_false(ch_intercept_rejected(c->ic, &code, &message));
+  assert_null(ch_intercept_request(c->ic, &len)); /* forwarded untouched */
 }
 
 /* The whole call on `path` ("/runtime.v1alpha2.RuntimeService/RunPodSandbox")
  * with `rt` as the backend; the runtime answered OK with `response`. Ends
  * when the status lookup has been recorded. */
-static void call_on(env *e, runtime *rt, const char *path, grpc_byte_buffer *request,
-                    grpc_byte_buffer *response) {
-  const char *name = strrchr(path, '/') + 1;
-  ch_intercept_kind kind = ch_intercept_kind_of(name, strlen(name));
-  assert_ptr_not_equal(kind, CH_INTERCEPT_NONE);
-  ch_intercept_env ie = {.cq = e->fx->cq,
-                         .registry = &e->slot,
-                         .store = e->store,
-                         .backend = rt->channel,
-                         .method = path,
-                         .method_len = strlen(path)};
-  call c = {0};
-  assert_int_equal(
-      ch_intercept_begin(kind, &ie, request, ch_deadline_ms(5000), resumed, &c.flag, &c.ic), 0);
-  hook_fx_pump(e->fx, &c.flag);
-  grpc_byte_buffer_destroy(request);
-  grpc_status_code code;
-  const char *message;
-  assert_false(ch_intercept_rejected(c.ic, &code, &message));
-  assert_null(ch_intercept_request(c.ic)); /* forwarded untouched */
+static void call_on(env *e, runtime *rt, const char *path, bytes request, bytes response) {
+  call c;
+  begin_undecodable(e, &c, rt->path, path, request);
   end(e, &c, GRPC_STATUS_OK, response);
 }
 
@@ -626,6 +646,94 @@ static void undecodable_create_learnt_v1(void **state) {
   undecodable_create_learnt_on(*state, "/runtime.v1.RuntimeService/");
 }
 
+/* The runtime is gone when its status is asked: the call still finishes
+ * (the owner hears it), the store does not learn the pod. */
+static void undecodable_create_with_the_runtime_gone(void **state) {
+  env *e = *state;
+  char gone[128];
+  snprintf(gone, sizeof gone, "%s/nobody.sock", e->fx->dir);
+  call c;
+  begin_undecodable(e, &c, gone, "/runtime.v1.RuntimeService/RunPodSandbox",
+                    with_group(run_pod_request("")));
+  end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-1"));
+  assert_null(ch_store_get_pod(e->store, "pod-1"));
+}
+
+/* The call is freed while the runtime's status is asked (the owner went
+ * away): the status call ends then, and its end reaches nobody. */
+static void freed_while_asking_the_runtime(void **state) {
+  env *e = *state;
+  runtime *rt = runtime_start(e, "/runtime.v1.RuntimeService/");
+  rt->hang = true;
+  call c;
+  begin_undecodable(e, &c, rt->path, "/runtime.v1.RuntimeService/RunPodSandbox",
+                    with_group(run_pod_request("")));
+  bytes response = run_pod_response("pod-1");
+  ch_intercept_record(c.ic, GRPC_STATUS_OK, response.data, response.len);
+  free(response.data);
+  c.flag = false;
+  ch_intercept_post(c.ic, resumed);
+  int64_t give_up = now_ms() + 10000; /* until the runtime has the call */
+  while (rt->status_calls == 0 && now_ms() < give_up) {
+    uv_run(&e->fx->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  assert_int_equal(rt->status_calls, 1);
+  assert_false(c.flag);
+  ch_intercept_free(c.ic);
+  assert_false(c.flag); /* nobody was told */
+  assert_null(ch_store_get_pod(e->store, "pod-1"));
+}
+
+static void no_notify(void *arg) { (void)arg; }
+
+/* While someone watches the live trace, each hook call is traced with its
+ * result and what its answer changed; a skipped plugin is traced too. */
+static void hook_calls_traced_with_changes(void **state) {
+  env *e = *state;
+  ch_trace_watcher *w;
+  ch_error err;
+  ch_trace_filter any = {0};
+  assert_int_equal(ch_trace_watch(&any, 4, no_notify, NULL, &w, &err), 0);
+  hook_fx_plugin(e->fx, "10-qos", 0, "Fail", "[\"PreRunPodSandbox\"]", 2000);
+  hook_fx_plugin(e->fx, "20-slow", 1, "Ignore", "[\"PreRunPodSandbox\"]", 100);
+  publish(e);
+  answer_json(e->fx, 0, &runtime__v1alpha1__pod_sandbox_hook_response__descriptor,
+              "{\"labels\": {\"qos\": \"ls\"}}");
+  hook_fx_hang(e->fx, 1);
+  call c;
+  begin(e, &c, "RunPodSandbox", run_pod_request(""));
+  ch_trace_event ev = {0};
+  ch_intercept_trace(c.ic, &ev);
+  assert_non_null(ev.hooks);
+  assert_int_equal(ev.hooks->count, 2);
+  const ch_trace_hook *ok = &ev.hooks->items[0], *slow = &ev.hooks->items[1];
+  assert_string_equal(ok->plugin, "10-qos");
+  assert_string_equal(ok->hook, "PreRunPodSandbox");
+  assert_int_equal(ok->result, CH_TRACE_HOOK_OK);
+  assert_int_equal(ok->change_count, 1);
+  assert_string_equal(ok->changes, "label+qos=ls");
+  assert_string_equal(ok->cause, "");
+  assert_string_equal(slow->plugin, "20-slow");
+  assert_int_equal(slow->result, CH_TRACE_HOOK_TIMEOUT);
+  /* the client's timer or the server's (grpc-timeout), whichever is first */
+  assert_true(strncmp(slow->cause, "DEADLINE_EXCEEDED: ", 19) == 0);
+  assert_int_equal(slow->change_count, 0);
+  free(ev.hooks);
+  end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-1"));
+
+  begin(e, &c, "RunPodSandbox", run_pod_request(SKIP)); /* skipped, and traced so */
+  ch_trace_event skipped = {0};
+  ch_intercept_trace(c.ic, &skipped);
+  assert_non_null(skipped.hooks);
+  assert_int_equal(skipped.hooks->count, 2);
+  assert_int_equal(skipped.hooks->items[0].result, CH_TRACE_HOOK_SKIPPED);
+  free(skipped.hooks);
+  end(e, &c, GRPC_STATUS_OK, run_pod_response("pod-2"));
+  assert_int_equal(hook_fx_calls(e->fx, 0), 1);
+  ch_trace_unwatch(w);
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
@@ -638,6 +746,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(undecodable_requests, setup, teardown),
       cmocka_unit_test_setup_teardown(undecodable_create_learnt_v1alpha2, setup, teardown),
       cmocka_unit_test_setup_teardown(undecodable_create_learnt_v1, setup, teardown),
+      cmocka_unit_test_setup_teardown(undecodable_create_with_the_runtime_gone, setup, teardown),
+      cmocka_unit_test_setup_teardown(freed_while_asking_the_runtime, setup, teardown),
+      cmocka_unit_test_setup_teardown(hook_calls_traced_with_changes, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();
