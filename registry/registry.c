@@ -9,10 +9,9 @@
  * failure that is not the file's fault (an unreadable directory, memory)
  * fails the load.
  *
- * Channels: each plugin points at a ch_plugin_channel, shared with every
- * other plugin of this or the previous generation that names the same grpc
- * target, so a reload never reconnects a hook server that did not move. The
- * channel is destroyed when the last registry using it is freed. */
+ * Connections are not the registry's: a plugin names its socket, and each
+ * loop that calls it keeps its own connection there (rpc/rpc_pool.h), so a
+ * reload connects nothing and a registry holds only memory. */
 #include "registry.h"
 
 #include <dirent.h>
@@ -24,53 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "grpc_util.h"
-
 #define MAX_FILE_SIZE (1024 * 1024)
-/* A hook server that is down must fail its calls at once, not after
- * grpc's default backoff of a second or more. */
-#define PLUGIN_RECONNECT_BACKOFF_MS 100
-/* = CH_ANSWER_MAX_BYTES (dispatcher/answer_check.h; plugins do not depend
- * on the dispatcher) */
-#define PLUGIN_MAX_ANSWER_BYTES (4 * 1024 * 1024)
-
-/* ---- channels shared across generations ---- */
-
-static ch_plugin_channel *find_channel(const ch_registry *r, size_t count, const char *target) {
-  for (size_t i = 0; r && i < count; i++)
-    if (strcmp(r->plugins[i].channel->target, target) == 0) return r->plugins[i].channel;
-  return NULL;
-}
-
-static ch_plugin_channel *channel_open(const char *target) {
-  ch_plugin_channel *c = calloc(1, sizeof *c);
-  if (!c) return NULL;
-  /* an answer larger than a hook answer may be (answer_check.h) is refused
-   * by grpc before it is read whole */
-  ch_channel_opts opts = {.reconnect_backoff_ms = PLUGIN_RECONNECT_BACKOFF_MS,
-                          .max_recv_size = PLUGIN_MAX_ANSWER_BYTES};
-  atomic_init(&c->refs, 1);
-  snprintf(c->target, sizeof c->target, "%s", target);
-  c->channel = ch_channel_open(target, &opts);
-  return c;
-}
-
-/* A reference to the channel for `target`: one the registry being built or
- * the previous one already has, else a new one. NULL when out of memory. */
-static ch_plugin_channel *channel_for(const ch_registry *building, const ch_registry *previous,
-                                      const char *target) {
-  ch_plugin_channel *c = find_channel(building, building->count, target);
-  if (!c && previous) c = find_channel(previous, previous->count, target);
-  if (!c) return channel_open(target);
-  atomic_fetch_add(&c->refs, 1);
-  return c;
-}
-
-static void channel_unref(ch_plugin_channel *c) {
-  if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
-  grpc_channel_destroy(c->channel);
-  free(c);
-}
 
 /* ---- listing the directory ---- */
 
@@ -232,39 +185,34 @@ static void add_error(ch_registry *r, const char *path, const file_text *f, cons
 
 /* Adds the plugin parsed from f, or the reason it is bad. Fails only when
  * out of memory. */
-static int add_plugin(ch_registry *r, const ch_registry *previous, const char *path,
-                      const char *name, const file_text *f, ch_error *err) {
+static void add_plugin(ch_registry *r, const char *path, const char *name, const file_text *f) {
   ch_plugin *p = &r->plugins[r->count];
   ch_error why;
   if (ch_plugin_parse(name, f->text, f->len, p, &why) != 0) {
     memset(p, 0, sizeof *p);
     add_error(r, path, f, why.msg);
-    return 0;
+    return;
   }
   snprintf(p->file, sizeof p->file, "%s", path);
   p->order = (int)r->count;
-  p->channel = channel_for(r, previous, p->endpoint.target);
-  if (!p->channel) return ch_fail(err, "out of memory");
   r->count++;
-  return 0;
 }
 
-static int load_file(ch_registry *r, const ch_registry *previous, const char *dir, const char *name,
-                     ch_error *err) {
+/* Adds the plugin in dir/name, or the reason it is bad; never fails (a
+ * file that vanished is simply not there). */
+static void load_file(ch_registry *r, const char *dir, const char *name) {
   char path[sizeof r->errors->file];
   file_text f = {0};
   ch_error why;
   if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
     add_error(r, path, &f, "path too long");
-    return 0;
+    return;
   }
-  int rc = 0;
   if (read_registration(path, &f, &why) == 0)
-    rc = add_plugin(r, previous, path, name, &f, err);
+    add_plugin(r, path, name, &f);
   else if (!f.vanished)
     add_error(r, path, &f, why.msg);
   free(f.text);
-  return rc;
 }
 
 static int index_hooks(ch_registry *r) {
@@ -287,19 +235,18 @@ ch_registry *ch_registry_empty(void) {
   return r;
 }
 
-static int load_files(ch_registry *r, const ch_registry *previous, const char *dir,
-                      const name_list *names, ch_error *err) {
-  for (size_t i = 0; i < names->count; i++)
-    if (load_file(r, previous, dir, names->names[i], err) != 0) return -1;
+static int load_files(ch_registry *r, const char *dir, const name_list *names, ch_error *err) {
+  for (size_t i = 0; i < names->count; i++) load_file(r, dir, names->names[i]);
   return index_hooks(r) == 0 ? 0 : ch_fail(err, "out of memory");
 }
 
 int ch_registry_load(const char *dir, const ch_registry *previous, ch_registry **out,
                      ch_error *err) {
+  (void)previous; /* nothing is shared across generations any more */
   name_list names;
   if (list_files(dir, &names, err) != 0) return ch_wrap(err, "hook directory %s", dir);
   ch_registry *r = registry_new(names.count);
-  int rc = r ? load_files(r, previous, dir, &names, err) : ch_fail(err, "out of memory");
+  int rc = r ? load_files(r, dir, &names, err) : ch_fail(err, "out of memory");
   name_list_free(&names);
   if (rc != 0) {
     ch_registry_unref(r);
@@ -315,7 +262,6 @@ void ch_registry_ref(ch_registry *r) { atomic_fetch_add(&r->refs, 1); }
 
 void ch_registry_unref(ch_registry *r) {
   if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
-  for (size_t i = 0; i < r->count; i++) channel_unref(r->plugins[i].channel);
   for (int h = 0; h < CH_HOOK_COUNT; h++) free(r->by_hook[h]);
   free(r->plugins);
   free(r->errors);
@@ -363,7 +309,7 @@ void ch_registry_slot_publish(ch_registry_slot *slot, ch_registry *next) {
   next->generation = old ? old->generation + 1 : 1;
   slot->current = next;
   pthread_mutex_unlock(&slot->lock);
-  ch_registry_unref(old); /* outside the lock: may destroy channels */
+  ch_registry_unref(old); /* outside the lock: may free it */
 }
 
 ch_registry *ch_registry_slot_acquire(ch_registry_slot *slot) {

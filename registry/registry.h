@@ -20,13 +20,17 @@
  * directory is read is simply not there; a symlink whose target is missing
  * is a bad file ("broken symlink").
  *
+ * A plugin is named, not connected: its endpoint is a socket path, and
+ * whoever calls it (each loop of the data plane, through its own
+ * connections, rpc/rpc_pool.h) connects to it. A reload that moves a
+ * plugin simply names another path.
+ *
  * Ownership: a registry is reference-counted. The slot holds one reference;
  * ch_registry_slot_acquire() gives the caller another, which the caller
  * drops with ch_registry_unref(). A registry is never modified after
  * ch_registry_load() returns, so readers need no lock. */
 #pragma once
 
-#include <grpc/grpc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -39,23 +43,14 @@
 
 #define CH_PLUGIN_DEFAULT_TIMEOUT_MS 2000
 
-/* A grpc channel to one hook server, shared by every registry generation
- * that names the same endpoint (so a reload does not reconnect). */
-typedef struct ch_plugin_channel {
-  atomic_int refs;
-  char target[CH_PATH_MAX + 8];
-  grpc_channel *channel;
-} ch_plugin_channel;
-
 typedef struct ch_plugin {
-  char name[128]; /* file name without ".json": "10-qos" */
-  char file[512]; /* the path it was read from */
-  ch_endpoint endpoint;
-  bool fail_closed; /* failure-policy Fail */
+  char name[128];       /* file name without ".json": "10-qos" */
+  char file[512];       /* the path it was read from */
+  ch_endpoint endpoint; /* endpoint.path: the hook server's socket */
+  bool fail_closed;     /* failure-policy Fail */
   int timeout_ms;
   unsigned hooks; /* bit (1u << ch_hook_point) per registered hook */
   int order;      /* 0-based position in call order */
-  ch_plugin_channel *channel;
 } ch_plugin;
 
 typedef struct ch_plugin_file_error {
@@ -83,9 +78,9 @@ typedef struct ch_registry {
 int ch_plugin_parse(const char *name, const char *text, size_t len, ch_plugin *out, ch_error *err);
 
 /* Reads every registration in `dir` (a missing directory gives an empty
- * registry). Channels for endpoints that `previous` (may be NULL) already
- * has are shared, others are opened. Fails only when the directory exists
- * and cannot be read. */
+ * registry). `previous` (may be NULL) is the registry this one replaces;
+ * nothing of it is needed now (it is kept for callers that pass it). Fails
+ * only when the directory exists and cannot be read. */
 int ch_registry_load(const char *dir, const ch_registry *previous, ch_registry **out,
                      ch_error *err);
 
@@ -95,8 +90,8 @@ ch_registry *ch_registry_empty(void);
 void ch_registry_ref(ch_registry *r);
 void ch_registry_unref(ch_registry *r);
 
-/* True when both have the same plugins (all fields but channels) and the
- * same file errors, so a reload that changed nothing can be ignored. */
+/* True when both have the same plugins (every field) and the same file
+ * errors, so a reload that changed nothing can be ignored. */
 bool ch_registry_equal(const ch_registry *a, const ch_registry *b);
 
 /* The slot: the current registry, swapped atomically. */
