@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: crihookd start-up and shutdown.
  *
- * Order: options -> grpc -> choose the backend(s) -> on the control loop
+ * Order: options -> choose the backend(s) -> on the control loop
  * (libuv): watch hookserver.d, rebuild the store from the backend (retried
  * by health.c if it fails), open the admin socket (and the metrics address)
- * -> start the data plane (server.c) -> tell systemd READY=1 -> run the
+ * -> start the data plane (dataplane.h) -> tell systemd READY=1 -> run the
  * loop -> on SIGTERM/SIGINT/SIGQUIT tell systemd STOPPING=1 and drain on the
  * loop's thread pool (a second signal cuts the grace short) -> exit 0. Every
  * error that stops start-up is printed once here, with the context the
@@ -16,12 +16,11 @@
  * ignored (their default would kill the node's CRI path); SIGPIPE is
  * ignored (a write to a closed peer is an error return, not a death).
  *
- * The exit is bounded: the drain ends within the grace (server.c) and a
+ * The exit is bounded: the drain ends within the grace (dataplane.h) and a
  * second signal ends it at once; should it still not end (a worker stuck in
  * something no cancel reaches), a watchdog on the loop exits the process
  * with _exit(1) EXIT_WATCHDOG_MS after the grace (or after the second
  * signal), without cleanup, so that systemd or the DaemonSet restarts it. */
-#include <grpc/grpc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,14 +36,12 @@
 #include "detect.h"
 #include "endpoint.h"
 #include "fdlimit.h"
-#include "grpc_util.h"
 #include "health.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
 #include "options.h"
-#include "server.h"
 #include "stats.h"
 #include "store.h"
 #include "tuning.h"
@@ -87,8 +84,7 @@ static int resolve_backend(const char *what, const char *value, ch_endpoint *out
   return 0;
 }
 
-static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_backend_info *info,
-                         ch_error *err) {
+static int open_backends(const crihookd_options *o, ch_backend_info *info, ch_error *err) {
   static ch_endpoint backend, image;
   char unused[sizeof info->chosen_by];
   ch_probe_result image_found;
@@ -103,11 +99,6 @@ static int open_backends(const crihookd_options *o, ch_proxy_config *cfg, ch_bac
       return -1;
     snprintf(info->image_path, sizeof info->image_path, "%s", image.path);
   }
-  /* the interception stage's (hooked RuntimeService calls only); the relay
-   * connects to the image backend itself. Minimal stack: the server side
-   * bounds these calls (grpc_util.h) */
-  ch_channel_opts copts = {.max_msg_size = o->max_msg_size, .minimal_stack = true};
-  cfg->backend = ch_channel_open(backend.target, &copts);
   return 0;
 }
 
@@ -125,7 +116,6 @@ typedef struct control {
   ch_plugin_watch *watch;
   ch_admin *admin;
   ch_health *health;
-  ch_proxy *proxy;         /* the interception stage (server.h) */
   ch_dataplane *dataplane; /* the listen socket's relay, in front (dataplane.h) */
   bool draining;
 } control;
@@ -149,7 +139,7 @@ static void notify(const char *state) {
 
 static void drain_in_pool(uv_work_t *req) {
   control *c = req->data;
-  ch_dataplane_drain(c->dataplane); /* and then the interception stage */
+  ch_dataplane_drain(c->dataplane);
 }
 
 static void after_drain(uv_work_t *req, int status) {
@@ -180,7 +170,7 @@ static void on_stop_signal(uv_signal_t *handle, int signum) {
   ch_info("main", "signal received, draining signal=%s in_flight=%d", strsignal(signum),
           ch_dataplane_in_flight(c->dataplane));
   notify("STOPPING=1\nSTATUS=draining");
-  ch_health_stop(c->health); /* its poll reads the channel the drain destroys */
+  ch_health_stop(c->health); /* no new backend connection while crihookd ends */
   c->draining = true;
   c->drain.data = c;
   uv_queue_work(&c->loop, &c->drain, drain_in_pool, after_drain);
@@ -257,44 +247,32 @@ static int start_control(control *c, const crihookd_options *o, const ch_backend
   return start_admin(c, o, listen, err);
 }
 
-/* The interception stage, then the relay in front of it (dataplane.h). */
-static int start_data_plane(control *c, const crihookd_options *o, ch_proxy_config *cfg,
-                            const ch_backend_info *info, const char *listen, ch_error *err) {
-  if (ch_proxy_start(cfg, &c->proxy, err) != 0) return ch_wrap(err, "start the interception stage");
+/* The relay loops on the listen socket, hooked calls included (dataplane.h). */
+static int start_data_plane(control *c, const crihookd_options *o, const ch_backend_info *info,
+                            const char *listen, ch_error *err) {
   ch_dataplane_config dcfg = {.listen_path = listen,
                               .backend_path = info->path,
                               .image_backend_path = info->image_path,
                               .workers = o->workers,
                               .max_msg_size = (size_t)o->max_msg_size,
                               .shutdown_grace_ms = o->shutdown_grace_ms,
-                              .hooks = c->proxy};
-  if (ch_dataplane_start(&dcfg, &c->dataplane, err) == 0) return 0;
-  ch_proxy_drain(c->proxy);
-  ch_proxy_free(c->proxy);
-  c->proxy = NULL;
-  return ch_wrap(err, "start");
+                              .registry = &c->registry,
+                              .store = c->store};
+  return ch_dataplane_start(&dcfg, &c->dataplane, err) == 0 ? 0 : ch_wrap(err, "start");
 }
 
 static int serve(const crihookd_options *o, ch_error *err) {
   ch_endpoint listen;
   if (ch_endpoint_parse(o->listen, &listen, err) != 0) return ch_wrap(err, "--listen");
   if (ch_listen_check_path(listen.path, err) != 0) return ch_wrap(err, "--listen");
-  ch_proxy_config cfg = {/* no listen socket: the relay listens (dataplane.h) */
-                         .max_msg_size = o->max_msg_size,
-                         .workers = o->workers};
   ch_backend_info info = {0};
-  if (open_backends(o, &cfg, &info, err) != 0) return -1;
+  if (open_backends(o, &info, err) != 0) return -1;
   control c = {0};
   uv_loop_init(&c.loop);
   ch_registry_slot_init(&c.registry);
   c.store = ch_store_new();
-  cfg.registry = &c.registry;
-  cfg.store = c.store;
   int rc = start_control(&c, o, &info, listen.path, err);
-  if (rc == 0)
-    rc = start_data_plane(&c, o, &cfg, &info, listen.path, err);
-  else
-    ch_proxy_config_release(&cfg);
+  if (rc == 0) rc = start_data_plane(&c, o, &info, listen.path, err);
   if (rc == 0) {
     ch_admin_attach_proxy(c.admin, c.dataplane);
     ch_health_attach(c.health);
@@ -304,7 +282,6 @@ static int serve(const crihookd_options *o, ch_error *err) {
     notify("READY=1\nSTATUS=serving");
     uv_run(&c.loop, UV_RUN_DEFAULT);
     ch_dataplane_free(c.dataplane);
-    ch_proxy_free(c.proxy);
   } else {
     close_control_handles(&c);
   }
@@ -338,15 +315,13 @@ int main(int argc, char **argv) {
   ch_log_set_format(opts.log_format);
   ch_metrics_enable(opts.metrics);
   signal(SIGPIPE, SIG_IGN);
-  /* Sockets are created 0600 (grpc and libuv bind them by path): none is
+  /* Sockets are created 0600 (libuv binds them by path): none is
    * ever open to others, even for an instant; the CRI socket is then widened
    * to 0660 (listen.h). crihookd creates no other files. */
   umask(0077);
   if (ch_raise_fd_limit(&err) != 0) ch_warn("main", "%s", err.msg);
   ch_process_tune();
-  grpc_init();
   int rc = serve(&opts, &err);
   if (rc != 0) ch_error_log("main", "%s", err.msg);
-  grpc_shutdown();
   return rc == 0 ? 0 : 1;
 }

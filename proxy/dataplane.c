@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* dataplane.c: the relay loops, the routing of each stream, its record in
- * the metrics and the trace, and the drain (dataplane.h). */
+/* dataplane.c: the relay loops, the routing of each stream (hooked calls
+ * to hooked.c), its record in the metrics and the trace, and the drain
+ * (dataplane.h). */
 #include "dataplane.h"
 
 #include <errno.h>
@@ -17,7 +18,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "dispatch.h"
 #include "h2relay.h"
+#include "hooked.h"
 #include "intercept.h"
 #include "listen.h"
 #include "log.h"
@@ -27,13 +30,15 @@
 #include "self_probe.h"
 #include "trace.h"
 
-enum { ROUTE_RUNTIME, ROUTE_IMAGE, ROUTE_HOOKS };
+enum { ROUTE_RUNTIME, ROUTE_IMAGE };
 enum { CMD_NONE, CMD_DRAIN, CMD_CLOSE };
 
 #define LISTEN_BACKLOG 4096
 #define DRAIN_POLL_MS 10
 #define LINGER_MS 100 /* after the last call ended, before the connections close */
 #define DRAIN_MESSAGE "crihookd is shutting down"
+#define SWEEP_MS (30 * 1000)      /* how often idle plugin connections are looked for */
+#define CONN_IDLE_MS (120 * 1000) /* a plugin connection unused this long is closed */
 
 typedef struct dp_worker {
   ch_dataplane *dp;
@@ -41,6 +46,9 @@ typedef struct dp_worker {
   uv_loop_t loop;
   uv_async_t wake;
   h2r *relay;
+  ch_rpc_pool *conns; /* hook servers and the runtime, for hooked calls */
+  ch_hooked_env hooked;
+  uv_timer_t sweep; /* idle connections of the pool; after the close, its end */
   pthread_t thread;
   bool started;
   bool draining; /* its relay was told to drain (on its thread) */
@@ -63,55 +71,74 @@ struct ch_dataplane {
 #define TAG_KNOWN 1u
 
 static int route_of(void *ud, const char *path, size_t len, h2r_route_out *out) {
-  ch_dataplane *dp = ud;
+  dp_worker *w = ud;
+  const ch_dataplane_config *c = &w->dp->config;
   ch_method_info info = ch_method_classify(path, len);
   out->streaming = info.known_streaming;
   out->tag = info.known_unary || info.known_streaming ? TAG_KNOWN : 0;
-  if (dp->config.hooks && info.known_unary &&
-      ch_intercept_kind_of(info.cri_name, info.cri_name_len) != CH_INTERCEPT_NONE)
-    return ROUTE_HOOKS;
+  out->intercept = c->registry && c->store && info.known_unary &&
+                   ch_intercept_kind_of(info.cri_name, info.cri_name_len) != CH_INTERCEPT_NONE;
   return info.image_service ? ROUTE_IMAGE : ROUTE_RUNTIME;
 }
 
-/* A socketpair per client connection that makes a hooked call: one end
- * goes to the interception stage's grpc server, the relay gets the other. */
-static int hooks_fd(void *ud, int route) {
-  ch_dataplane *dp = ud;
-  int sv[2];
-  if (route != ROUTE_HOOKS || !dp->config.hooks) return -1;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    ch_warn("dataplane", "no socketpair for the interception stage: %s", strerror(errno));
-    return -1;
-  }
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-  if (ch_proxy_add_fd(dp->config.hooks, sv[1]) != 0) {
-    close(sv[0]);
-    return -1;
-  }
-  return sv[0];
+static void on_request(void *ud, h2r_call *call, const uint8_t *body, size_t len) {
+  dp_worker *w = ud;
+  ch_hooked_request(&w->hooked, call, body, len);
 }
 
-static void trace_stream(const h2r_stream_end *e, size_t len, int code, double seconds) {
-  ch_trace_event *ev = ch_trace_event_new(e->path, len, (grpc_status_code)code, seconds * 1e3);
+static void on_answer(void *ud, h2r_call *call, const h2r_answer *answer) {
+  (void)ud;
+  ch_hooked_answer(call, answer);
+}
+
+static void trace_stream(const h2r_stream_end *e, ch_intercept *ic, int code, double seconds) {
+  ch_trace_event *ev =
+      ch_trace_event_new(e->path, e->path_len, (grpc_status_code)code, seconds * 1e3);
   if (!ev) return;
   if (code != GRPC_STATUS_OK && e->grpc_message)
     ch_percent_decode(e->grpc_message, e->grpc_message_len, ev->message, sizeof ev->message,
                       CH_PCT_GRPC_MESSAGE);
+  if (ic) ch_intercept_trace(ic, ev); /* its pod, container and hook calls */
   ch_trace_publish(ev);
+}
+
+/* Counts a call (and traces it while someone watches); a hooked call's
+ * once its Post hooks are done (hooked.c), with its intercept. */
+static void record_stream(const h2r_stream_end *e, ch_intercept *ic) {
+  if (e->client_reset) ch_info("relay", "client cancelled a stream method=%s", e->path);
+  int code = e->grpc_status >= 0 ? e->grpc_status : GRPC_STATUS_CANCELLED;
+  double seconds = (double)(e->ended_ns - e->started_ns) / 1e9;
+  ch_metrics_cri_call(e->path, e->path_len, (e->tag & TAG_KNOWN) != 0, (grpc_status_code)code,
+                      seconds);
+  if (ch_trace_active()) trace_stream(e, ic, code, seconds);
 }
 
 static void on_stream_end(void *ud, const h2r_stream_end *e) {
   (void)ud;
-  if (e->self_probe || e->route == ROUTE_HOOKS) return; /* see dataplane.h */
-  size_t len = e->path_len;
-  if (e->client_reset) ch_info("relay", "client cancelled a stream method=%s", e->path);
-  int code = e->grpc_status >= 0 ? e->grpc_status : GRPC_STATUS_CANCELLED;
-  double seconds = (double)(e->ended_ns - e->started_ns) / 1e9;
-  ch_metrics_cri_call(e->path, len, (e->tag & TAG_KNOWN) != 0, (grpc_status_code)code, seconds);
-  if (ch_trace_active()) trace_stream(e, len, code, seconds);
+  if (e->call_data)
+    ch_hooked_end(e, record_stream);
+  else if (!e->self_probe) /* see dataplane.h */
+    record_stream(e, NULL);
 }
 
 /* ---- the loops ---- */
+
+/* After the relay's close: once the last hooked call is done (its Post
+ * hooks cancelled, its status lookup ended), the pool goes, and with it the
+ * loop's last handles. */
+static void close_when_done(uv_timer_t *t) {
+  dp_worker *w = t->data;
+  if (ch_hooked_live(&w->hooked) > 0) return;
+  ch_rpc_pool_free(w->conns);
+  w->conns = NULL;
+  uv_close((uv_handle_t *)&w->sweep, NULL);
+}
+
+static void sweep_conns(uv_timer_t *t) {
+  dp_worker *w = t->data;
+  int n = ch_rpc_pool_sweep(w->conns, CONN_IDLE_MS);
+  if (n) ch_debug("dataplane", "idle plugin connections closed count=%d loop=%d", n, w->index);
+}
 
 static void on_wake(uv_async_t *h) {
   dp_worker *w = h->data;
@@ -122,8 +149,10 @@ static void on_wake(uv_async_t *h) {
       ch_info("dataplane", "relay loop draining: new calls refused loop=%d", w->index);
     w->draining = true;
   } else if (cmd == CMD_CLOSE && !uv_is_closing((uv_handle_t *)&w->wake)) {
+    ch_dispatch_cancel_all(); /* hooked calls in their Pre hooks are refused */
     h2r_close(w->relay);
     uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_timer_start(&w->sweep, close_when_done, 0, DRAIN_POLL_MS);
   }
 }
 
@@ -140,12 +169,24 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
   int listen_fd = fcntl(dp->listen_fd, F_DUPFD_CLOEXEC, 0); /* the relay's from here on */
   if (listen_fd < 0) return ch_fail_errno(err, errno, "dup the listen socket");
   uv_loop_init(&w->loop);
+  if (!(w->conns = ch_rpc_pool_new(&w->loop))) {
+    close(listen_fd);
+    uv_loop_close(&w->loop);
+    return ch_fail(err, "relay loop %d: out of memory", index);
+  }
+  w->hooked = (ch_hooked_env){.registry = c->registry,
+                              .store = c->store,
+                              .backend_path = c->backend_path,
+                              .conns = w->conns,
+                              .loop = &w->loop};
   h2r_config rc = {.listen_path = dp->listen_path,
                    .backend_path = c->backend_path,
-                   .ud = dp,
+                   .ud = w,
                    .route = route_of,
-                   .route_paths = {c->backend_path, c->image_backend_path, ""},
-                   .route_fd = hooks_fd,
+                   .route_paths = {c->backend_path, c->image_backend_path},
+                   .on_request = on_request,
+                   .on_answer = on_answer,
+                   .max_held_bytes = c->max_msg_size + 5, /* one message and its prefix */
                    .on_stream_end = on_stream_end,
                    .self_probe_header = CH_SELF_PROBE_KEY,
                    .max_msg_size = c->max_msg_size,
@@ -153,12 +194,17 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
                    .listen_fd = listen_fd,
                    .live_streams = &dp->live};
   if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) { /* it closed listen_fd */
+    ch_rpc_pool_free(w->conns);
+    w->conns = NULL;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     return ch_wrap(err, "relay loop %d", index);
   }
   uv_async_init(&w->loop, &w->wake, on_wake);
   w->wake.data = w;
+  uv_timer_init(&w->loop, &w->sweep);
+  w->sweep.data = w;
+  uv_timer_start(&w->sweep, sweep_conns, SWEEP_MS, SWEEP_MS);
   return 0;
 }
 
@@ -274,7 +320,6 @@ void ch_dataplane_drain(ch_dataplane *dp) {
    * call's final status. */
   if (left == 0 && !atomic_load(&dp->forced)) sleep_ms(LINGER_MS);
   stop_workers(dp);
-  if (dp->config.hooks) ch_proxy_drain(dp->config.hooks);
 }
 
 void ch_dataplane_free(ch_dataplane *dp) {

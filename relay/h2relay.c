@@ -368,16 +368,6 @@ static void backend_connect_cb(uv_connect_t *req, int status) {
   h2r_flush(c);
 }
 
-/* A route the owner serves over a socket it connected itself (route_fd):
- * up at once; the caller opens its stream next. */
-static int backend_open_fd(h2r_backend *b, int fd) {
-  if (uv_pipe_open(&b->pipe, fd) < 0) {
-    close(fd);
-    return -1;
-  }
-  return backend_up(b);
-}
-
 h2r_backend *h2r_backend_get(h2r_conn *c, int route) {
   if (c->b[route]) return c->b[route];
   h2r_backend *b = calloc(1, sizeof *b);
@@ -395,15 +385,6 @@ h2r_backend *h2r_backend_get(h2r_conn *c, int route) {
   b->c = c;
   b->route = route;
   c->b[route] = b;
-  const h2r_config *cfg = &c->r->cfg;
-  int fd = cfg->route_fd ? cfg->route_fd(cfg->ud, route) : -1;
-  if (fd >= 0) {
-    if (backend_open_fd(b, fd) != 0) {
-      backend_detach(b);
-      return NULL;
-    }
-    return b;
-  }
   uv_pipe_connect(&b->creq, &b->pipe, c->r->route_paths[route], backend_connect_cb);
   return b;
 }

@@ -76,7 +76,7 @@
  * Routes
  *   route(path) picks one of H2R_ROUTES backends per stream; each client
  *   connection has at most one connection per route (crihookd: the runtime,
- *   the image runtime, its interception stage over a socketpair).
+ *   the image runtime).
  *
  * Interception (the seam hooked calls are handled at)
  *   route() may set out->intercept for a stream. Its headers still go to the
@@ -171,8 +171,8 @@
 /* Client connections at once; beyond, a new one is accepted and closed. */
 #define H2R_MAX_CONNS 4096
 
-/* Backends a stream can be routed to (crihookd: runtime, image, hooks). */
-#define H2R_ROUTES 3
+/* Backends a stream can be routed to (crihookd: runtime, image). */
+#define H2R_ROUTES 2
 
 /* An intercepted stream, as its owner sees it (see Interception above). */
 typedef struct h2r_stream h2r_call;
@@ -223,12 +223,9 @@ typedef struct h2r_config {
    * route 0), and fills `out` (whether h2r_drain() should end it as a
    * stream; a tag of the owner's, so that what it learnt of the path need
    * not be learnt again at the stream's end); a route's backend is
-   * route_paths[r] (route 0: backend_path), or, if route_fd is set and
-   * returns an fd >= 0, that connected socket (the relay owns it from then
-   * on). */
+   * route_paths[r] (route 0: backend_path). */
   int (*route)(void *ud, const char *path, size_t len, h2r_route_out *out);
   const char *route_paths[H2R_ROUTES];
-  int (*route_fd)(void *ud, int route);
   /* Optional: called once per client stream that had request headers. */
   void (*on_stream_end)(void *ud, const h2r_stream_end *end);
   /* A request header marking crihookd's own probe (h2r_stream_end). */

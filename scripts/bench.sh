@@ -342,11 +342,16 @@ rss_kib() { # PID...: VmRSS summed, in KiB
 # pages mapped from libgrpc, libgpr and every library only they bring in
 # (absl, re2, c-ares, upb, OpenSSL, libstdc++, ...: ldd of libgrpc and
 # libgpr minus what crihookd's other libraries need), against all the rest
-# (crihookd, heap, stacks, libc, libuv, nghttp2, ...). Issue 11 keeps grpc
-# core for the hook calls; this shows what that choice costs in RSS.
+# (crihookd, heap, stacks, libc, libuv, nghttp2, ...). It showed what grpc
+# core cost in RSS while crihookd linked it; since crihookd makes its gRPC
+# calls through rpc/, the first figure is 0.
 rss_split_kib() {
 	local exe=$2 grpc_libs keep lib
 	grpc_libs=$(ldd "$exe" | awk '$1 ~ /^lib(grpc|gpr)\./ {print $3}')
+	if [ -z "$grpc_libs" ]; then
+		awk '/^Rss:/ { r += $2 } END { print 0, r + 0 }' "/proc/$1/smaps"
+		return
+	fi
 	# what crihookd's other direct dependencies need (themselves included)
 	keep=$(readelf -d "$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -Ev '^lib(grpc|gpr)\.' |
 		while read -r lib; do
@@ -785,7 +790,9 @@ if rss_idle:
     print("crihookd VmRSS: idle {:.1f} MiB, after the runs {:.1f} MiB".format(
         int(rss_idle) / 1024, int(rss_after or 0) / 1024))
     split = os.environ.get("RSS_SPLIT", "").split()
-    if len(split) == 2:
+    if len(split) == 2 and int(split[0]) == 0:
+        print("  crihookd links no grpc core (its gRPC calls go through rpc/)")
+    elif len(split) == 2:
         print("  idle, by mapping: libgrpc, libgpr and the {} libraries only they bring {:.1f} MiB; "
               "everything else {:.1f} MiB".format(int(os.environ.get("GRPC_LIBS", "0")) - 2,
                                                   int(split[0]) / 1024, int(split[1]) / 1024))

@@ -20,6 +20,12 @@ wire itself: header lists in order, each DATA payload, trailers, resets.
   windows), an unknown method, a v1alpha2 path (a 100 KiB request), a
   containerd service path, and a call whose header blocks need
   CONTINUATION frames both ways.
+- Hooked calls too (StopContainer, StopPodSandbox, RemoveContainer; no
+  plugin registered): crihookd holds, decodes and records them, yet the
+  runtime receives kubelet's header list and bytes unchanged (its
+  user-agent, grpc-timeout, metadata; a compressed request still
+  compressed), and the client the runtime's answer as sent. Before, these
+  went through a grpc core stage: grpc-c user-agent, decompressed.
 - A trailers-only error (one HEADERS with END_STREAM carrying grpc-status)
   stays trailers-only.
 - A gzip-compressed request (grpc-encoding: gzip, flag 1 in the message
@@ -286,6 +292,15 @@ class DataplaneCases:
         self.assert_same_call(V1 + "Version", "version", [grpc_msg(b"\x0a\x06v1.0.0")],
                               authority="/run/containerd/containerd.sock")
 
+    def test_byte_for_byte_hooked_calls(self):
+        self.assert_same_call(V1 + "StopContainer", "list", [grpc_msg(b"\x0a\x03abc")])
+        self.assert_same_call(V1 + "StopPodSandbox", "not-found",
+                              [grpc_msg(b"\x0a\x0bpod-2f6c1e9")])
+        msg = grpc_msg(gzip.compress(b"\x0a\x03xyz", mtime=0), compressed=True)
+        _, backend = self.assert_same_call(V1 + "RemoveContainer", "gzip", [msg],
+                                           extra=[("grpc-encoding", "gzip")])
+        self.assertEqual(backend.data()[0], 1)  # still compressed
+
     def test_header_blocks_over_a_frame_use_continuation(self):
         # ~105 KiB once HPACK-encoded: 7 frames of 16 KiB (nghttp2 1.52 in
         # Debian 12 ends the connection beyond 8 CONTINUATION frames)
@@ -518,9 +533,9 @@ class CrihookdDataplane(DataplaneCases, unittest.TestCase):
 
 
     def test_hooked_trailers_only_error_stays_trailers_only(self):
-        """StopContainer goes through the interception stage (a hooked
-        method, no plugin registered): the runtime's trailers-only error
-        reaches the client as one HEADERS frame too."""
+        """StopContainer is intercepted (a hooked method, no plugin
+        registered: its answer is held for the store): the runtime's
+        trailers-only error reaches the client as one HEADERS frame too."""
         case = self.case_id("not-found")
         extra = (("x-script", "answer"), ("x-answer", "not-found"))
         client, backend = self.exchange(self.proxy_sock, case, V1 + "StopContainer", extra,

@@ -80,8 +80,8 @@ class LifeCase(unittest.TestCase):
 
 
 class _HangingRuntime(fake_backend._Handler):
-    """StopPodSandbox, a hooked method (it goes through the interception
-    stage), hangs like Slow: up to 30 s, until cancelled."""
+    """StopPodSandbox, a hooked method (crihookd holds and decodes it),
+    hangs like Slow: up to 30 s, until cancelled."""
 
     def service(self, details):
         if details.method == V1 + "StopPodSandbox":
@@ -92,9 +92,10 @@ class _HangingRuntime(fake_backend._Handler):
 
 class BoundedShutdown(LifeCase):
     def test_runtime_hung_on_a_hooked_call_does_not_hold_the_exit(self):
-        """The stage's call to the runtime is cancelled at the drain's end:
-        grpc core does not cancel it with the stage's own calls, and it
-        used to hold the exit until the call's deadline."""
+        """A hooked call's stream at the runtime is reset at the drain's end:
+        when hooked calls went through a grpc core stage, that stage's call
+        to the runtime was never cancelled and held the exit until the
+        call's deadline."""
         sock = os.path.join(self.dir, "hang.sock")
         hanging = FakeBackend(sock, handler=_HangingRuntime)
         self.addCleanup(hanging.stop)

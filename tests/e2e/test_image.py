@@ -188,7 +188,10 @@ class ImageArchive(unittest.TestCase):
             self.img.rootfs_file("/opt/crihook/lib/systemd/system/kubelet.service.d/10-crihook.conf"),
             read(DROPIN_SRC, "rb"))
         bundled = [p for p in files if p.startswith("opt/crihook/lib/") and ".so" in p]
-        self.assertTrue(any("libgrpc.so" in p for p in bundled), bundled)
+        # the daemon's own libraries come along; grpc core is not one of
+        # them any more (crihookd and crihookctl speak gRPC through rpc/)
+        self.assertTrue(any("libnghttp2.so" in p for p in bundled), bundled)
+        self.assertFalse([p for p in bundled if "libgrpc" in p or "libabsl" in p], bundled)
         # glibc stays out of the bundle (the host's is used there).
         self.assertFalse([p for p in bundled if os.path.basename(p).startswith(("libc.so",
                                                                                 "ld-linux"))])
@@ -498,7 +501,8 @@ class CrihookdPod(unittest.TestCase):
         self.assertEqual(read(os.path.join(host_prefix, "bin", "crihookctl"), "rb"),
                          read(harness.CRIHOOKCTL, "rb"))
         libs = os.listdir(os.path.join(host_prefix, "lib"))
-        self.assertTrue([l for l in libs if l.startswith("libgrpc.so")], libs)
+        self.assertTrue([l for l in libs if l.startswith("libnghttp2.so")], libs)
+        self.assertFalse([l for l in libs if l.startswith("libgrpc")], libs)
         self.assertEqual(read(os.path.join(host_prefix, ".version")).strip(), self.version)
         units = os.path.join(host, "etc", "systemd", "system")
         self.assertEqual(read(os.path.join(units, "crihookd.service")),

@@ -4,7 +4,6 @@
  * be built) once, and the metrics, the stats and the live trace agree on
  * it: under Ignore an error, under Fail an error that rejected the call.
  * (Calls that go out are covered end to end by e2e-hook_outcome.) */
-#include <grpc/grpc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,11 +86,13 @@ static void failed_before_start(const char *policy, const char *trace_result, bo
   ch_error err;
   ch_trace_filter any = {0};
   assert_int_equal(ch_trace_watch(&any, 4, no_notify, NULL, &w, &err), 0);
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ch_dispatch_env env = {.loop = &loop, .conns = ch_rpc_pool_new(&loop)};
+  assert_non_null(env.conns);
   chain c = {0};
   ch_dispatch d;
-  ch_dispatch_start(&d, cq, r, CH_HOOK_PRE_START_CONTAINER, gpr_inf_future(GPR_CLOCK_REALTIME),
-                    "pod=ns/p", &ops, &c);
+  ch_dispatch_start(&d, &env, r, CH_HOOK_PRE_START_CONTAINER, 0, "pod=ns/p", &ops, &c);
   assert_int_equal(c.done, 1); /* no call went out: the chain ended at once */
   assert_int_equal(d.rejected, rejected);
 
@@ -122,8 +123,9 @@ static void failed_before_start(const char *policy, const char *trace_result, bo
 
   free(c.traced);
   ch_trace_unwatch(w);
-  grpc_completion_queue_shutdown(cq);
-  grpc_completion_queue_destroy(cq);
+  ch_rpc_pool_free(env.conns);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
   ch_registry_unref(r);
 }
 
@@ -138,7 +140,6 @@ static void fail_counts_a_rejection(void **state) {
 }
 
 int main(void) {
-  grpc_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(ignore_counts_an_error),
       cmocka_unit_test(fail_counts_a_rejection),
@@ -146,6 +147,5 @@ int main(void) {
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   ch_metrics_reset();
   ch_plugin_stats_reset();
-  grpc_shutdown();
   return failed;
 }
