@@ -207,6 +207,7 @@ static void call_next(ch_dispatch *d) {
   while (!d->rejected && d->next < d->registry->hook_count[d->hook]) {
     d->plugin = d->registry->by_hook[d->hook][d->next++];
     d->called++;
+    d->retried = false;
     if (start_call(d, d->plugin) && d->call) return; /* in flight: on_end continues */
   }
   finish(d);
@@ -297,12 +298,30 @@ static bool judge(ch_dispatch *d, const ch_rpc_result *res, ch_hook_result *resu
   return false;
 }
 
+/* The plugin never processed the call (its connection was gone before the
+ * call went out, or it refused the stream: a hook server going away
+ * gracefully sends GOAWAY): sent once more, on a new connection, as grpc
+ * core's transparent retry did, so a plugin's restart costs no failed hook
+ * call. Not recorded: the plugin was not asked. */
+static void resend(ch_dispatch *d, const ch_rpc_result *res) {
+  d->retried = true;
+  ch_debug("dispatch", "hook call not processed, sent again plugin=%s hook=%s %s cause=\"%s\"",
+           d->plugin->name, ch_hook_name(d->hook), d->subject, res->message);
+  reset_call(d);
+  if (start_call(d, d->plugin) && d->call) return; /* in flight again */
+  call_next(d); /* it could not start: recorded, the chain goes on or stops */
+}
+
 static void on_end(void *ud, const ch_rpc_result *res) {
   ch_dispatch *d = ud;
   in_flight_remove(d);
   d->call = NULL; /* freed by rpc when this returns */
   if (d->aborted) {
     on_aborted(d);
+    return;
+  }
+  if (res->unprocessed && !d->retried && !cancelling) {
+    resend(d, res);
     return;
   }
   double ms = (double)(uv_hrtime() - d->started_ns) / 1e6;

@@ -15,7 +15,10 @@
  * applied) rejects the CRI call if the plugin's policy is Fail: the chain
  * stops and `rejected` carries a status and a message naming the plugin,
  * the hook and the cause. With Ignore, or on a Post hook, the failure is
- * logged and counted and the chain goes on.
+ * logged and counted and the chain goes on. A call the plugin cannot have
+ * processed (never sent, or its stream refused: a hook server going away
+ * gracefully sends GOAWAY) is first sent once more on a new connection, as
+ * grpc core's transparent retry did, so a plugin's restart fails no call.
  *
  * Recording: every plugin the chain tries, whether its call went out or
  * failed before it started, becomes one ch_hook_outcome (observe/
@@ -78,6 +81,7 @@ struct ch_dispatch {
   uint64_t started_ns;
   ch_merge_trace trace;
   unsigned called;
+  bool retried; /* this plugin's call was sent again once (dispatch.c) */
   ch_dispatch *next_in_flight, *prev_in_flight; /* this thread's list (dispatch.c) */
   bool aborted;                                 /* cancelled by the shutdown */
   bool rejected;

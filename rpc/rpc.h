@@ -87,6 +87,12 @@ typedef struct ch_rpc_result {
   grpc_status_code status;
   char message[512]; /* grpc-message, decoded; or the client's reason */
   bool local;        /* the client decided the status (see above) */
+  /* UNAVAILABLE, and the server cannot have processed the call: it was
+   * never sent (the connection failed or was lost first) or the server
+   * refused its stream (REFUSED_STREAM, or past a GOAWAY's last stream).
+   * Such a call may be sent again on a new connection, as grpc core's
+   * transparent retry would (dispatch.c does, once). */
+  bool unprocessed;
 } ch_rpc_result;
 
 /* ---- asynchronous: on a libuv loop ---------------------------------------- */

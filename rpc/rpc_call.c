@@ -56,6 +56,7 @@ void rpc_call_end(ch_rpc_call *call, grpc_status_code status, bool local, const 
   if (call->ended) return;
   call->ended = true;
   ch_rpc_result res = {.status = status, .local = local};
+  res.unprocessed = status == GRPC_STATUS_UNAVAILABLE && local && (call->refused || !call->sent);
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(res.message, sizeof res.message, fmt, ap);
@@ -239,6 +240,13 @@ static void end_answered(ch_rpc_call *call) {
     rpc_call_end(call, GRPC_STATUS_INTERNAL, true, "the answer ended without a grpc-status");
 }
 
+/* REFUSED_STREAM (also nghttp2's for the streams past a GOAWAY's last
+ * one): the server did not process it (RFC 9113 8.7). */
+static void refused(ch_rpc_call *call) {
+  call->refused = true;
+  rpc_call_end(call, GRPC_STATUS_UNAVAILABLE, true, "the server refused the stream");
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t code, void *ud) {
   (void)ud;
   ch_rpc_call *call = call_of(s, stream_id);
@@ -247,7 +255,7 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t code,
   if (code == NGHTTP2_NO_ERROR)
     end_answered(call);
   else if (code == NGHTTP2_REFUSED_STREAM)
-    rpc_call_end(call, GRPC_STATUS_UNAVAILABLE, true, "the server refused the stream");
+    refused(call);
   else if (code == NGHTTP2_CANCEL)
     rpc_call_end(call, GRPC_STATUS_CANCELLED, true, "the server cancelled the stream");
   else
@@ -256,7 +264,17 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t code,
   return 0;
 }
 
+/* A call's HEADERS went out: from here on the server may have processed
+ * it, unless it refuses the stream. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  (void)ud;
+  ch_rpc_call *call = f->hd.type == NGHTTP2_HEADERS ? call_of(s, f->hd.stream_id) : NULL;
+  if (call) call->sent = true;
+  return 0;
+}
+
 void rpc_call_callbacks(nghttp2_session_callbacks *cb) {
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);

@@ -21,7 +21,9 @@ struct ch_rpc_call {
   int32_t stream_id; /* 0 until submitted */
   bool unary;
   bool ended;
-  bool doomed; /* ends from the conn's `later` timer (see rpc_call.c) */
+  bool sent;    /* its HEADERS went out (on_frame_send) */
+  bool refused; /* the server refused its stream: not processed */
+  bool doomed;  /* ends from the conn's `later` timer (see rpc_call.c) */
   ch_rpc_result doom;
   int64_t timeout_ms;
   uv_timer_t deadline; /* also the handle whose close frees the call */

@@ -163,6 +163,10 @@ static fh2_script record_request(fake_h2 *s, const fh2_stream *st) {
   s->last_body.len = 0;
   buf_add(&s->last_body, st->body.p, st->body.len);
   fh2_script sc = s->script;
+  if (sc.mode == FH2_GOAWAY_ONCE) { /* the mode goes on as FH2_OK */
+    sc.mode = FH2_GOAWAY;
+    s->script.mode = FH2_OK;
+  }
   sc.message = s->script.message ? strdup(s->script.message) : NULL;
   pthread_mutex_unlock(&s->mu);
   return sc;

@@ -34,6 +34,8 @@ typedef enum fh2_mode {
   FH2_STREAM,       /* fh2_set_stream: n echoes, one every interval_ms, then OK */
   FH2_RST,          /* RST_STREAM(INTERNAL_ERROR) once the request has ended */
   FH2_GOAWAY,       /* GOAWAY(last stream 0, NO_ERROR) once the request ended */
+  FH2_GOAWAY_ONCE,  /* FH2_GOAWAY for the first request, then FH2_OK (a hook
+                       server that restarted gracefully) */
   FH2_BAD_FRAMING,  /* headers, DATA ending inside a message (3 of a 5-byte
                        prefix), then trailers grpc-status 0 */
   FH2_COMPRESSED,   /* headers (no grpc-encoding), a message whose prefix has

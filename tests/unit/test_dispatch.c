@@ -27,9 +27,11 @@
 
 #include "answer_check.h"
 #include "dispatch.h"
+#include "fake_h2_server.h"
 #include "hook.pb-c.h"
 #include "hook_fixture.h"
 #include "pbutil.h"
+#include "stats.h"
 #include "test_clock.h"
 
 #define POD_HOOKS "[\"PreRunPodSandbox\", \"PostStopPodSandbox\"]"
@@ -436,6 +438,45 @@ static void cancel_all_stops_chains_in_flight(void **state) {
   assert_int_equal(hook_fx_calls(fx, 0), 1); /* the third chain called nobody */
 }
 
+/* A hook server that goes away gracefully (GOAWAY) refuses the stream it
+ * had not processed: the call is sent again on a new connection, once, and
+ * is not the plugin's failure. A server that refuses the second time too
+ * is (no loop). */
+static void refused_call_is_sent_again(void **state) {
+  hook_fx *fx = *state;
+  char sock[160], file[200];
+  snprintf(sock, sizeof sock, "%s/h2.sock", fx->dir);
+  fake_h2 *s = fh2_start(sock, FH2_GOAWAY_ONCE);
+  assert_non_null(s);
+  snprintf(file, sizeof file, "%s/10-h2.json", fx->hooks_dir);
+  FILE *f = fopen(file, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "{\"remote-endpoint\": \"%s\", \"failure-policy\": \"Fail\", "
+          "\"runtime-hooks\": %s, \"timeout-ms\": 2000}\n",
+          sock, POD_HOOKS);
+  fclose(f);
+  hook_fx_load(fx);
+  ch_plugin_stats_reset();
+  ch_dispatch d;
+  chain_ctx c = {.cgroup = "/kubepods"};
+  run_chain(fx, &d, &c, CH_HOOK_POST_STOP_POD_SANDBOX, 5000);
+  assert_int_equal(fh2_requests(s), 2);
+  assert_int_equal(fh2_connections(s), 2);
+  ch_plugin_stats st;
+  ch_plugin_stats_get("10-h2", &st);
+  assert_int_equal(st.calls, 1);
+  assert_int_equal(st.failures, 0);
+  fh2_set_mode(s, FH2_GOAWAY); /* refuses every stream */
+  run_chain(fx, &d, &c, CH_HOOK_POST_STOP_POD_SANDBOX, 5000);
+  assert_int_equal(fh2_requests(s), 4); /* the call and one more */
+  ch_plugin_stats_get("10-h2", &st);
+  assert_int_equal(st.calls, 2);
+  assert_int_equal(st.failures, 1);
+  assert_non_null(strstr(st.last_error, "refused the stream"));
+  fh2_stop(s);
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
@@ -450,6 +491,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(answer_over_the_bound_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(plugin_gone_then_back, setup, teardown),
       cmocka_unit_test_setup_teardown(cancel_all_stops_chains_in_flight, setup, teardown),
+      cmocka_unit_test_setup_teardown(refused_call_is_sent_again, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();

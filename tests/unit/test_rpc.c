@@ -193,8 +193,9 @@ static void test_hanging_server_meets_the_deadline(void **state) {
 static void test_server_closing_mid_call_then_recovery(void **state) {
   fixture *f = *state;
   fh2_set_mode(f->server, FH2_CLOSE);
-  assert_result(unary(f, "x", NULL), GRPC_STATUS_UNAVAILABLE, true,
-                "connection closed by the server");
+  ch_rpc_result closed = unary(f, "x", NULL);
+  assert_result(closed, GRPC_STATUS_UNAVAILABLE, true, "connection closed by the server");
+  assert_false(closed.unprocessed); /* the server had the request: not sent again */
   fh2_set_mode(f->server, FH2_OK);
   assert_result(unary(f, "again", NULL), GRPC_STATUS_OK, false, ""); /* reconnected */
   assert_int_equal(fh2_connections(f->server), 2);
@@ -235,17 +236,20 @@ static void test_framing_violations(void **state) {
     fh2_mode mode;
     grpc_status_code status;
     const char *text;
+    bool unprocessed; /* safe to send again: only a refused stream */
   } rows[] = {
-      {FH2_TWO_MESSAGES, GRPC_STATUS_INTERNAL, "more than one answer message"},
-      {FH2_NO_STATUS, GRPC_STATUS_INTERNAL, "without a grpc-status"},
-      {FH2_BAD_FRAMING, GRPC_STATUS_INTERNAL, "inside a message"},
-      {FH2_COMPRESSED, GRPC_STATUS_INTERNAL, "compressed"},
-      {FH2_RST, GRPC_STATUS_INTERNAL, "stream was reset (INTERNAL_ERROR)"},
-      {FH2_GOAWAY, GRPC_STATUS_UNAVAILABLE, ""},
+      {FH2_TWO_MESSAGES, GRPC_STATUS_INTERNAL, "more than one answer message", false},
+      {FH2_NO_STATUS, GRPC_STATUS_INTERNAL, "without a grpc-status", false},
+      {FH2_BAD_FRAMING, GRPC_STATUS_INTERNAL, "inside a message", false},
+      {FH2_COMPRESSED, GRPC_STATUS_INTERNAL, "compressed", false},
+      {FH2_RST, GRPC_STATUS_INTERNAL, "stream was reset (INTERNAL_ERROR)", false},
+      {FH2_GOAWAY, GRPC_STATUS_UNAVAILABLE, "refused the stream", true},
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     fh2_set_mode(f->server, rows[i].mode);
-    assert_result(unary(f, "x", NULL), rows[i].status, true, rows[i].text);
+    ch_rpc_result res = unary(f, "x", NULL);
+    assert_result(res, rows[i].status, true, rows[i].text);
+    assert_int_equal(res.unprocessed, rows[i].unprocessed);
   }
   fh2_set_mode(f->server, FH2_OK); /* after the GOAWAY: a new connection */
   assert_result(unary(f, "x", NULL), GRPC_STATUS_OK, false, "");
@@ -263,6 +267,7 @@ static void test_nothing_listening(void **state) {
   size_t len;
   assert_int_equal(ch_rpc_unary(c, &req, &answer, &len, &res, &err), 0);
   assert_result(res, GRPC_STATUS_UNAVAILABLE, true, "connect to");
+  assert_true(res.unprocessed); /* never sent */
   assert_false(ch_rpc_client_ready(c));
   ch_rpc_client_free(c);
 }
