@@ -15,20 +15,12 @@ grpc_arg ch_arg_int(const char *key, int value) {
   return arg;
 }
 
-grpc_arg ch_arg_str(const char *key, const char *value) {
-  grpc_arg arg = {.type = GRPC_ARG_STRING, .key = (char *)key};
-  arg.value.string = (char *)value;
-  return arg;
-}
-
-grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts) {
-  int max_msg = opts && opts->max_msg_size > 0 ? opts->max_msg_size : CH_DEFAULT_MAX_MSG;
-  int max_recv = opts && opts->max_recv_size > 0 ? opts->max_recv_size : max_msg;
-  int backoff = opts && opts->reconnect_backoff_ms > 0 ? opts->reconnect_backoff_ms : 100;
-  grpc_arg args[10];
+grpc_channel *ch_channel_open(const char *target) {
+  const int backoff = 100;
+  grpc_arg args[8];
   size_t n = 0;
-  args[n++] = ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_recv);
-  args[n++] = ch_arg_int(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_msg);
+  args[n++] = ch_arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, CH_DEFAULT_MAX_MSG);
+  args[n++] = ch_arg_int(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, CH_DEFAULT_MAX_MSG);
   args[n++] = ch_arg_int(GRPC_ARG_MAX_METADATA_SIZE, CH_MAX_METADATA);
   args[n++] = ch_arg_int(GRPC_ARG_ENABLE_RETRIES, 0);
   args[n++] = ch_arg_int(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff);
@@ -37,9 +29,6 @@ grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts) {
   args[n++] = ch_arg_int(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff < 1000 ? 1000 : backoff);
   args[n++] = ch_arg_int(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff * 10);
   args[n++] = ch_arg_int(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  if (opts && opts->minimal_stack) args[n++] = ch_arg_int(GRPC_ARG_MINIMAL_STACK, 1);
-  if (opts && opts->user_agent)
-    args[n++] = ch_arg_str(GRPC_ARG_PRIMARY_USER_AGENT_STRING, opts->user_agent);
   grpc_channel_args channel_args = {.num_args = n, .args = args};
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   grpc_channel *channel = grpc_channel_create(target, creds, &channel_args);

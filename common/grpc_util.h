@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* grpc_util.h: small helpers on top of grpc core shared by the daemon, the
- * command-line tool, the tests and the benchmark.
+/* grpc_util.h: small helpers on top of grpc core for the code that still
+ * uses it: the plugin SDK (libcrihook's hook server), the unit tests' fake
+ * servers and clients, and the benchmark's client. crihookd and crihookctl
+ * do not (their gRPC calls go through rpc/rpc.h).
  *
  * - ch_channel_open(): an insecure channel to a unix endpoint with the
- *   arguments every crihook client wants (message size, metadata size, fast
- *   reconnect, no retries).
+ *   arguments every such client wants (16 MiB messages, 1 MiB metadata,
+ *   fast reconnect, no retries).
  * - ch_unary_call(): a blocking unary call with raw request/response bytes,
  *   on its own pluck completion queue; for control paths, never for the
  *   data plane. */
@@ -21,26 +23,12 @@
 #define CH_DEFAULT_MAX_MSG (16 * 1024 * 1024)
 #define CH_MAX_METADATA (1024 * 1024)
 
-typedef struct ch_channel_opts {
-  int max_msg_size;         /* 0 = CH_DEFAULT_MAX_MSG */
-  int max_recv_size;        /* received messages; 0 = max_msg_size */
-  int reconnect_backoff_ms; /* 0 = 100 ms */
-  const char *user_agent;   /* NULL = grpc's own */
-  /* grpc's minimal filter stack: no client-side deadline or message-size
-   * filters (≈ 5% less CPU per call). Only for a channel whose calls are
-   * bounded elsewhere: crihookd's backend calls are children of server
-   * calls, whose server enforces both the deadline (a cancel propagates to
-   * the child) and --max-msg-size in both directions. */
-  bool minimal_stack;
-} ch_channel_opts;
-
-/* Channel/server argument constructors (grpc core has no public ones). The
- * key and string value must outlive the grpc_channel_args they go into. */
+/* A channel/server argument (grpc core has no public constructor). The key
+ * must outlive the grpc_channel_args it goes into. */
 grpc_arg ch_arg_int(const char *key, int value);
-grpc_arg ch_arg_str(const char *key, const char *value);
 
 /* Returns a channel (never NULL: grpc reports connection errors per call). */
-grpc_channel *ch_channel_open(const char *target, const ch_channel_opts *opts);
+grpc_channel *ch_channel_open(const char *target);
 
 typedef struct ch_unary_result {
   grpc_status_code status;

@@ -163,7 +163,7 @@
 #define H2R_MAX_STREAMS 1024
 /* A client connection that has not sent the HTTP/2 preface and its first
  * SETTINGS frame within this bound is closed (a silent client, half a
- * preface): grpc core's handshake timeout in proxy/server.c. */
+ * preface), as grpc core's handshake timeout did in the data plane before. */
 #define H2R_PREFACE_TIMEOUT_MS 10000
 /* A client connection with no open stream for this long gets a
  * GOAWAY(NO_ERROR) and is closed (grpc core's max connection idle). */

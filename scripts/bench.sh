@@ -680,7 +680,7 @@ if [ -f "$W/h2peek.log" ]; then # what h2peek read: it must have decoded, not sk
 fi
 set +e
 RESULTS=$RESULTS RSS_IDLE=${RSS_IDLE:-} RSS_AFTER=${RSS_AFTER:-} RSS_SPLIT=${RSS_SPLIT:-} \
-	GRPC_LIBS=$(wc -l <"$W/grpc-only-libs" 2>/dev/null || echo 0) python3 - <<'PY'
+	GRPC_LIBS=$(cat "$W/grpc-only-libs" 2>/dev/null | wc -l) python3 - <<'PY'
 import os, statistics, sys
 
 PROXIES = ("l4relay", "h2peek", "h2relay", "nghttpx", "haproxy", "nginx", "crihookd")

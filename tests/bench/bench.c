@@ -474,7 +474,7 @@ int main(int argc, char **argv) {
   if (load_request(&b) != 0) return 2;
   b.method = grpc_slice_from_static_string(b.opt.method);
   b.cq = grpc_completion_queue_create_for_next(NULL);
-  for (int i = 0; i < b.opt.channels; i++) b.channels[i] = ch_channel_open(b.opt.target, NULL);
+  for (int i = 0; i < b.opt.channels; i++) b.channels[i] = ch_channel_open(b.opt.target);
   b.slots = calloc((size_t)b.opt.concurrency, sizeof *b.slots);
   if (!b.slots) return 1;
 

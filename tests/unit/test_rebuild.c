@@ -455,7 +455,7 @@ static int fake_setup(void **state) {
   env->backend = fake_grpc_start(env->path, handle, &env->sc);
   if (!env->backend) return -1;
   snprintf(target, sizeof target, "unix:%s", env->path);
-  env->channel = ch_channel_open(target, NULL);
+  env->channel = ch_channel_open(target);
   env->store = ch_store_new();
   *state = env;
   return 0;
@@ -949,7 +949,7 @@ static int ctd_teardown(void **state) {
 static grpc_channel *ctd_channel(void) {
   char target[200];
   snprintf(target, sizeof target, "unix:%s", ctd.socket);
-  return ch_channel_open(target, NULL);
+  return ch_channel_open(target);
 }
 
 static const char *const ctd_pod_fmt =

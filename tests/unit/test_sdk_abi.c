@@ -198,7 +198,7 @@ static answer call(const char *path, const char *hook) {
   uint8_t *req;
   size_t len;
   pack_container_request(&req, &len);
-  grpc_channel *ch = ch_channel_open(target, NULL);
+  grpc_channel *ch = ch_channel_open(target);
   ch_unary_result res;
   ch_error err;
   int rc = ch_unary_call(ch, method, req, len, 10000, NULL, 0, &res, &err);
