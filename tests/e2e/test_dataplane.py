@@ -24,7 +24,9 @@ wire itself: header lists in order, each DATA payload, trailers, resets.
   plugin registered): crihookd holds, decodes and records them, yet the
   runtime receives kubelet's header list and bytes unchanged (its
   user-agent, grpc-timeout, metadata; a compressed request still
-  compressed), and the client the runtime's answer as sent. Before, these
+  compressed), and the client the runtime's answer as sent; and when a
+  Pre hook changes one (UpdateContainerResources' cpu_shares), the runtime
+  gets the re-encoded message under kubelet's header list. Before, these
   went through a grpc core stage: grpc-c user-agent, decompressed.
 - A trailers-only error (one HEADERS with END_STREAM carrying grpc-status)
   stays trailers-only.
@@ -544,6 +546,38 @@ class CrihookdDataplane(DataplaneCases, unittest.TestCase):
         kind, headers, end = client.events[0]
         self.assertEqual((kind, end), ("headers", True))
         self.assertIn((b"grpc-status", b"5"), headers)
+
+
+    def test_hooked_call_a_plugin_changes_keeps_kubelets_headers(self):
+        """A Pre hook changes UpdateContainerResources' cpu_shares: the runtime
+        gets the re-encoded message, yet kubelet's header list unchanged,
+        and the client the runtime's answer as sent."""
+        hook = harness.HookServer("shares", {"PreUpdateContainerResources": {
+            "answer": {"container_resources": {"cpu_shares": 2048}}}}, self.dir)
+        self.addCleanup(hook.stop)
+        harness.register(self.crihookd.hook_dir, "10-shares.json", hook.sock,
+                         ["PreUpdateContainerResources"], policy="Fail")
+        self.addCleanup(os.unlink, os.path.join(self.crihookd.hook_dir, "10-shares.json"))
+        harness.wait_for(lambda: len(self.crihookd.plugins()["plugins"]) == 1, 10,
+                         what="the plugin registered")
+        request = b"\x0a\x06c0ffee" + b"\x12\x02\x18\x02"  # container_id, linux{cpu_shares: 2}
+        case = self.case_id("changed")
+        extra = (("grpc-timeout", "9999847u"), ("x-script", "answer"), ("x-answer", "list"),
+                 ("x-request-id", "req-%s" % case))
+        path = V1 + "UpdateContainerResources"
+        d_client, d_backend = self.exchange(self.backend_sock, case, path, extra,
+                                            [grpc_msg(request)])
+        p_client, p_backend = self.exchange(self.proxy_sock, case, path, extra,
+                                            [grpc_msg(request)])
+        self.assertEqual(p_backend.headers, d_backend.headers)  # kubelet's, in order
+        self.assertEqual(d_backend.data(), grpc_msg(request))
+        changed = p_backend.data()
+        self.assertIn(b"\x18\x80\x10", changed)  # cpu_shares 2048, the plugin's
+        self.assertNotIn(b"\x18\x02", changed)
+        self.assertIn(b"c0ffee", changed)
+        self.assertEqual(len(hook.calls("PreUpdateContainerResources")), 1)
+        self.assertEqual(p_client.header_blocks(), d_client.header_blocks())
+        self.assertEqual(p_client.data(), d_client.data())
 
 
 class CrihookdTwoLoops(CrihookdDataplane):
