@@ -12,10 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc_frame.h"
 #include "log.h"
 #include "methods.h"
-
-#define PREFIX 5
 
 typedef struct hooked_call {
   ch_hooked_env *env;
@@ -31,22 +30,12 @@ typedef struct hooked_call {
 
 /* ---- gRPC framing ---- */
 
-/* The message of a body that is exactly one message, or NULL. A compressed
- * one is returned as it is: it will not decode. */
-static const uint8_t *one_message(const uint8_t *body, size_t len, size_t *out) {
-  if (len < PREFIX) return NULL;
-  size_t n = (size_t)body[1] << 24 | (size_t)body[2] << 16 | (size_t)body[3] << 8 | body[4];
-  if (n != len - PREFIX) return NULL;
-  *out = n;
-  return body + PREFIX;
-}
-
+/* `msg` with its prefix, malloc'd. */
 static uint8_t *framed(const uint8_t *msg, size_t n) {
-  uint8_t *out = malloc(n + PREFIX);
+  uint8_t *out = malloc(n + CH_GRPC_PREFIX);
   if (!out) return NULL;
-  out[0] = 0;
-  for (int i = 0; i < 4; i++) out[1 + i] = (uint8_t)(n >> (24 - 8 * i));
-  memcpy(out + PREFIX, msg, n);
+  ch_grpc_frame_put(out, (uint32_t)n);
+  memcpy(out + CH_GRPC_PREFIX, msg, n);
   return out;
 }
 
@@ -102,7 +91,7 @@ static void forward_changed(hooked_call *hc) {
   uint8_t *body = framed(changed, n);
   free(changed);
   if (body)
-    h2r_call_forward(hc->call, body, n + PREFIX);
+    h2r_call_forward(hc->call, body, n + CH_GRPC_PREFIX);
   else
     h2r_call_refuse(hc->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "crihookd: out of memory");
   free(body);
@@ -147,7 +136,8 @@ void ch_hooked_request(ch_hooked_env *env, h2r_call *call, const uint8_t *body, 
   const char *path = h2r_call_path(call);
   ch_intercept_kind kind = kind_of(path);
   size_t n = 0;
-  const uint8_t *msg = one_message(body, len, &n);
+  /* a compressed message is taken as it is: it will not decode */
+  const uint8_t *msg = ch_grpc_one_message(body, len, &n);
   if (!msg) {
     ch_info("hooked", "request message missing or truncated method=%s bytes=%zu", path, len);
     h2r_call_refuse(call, GRPC_STATUS_INTERNAL, "crihookd: request message missing or truncated");
@@ -180,7 +170,7 @@ void ch_hooked_answer(h2r_call *call, const h2r_answer *a) {
   grpc_status_code status =
       a->grpc_status >= 0 ? (grpc_status_code)a->grpc_status : GRPC_STATUS_UNKNOWN;
   size_t n = 0;
-  const uint8_t *msg = status == GRPC_STATUS_OK ? one_message(a->body, a->len, &n) : NULL;
+  const uint8_t *msg = status == GRPC_STATUS_OK ? ch_grpc_one_message(a->body, a->len, &n) : NULL;
   if (status == GRPC_STATUS_OK && (!msg || a->body[0] != 0)) {
     ch_warn("hooked", "answer is not one uncompressed message; the store learns nothing method=%s",
             h2r_call_path(call));

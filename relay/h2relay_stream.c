@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc_frame.h"
 #include "h2relay_int.h"
 
 /* ---- header lists ---- */
@@ -96,8 +97,7 @@ static int frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, lo
     if (f->have < 5) continue;
     f->have = 0;
     f->count++;
-    uint32_t len = (uint32_t)f->hdr[1] << 24 | (uint32_t)f->hdr[2] << 16 |
-                   (uint32_t)f->hdr[3] << 8 | f->hdr[4];
+    uint32_t len = ch_grpc_frame_len(f->hdr);
     if (max && len > max) {
       *at = (long)i - 5;
       *announced = len;

@@ -19,10 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc_frame.h"
 #include "percent.h"
 #include "rpc_int.h"
-
-#define GRPC_PREFIX 5
 
 /* ---- ending ------------------------------------------------------------------ */
 
@@ -125,10 +124,6 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 /* ---- the answer: messages ---------------------------------------------------- */
 
-static uint32_t be32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Delivers the message just completed; false if the call ended. */
 static bool deliver(ch_rpc_call *call) {
   call->in_msg = false;
@@ -144,7 +139,7 @@ static bool deliver(ch_rpc_call *call) {
 /* The prefix is complete: checks it and makes room for the message. */
 static bool open_message(ch_rpc_call *call) {
   uint8_t flags = call->prefix[0];
-  size_t len = be32(call->prefix + 1);
+  size_t len = ch_grpc_frame_len(call->prefix);
   call->prefix_got = 0;
   if (flags & 1) {
     rpc_call_end(call, GRPC_STATUS_INTERNAL, true,
@@ -174,11 +169,11 @@ static bool open_message(ch_rpc_call *call) {
  * ended on them. */
 static size_t take(ch_rpc_call *call, const uint8_t *p, size_t len) {
   if (!call->in_msg) {
-    size_t n = GRPC_PREFIX - call->prefix_got;
+    size_t n = CH_GRPC_PREFIX - call->prefix_got;
     if (n > len) n = len;
     memcpy(call->prefix + call->prefix_got, p, n);
     call->prefix_got += n;
-    if (call->prefix_got == GRPC_PREFIX && !open_message(call)) return 0;
+    if (call->prefix_got == CH_GRPC_PREFIX && !open_message(call)) return 0;
     return n;
   }
   size_t n = call->msg_len - call->msg_got;
@@ -311,11 +306,10 @@ static void timeout_text(int64_t ms, char *out, size_t len) {
 
 /* Copies the request's prefix and message into the call. */
 static int set_body(ch_rpc_call *call, const ch_rpc_request *req) {
-  call->body_len = GRPC_PREFIX + req->len;
+  call->body_len = CH_GRPC_PREFIX + req->len;
   if (!(call->body = malloc(call->body_len))) return -1;
-  call->body[0] = 0;
-  for (int i = 0; i < 4; i++) call->body[1 + i] = (uint8_t)(req->len >> (24 - 8 * i));
-  if (req->len) memcpy(call->body + GRPC_PREFIX, req->message, req->len);
+  ch_grpc_frame_put(call->body, (uint32_t)req->len);
+  if (req->len) memcpy(call->body + CH_GRPC_PREFIX, req->message, req->len);
   return 0;
 }
 

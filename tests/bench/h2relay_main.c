@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "grpc_frame.h"
 #include "h2relay.h"
 
 #define MAX_HOLD 16
@@ -61,21 +62,18 @@ static int route_cb(void *ud, const char *path, size_t len, h2r_route_out *out) 
 
 /* "seen:" + the message, framed, if body is one whole message. */
 static void forward_rewritten(h2r_call *call, const uint8_t *body, size_t len) {
-  uint32_t n = len >= 5 ? (uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
-                              (uint32_t)body[3] << 8 | body[4]
-                        : 0;
-  if (len < 5 || body[0] != 0 || n != len - 5) {
+  size_t n;
+  const uint8_t *msg = ch_grpc_one_message(body, len, &n);
+  if (!msg || body[0] != 0) {
     h2r_call_forward(call, NULL, 0);
     return;
   }
-  size_t out_len = len + 5;
+  size_t out_len = CH_GRPC_PREFIX + 5 + n;
   uint8_t *out = malloc(out_len);
   if (!out) abort();
-  n += 5;
-  uint8_t prefix[5] = {0, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-  memcpy(out, prefix, 5);
-  memcpy(out + 5, "seen:", 5);
-  memcpy(out + 10, body + 5, len - 5);
+  ch_grpc_frame_put(out, (uint32_t)(5 + n));
+  memcpy(out + CH_GRPC_PREFIX, "seen:", 5);
+  memcpy(out + CH_GRPC_PREFIX + 5, msg, n);
   h2r_call_forward(call, out, out_len);
   free(out);
 }
