@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cri.pb-c.h"
 #include "crihook-config.h"
@@ -129,19 +128,6 @@ cri_client *cri_client_open(const char *endpoint, const char *package, int timeo
   if (ch_endpoint_parse(endpoint, &ep, err) < 0) return NULL;
   cri_client *c = client_new(package, timeout_ms, err);
   if (c && !(c->rpc = ch_rpc_client_new(ep.path, &client_opts, err))) {
-    cri_client_free(c);
-    return NULL;
-  }
-  return c;
-}
-
-cri_client *cri_client_open_fd(int fd, const char *package, int timeout_ms, ch_error *err) {
-  cri_client *c = client_new(package, timeout_ms, err);
-  if (!c) {
-    close(fd);
-    return NULL;
-  }
-  if (!(c->rpc = ch_rpc_client_new_fd(fd, &client_opts, err))) {
     cri_client_free(c);
     return NULL;
   }

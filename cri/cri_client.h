@@ -53,10 +53,6 @@ const char *cri_package_name(const char *api);
 cri_client *cri_client_open(const char *endpoint, const char *package, int timeout_ms,
                             ch_error *err);
 
-/* The same on a connected stream socket (taken, also on failure; never
- * reopened). */
-cri_client *cri_client_open_fd(int fd, const char *package, int timeout_ms, ch_error *err);
-
 void cri_client_free(cri_client *c);
 
 /* Metadata sent with every later unary call (`md` stays the caller's and

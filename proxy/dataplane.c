@@ -46,9 +46,8 @@ typedef struct dp_worker {
   uv_loop_t loop;
   uv_async_t wake;
   h2r *relay;
-  ch_rpc_pool *conns; /* hook servers and the runtime, for hooked calls */
-  ch_hooked_env hooked;
-  uv_timer_t sweep; /* idle connections of the pool; after the close, its end */
+  ch_hooked_env hooked; /* its conns: the hook servers and the runtime, for hooked calls */
+  uv_timer_t sweep;     /* idle connections of the pool; after the close, its end */
   pthread_t thread;
   bool started;
   bool draining; /* its relay was told to drain (on its thread) */
@@ -129,14 +128,14 @@ static void on_stream_end(void *ud, const h2r_stream_end *e) {
 static void close_when_done(uv_timer_t *t) {
   dp_worker *w = t->data;
   if (ch_hooked_live(&w->hooked) > 0) return;
-  ch_rpc_pool_free(w->conns);
-  w->conns = NULL;
+  ch_rpc_pool_free(w->hooked.conns);
+  w->hooked.conns = NULL;
   uv_close((uv_handle_t *)&w->sweep, NULL);
 }
 
 static void sweep_conns(uv_timer_t *t) {
   dp_worker *w = t->data;
-  int n = ch_rpc_pool_sweep(w->conns, CONN_IDLE_MS);
+  int n = ch_rpc_pool_sweep(w->hooked.conns, CONN_IDLE_MS);
   if (n) ch_debug("dataplane", "idle plugin connections closed count=%d loop=%d", n, w->index);
 }
 
@@ -169,16 +168,16 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
   int listen_fd = fcntl(dp->listen_fd, F_DUPFD_CLOEXEC, 0); /* the relay's from here on */
   if (listen_fd < 0) return ch_fail_errno(err, errno, "dup the listen socket");
   uv_loop_init(&w->loop);
-  if (!(w->conns = ch_rpc_pool_new(&w->loop))) {
+  w->hooked = (ch_hooked_env){.registry = c->registry,
+                              .store = c->store,
+                              .backend_path = c->backend_path,
+                              .conns = ch_rpc_pool_new(&w->loop),
+                              .loop = &w->loop};
+  if (!w->hooked.conns) {
     close(listen_fd);
     uv_loop_close(&w->loop);
     return ch_fail(err, "relay loop %d: out of memory", index);
   }
-  w->hooked = (ch_hooked_env){.registry = c->registry,
-                              .store = c->store,
-                              .backend_path = c->backend_path,
-                              .conns = w->conns,
-                              .loop = &w->loop};
   h2r_config rc = {.listen_path = dp->listen_path,
                    .backend_path = c->backend_path,
                    .ud = w,
@@ -194,8 +193,8 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
                    .listen_fd = listen_fd,
                    .live_streams = &dp->live};
   if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) { /* it closed listen_fd */
-    ch_rpc_pool_free(w->conns);
-    w->conns = NULL;
+    ch_rpc_pool_free(w->hooked.conns);
+    w->hooked.conns = NULL;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     return ch_wrap(err, "relay loop %d", index);

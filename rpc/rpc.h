@@ -151,9 +151,6 @@ typedef struct ch_rpc_client ch_rpc_client;
 /* A client for the unix socket `path`; connects on the first call. */
 ch_rpc_client *ch_rpc_client_new(const char *path, const ch_rpc_opts *opts, ch_error *err);
 
-/* A client on a connected stream socket (taken); not reopened when lost. */
-ch_rpc_client *ch_rpc_client_new_fd(int fd, const ch_rpc_opts *opts, ch_error *err);
-
 void ch_rpc_client_free(ch_rpc_client *c);
 
 /* One unary call. Returns 0 when the call ended, whatever its status (see

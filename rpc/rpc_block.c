@@ -18,7 +18,7 @@
 struct ch_rpc_client {
   uv_loop_t loop;
   ch_rpc_conn *conn;
-  char *path; /* NULL: an fd client, never reopened */
+  char *path;
   ch_rpc_opts opts;
   char *user_agent, *authority;
 };
@@ -91,15 +91,6 @@ ch_rpc_client *ch_rpc_client_new(const char *path, const ch_rpc_opts *opts, ch_e
   return c;
 }
 
-ch_rpc_client *ch_rpc_client_new_fd(int fd, const ch_rpc_opts *opts, ch_error *err) {
-  ch_rpc_client *c = client_new(opts, err);
-  if (c && ch_rpc_conn_open_fd(&c->loop, fd, &c->opts, &c->conn, err) < 0) {
-    ch_rpc_client_free(c);
-    return NULL;
-  }
-  return c;
-}
-
 void ch_rpc_client_free(ch_rpc_client *c) {
   if (!c) return;
   ch_rpc_conn_close(c->conn);
@@ -113,7 +104,7 @@ void ch_rpc_client_free(ch_rpc_client *c) {
 
 /* A usable connection: the current one, or a new one if it was lost. */
 static int connection(ch_rpc_client *c, ch_error *err) {
-  if (c->conn && (ch_rpc_conn_usable(c->conn) || !c->path)) return 0;
+  if (c->conn && ch_rpc_conn_usable(c->conn)) return 0;
   ch_rpc_conn_close(c->conn);
   c->conn = NULL;
   return ch_rpc_conn_open(&c->loop, c->path, &c->opts, &c->conn, err);
