@@ -69,10 +69,13 @@ static void copy_details(ch_unary_result *result, grpc_slice details) {
   result->details[n] = '\0';
 }
 
-size_t ch_unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_count,
-                           grpc_byte_buffer *request, grpc_metadata_array *initial_md,
-                           grpc_byte_buffer **answer, grpc_status_code *status, grpc_slice *details,
-                           grpc_metadata_array *trailing_md) {
+/* Fills ops[0..5] with one whole unary client call: send the metadata,
+ * the request and the half-close; receive the initial metadata, the answer
+ * and the status. Returns the number of ops (6). */
+static size_t unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_count,
+                               grpc_byte_buffer *request, grpc_metadata_array *initial_md,
+                               grpc_byte_buffer **answer, grpc_status_code *status,
+                               grpc_slice *details, grpc_metadata_array *trailing_md) {
   memset(ops, 0, 6 * sizeof *ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].data.send_initial_metadata.count = md_count;
@@ -129,8 +132,8 @@ int ch_unary_call(grpc_channel *channel, const char *method, const void *request
   grpc_byte_buffer *resp_bb = NULL;
   grpc_slice details = grpc_empty_slice();
   grpc_op ops[6];
-  ch_unary_client_ops(ops, md, md_count, req_bb, &initial_md, &resp_bb, &result->status, &details,
-                      &trailing_md);
+  unary_client_ops(ops, md, md_count, req_bb, &initial_md, &resp_bb, &result->status, &details,
+                   &trailing_md);
   int rc = 0;
   if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
     rc = ch_fail(err, "call %s: grpc refused the batch", method);

@@ -45,15 +45,6 @@ int ch_unary_call(grpc_channel *channel, const char *method, const void *request
 
 void ch_unary_result_clear(ch_unary_result *result);
 
-/* Fills ops[0..5] with one whole unary client call: send the metadata,
- * the request and the half-close; receive the initial metadata, the answer
- * and the status. Everything received is written where the pointers say.
- * Returns the number of ops (6), to pass to grpc_call_start_batch. */
-size_t ch_unary_client_ops(grpc_op ops[6], const grpc_metadata *md, size_t md_count,
-                           grpc_byte_buffer *request, grpc_metadata_array *initial_md,
-                           grpc_byte_buffer **answer, grpc_status_code *status, grpc_slice *details,
-                           grpc_metadata_array *trailing_md);
-
 /* Fills ops[0..3] with a unary server's whole answer: initial metadata (in
  * the same batch as the status, so an error is a valid trailers-only
  * answer), `message` if not NULL, the status, and the wait for the close.
