@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tuning.h: process-wide settings that make grpc core cheaper per call,
- * measured with scripts/bench.sh and crihook-bench (see the README's
- * benchmark section). */
+/* tuning.h: process-wide settings that make a call cheaper, measured with
+ * scripts/bench.sh and crihook-bench (see the README's benchmark section).
+ * crihookd and the bench client (crihook-bench) call it; of the two
+ * settings, the abseil one only acts in a process that loaded grpc core,
+ * which crihookd no longer does (it is a no-op there). */
 #pragma once
 
-/* Call once, early in main(), before grpc_init():
+/* Call once, early in main() (before grpc_init() where grpc core is used):
  * - malloc keeps freed memory instead of giving it back to the kernel after
  *   every large message (trim and mmap thresholds raised): returning it cost
  *   an madvise, a TLB shootdown and page faults on the next receive, about
