@@ -128,6 +128,51 @@
  *
  * Known limits: a backend that never answers is left to the client's own
  *   deadline (the relay checks grpc-timeout only when an answer arrives).
+ *
+ * Verbatim (h2r_config.verbatim; h2verbatim.c)
+ *   Everything above describes the terminating engine: an nghttp2 session
+ *   on each side, header lists and DATA copied between them. With verbatim
+ *   set (and every route leading to the same backend) a client connection
+ *   gets its own backend connection at accept instead, and the frames go
+ *   through as they came, HTTP/2 never ended: that costs what a byte relay
+ *   costs (scripts/bench.sh), where ending HTTP/2 on both sides costs
+ *   nghttp2's two sessions and a header block re-encoded per call. What the
+ *   verbatim engine reads and changes:
+ *   - it reads each header block through an HPACK decoder mirroring the
+ *     receiver's (the request's :path, grpc-timeout, the self-probe mark;
+ *     the answer's grpc-status and grpc-message), every frame header, and
+ *     the gRPC framing of DATA (max_msg_size, as above);
+ *   - the client's SETTINGS reach the backend with HEADER_TABLE_SIZE 0, so
+ *     the backend's header blocks stand alone (no dynamic table): that is
+ *     what lets the relay hold an intercepted call's answer whole, drop the
+ *     answer of a stream it has ended, and write answers of its own
+ *     (literals without indexing) without putting the client's HPACK
+ *     decoder out of step. The client's own blocks keep its table and are
+ *     always passed in order; the backend's SETTINGS reach the client with
+ *     MAX_CONCURRENT_STREAMS at most H2R_MAX_STREAMS;
+ *   - an intercepted request's DATA is held (its HEADERS have gone on) and
+ *     the owner's body is sent in its place; connection-level credit is
+ *     the relay's to hand out (top of h2verbatim.c), so a body a hook made
+ *     larger or smaller, or a request it refused, never leaves the client
+ *     and the backend disagreeing about the window;
+ *   - what the relay ends itself (a refusal, an over-size message, a held
+ *     request or answer over max_held_bytes, an answer after the deadline,
+ *     the drain) gets trailers-only (or trailers) on the client's stream
+ *     and RST_STREAM(CANCEL) on the backend's.
+ *   Differences a peer can see, against the terminating engine:
+ *   - a refused or over-size intercepted request has had its headers sent
+ *     to the backend, followed by RST_STREAM(CANCEL): a gRPC server runs no
+ *     handler for it (the message never came), but it sees the call begin;
+ *   - a request that ends inside a message reaches the backend, which
+ *     answers it (a gRPC server says INTERNAL, as the relay would);
+ *   - a lost backend ends the open streams with UNAVAILABLE as above, and
+ *     then the client connection (GOAWAY, then close): the client's next
+ *     call connects again, to a fresh backend connection. A backend that
+ *     cannot be reached before the client has sent a byte leaves the
+ *     connection to the terminating engine (UNAVAILABLE per stream, a
+ *     reconnect per stream);
+ *   - the backend's PINGs, SETTINGS and WINDOW_UPDATEs reach the client
+ *     (the latter recomputed at connection level), as they would directly.
  */
 #pragma once
 
@@ -174,8 +219,9 @@
 /* Backends a stream can be routed to (crihookd: runtime, image). */
 #define H2R_ROUTES 2
 
-/* An intercepted stream, as its owner sees it (see Interception above). */
-typedef struct h2r_stream h2r_call;
+/* An intercepted stream, as its owner sees it (see Interception above);
+ * either engine's (h2relay_int.h h2r_call_ops). */
+typedef struct h2r_call h2r_call;
 
 /* What the owner learns when a client stream ends (on_stream_end). */
 typedef struct h2r_stream_end {
@@ -245,6 +291,9 @@ typedef struct h2r_config {
   unsigned preface_timeout_ms; /* H2R_PREFACE_TIMEOUT_MS */
   unsigned idle_ms;            /* H2R_IDLE_MS */
   unsigned max_conns;          /* H2R_MAX_CONNS */
+  /* Serve client connections with the verbatim engine (see Verbatim above)
+   * when every route leads to backend_path; else this is ignored. */
+  bool verbatim;
 } h2r_config;
 
 /* What the accept side did since h2r_start (h2r_stats). The owner logs or

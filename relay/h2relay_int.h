@@ -16,6 +16,22 @@
 #define H2R_READ_SLAB (64 * 1024)
 
 typedef struct h2r_conn h2r_conn;
+
+/* What an intercepted stream does, per engine: the terminating relay's
+ * streams (h2relay_stream.c) and the verbatim relay's (h2verbatim.c). The
+ * public h2r_call_* functions (h2relay_call.c) go through it. */
+typedef struct h2r_call_ops {
+  int (*forward)(h2r_call *call, const uint8_t *body, size_t len);
+  void (*refuse)(h2r_call *call, int grpc_status, const char *message);
+} h2r_call_ops;
+
+/* The part of a stream its owner holds: first in either engine's stream. */
+struct h2r_call {
+  const h2r_call_ops *ops;
+  void *data;       /* h2r_call_set_data */
+  const char *path; /* :path, NUL-terminated (NULL: none yet) */
+  uint64_t deadline_ns;
+};
 typedef struct h2r_backend h2r_backend;
 typedef struct h2r_stream h2r_stream;
 
@@ -80,11 +96,12 @@ typedef struct h2r_half {
 } h2r_half;
 
 struct h2r_stream {
+  h2r_call call; /* first: the owner's handle (path, deadline, data) */
   h2r_conn *c;
   h2r_stream *prev, *next;
   int32_t csid, bsid; /* client and backend stream ids (bsid 0: not opened) */
   h2r_backend *b;     /* the backend the stream was opened on */
-  char *path;
+  char *path;         /* call.path points here */
   size_t path_len;
   h2r_hdrs req, resp;
   h2r_half up, down; /* client -> backend, backend -> client */
@@ -102,7 +119,6 @@ struct h2r_stream {
   bool answer_ended; /* the response HEADERS carried END_STREAM (trailers-only) */
   uint8_t *abuf;     /* the held answer's DATA */
   size_t alen, acap;
-  void *call_data; /* the owner's (h2r_call_set_data) */
   int route;
   bool self_probe, streaming, ended_by_drain, client_reset;
   unsigned tag;    /* h2r_route_out.tag */
@@ -110,7 +126,6 @@ struct h2r_stream {
   char *grpc_message;
   size_t grpc_message_len;
   uint64_t started_ns;
-  uint64_t deadline_ns; /* from grpc-timeout (uv_hrtime clock); 0: none */
 };
 
 struct h2r_backend {
@@ -129,6 +144,7 @@ struct h2r_backend {
 
 struct h2r_conn {
   h2r *r;
+  struct h2v_conn *v; /* the verbatim engine's state, if it serves this one */
   h2r_conn *prev, *next;
   uv_pipe_t pipe;
   nghttp2_session *s;
@@ -171,7 +187,8 @@ struct h2r {
   nghttp2_option *opt;  /* the backend sessions' */
   nghttp2_option *sopt; /* the client sessions': opt without HTTP messaging checks */
   bool closing;
-  bool in_recv; /* inside a session's mem_recv: its read flushes after */
+  bool in_recv;  /* inside a session's mem_recv: its read flushes after */
+  bool verbatim; /* new connections go to the verbatim engine (h2verbatim.c) */
   /* accept side (h2relay.c) */
   uv_timer_t *sweep;  /* preface and idle bounds (own allocation: freed by its close) */
   uint64_t sweep_ms;  /* its period */
@@ -190,12 +207,25 @@ void h2r_flush_client_first(h2r_conn *c);
 int h2r_batch_copy(h2r *r, const uint8_t *d, size_t n);
 int h2r_batch_ref(h2r *r, const uint8_t *p, size_t n);
 void h2r_conn_close(h2r_conn *c);
+/* The verbatim engine hands a connection it has not read from to the
+ * terminating engine (h2relay.c). */
+void h2r_conn_fallback(h2r_conn *c);
+/* Starts or stops reading the client (the verbatim engine's backpressure). */
+void h2r_conn_reading(h2r_conn *c, bool on);
 h2r_backend *h2r_backend_get(h2r_conn *c, int route); /* connects if needed */
 void h2r_backend_lost(h2r_backend *b);
 void h2r_backend_greeted(h2r_backend *b);
 void h2r_backend_retire(h2r_backend *b);
 
 /* h2relay_stream.c */
+/* Reads n bytes of a direction's DATA into its gRPC framing state; -1 if a
+ * message announces more than max bytes (0: no bound), *at set to where its
+ * prefix began relative to d (negative: in earlier DATA), *announced to its
+ * length. */
+int h2r_frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, long *at,
+                    uint32_t *announced);
+/* grpc-timeout's value in ns (uv_hrtime units); 0 if malformed. */
+uint64_t h2r_grpc_timeout_ns(const uint8_t *v, size_t len);
 int h2r_callbacks_new(h2r *r);
 void h2r_stream_open_backend(h2r_stream *s);
 void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg);

@@ -11,6 +11,9 @@
 #include "grpc_frame.h"
 #include "h2relay_int.h"
 
+static const h2r_call_ops stream_call_ops;
+static int stream_call_forward(h2r_call *call, const uint8_t *body, size_t len);
+
 /* ---- header lists ---- */
 
 static bool hdr_is_connection_specific(const uint8_t *name, size_t len) {
@@ -83,8 +86,8 @@ static void hdrs_clear(h2r_pool *p, h2r_hdrs *h) {
  * a message announces more than max bytes (max 0: no bound), with *at set
  * to where that message's prefix began, relative to d (negative: it began
  * in earlier DATA) and *announced to its length. */
-static int frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, long *at,
-                       uint32_t *announced) {
+int h2r_frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, long *at,
+                    uint32_t *announced) {
   size_t i = 0;
   while (i < n) {
     if (f->left) {
@@ -111,7 +114,7 @@ static int frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, lo
 /* ---- deadlines ---- */
 
 /* grpc-timeout: up to 8 digits and a unit (gRPC over HTTP/2); 0 if bad. */
-static uint64_t grpc_timeout_ns(const uint8_t *v, size_t len) {
+uint64_t h2r_grpc_timeout_ns(const uint8_t *v, size_t len) {
   if (len < 2 || len > 9) return 0;
   uint64_t n = 0;
   for (size_t i = 0; i + 1 < len; i++) {
@@ -313,6 +316,7 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
 static h2r_stream *stream_new(h2r_conn *c, int32_t csid) {
   h2r_stream *s = h2r_pool_calloc(c->r->pool, 1, sizeof *s);
   if (!s) return NULL;
+  s->call.ops = &stream_call_ops;
   s->c = c;
   s->csid = csid;
   s->grpc_status = -1;
@@ -338,7 +342,7 @@ static void stream_report(const h2r_stream *s) {
                       .self_probe = s->self_probe,
                       .client_reset = s->client_reset,
                       .tag = s->tag,
-                      .call_data = s->call_data};
+                      .call_data = s->call.data};
   cfg->on_stream_end(cfg->ud, &e);
 }
 
@@ -500,9 +504,9 @@ static void held_complete(h2r_stream *s) {
   if (s->held_failed) return;
   s->waiting = true;
   if (cfg->on_request)
-    cfg->on_request(cfg->ud, s, s->hbuf, s->hlen);
+    cfg->on_request(cfg->ud, &s->call, s->hbuf, s->hlen);
   else
-    h2r_call_forward(s, NULL, 0);
+    stream_call_forward(&s->call, NULL, 0);
 }
 
 /* Flushes after an owner's decision made outside a read's callbacks. */
@@ -513,7 +517,8 @@ static void call_flush(h2r_stream *s) {
   if (!c->closing) h2r_chunks_keep(c);
 }
 
-int h2r_call_forward(h2r_call *s, const uint8_t *body, size_t len) {
+static int stream_call_forward(h2r_call *call, const uint8_t *body, size_t len) {
+  h2r_stream *s = (h2r_stream *)call;
   if (!s->waiting || s->answered || s->client_closed) return -1;
   s->waiting = false;
   if (!body) {
@@ -533,17 +538,16 @@ int h2r_call_forward(h2r_call *s, const uint8_t *body, size_t len) {
   return rc;
 }
 
-void h2r_call_refuse(h2r_call *s, int grpc_status, const char *message) {
+static void stream_call_refuse(h2r_call *call, int grpc_status, const char *message) {
+  h2r_stream *s = (h2r_stream *)call;
   if (!s->waiting) return;
   s->waiting = false;
   h2r_stream_answer(s, grpc_status, message ? message : "");
   call_flush(s);
 }
 
-void h2r_call_set_data(h2r_call *s, void *data) { s->call_data = data; }
-void *h2r_call_data(const h2r_call *s) { return s->call_data; }
-const char *h2r_call_path(const h2r_call *s) { return s->path ? s->path : ""; }
-uint64_t h2r_call_deadline_ns(const h2r_call *s) { return s->deadline_ns; }
+static const h2r_call_ops stream_call_ops = {.forward = stream_call_forward,
+                                             .refuse = stream_call_refuse};
 
 /* ---- server session (client side) callbacks ---- */
 
@@ -562,10 +566,11 @@ static void c_request_header(h2r_stream *s, const uint8_t *name, size_t nlen, co
   if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path) {
     s->path = h2r_pool_strndup(s->c->r->pool, (const char *)value, vlen);
     s->path_len = s->path ? strlen(s->path) : 0;
+    s->call.path = s->path;
   }
   if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
-    uint64_t ns = grpc_timeout_ns(value, vlen);
-    s->deadline_ns = ns ? s->started_ns + ns : 0;
+    uint64_t ns = h2r_grpc_timeout_ns(value, vlen);
+    s->call.deadline_ns = ns ? s->started_ns + ns : 0;
   }
   const h2r *r = s->c->r;
   if (r->probe_len && r->probe_len == nlen && memcmp(r->cfg.self_probe_header, name, nlen) == 0)
@@ -645,7 +650,7 @@ static int c_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
   size_t max = s->c->r->cfg.max_msg_size;
   long at;
   uint32_t announced;
-  if (frames_scan(&s->up.frames, data, len, max, &at, &announced) != 0) {
+  if (h2r_frames_scan(&s->up.frames, data, len, max, &at, &announced) != 0) {
     nghttp2_session_consume(session, sid, len);
     char msg[128];
     snprintf(msg, sizeof msg, "crihookd: request message larger than max (%u vs. %zu bytes)",
@@ -703,7 +708,7 @@ static void answer_release(h2r_stream *s) {
                   .len = s->alen,
                   .grpc_message = s->grpc_message,
                   .grpc_message_len = s->grpc_message_len};
-  if (cfg->on_answer) cfg->on_answer(cfg->ud, s, &a);
+  if (cfg->on_answer) cfg->on_answer(cfg->ud, &s->call, &a);
   if (s->client_closed || s->answered) return;
   s->down.credited = true; /* consumed as it arrived */
   if (s->alen && half_push(s->c, &s->down, s->abuf, s->alen, false) != 0) {
@@ -728,7 +733,7 @@ static void b_response(h2r_stream *s, bool end) {
   if (s->client_closed || s->answered || s->resp_sent || s->answer_held) return;
   /* An answer that comes after the call's deadline is not relayed as if
    * it were in time (as a gRPC server's deadline would not let it). */
-  if (s->deadline_ns && uv_hrtime() > s->deadline_ns) {
+  if (s->call.deadline_ns && uv_hrtime() > s->call.deadline_ns) {
     h2r_stream_answer(s, 4, "Deadline Exceeded");
     if (!end) stream_cancel_backend(s);
     return;
@@ -795,7 +800,7 @@ static int b_data(nghttp2_session *session, uint8_t flags, int32_t sid, const ui
   size_t max = s->c->r->cfg.max_msg_size;
   long at;
   uint32_t announced;
-  if (frames_scan(&s->down.frames, data, len, max, &at, &announced) != 0) {
+  if (h2r_frames_scan(&s->down.frames, data, len, max, &at, &announced) != 0) {
     b_answer_too_big(s, session, data, len, at, announced);
     return 0;
   }
