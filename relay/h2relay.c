@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "h2relay_int.h"
+#include "h2verbatim.h"
 
 typedef struct wreq {
   uv_write_t req;
@@ -391,16 +392,21 @@ h2r_backend *h2r_backend_get(h2r_conn *c, int route) {
 
 /* ---- client connections ---- */
 
-static void conn_free_cb(uv_handle_t *h) { free(h->data); }
+static void conn_free_cb(uv_handle_t *h) {
+  h2r_conn *c = h->data;
+  if (c->v) h2v_release(c->v);
+  free(c);
+}
 
 void h2r_conn_close(h2r_conn *c) {
   if (c->closing) return;
   c->closing = true;
   c->r->stats.open--;
+  if (c->v) h2v_close(c->v);
   for (int i = 0; i < H2R_ROUTES; i++)
     if (c->b[i]) backend_detach(c->b[i]);
   while (c->retired) backend_detach(c->retired);
-  nghttp2_session_del(c->s);
+  if (c->s) nghttp2_session_del(c->s);
   c->s = NULL;
   while (c->streams) h2r_stream_free(c->streams);
   if (c->prev)
@@ -430,9 +436,26 @@ static void preface_track(h2r_conn *c, const uint8_t *p, size_t n) {
   c->preface_done = c->seen == end;
 }
 
+static bool conn_busy(const h2r_conn *c) { return c->streams || (c->v && h2v_busy(c->v)); }
+
+static void verbatim_read(h2r_conn *c, ssize_t nread, const uv_buf_t *buf) {
+  if (nread < 0) {
+    h2r_conn_close(c);
+    return;
+  }
+  if (!c->preface_done) preface_track(c, (const uint8_t *)buf->base, (size_t)nread);
+  bool busy = conn_busy(c);
+  h2v_client_read(c->v, (const uint8_t *)buf->base, (size_t)nread);
+  if (!c->closing && (busy || conn_busy(c))) c->busy_at = uv_now(c->r->loop);
+}
+
 static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   h2r_conn *c = h->data;
   if (c->closing || nread == 0) return;
+  if (c->v) {
+    verbatim_read(c, nread, buf);
+    return;
+  }
   bool busy = c->streams != NULL;
   if (nread < 0 || relay_recv(c->r, c->s, buf, nread) < 0) {
     h2r_conn_close(c);
@@ -444,19 +467,45 @@ static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   if (!c->closing) h2r_chunks_keep(c);
 }
 
+static int session_start(h2r *r, h2r_conn *c);
+
 /* Accepts first: whatever fails after, the pending connection is taken off
  * the listener (libuv stops polling it while one is pending). */
 static int conn_start(h2r *r, h2r_conn *c) {
+  if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
+  if (r->verbatim) return h2v_start(c); /* it reads the client once the backend is up */
+  return session_start(r, c);
+}
+
+/* The verbatim engine could not reach the backend before it read a byte:
+ * this engine serves the connection instead (each stream then gets
+ * UNAVAILABLE, and a later stream connects anew). */
+void h2r_conn_fallback(h2r_conn *c) {
+  c->v = NULL;
+  if (session_start(c->r, c) != 0) {
+    h2r_conn_close(c);
+    return;
+  }
+  h2r_flush(c);
+}
+
+static int session_start(h2r *r, h2r_conn *c) {
   nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2R_MAX_STREAMS},
                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW},
                                   {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2R_MAX_FRAME}};
-  if (uv_accept((uv_stream_t *)&r->listener, (uv_stream_t *)&c->pipe) < 0) return -1;
   if (nghttp2_session_server_new3(&c->s, r->server_cbs, c, r->sopt, h2r_pool_mem(r->pool)) != 0)
     return -1;
   if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 3) != 0) return -1;
   if (nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, H2R_CONN_WINDOW) != 0)
     return -1;
   return uv_read_start((uv_stream_t *)&c->pipe, conn_alloc_cb, conn_read_cb) < 0 ? -1 : 0;
+}
+
+void h2r_conn_reading(h2r_conn *c, bool on) {
+  if (on)
+    uv_read_start((uv_stream_t *)&c->pipe, conn_alloc_cb, conn_read_cb);
+  else
+    uv_read_stop((uv_stream_t *)&c->pipe);
 }
 
 /* ---- the accept side: shedding, the reserve descriptor, the sweep ---- */
@@ -559,7 +608,7 @@ static void on_connection(uv_stream_t *server, int status) {
     h2r_conn_close(c);
     return;
   }
-  h2r_flush(c);
+  if (!c->v) h2r_flush(c);
 }
 
 /* One connection's bounds: the preface, then idleness (no open stream).
@@ -576,13 +625,21 @@ static void conn_sweep(h2r *r, h2r_conn *c, uint64_t now) {
     h2r_conn_close(c);
     return;
   }
-  if (c->streams) {
+  if (c->v && h2v_lingering(c->v)) { /* its last answers had a sweep period */
+    c->idle_goaway = true;
+    return;
+  }
+  if (conn_busy(c)) {
     c->busy_at = now;
     return;
   }
   if (now - c->busy_at < r->cfg.idle_ms) return;
   r->stats.closed_idle++;
   c->idle_goaway = true;
+  if (c->v) {
+    h2v_goaway(c->v);
+    return;
+  }
   nghttp2_session_terminate_session(c->s, NGHTTP2_NO_ERROR);
   h2r_flush(c);
 }
@@ -687,6 +744,9 @@ static int relay_init(h2r *r, uv_loop_t *loop, const h2r_config *cfg, ch_error *
    * connection-specific headers itself) and the runtime judges them. */
   nghttp2_option_set_no_http_messaging(r->sopt, 1);
   if (h2r_callbacks_new(r) != 0) return ch_fail(err, "nghttp2 callbacks: out of memory");
+  r->verbatim = cfg->verbatim;
+  for (int i = 1; i < H2R_ROUTES; i++) /* one backend connection serves every route */
+    if (strcmp(r->route_paths[i], r->backend_path) != 0) r->verbatim = false;
   return 0;
 }
 
@@ -749,11 +809,17 @@ void h2r_drain(h2r *r, const char *msg) {
     r->draining = true;
     uv_close((uv_handle_t *)&r->listener, listener_closed_cb);
     for (h2r_conn *c = r->conns; c; c = c->next)
-      nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->s),
-                            NGHTTP2_NO_ERROR, NULL, 0);
+      if (!c->v)
+        nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->s), NGHTTP2_NO_ERROR, NULL,
+                              0);
   }
   for (h2r_conn *c = r->conns, *n; c; c = n) {
     n = c->next;
+    if (c->v) {
+      h2v_drain(c->v, msg);
+      continue;
+    }
     for (h2r_stream *s = c->streams, *sn; s; s = sn) {
       sn = s->next;
       h2r_stream_end_for_drain(s, msg);

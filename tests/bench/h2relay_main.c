@@ -5,7 +5,8 @@
  *
  *   crihook-h2relay --listen unix:PATH --backend unix:PATH [--hold METHOD]...
  *                   [--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS]
- *                   [--max-conns N] [--fault steal-uv-reserve]
+ *                   [--max-conns N] [--engine terminate|verbatim]
+ *                   [--fault steal-uv-reserve]
  *
  * --hold METHOD exercises the interception seam (h2relay.h) with a
  * scripted owner: a stream whose :path is METHOD is intercepted. Its whole
@@ -24,6 +25,8 @@
  * relay's counters (h2r_stats) go to stderr as one line
  * "counters open=N refused_over_cap=N closed_preface=N closed_idle=N
  * accept_errors=N shed=N".
+ * --engine picks the relay's engine (h2r_config.verbatim; default:
+ * terminate).
  * --fault steal-uv-reserve (tests only) takes libuv's own reserve
  * descriptor (loop->emfile_fd, used by its EMFILE trick) away before every
  * poll: what a multi-threaded process sees when another thread takes the
@@ -50,6 +53,7 @@ typedef struct opts {
   size_t max_held;
   unsigned preface_ms, idle_ms, max_conns;
   bool steal_uv_reserve;
+  bool verbatim;
 } opts;
 
 static int route_cb(void *ud, const char *path, size_t len, h2r_route_out *out) {
@@ -178,6 +182,10 @@ static int parse(int argc, char **argv, opts *o) {
       o->hold[o->nhold++] = argv[i + 1];
     else if (strcmp(argv[i], "--max-held") == 0 && atol(argv[i + 1]) > 0)
       o->max_held = (size_t)atol(argv[i + 1]);
+    else if (strcmp(argv[i], "--engine") == 0 && strcmp(v, "verbatim") == 0)
+      o->verbatim = true;
+    else if (strcmp(argv[i], "--engine") == 0 && strcmp(v, "terminate") == 0)
+      o->verbatim = false;
     else if (strcmp(argv[i], "--fault") == 0 && strcmp(v, "steal-uv-reserve") == 0)
       o->steal_uv_reserve = true;
     else if (!parse_bound(argv[i], v, o))
@@ -225,7 +233,7 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "usage: %s --listen unix:PATH --backend unix:PATH [--hold METHOD]... "
             "[--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS] [--max-conns N] "
-            "[--fault steal-uv-reserve]\n",
+            "[--engine terminate|verbatim] [--fault steal-uv-reserve]\n",
             argv[0]);
     return 2;
   }
@@ -241,7 +249,8 @@ int main(int argc, char **argv) {
                     .max_held_bytes = o.max_held,
                     .preface_timeout_ms = o.preface_ms,
                     .idle_ms = o.idle_ms,
-                    .max_conns = o.max_conns};
+                    .max_conns = o.max_conns,
+                    .verbatim = o.verbatim};
   h2r *r;
   ch_error err;
   if (h2r_start(loop, &cfg, &r, &err) != 0) {

@@ -97,6 +97,9 @@ def rss_kib(pid):
 # ---- the standalone relay ----
 
 RELAY = os.path.join(harness.BUILD, "tests", "bench", "crihook-h2relay")
+# The relay engine the tests drive (h2r_config.verbatim): "terminate" or
+# "verbatim"; meson runs test_h2relay.py once with each.
+ENGINE = os.environ.get("CRIHOOK_H2RELAY_ENGINE", "")
 
 
 class Relay:
@@ -108,6 +111,8 @@ class Relay:
         if max_held:
             args += ["--max-held", str(max_held)]
         args += list(extra)
+        if ENGINE:
+            args += ["--engine", ENGINE]
         self.err = open(self.sock + ".log", "w+")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True)
         line = self.proc.stdout.readline()
