@@ -254,6 +254,7 @@ static int start_data_plane(control *c, const crihookd_options *o, const ch_back
                               .backend_path = info->path,
                               .image_backend_path = info->image_path,
                               .workers = o->workers,
+                              .verbatim = o->relay_verbatim,
                               .max_msg_size = (size_t)o->max_msg_size,
                               .shutdown_grace_ms = o->shutdown_grace_ms,
                               .registry = &c->registry,

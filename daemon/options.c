@@ -26,7 +26,8 @@ enum {
   OPT_ADMIN,
   OPT_LOG_FORMAT,
   OPT_METRICS_ADDRESS,
-  OPT_METRICS
+  OPT_METRICS,
+  OPT_RELAY
 };
 
 typedef struct option_spec {
@@ -48,6 +49,7 @@ static const option_spec specs[] = {
     {"log-format", "CRIHOOK_LOG_FORMAT", OPT_LOG_FORMAT},
     {"metrics-address", "CRIHOOK_METRICS_ADDRESS", OPT_METRICS_ADDRESS},
     {"metrics", "CRIHOOK_METRICS", OPT_METRICS},
+    {"relay", "CRIHOOK_RELAY", OPT_RELAY},
 };
 #define SPEC_COUNT (sizeof specs / sizeof specs[0])
 
@@ -64,6 +66,9 @@ const char *crihookd_usage(void) {
          "  --log-level LEVEL        debug, info, warn or error (default info)\n"
          "  --log-format FORMAT      text or json: one JSON object per line (default text)\n"
          "  --workers N              data-plane threads (default 1)\n"
+         "  --relay verbatim|terminate  how calls are relayed: frames passed on as they\n"
+         "                           come, or HTTP/2 ended on both sides (default\n"
+         "                           verbatim; terminate where --image-backend differs)\n"
          "  --shutdown-grace MS      on SIGTERM, how long in-flight calls may finish (default "
          "5000)\n"
          "  --admin-socket ENDPOINT  crihookctl's socket (default " CH_DEFAULT_ADMIN
@@ -165,6 +170,11 @@ static int apply(crihookd_options *o, int id, const char *value, ch_error *err) 
                              err);
     case OPT_METRICS:
       return parse_on_off(value, &o->metrics, err);
+    case OPT_RELAY:
+      if (strcmp(value, "verbatim") != 0 && strcmp(value, "terminate") != 0)
+        return ch_fail(err, "unknown relay \"%s\" (verbatim, terminate)", value);
+      o->relay_verbatim = strcmp(value, "verbatim") == 0;
+      return 0;
     case OPT_LOG_FORMAT:
       if (ch_log_parse_format(value, &o->log_format) != 0)
         return ch_fail(err, "unknown log format \"%s\" (text, json)", value);
@@ -189,6 +199,7 @@ static void set_defaults(crihookd_options *o) {
   o->log_format = CH_LOG_TEXT;
   o->metrics = true;
   o->workers = 1;
+  o->relay_verbatim = true;
   o->shutdown_grace_ms = 5000;
 }
 

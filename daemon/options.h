@@ -27,6 +27,7 @@ typedef struct crihookd_options {
   int metrics_port;          /* 0 = no HTTP metrics listener */
   bool metrics;              /* --metrics on|off */
   int workers;
+  bool relay_verbatim; /* --relay verbatim (the default) */
   int shutdown_grace_ms;
   bool help;
   bool version;

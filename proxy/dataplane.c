@@ -191,7 +191,8 @@ static int worker_init(ch_dataplane *dp, dp_worker *w, int index, ch_error *err)
                    .max_msg_size = c->max_msg_size,
                    .have_listen_fd = true,
                    .listen_fd = listen_fd,
-                   .live_streams = &dp->live};
+                   .live_streams = &dp->live,
+                   .verbatim = c->verbatim};
   if (h2r_start(&w->loop, &rc, &w->relay, err) != 0) { /* it closed listen_fd */
     ch_rpc_pool_free(w->hooked.conns);
     w->hooked.conns = NULL;

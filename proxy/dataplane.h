@@ -52,6 +52,7 @@ typedef struct ch_dataplane_config {
   const char *backend_path;       /* the runtime's socket */
   const char *image_backend_path; /* the image service's socket (may equal backend_path) */
   int workers;
+  bool verbatim; /* the relay's verbatim engine (h2relay.h), where it applies */
   size_t max_msg_size;
   int shutdown_grace_ms;
   /* The hooked calls' plugins and store (not owned); NULL registry or

@@ -39,6 +39,10 @@ import grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("CRIHOOK_BUILD_DIR", os.path.join(ROOT, "build"))
+# crihookd's relay engine in these tests (--relay, read from CRIHOOK_RELAY as
+# crihookd reads it; its default is verbatim): where the two engines differ
+# on purpose (relay/h2relay.h "Verbatim"), a test asserts each one's way.
+RELAY = os.environ.get("CRIHOOK_RELAY") or "verbatim"
 CRIHOOKD = os.path.join(BUILD, "daemon", "crihookd")
 CRIHOOKCTL = os.path.join(BUILD, "ctl", "crihookctl")
 CONTAINERD_SH = os.path.join(ROOT, "tests", "harness", "containerd.sh")

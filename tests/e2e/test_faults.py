@@ -119,8 +119,14 @@ class FaultsWithFake(unittest.TestCase):
             reply = send_raw(self.proxy.sock,
                              truncated_grpc_request("/runtime.v1.RuntimeService/Version"))
             self.assertTrue(reply, "no answer at all to a truncated message")
-            self.assertEqual(fake.events.count(version), seen,
-                             "a truncated request reached the backend")
+            if harness.RELAY == "verbatim":
+                # its headers went on as they came; its message did not: the
+                # relay answers (its own words, unencoded) and resets the
+                # backend's stream, so no handler runs on half a message
+                self.assertIn(b"ended inside a message", reply)
+            else:
+                self.assertEqual(fake.events.count(version), seen,
+                                 "a truncated request reached the backend")
             send_raw(self.proxy.sock, truncated_grpc_request("/fake.Svc/Sum"))
             self.assertEqual(self.echo().body, b"ping")
             self.assertIsNone(self.proxy.proc.poll())
