@@ -24,7 +24,21 @@
  * either connection aborts the run. The seeds in corpus/h2relay_backend/
  * (tests/fuzz/make_seeds.py) are backend answers: unary with headers, DATA
  * and trailers, trailers-only, RST_STREAM, GOAWAY, CONTINUATION, padded
- * DATA, WINDOW_UPDATE/PING/SETTINGS, a PUSH_PROMISE the relay refused. */
+ * DATA, WINDOW_UPDATE/PING/SETTINGS, a PUSH_PROMISE the relay refused.
+ *
+ * Built twice (tests/fuzz/meson.build): as h2relay_backend for the
+ * terminating engine, and with -DH2R_FUZZ_VERBATIM=1 as h2verbatim_backend
+ * for the verbatim engine (relay/h2verbatim.c: the backend's frames passed
+ * through to the client, its header blocks read by an HPACK decoder that
+ * must stay without a dynamic table, intercepted answers held, its
+ * connection credit translated, its GOAWAY and SETTINGS rewritten). That
+ * engine connects the backend as the client connects and passes the
+ * client's own preface, SETTINGS and two calls through (stream 3's body one
+ * byte longer, from the scripted owner); the input is written only once
+ * those have reached the backend, so that it answers streams the relay
+ * knows (not a race between the two sockets). Its seeds are
+ * corpus/h2verbatim_backend/: those of h2relay_backend and a few of the
+ * verbatim engine's own (make_seeds.py). */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -38,6 +52,14 @@
 #include <uv.h>
 
 #include "h2relay_fuzz.h"
+
+#if H2R_FUZZ_VERBATIM
+#define TARGET "fuzz_h2verbatim_backend"
+#define SOCK_PREFIX "/tmp/crihook-fuzz-h2vb"
+#else
+#define TARGET "fuzz_h2relay_backend"
+#define SOCK_PREFIX "/tmp/crihook-fuzz-h2rb"
+#endif
 
 static uv_loop_t loop;
 static struct sockaddr_un relay_addr;
@@ -107,8 +129,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argv;
   static char listen_path[100];
   signal(SIGPIPE, SIG_IGN);
-  snprintf(listen_path, sizeof listen_path, "/tmp/crihook-fuzz-h2rb-%d.sock", getpid());
-  snprintf(backend_path, sizeof backend_path, "/tmp/crihook-fuzz-h2rb-%d.backend", getpid());
+  snprintf(listen_path, sizeof listen_path, SOCK_PREFIX "-%d.sock", getpid());
+  snprintf(backend_path, sizeof backend_path, SOCK_PREFIX "-%d.backend", getpid());
   struct sockaddr_un baddr = {.sun_family = AF_UNIX};
   memcpy(baddr.sun_path, backend_path, strlen(backend_path) + 1);
   unlink(backend_path);
@@ -118,7 +140,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       listen(backend_listener, 8) != 0)
     abort();
   uv_loop_init(&loop);
-  h2r_fuzz_start(&loop, "fuzz_h2relay_backend", listen_path, backend_path);
+  h2r_fuzz_start(&loop, TARGET, listen_path, backend_path);
   relay_addr.sun_family = AF_UNIX;
   memcpy(relay_addr.sun_path, listen_path, strlen(listen_path) + 1);
   atexit(remove_sockets);
@@ -152,7 +174,7 @@ static int backend_accept(int cfd) {
     drained_to_eof(cfd);
     step(cfd, -1);
   }
-  fprintf(stderr, "fuzz_h2relay_backend: the relay never connected to the backend\n");
+  fprintf(stderr, TARGET ": the relay never connected to the backend\n");
   abort();
 }
 
@@ -163,9 +185,38 @@ static void run_until_closed(int until, int other, const char *what) {
     if (drained_to_eof(until)) return;
     step(until, other);
   }
-  fprintf(stderr, "fuzz_h2relay_backend: the relay did not close the %s connection\n", what);
+  fprintf(stderr, TARGET ": the relay did not close the %s connection\n", what);
   abort();
 }
+
+#if H2R_FUZZ_VERBATIM
+/* Runs the loop, reading both sides, until the backend has got at least
+ * the client's bytes (the verbatim engine passes them through) and the
+ * relay has nothing more to write there. */
+static void await_request(int bfd, int cfd) {
+  size_t got = 0;
+  int idle = 0;
+  uint8_t buf[65536];
+  for (int i = 0; i < 4000; i++) {
+    drained_to_eof(cfd);
+    ssize_t n = read(bfd, buf, sizeof buf);
+    if (n > 0) {
+      got += (size_t)n, idle = 0;
+      continue;
+    }
+    if (n == 0) break; /* the relay closed the backend connection */
+    if (got < request_len) {
+      step(bfd, cfd);
+      continue;
+    }
+    if (++idle > 3) return;
+    uv_run(&loop, UV_RUN_NOWAIT); /* no wait: the relay runs only in there */
+  }
+  fprintf(stderr, TARGET ": the client's %zu bytes never reached the backend (%zu did)\n",
+          request_len, got);
+  abort();
+}
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
@@ -175,6 +226,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (write(cfd, request, request_len) != (ssize_t)request_len) abort();
   int bfd = backend_accept(cfd);
   if (write(bfd, settings, sizeof settings) != (ssize_t)sizeof settings) abort();
+#if H2R_FUZZ_VERBATIM
+  await_request(bfd, cfd);
+#endif
   if (size && write(bfd, data, size) != (ssize_t)size) abort();
   shutdown(bfd, SHUT_WR);
   run_until_closed(bfd, cfd, "backend");

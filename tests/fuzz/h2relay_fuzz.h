@@ -21,6 +21,10 @@
 
 #include "h2relay.h"
 
+#ifndef H2R_FUZZ_VERBATIM
+#define H2R_FUZZ_VERBATIM 0
+#endif
+
 static volatile size_t h2r_fuzz_sink;
 
 /* The owner's state of an intercepted call (h2r_call_set_data). */
@@ -82,8 +86,8 @@ static void h2r_fuzz_stream_end(void *ud, const h2r_stream_end *e) {
   h2r_fuzz_sink = sum;
 }
 
-/* Starts the relay on `loop` or aborts, naming `target`. */
-static inline void h2r_fuzz_start(uv_loop_t *loop, const char *target, const char *listen_path,
+/* Starts the relay on `loop` or aborts, naming `target`; the relay. */
+static inline h2r *h2r_fuzz_start(uv_loop_t *loop, const char *target, const char *listen_path,
                                   const char *backend_path) {
   h2r_config cfg = {.listen_path = listen_path,
                     .backend_path = backend_path,
@@ -93,11 +97,13 @@ static inline void h2r_fuzz_start(uv_loop_t *loop, const char *target, const cha
                     .on_answer = h2r_fuzz_answer,
                     .max_held_bytes = 96 * 1024,
                     .self_probe_header = "x-crihook-self-probe",
-                    .max_msg_size = 64 * 1024};
+                    .max_msg_size = 64 * 1024,
+                    .verbatim = H2R_FUZZ_VERBATIM};
   h2r *r;
   ch_error err;
   if (h2r_start(loop, &cfg, &r, &err) != 0) {
     fprintf(stderr, "%s: %s\n", target, err.msg);
     abort();
   }
+  return r;
 }

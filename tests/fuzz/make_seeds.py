@@ -17,7 +17,16 @@ it; the output is committed, so the build never needs it):
   and is kept as it came);
 - admin_http: requests of curl, crihookctl and Prometheus;
 - h2relay_backend: what an HTTP/2 backend answers the relay's two calls
-  (streams 1 and 3; tests/e2e/harness.py's h2_frame and hpack_literal).
+  (streams 1 and 3; tests/e2e/harness.py's h2_frame and hpack_literal);
+- h2verbatim_backend: the same, for the verbatim engine, and answers that
+  engine reads in its own way (fuzz_h2relay_backend.c built with
+  H2R_FUZZ_VERBATIM): a dynamic table it refuses, SETTINGS it rewrites,
+  DATA for streams it forgot, credit, GOAWAY, held answers;
+- h2verbatim: corpus/h2relay/ (handwritten, copied) and what a client
+  sends the verbatim engine (fuzz_h2verbatim.c): hooked calls with
+  CONTINUATION, padding, resets, credit, HEADER_TABLE_SIZE, PING, GOAWAY,
+  a dynamic table of its own, streams its scripted backend answers each
+  way (by stream id).
 The byte before a merge answer and a views request chooses the hook or the
 method (fuzz_merge.c, fuzz_views.c say which). Needs protoc (Debian's
 protobuf-compiler) and python3-protobuf, as the end-to-end tests do.
@@ -268,7 +277,7 @@ def admin_http_seeds():
         write("admin_http", name, text)
 
 
-def h2relay_backend_seeds():
+def h2relay_backend_seeds(target="h2relay_backend"):
     sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
     from harness import h2_frame, hpack_literal  # noqa: E402
 
@@ -304,12 +313,133 @@ def h2relay_backend_seeds():
         "push-promise": ack + h2_frame(5, 4, 1, b"\0\0\0\x02" + block(
             (":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x"))),
     }
+    if target == "h2verbatim_backend":
+        seeds.update(verbatim_backend_extra(h2_frame, block, resp, ok, msg, ack, unary))
     for name, data in seeds.items():
-        write("h2relay_backend", name, data)
+        write(target, name, data)
+
+
+def verbatim_backend_extra(h2_frame, block, resp, ok, msg, ack, unary):
+    """Answers the verbatim engine reads in its own way (h2verbatim.c)."""
+    def setting(ident, value):
+        return ident.to_bytes(2, "big") + value.to_bytes(4, "big")
+
+    def padded(payload, pad):
+        return bytes([pad]) + payload + b"\0" * pad
+
+    # literal with incremental indexing (RFC 7541 6.2.1): the backend's
+    # table is not empty after it, which the engine refuses
+    indexed = b"\x40\x0bgrpc-status\x010"
+    big = b"\x00\x00\x02\x00\x00" + b"y" * 64  # announces 128 KiB > max_msg_size
+    return {
+        "v-dynamic-table": ack + h2_frame(1, 4, 1, resp) + h2_frame(0, 0, 1, msg) +
+        h2_frame(1, 5, 1, indexed) + unary(3),
+        "v-settings-rewritten": h2_frame(4, 0, 0, setting(1, 0) + setting(3, 100000) +
+                                         setting(4, 1) + setting(1, 4096)) + ack +
+        h2_frame(8, 0, 3, b"\0\0\x01\0") + unary(1) + unary(3),
+        "v-window-shrinks": h2_frame(4, 0, 0, setting(4, 0)) + h2_frame(8, 0, 0, b"\x7f\xff\xff\xff") +
+        h2_frame(8, 0, 3, b"\0\0\0\x10") + unary(1) + unary(3),
+        "v-data-forgotten": ack + h2_frame(0, 0, 5, msg) + h2_frame(0, 1, 7, b"\0" * 32) +
+        h2_frame(3, 0, 1, b"\0\0\0\x08") + h2_frame(0, 1, 1, msg) + unary(3),
+        "v-goaway-none": ack + h2_frame(7, 0, 0, b"\0\0\0\0\0\0\0\x02debug") + unary(1),
+        "v-held-continuation": ack + h2_frame(1, 0x28, 3, padded(b"\x80\0\0\0\x10" + resp[:7], 3)) +
+        h2_frame(9, 4, 3, resp[7:]) + h2_frame(0, 0x8, 3, padded(msg, 2)) +
+        h2_frame(1, 1, 3, ok[:4]) + h2_frame(9, 4, 3, ok[4:]) + unary(1),
+        "v-held-trailers-only": ack + h2_frame(1, 5, 3, resp + block(
+            ("grpc-status", "7"), ("grpc-message", "denied%20by%20hook"))) + unary(1),
+        "v-held-reset": ack + h2_frame(1, 4, 3, resp) + h2_frame(0, 0, 3, msg) +
+        h2_frame(3, 0, 3, b"\0\0\0\x02") + unary(1),
+        "v-too-big": ack + h2_frame(1, 4, 1, resp) + h2_frame(0, 0, 1, big) +
+        h2_frame(1, 4, 3, resp) + h2_frame(0, 0, 3, big) + h2_frame(1, 5, 3, ok) +
+        h2_frame(1, 5, 1, ok),
+        "v-interleaved": ack + h2_frame(1, 4, 1, resp) + h2_frame(1, 4, 3, resp) +
+        h2_frame(0, 0, 3, msg) + h2_frame(0, 0, 1, msg) + h2_frame(6, 0, 0, b"abcdefgh") +
+        h2_frame(1, 5, 3, ok) + h2_frame(0, 1, 1, b""),
+    }
+
+
+def h2verbatim_seeds():
+    """What a client sends the verbatim engine after the preface
+    (fuzz_h2verbatim.c: its backend answers streams by id, (id >> 1) % 4:
+    0, 1 unary; 2 trailers-only; 3 RST_STREAM)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    from harness import h2_frame, grpc_headers, hpack_literal  # noqa: E402
+    src = os.path.join(CORPUS, "h2relay")
+    os.makedirs(os.path.join(CORPUS, "h2verbatim"), exist_ok=True)
+    for name in sorted(os.listdir(src)):
+        shutil.copy(os.path.join(src, name), os.path.join(CORPUS, "h2verbatim", name))
+
+    def setting(ident, value):
+        return ident.to_bytes(2, "big") + value.to_bytes(4, "big")
+
+    def padded(payload, pad):
+        return bytes([pad]) + payload + b"\0" * pad
+
+    settings = h2_frame(4, 0, 0, b"")
+    ack = h2_frame(4, 1, 0, b"")
+    hook = "/runtime.v1.RuntimeService/CreateContainerHook"
+    plain = "/runtime.v1.RuntimeService/Version"
+    msg = b"\x00\x00\x00\x00\x07request"
+    refuse = b"\x00\x00\x00\x00\x06Refuse"
+
+    def call(sid, path, body=msg, *extra):
+        return h2_frame(1, 4, sid, grpc_headers(path, *extra)) + h2_frame(0, 1, sid, body)
+
+    hb = grpc_headers(hook)
+    seeds = {
+        "v-hook-continuation-padded": settings + ack +
+        h2_frame(1, 0x28, 1, padded(b"\0\0\0\0\x10" + hb[:30], 5)) +
+        h2_frame(9, 0, 1, hb[30:60]) + h2_frame(9, 4, 1, hb[60:]) +
+        h2_frame(0, 0x8, 1, padded(msg[:6], 3)) + h2_frame(0, 0x9, 1, padded(msg[6:], 0)),
+        "v-hook-refused-then-reset": settings + call(1, hook, refuse) +
+        h2_frame(3, 0, 1, b"\0\0\0\x08") + call(3, hook),
+        "v-hook-reset-mid-request": settings + h2_frame(1, 4, 1, hb) +
+        h2_frame(0, 0, 1, msg[:5]) + h2_frame(3, 0, 1, b"\0\0\0\x08") +
+        h2_frame(0, 1, 1, msg[5:]) + call(3, plain),
+        "v-settings-table-size": h2_frame(4, 0, 0, setting(1, 0x1000) + setting(4, 0x8000) +
+                                          setting(5, 0x10000) + setting(2, 0)) + ack +
+        call(1, plain) + h2_frame(4, 0, 0, setting(1, 0)) + call(3, hook),
+        "v-ping-goaway": settings + h2_frame(6, 0, 0, b"pingpong") + call(1, plain) +
+        h2_frame(6, 1, 0, b"pongping") + h2_frame(7, 0, 0, b"\0\0\0\x01\0\0\0\0bye") +
+        call(3, hook),
+        "v-window-updates": settings + h2_frame(8, 0, 0, b"\0\x01\0\0") + call(1, hook) +
+        h2_frame(8, 0, 1, b"\0\0\x10\0") + call(3, plain) + h2_frame(8, 0, 3, b"\0\0\0\x01") +
+        h2_frame(8, 0, 0, b"\x7f\xff\xff\xff"),
+        "v-four-answers": settings + call(1, hook) + call(3, plain) + call(5, hook) +
+        call(7, plain) + call(9, plain) + call(11, hook) + call(13, plain) + call(15, hook),
+        "v-too-big": settings + call(1, plain, b"\x00\x00\x02\x00\x00" + b"z" * 40) +
+        call(3, hook, b"\x00\x00\x02\x00\x00" + b"z" * 40),
+        "v-deadline": settings + call(1, plain, msg, ("grpc-timeout", "1n")) +
+        call(3, hook, msg, ("grpc-timeout", "1u"), ("x-crihook-self-probe", "1")),
+        "v-open-at-eof": settings + h2_frame(1, 4, 1, hb) + h2_frame(0, 0, 1, msg) +
+        h2_frame(1, 4, 3, grpc_headers(plain)) + h2_frame(0, 0, 3, msg),
+        "v-big-bodies": settings + h2_frame(1, 4, 1, hb) +
+        h2_frame(0, 0, 1, b"\x00\x00\x00\x30\x00" + b"a" * 0x1800) +
+        h2_frame(0, 1, 1, b"b" * 0x1800) + h2_frame(1, 4, 3, grpc_headers(plain)) +
+        h2_frame(0, 1, 3, b"\x00\x00\x00\x30\x00" + b"c" * 0x3000),
+        "v-trailers-continuation": settings + h2_frame(1, 4, 1, grpc_headers(plain)) +
+        h2_frame(0, 0, 1, msg) + h2_frame(1, 1, 1, hpack_literal("x-end", "1")[:3]) +
+        h2_frame(9, 4, 1, hpack_literal("x-end", "1")[3:]) + call(3, hook),
+        "v-stray-frames": settings + h2_frame(0, 1, 9, msg) + h2_frame(2, 0, 1, b"\0\0\0\0\x10") +
+        h2_frame(0xfa, 0, 0, b"ext") + call(1, plain) + h2_frame(0, 1, 1, msg) +
+        h2_frame(3, 0, 5, b"\0\0\0\x08") + call(3, hook),
+    }
+    # the client's own dynamic table: literal with incremental indexing,
+    # then the same field by its index (62: the newest entry)
+    dyn = (b"\x83\x86" + b"\x44" + bytes([len(hook)]) + hook.encode() +
+           hpack_literal(":authority", "localhost") + hpack_literal("content-type", "application/grpc") +
+           hpack_literal("te", "trailers"))
+    again = b"\x83\x86\xbe" + hpack_literal(":authority", "localhost")
+    seeds["v-client-dynamic-table"] = (settings + h2_frame(1, 4, 1, dyn) + h2_frame(0, 1, 1, msg) +
+                                      h2_frame(1, 4, 3, again) + h2_frame(0, 1, 3, msg))
+    for name, data in seeds.items():
+        write("h2verbatim", name, data)
 
 
 def main():
     h2relay_backend_seeds()
+    h2relay_backend_seeds("h2verbatim_backend")
+    h2verbatim_seeds()
     cri, hook = protos()
     plugin_parse_seeds()
     merge_seeds(hook)
