@@ -766,9 +766,6 @@ static int decide_down(h2v_conn *v, vdir *x) {
 
 static void frame_begin(h2v_conn *v, int d) {
   vdir *x = &v->dir[d];
-  fprintf(stderr, "VB %s type=%d flags=%x sid=%u len=%u ab=%ld cv=%ld\n", d == UP ? "up" : "down",
-          x->hd[3], x->hd[4], get32(x->hd + 5),
-          (unsigned)(x->hd[0] << 16 | x->hd[1] << 8 | x->hd[2]), (long)v->ab, (long)v->cv);
   x->len = (uint32_t)x->hd[0] << 16 | (uint32_t)x->hd[1] << 8 | x->hd[2];
   x->type = x->hd[3];
   x->flags = x->hd[4];
