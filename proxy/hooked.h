@@ -8,9 +8,10 @@
  * request goes to the runtime with kubelet's own headers (user-agent,
  * grpc-timeout, metadata), its message re-encoded only if a hook changed
  * it, or the call is refused with the status a Fail-policy plugin caused.
- * The runtime's answer is held whole too and recorded in the store before
- * kubelet sees any of it, then relayed as the runtime sent it (a
- * trailers-only error stays trailers-only). When the stream has ended the
+ * The runtime's answer is recorded in the store before the call ends for
+ * kubelet (the relay holds its trailers, or with --relay terminate the
+ * whole answer, until ch_hooked_answer has run), and relayed as the runtime
+ * sent it (a trailers-only error stays trailers-only). When the stream has ended the
  * Post hooks run; after them the call is counted in the metrics and, while
  * someone watches, published in the live trace with its pod, container and
  * every hook call of both chains.

@@ -92,7 +92,11 @@
  *     trailers) and shown to on_answer(ud, call, answer) before any of it
  *     goes to the client, then relayed as the backend sent it. An answer
  *     the relay ends itself (deadline passed, backend lost, message over
- *     max_msg_size) is not shown;
+ *     max_msg_size) is not shown. (The verbatim engine below differs in
+ *     when: the request's headers go on at once and only its DATA waits;
+ *     the answer's headers and DATA go on, copied, and its last header
+ *     block waits for on_answer, so the call still ends for the client
+ *     only after the owner has seen it);
  *   - on_stream_end reports the call like any stream, with its call_data;
  *     the call handle is invalid from then on (a client that resets while
  *     the owner decides ends the call there: the owner must drop what it
@@ -144,8 +148,9 @@
  *     the gRPC framing of DATA (max_msg_size, as above);
  *   - the client's SETTINGS reach the backend with HEADER_TABLE_SIZE 0, so
  *     the backend's header blocks stand alone (no dynamic table): that is
- *     what lets the relay hold an intercepted call's answer whole, drop the
- *     answer of a stream it has ended, and write answers of its own
+ *     what lets the relay hold an intercepted call's trailers (or its
+ *     trailers-only answer) for the owner, drop the answer of a stream it
+ *     has ended, and write answers of its own
  *     (literals without indexing) without putting the client's HPACK
  *     decoder out of step. The client's own blocks keep its table and are
  *     always passed in order; the backend's SETTINGS reach the client with

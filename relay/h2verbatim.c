@@ -184,6 +184,18 @@ static void frame_head(uint8_t *hd, size_t len, uint8_t type, uint8_t flags, int
 
 /* ---- output ---- */
 
+static int seg_push(vout *o, h2r_seg seg) {
+  if (o->nsegs == o->cap) {
+    size_t cap = o->cap ? o->cap * 2 : 16;
+    h2r_seg *s = realloc(o->segs, cap * sizeof *s);
+    if (!s) return -1;
+    o->segs = s;
+    o->cap = cap;
+  }
+  o->segs[o->nsegs++] = seg;
+  return 0;
+}
+
 static int out_copy(vout *o, const uint8_t *p, size_t n) {
   size_t off = o->own.len;
   if (vbuf_add(&o->own, p, n) != 0) return -1;
@@ -192,29 +204,13 @@ static int out_copy(vout *o, const uint8_t *p, size_t n) {
     o->segs[o->nsegs - 1].len += n;
     return 0;
   }
-  if (o->nsegs == o->cap) {
-    size_t cap = o->cap ? o->cap * 2 : 16;
-    h2r_seg *s = realloc(o->segs, cap * sizeof *s);
-    if (!s) return -1;
-    o->segs = s;
-    o->cap = cap;
-  }
-  o->segs[o->nsegs++] = (h2r_seg){.off = off, .len = n};
-  return 0;
+  return seg_push(o, (h2r_seg){.off = off, .len = n});
 }
 
 /* Bytes that stay where they are until the flush (the read slab). */
 static int out_ref(vout *o, const uint8_t *p, size_t n) {
   if (n < H2R_REF_MIN) return out_copy(o, p, n);
-  if (o->nsegs == o->cap) {
-    size_t cap = o->cap ? o->cap * 2 : 16;
-    h2r_seg *s = realloc(o->segs, cap * sizeof *s);
-    if (!s) return -1;
-    o->segs = s;
-    o->cap = cap;
-  }
-  o->segs[o->nsegs++] = (h2r_seg){.p = p, .len = n};
-  return 0;
+  return seg_push(o, (h2r_seg){.p = p, .len = n});
 }
 
 /* A frame of the relay's own: now, or at the next frame boundary. */
