@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""End to end: relay/'s HTTP/2 relay core (crihook-h2relay, libuv + nghttp2),
-on its own, before crihookd uses it.
+"""End to end: relay/'s HTTP/2 relay (crihook-h2relay, libuv + nghttp2) on
+its own, with the engine CRIHOOK_H2RELAY_ENGINE names (terminate by default;
+meson runs it as e2e-h2relay and, with verbatim, as e2e-h2relay-verbatim).
 
 Against fake_backend.py (known behaviour, records the metadata it saw) and a
 real containerd: answers through the relay agree with direct ones; the
