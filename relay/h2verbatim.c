@@ -473,7 +473,8 @@ static void send_pending(h2v_stream *s) {
     int64_t n = (int64_t)(left < OWN_FRAME ? left : OWN_FRAME);
     if (n > v->ab) n = v->ab;
     if (n > s->bwin) n = s->bwin;
-    if (left && n <= 0) return;
+    if (left && n <= 0) return; /* the backend's credit comes back (backend_window) */
+    if (!left) n = 0;           /* an empty END_STREAM frame needs no credit */
     bool last = (size_t)n == left;
     emit_frame(&v->out[UP], T_DATA, last ? F_END_STREAM : 0, s->sid, s->pend.p + s->pend_off,
                (size_t)n);
