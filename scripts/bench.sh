@@ -12,10 +12,11 @@
 #   h2peek    the same relay reading what a verbatim HTTP/2 relay must read
 #             (frame headers; every header block through an HPACK decoder,
 #             for :path and grpc-status: tests/bench/h2peek.h), requests
-#             before passing them on: the floor of issue 11's verbatim 1:1
-#             relay, measured before anyone builds it
-#   h2relay   tests/bench/h2relay_main.c: relay/'s HTTP/2 stream relay core
-#             (libuv + nghttp2), the data plane issue 11 moves crihookd to
+#             before passing them on: the floor of the verbatim relay
+#             crihookd runs (relay/h2verbatim.c)
+#   h2relay   tests/bench/h2relay_main.c: relay/ alone, without routes or
+#             hooks; its terminating engine (HTTP/2 ended on both sides,
+#             what crihookd ran before), or another with H2RELAY_ARGS
 #   nghttpx   nghttp2-proxy, h2 to h2 (tests/bench/nghttpx.conf.in)
 #   haproxy   haproxy 2.6, mode http, proto h2 on both sides
 #             (tests/bench/haproxy.cfg.in)
@@ -62,6 +63,8 @@
 #                       round, short runs, 10 containers); its figures are
 #                       not the benchmark's
 #   CRIHOOKD_ARGS       extra crihookd flags, e.g. "--workers 2"
+#   H2RELAY_ARGS        extra crihook-h2relay flags, e.g. "--engine verbatim"
+#                       (the h2relay row is the terminating engine without it)
 #   CRIHOOKD_ENV        extra environment for crihookd, e.g.
 #                       "GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456"
 #   BENCH_ROUNDS        rounds (default 5)
@@ -400,7 +403,7 @@ start_h2peek() {
 start_h2relay() {
 	SOCK[h2relay]=$W/h2relay.sock
 	launch h2relay TERM "$W/h2relay.log" "$H2RELAY" --listen "unix:${SOCK[h2relay]}" \
-		--backend "unix:$CTD_SOCK"
+		--backend "unix:$CTD_SOCK" ${H2RELAY_ARGS:-}
 }
 
 start_nghttpx() {
