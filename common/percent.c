@@ -2,6 +2,8 @@
 /* percent.c: see percent.h. */
 #include "percent.h"
 
+#include <stdbool.h>
+
 int ch_hex_digit(int c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -33,4 +35,24 @@ int ch_percent_decode(const char *in, size_t len, char *out, size_t out_size, ch
   }
   out[o] = '\0';
   return rc;
+}
+
+static bool kept(unsigned char c, ch_pct_dialect d) {
+  if (d == CH_PCT_GRPC_MESSAGE) return c >= 0x20 && c < 0x7f && c != '%';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '~';
+}
+
+size_t ch_percent_encode(const char *in, char *out, size_t out_size, ch_pct_dialect d) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < out_size; p++) {
+    if (kept(*p, d)) {
+      out[o++] = (char)*p;
+    } else {
+      out[o++] = '%', out[o++] = hex[*p >> 4], out[o++] = hex[*p & 15];
+    }
+  }
+  out[o] = '\0';
+  return o;
 }

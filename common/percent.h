@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* percent.h: the one percent-decoder of crihookd, for the two dialects it
- * reads:
+/* percent.h: the one percent-decoder (and encoder) of crihookd, for the
+ * two dialects it reads and writes:
  *   CH_PCT_GRPC_MESSAGE  a grpc-message trailer (gRPC's HTTP/2 mapping):
  *                        "%XX" is a byte; anything else, a '%' not followed
  *                        by two hex digits included, is kept as it is (the
@@ -26,3 +26,11 @@ int ch_hex_digit(int c);
  * the output is never longer than the input). Returns 0, or -1 for a bad
  * escape in the QUERY dialect (out then holds what came before it). */
 int ch_percent_decode(const char *in, size_t len, char *out, size_t out_size, ch_pct_dialect d);
+
+/* Encodes the NUL-terminated `in` into out (out_size > 0 bytes, always
+ * NUL-terminated; the output stops 4 bytes short of out_size, so no escape
+ * is ever cut).
+ * GRPC_MESSAGE keeps printable ASCII but '%' (gRPC's HTTP/2 mapping, the
+ * relay's own answers); QUERY keeps only RFC 3986's unreserved characters
+ * (crihookctl trace's filter). Returns the output's length. */
+size_t ch_percent_encode(const char *in, char *out, size_t out_size, ch_pct_dialect d);

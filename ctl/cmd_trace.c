@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "percent.h"
 
 static volatile sig_atomic_t interrupted;
 static volatile int trace_fd = -1;
@@ -40,26 +41,10 @@ static void catch_signals(void) {
 
 /* ---- the request ---- */
 
-static void url_encode(const char *in, char *out, size_t size) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t n = 0;
-  for (const unsigned char *p = (const unsigned char *)in; *p && n + 4 < size; p++) {
-    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-        strchr("-_.~", *p)) {
-      out[n++] = (char)*p;
-    } else {
-      out[n++] = '%';
-      out[n++] = hex[*p >> 4];
-      out[n++] = hex[*p & 15];
-    }
-  }
-  out[n] = '\0';
-}
-
 static int send_request(int fd, const char *method, const char *pod, ch_error *err) {
   char m[1024], p[1024], request[2304];
-  url_encode(method ? method : "", m, sizeof m);
-  url_encode(pod ? pod : "", p, sizeof p);
+  ch_percent_encode(method ? method : "", m, sizeof m, CH_PCT_QUERY);
+  ch_percent_encode(pod ? pod : "", p, sizeof p, CH_PCT_QUERY);
   int n = snprintf(request, sizeof request, "GET /trace?method=%s&pod=%s HTTP/1.0\r\n\r\n", m, p);
   if (n >= (int)sizeof request) return ch_fail(err, "filters too long");
   if (write(fd, request, (size_t)n) != n) return ch_fail_errno(err, errno, "admin socket write");

@@ -224,6 +224,8 @@ void h2r_backend_retire(h2r_backend *b);
  * length. */
 int h2r_frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, long *at,
                     uint32_t *announced);
+/* grpc-status's value: its leading digits (at most 4), 0 if none. */
+int h2r_grpc_status_value(const uint8_t *v, size_t len);
 /* grpc-timeout's value in ns (uv_hrtime units); 0 if malformed. */
 uint64_t h2r_grpc_timeout_ns(const uint8_t *v, size_t len);
 int h2r_callbacks_new(h2r *r);

@@ -114,6 +114,13 @@ int h2r_frames_scan(h2r_frames *f, const uint8_t *d, size_t n, size_t max, long 
 /* ---- deadlines ---- */
 
 /* grpc-timeout: up to 8 digits and a unit (gRPC over HTTP/2); 0 if bad. */
+int h2r_grpc_status_value(const uint8_t *v, size_t len) {
+  int code = 0;
+  for (size_t i = 0; i < len && i < 4 && v[i] >= '0' && v[i] <= '9'; i++)
+    code = code * 10 + (v[i] - '0');
+  return code;
+}
+
 uint64_t h2r_grpc_timeout_ns(const uint8_t *v, size_t len) {
   if (len < 2 || len > 9) return 0;
   uint64_t n = 0;
@@ -687,10 +694,7 @@ static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   if (hdrs_add(s->c->r->pool, h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-    int code = 0;
-    for (size_t i = 0; i < vlen && i < 4 && value[i] >= '0' && value[i] <= '9'; i++)
-      code = code * 10 + (value[i] - '0');
-    s->grpc_status = code;
+    s->grpc_status = h2r_grpc_status_value(value, vlen);
   } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0) {
     stream_set_message(s, value, vlen);
   }

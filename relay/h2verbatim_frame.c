@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "h2verbatim_int.h"
+#include "percent.h"
 
 /* ---- streams ---- */
 
@@ -114,22 +115,6 @@ static void hpack_literal(vbuf *b, const char *name, const char *value, size_t v
   vbuf_add(b, value, vlen);
 }
 
-/* grpc-message as gRPC's HTTP/2 mapping wants it: percent-encoded outside
- * printable ASCII (and '%' itself). */
-static size_t percent_encode(const char *in, char *out, size_t size) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t o = 0;
-  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < size; p++) {
-    if (*p >= 0x20 && *p < 0x7f && *p != '%') {
-      out[o++] = (char)*p;
-    } else {
-      out[o++] = '%', out[o++] = hex[*p >> 4], out[o++] = hex[*p & 15];
-    }
-  }
-  out[o] = '\0';
-  return o;
-}
-
 /* Ends the client's stream with a status of the relay's own (trailers-only
  * if no response headers went out), resets the backend's, and forgets the
  * stream. */
@@ -138,7 +123,7 @@ void h2v_self_answer(h2v_stream *s, int code, const char *msg) {
   if (s->down_end) return;
   s->grpc_status = code;
   char text[MAX_MESSAGE_TEXT], num[16];
-  size_t tlen = percent_encode(msg ? msg : "", text, sizeof text);
+  size_t tlen = ch_percent_encode(msg ? msg : "", text, sizeof text, CH_PCT_GRPC_MESSAGE);
   set_message(s, (const uint8_t *)text, tlen);
   snprintf(num, sizeof num, "%d", code);
   vbuf b = {0};
@@ -270,10 +255,7 @@ static void request_header(h2v_stream *s, const nghttp2_nv *nv) {
 
 static void answer_header(h2v_stream *s, const nghttp2_nv *nv) {
   if (nv->namelen == 11 && memcmp(nv->name, "grpc-status", 11) == 0) {
-    int code = 0;
-    for (size_t i = 0; i < nv->valuelen && i < 4 && nv->value[i] >= '0' && nv->value[i] <= '9'; i++)
-      code = code * 10 + (nv->value[i] - '0');
-    s->grpc_status = code;
+    s->grpc_status = h2r_grpc_status_value(nv->value, nv->valuelen);
   } else if (nv->namelen == 12 && memcmp(nv->name, "grpc-message", 12) == 0) {
     set_message(s, nv->value, nv->valuelen);
   }

@@ -77,12 +77,35 @@ static void test_in_place(void **state) {
   assert_string_equal(s, "a b c+d");
 }
 
+/* Encoding: each dialect's kept characters, '%' escaped, never an escape
+ * cut at the end of the buffer, and each decoder reads its encoder's output
+ * back. */
+static void test_encode(void **state) {
+  (void)state;
+  char enc[64], dec[64];
+  const char *msg = "plugin 50% \"x\"\n\xc3\xbc ok";
+  assert_int_equal(ch_percent_encode(msg, enc, sizeof enc, CH_PCT_GRPC_MESSAGE), 28);
+  assert_string_equal(enc, "plugin 50%25 \"x\"%0A%C3%BC ok");
+  assert_int_equal(ch_percent_decode(enc, strlen(enc), dec, sizeof dec, CH_PCT_GRPC_MESSAGE), 0);
+  assert_string_equal(dec, msg);
+  ch_percent_encode("/runtime.v1.RuntimeService/Run Pod~x", enc, sizeof enc, CH_PCT_QUERY);
+  assert_string_equal(enc, "%2Fruntime.v1.RuntimeService%2FRun%20Pod~x");
+  assert_int_equal(ch_percent_decode(enc, strlen(enc), dec, sizeof dec, CH_PCT_QUERY), 0);
+  assert_string_equal(dec, "/runtime.v1.RuntimeService/Run Pod~x");
+  memset(enc, 'Z', sizeof enc);
+  assert_int_equal(ch_percent_encode("abcdefgh", enc, 8, CH_PCT_QUERY), 4);
+  assert_string_equal(enc, "abcd"); /* it stops 4 bytes short: room for an escape */
+  assert_int_equal(enc[8], 'Z');    /* nothing written past out_size */
+  assert_int_equal(ch_percent_encode("//////", enc, 8, CH_PCT_QUERY), 6);
+  assert_string_equal(enc, "%2F%2F"); /* whole escapes only */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hex_digits),        cmocka_unit_test(test_grpc_message),
       cmocka_unit_test(test_cut_to_the_buffer), cmocka_unit_test(test_query),
-      cmocka_unit_test(test_in_place),
+      cmocka_unit_test(test_in_place),          cmocka_unit_test(test_encode),
   };
-  return cmocka_run_group_tests_name("percent (grpc-message and query decoding)", tests, NULL,
-                                     NULL);
+  return cmocka_run_group_tests_name("percent (grpc-message and query decoding and encoding)",
+                                     tests, NULL, NULL);
 }
