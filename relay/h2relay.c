@@ -207,6 +207,15 @@ static int flush_retired(h2r_conn *c, int *sent) {
   return 0;
 }
 
+/* A backend session in use that neither reads nor writes any more has
+ * ended the connection: the backend broke HTTP/2 and nghttp2 has sent its
+ * GOAWAY (mem_recv does not report that as an error). Its streams would
+ * wait for ever; they get UNAVAILABLE as for a lost backend. */
+static bool session_over(const h2r_backend *b) {
+  return !nghttp2_session_want_read(b->s) && !nghttp2_session_want_write(b->s) &&
+         b->pipe.write_queue_size == 0;
+}
+
 static int flush_client(h2r_conn *c, int *sent) {
   if (flush_one((uv_stream_t *)&c->pipe, c->s, c, NULL, sent) == 0) return 0;
   h2r_conn_close(c);
@@ -222,7 +231,8 @@ static void flush(h2r_conn *c, bool client_first) {
     if (c->closing || (client_first && flush_client(c, &sent) < 0)) return;
     for (int i = 0; i < H2R_ROUTES; i++) {
       h2r_backend *b = c->b[i];
-      if (b && b->up && flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, &sent) < 0) {
+      if (b && b->up &&
+          (flush_one((uv_stream_t *)&b->pipe, b->s, NULL, b, &sent) < 0 || session_over(b))) {
         h2r_backend_lost(b);
         sent = 1;
       }

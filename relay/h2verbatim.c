@@ -119,6 +119,7 @@ typedef struct wreq {
 
 static void write_cb(uv_write_t *req, int status);
 static void backend_lost(h2v_conn *v);
+static void close_when_written(h2v_conn *v);
 static void update_reading(h2v_conn *v);
 
 /* Writes what the direction gathered: at once if the socket takes it, the
@@ -203,7 +204,7 @@ static void feed_stalled(h2v_conn *v) {
   ssize_t took = h2v_feed(v, UP, t.p, t.len);
   if (took < 0) {
     vbuf_free(&t);
-    h2v_protocol_error(v, "client protocol error");
+    h2v_protocol_error(v, UP, v->dir[UP].err);
     return;
   }
   if ((size_t)took < t.len) {
@@ -225,6 +226,7 @@ void h2v_finish(h2v_conn *v) {
     return;
   }
   if (up < 0) backend_lost(v);
+  if (v->close_after_write) close_when_written(v); /* a GOAWAY that went at once */
   if (v->closing) return;
   feed_stalled(v);
   update_reading(v);
@@ -236,7 +238,7 @@ void h2v_client_read(h2v_conn *v, const uint8_t *p, size_t n) {
   ssize_t took = h2v_feed(v, UP, p, n);
   v->in_read = false;
   if (took < 0) {
-    h2v_protocol_error(v, "client protocol error");
+    h2v_protocol_error(v, UP, v->dir[UP].err);
     return;
   }
   if ((size_t)took < n) {
@@ -263,7 +265,7 @@ static void backend_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   ssize_t took = h2v_feed(v, DOWN, (const uint8_t *)buf->base, (size_t)nread);
   v->in_read = false;
   if (took < 0) {
-    h2v_protocol_error(v, "backend protocol error");
+    h2v_protocol_error(v, DOWN, v->dir[DOWN].err);
     return;
   }
   h2v_finish(v);
@@ -323,32 +325,74 @@ static void backend_close(h2v_conn *v) {
   uv_close((uv_handle_t *)&v->hello, release_cb);
 }
 
+/* GOAWAY(code) to the client, naming the last stream it opened. */
+static void emit_goaway(h2v_conn *v, uint32_t code) {
+  uint8_t p[8];
+  put32(p, (uint32_t)v->last_sid);
+  put32(p + 4, code);
+  h2v_emit_frame(&v->out[DOWN], T_GOAWAY, 0, 0, p, 8);
+}
+
+/* The client's last frame: GOAWAY(code); the connection closes once that
+ * is written (now, or from h2v_finish() when this runs inside a read). */
+static void last_goaway(h2v_conn *v, uint32_t code) {
+  emit_goaway(v, code);
+  v->close_after_write = true;
+}
+
+static void close_when_written(h2v_conn *v) {
+  if (v->in_read || v->closing) return;
+  if (out_flush(v, DOWN) < 0 || v->out[DOWN].h->write_queue_size == 0) h2r_conn_close(v->c);
+}
+
 /* Every open stream gets UNAVAILABLE, the client a GOAWAY; the connection
  * closes once that is written (the client connects again for its next
- * call, to a fresh backend connection). */
+ * call, to a fresh backend connection).
+ * Where out[DOWN] is mid-frame nothing valid can be added: the connection
+ * just closes. That includes the time before the backend's SETTINGS (top of
+ * the file): a server preface of the relay's own followed by GOAWAY would
+ * make a gRPC client take the connection as ready and try its call again
+ * and again until its deadline, where a connection closed before any
+ * SETTINGS fails its calls with UNAVAILABLE at once (e2e-faults, a backend
+ * that never speaks). A client's protocol error is different: its calls
+ * are not to be tried again, and its GOAWAY gets that preface
+ * (h2v_protocol_error()). */
 static void backend_lost(h2v_conn *v) {
   if (v->lost || v->closing) return;
   v->lost = true;
   backend_close(v);
-  if (v->out[DOWN].mid) { /* inside one of the backend's frames: nothing valid to add */
+  if (v->out[DOWN].mid) { /* mid-frame, or not greeted yet: above */
     h2r_conn_close(v->c);
     return;
   }
   h2v_stream *s, *tmp;
   HASH_ITER(hh, v->streams, s, tmp) h2v_self_answer(s, 14, "backend connection lost");
-  uint8_t p[8];
-  put32(p, (uint32_t)v->last_sid);
-  put32(p + 4, NGHTTP2_NO_ERROR);
-  h2v_emit_frame(&v->out[DOWN], T_GOAWAY, 0, 0, p, 8);
-  v->close_after_write = true;
-  if (v->in_read) return; /* h2v_finish() writes it */
-  if (out_flush(v, DOWN) < 0 || v->out[DOWN].h->write_queue_size == 0) h2r_conn_close(v->c);
+  last_goaway(v, NGHTTP2_NO_ERROR);
+  close_when_written(v);
 }
 
-void h2v_protocol_error(h2v_conn *v, const char *why) {
-  (void)why;
+void h2v_protocol_error(h2v_conn *v, int d, uint32_t code) {
   if (v->closing) return;
-  h2r_conn_close(v->c);
+  if (d == DOWN) {
+    backend_lost(v);
+  } else if (v->dir[UP].magic) { /* not HTTP/2 at all */
+    h2r_conn_close(v->c);
+    return;
+  } else if (!v->lost) {
+    v->lost = true;
+    backend_close(v);
+    if (!v->greeted) { /* the GOAWAY needs a server preface: an empty SETTINGS */
+      v->greeted = true;
+      v->out[DOWN].mid = false;
+      h2v_emit_frame(&v->out[DOWN], T_SETTINGS, 0, 0, NULL, 0);
+    }
+    if (v->out[DOWN].mid) { /* as in backend_lost() */
+      h2r_conn_close(v->c);
+      return;
+    }
+    last_goaway(v, code ? code : NGHTTP2_PROTOCOL_ERROR);
+  }
+  close_when_written(v);
 }
 
 static void hello_timeout(uv_timer_t *t) { backend_lost(t->data); }
@@ -430,10 +474,7 @@ bool h2v_lingering(const h2v_conn *v) { return v->close_after_write; }
 
 void h2v_goaway(h2v_conn *v) {
   if (v->closing) return;
-  uint8_t p[8];
-  put32(p, (uint32_t)v->last_sid);
-  put32(p + 4, NGHTTP2_NO_ERROR);
-  h2v_emit_frame(&v->out[DOWN], T_GOAWAY, 0, 0, p, 8);
+  emit_goaway(v, NGHTTP2_NO_ERROR);
   if (!v->in_read) out_flush(v, DOWN);
 }
 

@@ -343,7 +343,10 @@ static int decide_up(h2v_conn *v, vdir *x, const uint8_t *p, size_t n) {
   h2v_stream *s;
   switch (x->type) {
     case T_DATA:
-      if ((int64_t)x->len > v->cv) return A_ERROR; /* past the credit it was given */
+      if ((int64_t)x->len > v->cv) { /* past the credit it was given */
+        x->err = NGHTTP2_FLOW_CONTROL_ERROR;
+        return A_ERROR;
+      }
       s = x->s = stream_find(v, x->sid);
       if (s && s->intercept && !s->forwarded && !s->waiting) {
         v->cv -= x->len;
@@ -512,7 +515,7 @@ static void frame_payload(h2v_conn *v, int d, const uint8_t *p, size_t n) {
       break;
     case A_CTL:
       if (x->ctl.len + n > CTL_MAX || vbuf_add(&x->ctl, p, n) != 0)
-        h2v_protocol_error(v, "control frame too large");
+        h2v_protocol_error(v, d, NGHTTP2_FRAME_SIZE_ERROR);
       break;
     default:
       break;
@@ -523,7 +526,7 @@ static void frame_payload(h2v_conn *v, int d, const uint8_t *p, size_t n) {
   if (m && x->type == T_DATA && x->s) data_bytes(v, d, x->s, q, m);
   if (m && (x->type == T_HEADERS || x->type == T_CONT)) {
     if (x->block.len + m > H2R_MAX_HEADER_BLOCK || vbuf_add(&x->block, q, m) != 0)
-      h2v_protocol_error(v, "header block too large");
+      h2v_protocol_error(v, d, NGHTTP2_COMPRESSION_ERROR); /* a block not decoded */
   }
   x->pos += (uint32_t)n;
 }
@@ -622,7 +625,7 @@ static void block_end_up(h2v_conn *v, vdir *x) {
   h2v_stream *s = x->block_s;
   bool fresh = x->block_new && s;
   if (inflate_block(x, fresh ? s : NULL, request_header) != 0) {
-    h2v_protocol_error(v, "client header block does not decode");
+    h2v_protocol_error(v, UP, NGHTTP2_COMPRESSION_ERROR);
     return;
   }
   if (x->block_refuse) { /* drained or too many: the client tries again */
@@ -639,7 +642,7 @@ static void block_end_down(h2v_conn *v, vdir *x) {
   bool ours = s && !s->doom_code;
   if (inflate_block(x, ours ? s : NULL, answer_header) != 0 ||
       nghttp2_hd_inflate_get_dynamic_table_size(x->inf) != 0) {
-    h2v_protocol_error(v, "backend header block does not decode alone");
+    h2v_protocol_error(v, DOWN, NGHTTP2_COMPRESSION_ERROR); /* or uses the table */
     return;
   }
   if (x->block_act == A_PASS) h2v_out_boundary(&v->out[DOWN]);

@@ -84,6 +84,7 @@ typedef struct vdir {
   h2v_stream *block_s;
   nghttp2_hd_inflater *inf;
   size_t magic; /* preface bytes still to check (client side) */
+  uint32_t err; /* why h2v_feed() failed: an HTTP/2 error code (0: PROTOCOL_ERROR) */
 } vdir;
 
 typedef struct vout {
@@ -168,8 +169,12 @@ void h2v_emit_frame(vout *o, uint8_t type, uint8_t flags, int32_t sid, const uin
 void h2v_emit_u32(vout *o, uint8_t type, int32_t sid, uint32_t value);
 /* After a read or an owner's call: credit, the stalled client, the writes. */
 void h2v_finish(h2v_conn *v);
-/* The peer broke HTTP/2: the connection closes. */
-void h2v_protocol_error(h2v_conn *v, const char *why);
+/* Direction d broke HTTP/2 (code: the RFC 9113 error code). The client's
+ * error: it gets GOAWAY(code), the close once that is written, and the
+ * backend connection goes (a client that never finished the preface magic
+ * is not speaking HTTP/2: closed without a word). The backend's: as if it
+ * were lost, UNAVAILABLE to every open stream. */
+void h2v_protocol_error(h2v_conn *v, int d, uint32_t code);
 
 /* ---- h2verbatim_frame.c ---- */
 

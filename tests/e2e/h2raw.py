@@ -284,7 +284,13 @@ class H2Conn:
             try:
                 self.sock.sendall(chunk)
             except OSError as e:
-                self._lost("write: %s" % e)
+                if not self.reading.is_set():
+                    self._lost("write: %s" % e)
+                elif self.error is None:
+                    # the peer closed: what it sent before (its last answers
+                    # and GOAWAY) is still to be read, and the reader ends
+                    # the connection at the end of it
+                    self.error = "write: %s" % e
                 return
 
     def _header_frames(self, sid, headers, end):

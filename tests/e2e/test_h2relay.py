@@ -20,7 +20,9 @@ backend's headers, trailers and a trailers-only error unchanged, and
 refuses a request or an answer over its bound with RESOURCE_EXHAUSTED;
 RST_STREAM codes
 pass both ways (a raw recording backend); a connection that is not HTTP/2
-is closed alone. The accept side: a silent client, half a preface, or the
+is closed alone; a client header block that does not decode ends its
+connection with GOAWAY(COMPRESSION_ERROR), and a backend that breaks HTTP/2
+gets the open call UNAVAILABLE, as a lost one does. The accept side: a silent client, half a preface, or the
 magic without its SETTINGS is closed after the preface bound; a connection
 with no open stream gets GOAWAY(NO_ERROR) and is closed after the idle bound
 while one with a long call open is not; connection N+1 over the cap is
@@ -45,8 +47,9 @@ import grpc
 import harness
 from fake_backend import FakeBackend
 from test_hardening_conn import fd_count, idle_unix, limit_fds, release, wait_for_eof
-from h2raw import (ENGINE, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, RST_STREAM, SETTINGS,
-                   VERSION, WINDOW_UPDATE, Relay, frames,
+from h2raw import (ENGINE, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
+                   RST_STREAM, SETTINGS, VERSION, WINDOW_UPDATE, H2Client, Relay, frames,
+                   request_headers,
                    grpc_msg, preface, raw_call, stream_frames)
 
 EVENTS = "/containerd.services.events.v1.Events/"
@@ -357,11 +360,14 @@ class H2RelaySeamAndLoss(unittest.TestCase):
 class RawBackend:
     """A raw HTTP/2 server that records every frame it receives and answers
     each request HEADERS with RST_STREAM(rst_code) if given, else with a
-    trailers-only OK. With stall_first, its first connection never reads."""
+    trailers-only OK. With stall_first, its first connection never reads;
+    with broken_first, its first answer breaks HTTP/2 (a CONTINUATION of no
+    header block)."""
 
     def __init__(self, path, rst_code=None, stall_first=False, settings_delay=0,
-                 rst_after_answer=False):
+                 rst_after_answer=False, broken_first=False):
         self.frames, self.rst_code, self.stall = [], rst_code, stall_first
+        self.broken = broken_first
         self.settings_delay, self.rst_after_answer = settings_delay, rst_after_answer
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
@@ -378,11 +384,18 @@ class RawBackend:
             self.conns.append(conn)
             stall, self.stall = self.stall, False
             time.sleep(self.settings_delay)
-            conn.sendall(harness.h2_frame(SETTINGS, 0, 0, b""))
+            try:
+                conn.sendall(harness.h2_frame(SETTINGS, 0, 0, b""))
+            except OSError:  # the relay has closed it already
+                continue
             if not stall:
                 threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def answer(self, conn, sid):
+        if self.broken:  # once: a CONTINUATION of no header block
+            self.broken = False
+            conn.sendall(harness.h2_frame(CONTINUATION, END_HEADERS, sid, b"\x88"))
+            return
         if self.rst_code is not None:
             conn.sendall(harness.h2_frame(RST_STREAM, 0, sid, struct.pack(">I", self.rst_code)))
             return
@@ -393,6 +406,12 @@ class RawBackend:
             conn.sendall(harness.h2_frame(RST_STREAM, 0, sid, struct.pack(">I", 0)))
 
     def serve(self, conn):
+        try:
+            self.read_frames(conn)
+        except OSError:  # the relay has closed it
+            pass
+
+    def read_frames(self, conn):
         buf = b""
         while True:
             chunk = conn.recv(65536)
@@ -418,6 +437,51 @@ class H2RelayRaw(unittest.TestCase):
     def setUp(self):
         self.dir = harness.tmpdir("crihook-h2r-")
         self.backend_sock = os.path.join(self.dir, "raw.sock")
+
+    def test_client_header_block_that_does_not_decode_ends_with_goaway(self):
+        # RFC 9113 5.4.1: a connection error ends with GOAWAY and its code.
+        # Two blocks neither engine decodes: an indexed field 0 (RFC 7541
+        # 6.1) and a field over nghttp2's 64 KiB bound (README "Limits"),
+        # the latter in HEADERS + CONTINUATION. The client gets
+        # GOAWAY(COMPRESSION_ERROR), then the close; a new connection works.
+        # The verbatim engine used to close without a GOAWAY.
+        big = b"\x00" + hpack_int(7) + b"x-large" + hpack_int(200 << 10) + b"v" * (200 << 10)
+        backend = RawBackend(self.backend_sock)
+        relay = Relay(self.backend_sock, self.dir)
+        try:
+            for what, block in (("indexed field 0", b"\x80"),
+                                ("a 200 KiB field", harness.grpc_headers("/x.Y/Z") + big)):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(relay.sock)
+                s.sendall(preface() + header_frames(1, block))
+                data = read_to_eof(s, 10)
+                s.close()
+                self.assertIsNotNone(data, "%s: the connection is still open" % what)
+                goaway = [p for k, _, sid, p in frames(data) if k == GOAWAY and sid == 0]
+                self.assertEqual([struct.unpack(">I", p[4:8])[0] for p in goaway], [9], what)
+                self.assertEqual(call_status(relay.sock), [b"0"], what)
+        finally:
+            relay.stop()
+            backend.close()
+
+    def test_backend_protocol_error_answers_unavailable(self):
+        # A backend that breaks HTTP/2 (a CONTINUATION of no header block)
+        # while a call is open: the call ends with UNAVAILABLE, as for a lost
+        # backend, and the next connection is served by a new backend
+        # connection. The verbatim engine used to close the client's
+        # connection without a word.
+        backend = RawBackend(self.backend_sock, broken_first=True)
+        relay = Relay(self.backend_sock, self.dir)
+        client = H2Client(relay.sock)
+        try:
+            st = client.call(request_headers("/x.Y/Z"))
+            st.wait_closed()
+            self.assertEqual(grpc_status(st), [b"14"], st.events)
+            self.assertEqual(call_status(relay.sock), [b"0"])
+        finally:
+            client.close()
+            relay.stop()
+            backend.close()
 
     def test_backend_rst_stream_reaches_client(self):
         backend = RawBackend(self.backend_sock, rst_code=11)
@@ -560,6 +624,48 @@ def read_to_eof(s, timeout):
             return data
         data += chunk
     return None
+
+
+def grpc_status(st):
+    """Every grpc-status an h2raw Stream received (in its header blocks)."""
+    return [v for block, _ in st.header_blocks() for k, v in block if k == b"grpc-status"]
+
+
+def call_status(sock):
+    """grpc-status of one call to /x.Y/Z on a new connection to `sock`."""
+    client = H2Client(sock)
+    try:
+        st = client.call(request_headers("/x.Y/Z"))
+        st.wait_closed()
+        return grpc_status(st)
+    finally:
+        client.close()
+
+
+def hpack_int(n, prefix=7):
+    """An HPACK integer (RFC 7541 5.1) with a `prefix`-bit prefix, its flag
+    bits zero (for a string: not Huffman-coded)."""
+    top = (1 << prefix) - 1
+    if n < top:
+        return bytes([n])
+    out, n = bytearray([top]), n - top
+    while n >= 128:
+        out.append(n % 128 + 128)
+        n //= 128
+    return bytes(out + bytes([n]))
+
+
+def header_frames(sid, block, end_stream=True):
+    """`block` as HEADERS + CONTINUATION frames of at most 16 KiB each."""
+    parts = [block[i:i + 16384] for i in range(0, len(block), 16384)] or [b""]
+    out = b""
+    for i, part in enumerate(parts):
+        flags = END_HEADERS if i == len(parts) - 1 else 0
+        if i == 0:
+            out += harness.h2_frame(HEADERS, flags | (END_STREAM if end_stream else 0), sid, part)
+        else:
+            out += harness.h2_frame(CONTINUATION, flags, sid, part)
+    return out
 
 
 def read_answer(s, sid, timeout=10):
