@@ -196,31 +196,47 @@ static void settle(h2v_conn *v) {
   }
 }
 
-static void feed_stalled(h2v_conn *v) {
-  if (!v->stalled) return;
+/* Whether the client's stalled bytes can go on: their first frame (its
+ * header read, undecided) was a DATA frame larger than the backend's
+ * connection window; the backend's WINDOW_UPDATE may have made room. */
+static bool stall_movable(const h2v_conn *v) {
+  const vdir *x = &v->dir[UP];
+  return v->stalled && !v->lost && (int64_t)x->len <= v->ab;
+}
+
+/* Feeds the client's stalled bytes as a read would (in_read: an owner's
+ * forward inside waits for this finish). Returns them: the writes that
+ * follow may point into them, so they go only after both flushes. */
+static vbuf feed_stalled(h2v_conn *v) {
   vbuf t = v->stall;
   v->stall = (vbuf){0};
   v->stalled = false;
+  v->in_read = true;
   ssize_t took = h2v_feed(v, UP, t.p, t.len);
+  v->in_read = false;
   if (took < 0) {
-    vbuf_free(&t);
     h2v_protocol_error(v, UP, v->dir[UP].err);
-    return;
-  }
-  if ((size_t)took < t.len) {
+  } else if ((size_t)took < t.len) {
     vbuf_add(&v->stall, t.p + took, t.len - (size_t)took);
     v->stalled = true;
   }
-  settle(v);
-  out_flush(v, UP); /* before t goes: segments may point into it */
-  vbuf_free(&t);
+  return t;
 }
 
+/* After a read, an owner's call or the backend's credit: the stalled client
+ * bytes first (what they make, a refusal or an answer of the relay's own
+ * included, goes out in this same finish), then credit, then the writes. */
 void h2v_finish(h2v_conn *v) {
   if (v->closing) return;
+  vbuf fed = stall_movable(v) ? feed_stalled(v) : (vbuf){0};
+  if (v->closing) {
+    vbuf_free(&fed);
+    return;
+  }
   settle(v);
   int up = v->lost ? 0 : out_flush(v, UP);
   int down = out_flush(v, DOWN);
+  vbuf_free(&fed);
   if (down < 0) {
     h2r_conn_close(v->c);
     return;
@@ -228,7 +244,6 @@ void h2v_finish(h2v_conn *v) {
   if (up < 0) backend_lost(v);
   if (v->close_after_write) close_when_written(v); /* a GOAWAY that went at once */
   if (v->closing) return;
-  feed_stalled(v);
   update_reading(v);
 }
 

@@ -4,7 +4,8 @@
  * its own (crihookd does not use it yet).
  *
  *   crihook-h2relay --listen unix:PATH --backend unix:PATH [--hold METHOD]...
- *                   [--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS]
+ *                   [--max-held BYTES] [--max-msg-size BYTES]
+ *                   [--preface-timeout-ms MS] [--idle-ms MS]
  *                   [--max-conns N] [--engine terminate|verbatim]
  *                   [--fault steal-uv-reserve]
  *
@@ -20,6 +21,8 @@
  * is not one whole message goes unchanged). The answer is printed as
  * "answer METHOD GRPC_STATUS LEN" before the client gets it.
  * --max-held bounds a held request or answer (RESOURCE_EXHAUSTED beyond).
+ * --max-msg-size makes the relay read the gRPC framing of every stream, as
+ * crihookd does (h2r_config.max_msg_size; 0 or absent: it does not).
  * --preface-timeout-ms, --idle-ms and --max-conns set the accept side's
  * bounds (h2r_config; 0 or absent: the relay's defaults). On exit the
  * relay's counters (h2r_stats) go to stderr as one line
@@ -51,7 +54,7 @@ typedef struct opts {
   const char *hold[MAX_HOLD];
   int nhold;
   size_t max_held;
-  unsigned preface_ms, idle_ms, max_conns;
+  unsigned preface_ms, idle_ms, max_conns, max_msg_size;
   bool steal_uv_reserve;
   bool verbatim;
 } opts;
@@ -163,8 +166,9 @@ static bool parse_uint(const char *arg, unsigned *out) {
   return true;
 }
 
-/* The accept side's bounds (h2r_config). */
+/* The accept side's bounds and the message bound (h2r_config). */
 static bool parse_bound(const char *name, const char *v, opts *o) {
+  if (strcmp(name, "--max-msg-size") == 0) return parse_uint(v, &o->max_msg_size);
   if (strcmp(name, "--preface-timeout-ms") == 0) return parse_uint(v, &o->preface_ms);
   if (strcmp(name, "--idle-ms") == 0) return parse_uint(v, &o->idle_ms);
   if (strcmp(name, "--max-conns") == 0) return parse_uint(v, &o->max_conns);
@@ -232,7 +236,8 @@ int main(int argc, char **argv) {
   if (parse(argc, argv, &o) != 0) {
     fprintf(stderr,
             "usage: %s --listen unix:PATH --backend unix:PATH [--hold METHOD]... "
-            "[--max-held BYTES] [--preface-timeout-ms MS] [--idle-ms MS] [--max-conns N] "
+            "[--max-held BYTES] [--max-msg-size BYTES] [--preface-timeout-ms MS] [--idle-ms MS] "
+            "[--max-conns N] "
             "[--engine terminate|verbatim] [--fault steal-uv-reserve]\n",
             argv[0]);
     return 2;
@@ -247,6 +252,7 @@ int main(int argc, char **argv) {
                     .on_stream_end = on_stream_end,
                     .ud = &o,
                     .max_held_bytes = o.max_held,
+                    .max_msg_size = o.max_msg_size,
                     .preface_timeout_ms = o.preface_ms,
                     .idle_ms = o.idle_ms,
                     .max_conns = o.max_conns,

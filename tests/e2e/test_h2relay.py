@@ -22,7 +22,9 @@ RST_STREAM codes
 pass both ways (a raw recording backend); a connection that is not HTTP/2
 is closed alone; a client header block that does not decode ends its
 connection with GOAWAY(COMPRESSION_ERROR), and a backend that breaks HTTP/2
-gets the open call UNAVAILABLE, as a lost one does. The accept side: a silent client, half a preface, or the
+gets the open call UNAVAILABLE, as a lost one does; client DATA stalled on
+the backend's connection window and fed once it opens gets the relay's own
+answer at once (a request ending inside a message, --max-msg-size). The accept side: a silent client, half a preface, or the
 magic without its SETTINGS is closed after the preface bound; a connection
 with no open stream gets GOAWAY(NO_ERROR) and is closed after the idle bound
 while one with a long call open is not; connection N+1 over the cap is
@@ -49,8 +51,7 @@ from fake_backend import FakeBackend
 from test_hardening_conn import fd_count, idle_unix, limit_fds, release, wait_for_eof
 from h2raw import (ENGINE, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
                    RST_STREAM, SETTINGS, VERSION, WINDOW_UPDATE, H2Client, Relay, frames,
-                   request_headers,
-                   grpc_msg, preface, raw_call, stream_frames)
+                   grpc_msg, preface, raw_call, request_headers, stream_frames)
 
 EVENTS = "/containerd.services.events.v1.Events/"
 
@@ -360,14 +361,16 @@ class H2RelaySeamAndLoss(unittest.TestCase):
 class RawBackend:
     """A raw HTTP/2 server that records every frame it receives and answers
     each request HEADERS with RST_STREAM(rst_code) if given, else with a
-    trailers-only OK. With stall_first, its first connection never reads;
+    trailers-only OK (with answer_at_end: each stream at its END_STREAM). It
+    gives no flow-control credit beyond the initial windows unless told
+    (window_update). With stall_first, its first connection never reads;
     with broken_first, its first answer breaks HTTP/2 (a CONTINUATION of no
     header block)."""
 
     def __init__(self, path, rst_code=None, stall_first=False, settings_delay=0,
-                 rst_after_answer=False, broken_first=False):
+                 rst_after_answer=False, broken_first=False, answer_at_end=False):
         self.frames, self.rst_code, self.stall = [], rst_code, stall_first
-        self.broken = broken_first
+        self.broken, self.answer_at_end = broken_first, answer_at_end
         self.settings_delay, self.rst_after_answer = settings_delay, rst_after_answer
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
@@ -424,8 +427,14 @@ class RawBackend:
                 n = 9 + int.from_bytes(buf[:3], "big")
                 frame, buf = frames(buf[:n])[0], buf[n:]
                 self.frames.append(frame)
-                if frame[0] == HEADERS:
+                at_end = frame[0] in (HEADERS, DATA) and frame[1] & END_STREAM
+                if at_end if self.answer_at_end else frame[0] == HEADERS:
                     self.answer(conn, frame[2])
+
+    def window_update(self, n):
+        """Gives the relay n bytes of connection credit (the only WINDOW_UPDATE
+        this backend ever sends) on its latest connection."""
+        self.conns[-1].sendall(harness.h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", n)))
 
     def close(self):
         self.listener.close()
@@ -478,6 +487,41 @@ class H2RelayRaw(unittest.TestCase):
             st.wait_closed()
             self.assertEqual(grpc_status(st), [b"14"], st.events)
             self.assertEqual(call_status(relay.sock), [b"0"])
+        finally:
+            client.close()
+            relay.stop()
+            backend.close()
+
+    def test_stalled_client_bytes_fed_later_get_their_answer_at_once(self):
+        # Client DATA the backend has no connection credit for waits in the
+        # verbatim relay until the backend's WINDOW_UPDATE. What the relay
+        # writes to the client while it feeds those bytes (here its own
+        # INTERNAL for a request that ends inside a message) must go out at
+        # once: it used to wait for the next read of either side, and with a
+        # backend that has nothing more to say the call hung.
+        # The stall: a held call's rewritten body ("seen:" + the message,
+        # forwarded 30 ms later) takes backend credit the client was already
+        # given back (40 KiB of the backend's 64), so the client has more
+        # credit than the backend: of its three DATA frames (40 KiB, all in
+        # one read: a last frame split over two reads is left to the
+        # backend to judge) the second and third wait.
+        backend = RawBackend(self.backend_sock, answer_at_end=True)
+        relay = Relay(self.backend_sock, self.dir, hold=["/fake.Svc/Echo"],
+                      extra=["--max-msg-size", str(4 << 20)])
+        client = H2Client(relay.sock)
+        try:
+            held = client.call(request_headers("/fake.Svc/Echo"),
+                               [grpc_msg(b"later" + b"x" * 40000)])
+            self.assertEqual(relay.proc.stdout.readline().split()[:2], ["held", "/fake.Svc/Echo"])
+            held.wait_closed()  # forwarded whole (the backend answers at its end)
+            # one message announced at 1 MiB, cut short
+            body = struct.pack(">BI", 0, 1 << 20) + b"u" * (2 * 16384 + 8000 - 5)
+            up = client.call(request_headers("/x.Y/Up"),
+                             [body[i:i + 16384] for i in range(0, len(body), 16384)])
+            time.sleep(0.5)  # the relay has passed what the backend's window allows
+            backend.window_update(1 << 20)
+            up.wait_closed(timeout=5)
+            self.assertEqual(grpc_status(up), [b"13"], up.events)
         finally:
             client.close()
             relay.stop()
