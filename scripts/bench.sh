@@ -3,8 +3,9 @@
 #
 # bench.sh — what crihookd costs per forwarded call, next to other proxies.
 #
-# Builds (ninja -C build), starts a private containerd (tests/harness/
-# containerd.sh) with $BENCH_CONTAINERS running containers (`sleep 3600`,
+# Builds (ninja -C build; meson setup build first on a fresh clone),
+# starts a private containerd (tests/harness/containerd.sh) with
+# $BENCH_CONTAINERS running containers (`sleep 3600`,
 # spread over $BENCH_PODS host-network pods) so ListContainers has work to
 # do, and puts in front of it, each on its own unix socket:
 #   l4relay   tests/bench/l4relay.c: a byte relay (epoll, read/write), the
@@ -229,6 +230,7 @@ trap 'exit 130' INT TERM
 T0=$(date +%s)
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
 	note "building ($BUILD)"
+	[ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" >/dev/null || die "meson setup $BUILD failed"
 	ninja -C "$BUILD" >/dev/null || die "build failed (ninja -C $BUILD)"
 fi
 for bin in "$CRIHOOKD" "$CTL" "$BENCH" "$L4RELAY" "$H2RELAY" "$PLUGIN"; do
