@@ -877,4 +877,4 @@ class H2RelayContainerd(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()
