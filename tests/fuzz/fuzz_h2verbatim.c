@@ -68,22 +68,9 @@ static void remove_sockets(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  static char listen_path[100];
   signal(SIGPIPE, SIG_IGN);
-  snprintf(listen_path, sizeof listen_path, "/tmp/crihook-fuzz-h2v-%d.sock", getpid());
-  snprintf(backend_path, sizeof backend_path, "/tmp/crihook-fuzz-h2v-%d.backend", getpid());
-  struct sockaddr_un baddr = {.sun_family = AF_UNIX};
-  memcpy(baddr.sun_path, backend_path, strlen(backend_path) + 1);
-  unlink(backend_path);
-  backend_listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (backend_listener < 0 ||
-      bind(backend_listener, (struct sockaddr *)&baddr, sizeof baddr) != 0 ||
-      listen(backend_listener, 8) != 0)
-    abort();
-  uv_loop_init(&loop);
-  h2r_fuzz_start(&loop, TARGET, listen_path, backend_path);
-  relay_addr.sun_family = AF_UNIX;
-  memcpy(relay_addr.sun_path, listen_path, strlen(listen_path) + 1);
+  backend_listener = h2r_fuzz_start_with_backend(&loop, TARGET, "/tmp/crihook-fuzz-h2v",
+                                                 &relay_addr, backend_path, sizeof backend_path);
   atexit(remove_sockets);
   return 0;
 }

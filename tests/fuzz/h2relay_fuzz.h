@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "h2relay.h"
@@ -106,4 +109,28 @@ static inline h2r *h2r_fuzz_start(uv_loop_t *loop, const char *target, const cha
     abort();
   }
   return r;
+}
+
+/* For a target that plays the backend too: the relay is started on `loop`
+ * listening on PREFIX-PID.sock (its address in *relay_addr), with its
+ * backend at PREFIX-PID.backend (the path in backend_path, of `size`
+ * bytes), where the target listens: the non-blocking listening descriptor
+ * is returned. Aborts on failure. */
+static inline int h2r_fuzz_start_with_backend(uv_loop_t *loop, const char *target,
+                                              const char *prefix, struct sockaddr_un *relay_addr,
+                                              char *backend_path, size_t size) {
+  static char listen_path[100];
+  snprintf(listen_path, sizeof listen_path, "%s-%d.sock", prefix, getpid());
+  snprintf(backend_path, size, "%s-%d.backend", prefix, getpid());
+  struct sockaddr_un baddr = {.sun_family = AF_UNIX};
+  memcpy(baddr.sun_path, backend_path, strlen(backend_path) + 1);
+  unlink(backend_path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&baddr, sizeof baddr) != 0 || listen(fd, 8) != 0)
+    abort();
+  uv_loop_init(loop);
+  h2r_fuzz_start(loop, target, listen_path, backend_path);
+  relay_addr->sun_family = AF_UNIX;
+  memcpy(relay_addr->sun_path, listen_path, strlen(listen_path) + 1);
+  return fd;
 }
