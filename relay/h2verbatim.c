@@ -360,6 +360,25 @@ static void close_when_written(h2v_conn *v) {
   if (out_flush(v, DOWN) < 0 || v->out[DOWN].h->write_queue_size == 0) h2r_conn_close(v->c);
 }
 
+/* The backend connection goes; returns whether the client can still be
+ * given a last word, else its connection is closed now (see below). With
+ * `preface`, a client the backend never greeted gets an empty SETTINGS of
+ * the relay's own first, the server preface its GOAWAY needs. */
+static bool cut_backend(h2v_conn *v, bool preface) {
+  v->lost = true;
+  backend_close(v);
+  if (preface && !v->greeted) {
+    v->greeted = true;
+    v->out[DOWN].mid = false;
+    h2v_emit_frame(&v->out[DOWN], T_SETTINGS, 0, 0, NULL, 0);
+  }
+  if (v->out[DOWN].mid) { /* mid-frame, or not greeted yet */
+    h2r_conn_close(v->c);
+    return false;
+  }
+  return true;
+}
+
 /* Every open stream gets UNAVAILABLE, the client a GOAWAY; the connection
  * closes once that is written (the client connects again for its next
  * call, to a fresh backend connection).
@@ -374,12 +393,7 @@ static void close_when_written(h2v_conn *v) {
  * (h2v_protocol_error()). */
 static void backend_lost(h2v_conn *v) {
   if (v->lost || v->closing) return;
-  v->lost = true;
-  backend_close(v);
-  if (v->out[DOWN].mid) { /* mid-frame, or not greeted yet: above */
-    h2r_conn_close(v->c);
-    return;
-  }
+  if (!cut_backend(v, false)) return;
   h2v_stream *s, *tmp;
   HASH_ITER(hh, v->streams, s, tmp) h2v_self_answer(s, 14, "backend connection lost");
   last_goaway(v, NGHTTP2_NO_ERROR);
@@ -394,17 +408,7 @@ void h2v_protocol_error(h2v_conn *v, int d, uint32_t code) {
     h2r_conn_close(v->c);
     return;
   } else if (!v->lost) {
-    v->lost = true;
-    backend_close(v);
-    if (!v->greeted) { /* the GOAWAY needs a server preface: an empty SETTINGS */
-      v->greeted = true;
-      v->out[DOWN].mid = false;
-      h2v_emit_frame(&v->out[DOWN], T_SETTINGS, 0, 0, NULL, 0);
-    }
-    if (v->out[DOWN].mid) { /* as in backend_lost() */
-      h2r_conn_close(v->c);
-      return;
-    }
+    if (!cut_backend(v, true)) return;
     last_goaway(v, code ? code : NGHTTP2_PROTOCOL_ERROR);
   }
   close_when_written(v);
