@@ -3,8 +3,9 @@
 test_dataplane.py), so they see the wire as it is, not as a gRPC library
 shows it.
 
-- Frame helpers (frames, preface, raw_call, stream_frames, grpc_msg):
-  hand-built bytes, no HPACK decoding; what test_h2relay.py started with.
+- Frame helpers (frames, preface, raw_call, stream_frames, grpc_msg,
+  block_frames): hand-built bytes, no HPACK decoding; what test_h2relay.py
+  started with.
 - Relay: the standalone relay binary (tests/bench/crihook-h2relay) as a
   process; stop() fails unless it exits 0 (ASan's leak check runs at exit).
 - H2Conn: one HTTP/2 connection, client or server side, on a socket. HPACK
@@ -80,6 +81,20 @@ def preface(window=None):
     if window is not None:
         out += harness.h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", window - 65535))
     return out
+
+
+def block_frames(sid, block, end_stream, size=16384):
+    """An encoded header block as HEADERS + CONTINUATION frames of at most
+    `size` bytes each."""
+    parts = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
+    out = []
+    for i, part in enumerate(parts):
+        flags = END_HEADERS if i == len(parts) - 1 else 0
+        if i == 0:
+            out.append(harness.h2_frame(HEADERS, flags | (END_STREAM if end_stream else 0), sid, part))
+        else:
+            out.append(harness.h2_frame(CONTINUATION, flags, sid, part))
+    return b"".join(out)
 
 
 def stream_frames(data, sid):
@@ -296,17 +311,7 @@ class H2Conn:
     def _header_frames(self, sid, headers, end):
         """HEADERS (+ CONTINUATION) for one block, encoded now (call with
         the lock held: the HPACK state follows the queue order)."""
-        block = self.enc.encode(hlist(headers))
-        size = self.peer_max_frame
-        parts = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
-        out = []
-        for i, part in enumerate(parts):
-            flags = END_HEADERS if i == len(parts) - 1 else 0
-            if i == 0:
-                out.append(harness.h2_frame(HEADERS, flags | (END_STREAM if end else 0), sid, part))
-            else:
-                out.append(harness.h2_frame(CONTINUATION, flags, sid, part))
-        return b"".join(out)
+        return block_frames(sid, self.enc.encode(hlist(headers)), end, self.peer_max_frame)
 
     def _stream(self, sid):
         st = self.streams.get(sid)

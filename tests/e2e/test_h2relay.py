@@ -45,13 +45,14 @@ import time
 import unittest
 
 import grpc
+import hpack
 
 import harness
 from fake_backend import FakeBackend
 from test_hardening_conn import fd_count, idle_unix, limit_fds, release, wait_for_eof
 from h2raw import (ENGINE, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
-                   RST_STREAM, SETTINGS, VERSION, WINDOW_UPDATE, H2Client, Relay, frames,
-                   grpc_msg, preface, raw_call, request_headers, stream_frames)
+                   RST_STREAM, SETTINGS, VERSION, WINDOW_UPDATE, H2Client, Relay, block_frames,
+                   frames, grpc_msg, preface, raw_call, request_headers, stream_frames)
 
 EVENTS = "/containerd.services.events.v1.Events/"
 
@@ -454,15 +455,16 @@ class H2RelayRaw(unittest.TestCase):
         # the latter in HEADERS + CONTINUATION. The client gets
         # GOAWAY(COMPRESSION_ERROR), then the close; a new connection works.
         # The verbatim engine used to close without a GOAWAY.
-        big = b"\x00" + hpack_int(7) + b"x-large" + hpack_int(200 << 10) + b"v" * (200 << 10)
+        big = hpack.Encoder().encode(request_headers("/x.Y/Z", ("x-large", "v" * (200 << 10))),
+                                     huffman=False)
         backend = RawBackend(self.backend_sock)
         relay = Relay(self.backend_sock, self.dir)
         try:
             for what, block in (("indexed field 0", b"\x80"),
-                                ("a 200 KiB field", harness.grpc_headers("/x.Y/Z") + big)):
+                                ("a 200 KiB field", big)):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(relay.sock)
-                s.sendall(preface() + header_frames(1, block))
+                s.sendall(preface() + block_frames(1, block, True))
                 data = read_to_eof(s, 10)
                 s.close()
                 self.assertIsNotNone(data, "%s: the connection is still open" % what)
@@ -684,32 +686,6 @@ def call_status(sock):
         return grpc_status(st)
     finally:
         client.close()
-
-
-def hpack_int(n, prefix=7):
-    """An HPACK integer (RFC 7541 5.1) with a `prefix`-bit prefix, its flag
-    bits zero (for a string: not Huffman-coded)."""
-    top = (1 << prefix) - 1
-    if n < top:
-        return bytes([n])
-    out, n = bytearray([top]), n - top
-    while n >= 128:
-        out.append(n % 128 + 128)
-        n //= 128
-    return bytes(out + bytes([n]))
-
-
-def header_frames(sid, block, end_stream=True):
-    """`block` as HEADERS + CONTINUATION frames of at most 16 KiB each."""
-    parts = [block[i:i + 16384] for i in range(0, len(block), 16384)] or [b""]
-    out = b""
-    for i, part in enumerate(parts):
-        flags = END_HEADERS if i == len(parts) - 1 else 0
-        if i == 0:
-            out += harness.h2_frame(HEADERS, flags | (END_STREAM if end_stream else 0), sid, part)
-        else:
-            out += harness.h2_frame(CONTINUATION, flags, sid, part)
-    return out
 
 
 def read_answer(s, sid, timeout=10):
