@@ -8,66 +8,75 @@
 
 #include <string.h>
 
-static const char *const runtime_unary[] = {
-    "Attach",
-    "CheckpointContainer",
-    "ContainerStats",
-    "ContainerStatus",
-    "CreateContainer",
-    "Exec",
-    "ExecSync",
-    "ListContainerStats",
-    "ListContainers",
-    "ListMetricDescriptors",
-    "ListPodSandbox",
-    "ListPodSandboxMetrics",
-    "ListPodSandboxStats",
-    "PodSandboxStats",
-    "PodSandboxStatus",
-    "PortForward",
-    "RemoveContainer",
-    "RemovePodSandbox",
-    "ReopenContainerLog",
-    "RunPodSandbox",
-    "RuntimeConfig",
-    "StartContainer",
-    "Status",
-    "StopContainer",
-    "StopPodSandbox",
-    "UpdateContainerResources",
-    "UpdatePodSandboxResources",
-    "UpdateRuntimeConfig",
-    "Version",
+/* A name and its length, so a lookup compares lengths first and never
+ * measures a string: this runs once per relayed call (dataplane.c). */
+typedef struct method_name {
+  const char *s;
+  size_t len;
+} method_name;
+#define N(lit) \
+  { lit, sizeof(lit) - 1 }
+
+static const method_name runtime_unary[] = {
+    N("Attach"),
+    N("CheckpointContainer"),
+    N("ContainerStats"),
+    N("ContainerStatus"),
+    N("CreateContainer"),
+    N("Exec"),
+    N("ExecSync"),
+    N("ListContainerStats"),
+    N("ListContainers"),
+    N("ListMetricDescriptors"),
+    N("ListPodSandbox"),
+    N("ListPodSandboxMetrics"),
+    N("ListPodSandboxStats"),
+    N("PodSandboxStats"),
+    N("PodSandboxStatus"),
+    N("PortForward"),
+    N("RemoveContainer"),
+    N("RemovePodSandbox"),
+    N("ReopenContainerLog"),
+    N("RunPodSandbox"),
+    N("RuntimeConfig"),
+    N("StartContainer"),
+    N("Status"),
+    N("StopContainer"),
+    N("StopPodSandbox"),
+    N("UpdateContainerResources"),
+    N("UpdatePodSandboxResources"),
+    N("UpdateRuntimeConfig"),
+    N("Version"),
 };
 
-static const char *const image_unary[] = {
-    "ImageFsInfo", "ImageStatus", "ListImages", "PullImage", "RemoveImage",
+static const method_name image_unary[] = {
+    N("ImageFsInfo"), N("ImageStatus"), N("ListImages"), N("PullImage"), N("RemoveImage"),
 };
 
-static bool name_in(const char *name, size_t len, const char *const *list, size_t n) {
+static bool name_in(const char *name, size_t len, const method_name *list, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (strlen(list[i]) == len && memcmp(list[i], name, len) == 0) return true;
+    if (list[i].len == len && memcmp(list[i].s, name, len) == 0) return true;
   return false;
 }
 
 /* Matches "/runtime.v1.<service>/" or "/runtime.v1alpha2.<service>/" and
  * returns the length of that prefix, or 0. */
-static size_t service_prefix(const char *path, size_t len, const char *service) {
-  static const char *const packages[] = {"/runtime.v1.", "/runtime.v1alpha2."};
+static size_t service_prefix(const char *path, size_t len, method_name service) {
+  static const method_name packages[] = {N("/runtime.v1."), N("/runtime.v1alpha2.")};
   for (size_t i = 0; i < 2; i++) {
-    size_t plen = strlen(packages[i]), slen = strlen(service);
-    if (len > plen + slen + 1 && memcmp(path, packages[i], plen) == 0 &&
-        memcmp(path + plen, service, slen) == 0 && path[plen + slen] == '/')
+    size_t plen = packages[i].len, slen = service.len;
+    if (len > plen + slen + 1 && memcmp(path, packages[i].s, plen) == 0 &&
+        memcmp(path + plen, service.s, slen) == 0 && path[plen + slen] == '/')
       return plen + slen + 1;
   }
   return 0;
 }
 
-static const char *const runtime_streaming[] = {"GetContainerEvents"};
+static const method_name runtime_streaming[] = {N("GetContainerEvents")};
 
 ch_method_info ch_method_classify(const char *path, size_t len) {
   ch_method_info info = {false, false, false, NULL, 0};
-  size_t p = service_prefix(path, len, "RuntimeService");
+  size_t p = service_prefix(path, len, (method_name)N("RuntimeService"));
   if (p) {
     info.cri_name = path + p;
     info.cri_name_len = len - p;
@@ -76,7 +85,7 @@ ch_method_info ch_method_classify(const char *path, size_t len) {
     info.known_streaming = name_in(path + p, len - p, runtime_streaming, 1);
     return info;
   }
-  p = service_prefix(path, len, "ImageService");
+  p = service_prefix(path, len, (method_name)N("ImageService"));
   if (p) {
     info.image_service = true;
     info.known_unary =
