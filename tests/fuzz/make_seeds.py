@@ -26,7 +26,9 @@ it; the output is committed, so the build never needs it):
   sends the verbatim engine (fuzz_h2verbatim.c): hooked calls with
   CONTINUATION, padding, resets, credit, HEADER_TABLE_SIZE, PING, GOAWAY,
   a dynamic table of its own, streams its scripted backend answers each
-  way (by stream id).
+  way (by stream id);
+- hpack_decode: header blocks for relay/hpack_decode.c (RFC 7541's
+  examples, gRPC calls as kubelet encodes them, a table size change).
 The byte before a merge answer and a views request chooses the hook or the
 method (fuzz_merge.c, fuzz_views.c say which). Needs protoc (Debian's
 protobuf-compiler) and python3-protobuf, as the end-to-end tests do.
@@ -436,10 +438,60 @@ def h2verbatim_seeds():
         write("h2verbatim", name, data)
 
 
+def hpack_decode_seeds():
+    """Records of [op][len][block] (fuzz_hpack_decode.c): RFC 7541 Appendix
+    C's requests and responses (its C.5/C.6 ones with a 256-byte table)
+    and three gRPC calls as kubelet's grpc-go encodes them, each raw and
+    Huffman-coded; one where the limit drops to 0 and the next block says
+    so first."""
+    from hpack import Encoder
+
+    def records(blocks):
+        return b"".join(bytes([op, len(b) >> 8, len(b) & 255]) + b for op, b in blocks)
+
+    def encoded(calls, huffman, table=4096, op=0):
+        enc = Encoder()
+        if table != 4096:
+            enc.header_table_size = table
+        return records([(op if i == 0 else 0, enc.encode(h, huffman=huffman))
+                        for i, h in enumerate(calls)])
+
+    rfc_requests = [
+        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")],
+        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com"),
+         ("cache-control", "no-cache")],
+        [(":method", "GET"), (":scheme", "https"), (":path", "/index.html"),
+         (":authority", "www.example.com"), ("custom-key", "custom-value")],
+    ]
+    rfc_responses = [
+        [(":status", "302"), ("cache-control", "private"), ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+         ("location", "https://www.example.com")],
+        [(":status", "307"), ("cache-control", "private"), ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+         ("location", "https://www.example.com")],
+        [(":status", "200"), ("cache-control", "private"), ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
+         ("location", "https://www.example.com"), ("content-encoding", "gzip"),
+         ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1")],
+    ]
+    grpc = [[(":method", "POST"), (":scheme", "http"), (":path", "/runtime.v1.RuntimeService/" + m),
+             (":authority", "/var/run/crihook/crihook.sock"), ("content-type", "application/grpc"),
+             ("user-agent", "grpc-go/1.58.3"), ("te", "trailers"), ("grpc-timeout", t)]
+            for m, t in (("Version", "1999833u"), ("ListPodSandbox", "1999912u"),
+                         ("CreateContainer", "239999876u"))]
+    for huffman in (False, True):
+        tag = "huffman" if huffman else "raw"
+        write("hpack_decode", "rfc-requests-" + tag, encoded(rfc_requests, huffman))
+        write("hpack_decode", "rfc-responses-256-" + tag, encoded(rfc_responses, huffman, 256, 0x82))
+        write("hpack_decode", "grpc-calls-" + tag, encoded(grpc, huffman))
+    first = Encoder().encode(grpc[0], huffman=True)
+    write("hpack_decode", "limit-0-then-update",
+          records([(0, first), (0x80, b"\x20" + Encoder().encode(grpc[1][:3], huffman=False))]))
+
+
 def main():
     h2relay_backend_seeds()
     h2relay_backend_seeds("h2verbatim_backend")
     h2verbatim_seeds()
+    hpack_decode_seeds()
     cri, hook = protos()
     plugin_parse_seeds()
     merge_seeds(hook)
