@@ -59,7 +59,8 @@
  * Header limits (nghttp2's)
  *   A header block up to H2R_MAX_HEADER_BLOCK is relayed; but nghttp2's HPACK
  *   decoder refuses any single header field over 64 KiB (NGHTTP2_HD_MAX_NV,
- *   fixed at build time) with a COMPRESSION_ERROR, which ends the whole
+ *   fixed at build time; the verbatim engine's own decoder, hpack_decode.h,
+ *   keeps the same bound) with a COMPRESSION_ERROR, which ends the whole
  *   client connection. crihookd accepts that limit (kubelet's metadata is a
  *   few hundred bytes; grpc core's data plane took 200 KiB values): the
  *   README says so and e2e-fidelity shows both sides of it.

@@ -22,8 +22,13 @@
  * between frames, never inside a frame or a header block (vout.later).
  *
  * Header blocks are read whole through an HPACK decoder per direction
- * that mirrors the receiver's: :path, grpc-timeout and the self-probe mark
- * of a request; grpc-status and grpc-message of an answer.
+ * that mirrors the receiver's (hpack_decode.h: ours, not nghttp2's, for
+ * its cost): :path, grpc-timeout and the self-probe mark of a request;
+ * grpc-status and grpc-message of an answer.
+ *
+ * The frames of one read that pass go out as one piece of the read buffer
+ * (h2v_out_slab, h2v_out_ref): a run of frames costs no copy, and a frame
+ * or credit of the relay's own in between starts a new piece.
  *
  * Why the backend's header blocks can be held, dropped or answered for:
  * the client's SETTINGS reach the backend with SETTINGS_HEADER_TABLE_SIZE
@@ -69,9 +74,28 @@ int h2v_out_copy(vout *o, const uint8_t *p, size_t n) {
   return seg_push(o, (h2r_seg){.off = off, .len = n});
 }
 
-/* Bytes that stay where they are until the flush (the read slab). */
+/* Whether p..p+n can join the last segment: read bytes right after it. */
+static bool extends_ref(vout *o, const uint8_t *p) {
+  if (!o->nsegs) return false;
+  const h2r_seg *last = &o->segs[o->nsegs - 1];
+  return last->p && last->p + last->len == p;
+}
+
 int h2v_out_ref(vout *o, const uint8_t *p, size_t n) {
+  if (extends_ref(o, p)) {
+    o->segs[o->nsegs - 1].len += n;
+    return 0;
+  }
   if (n < H2R_REF_MIN) return h2v_out_copy(o, p, n);
+  return seg_push(o, (h2r_seg){.p = p, .len = n});
+}
+
+int h2v_out_slab(vout *o, const uint8_t *p, size_t n) {
+  if (extends_ref(o, p)) {
+    o->segs[o->nsegs - 1].len += n;
+    return 0;
+  }
+  if (o->nsegs >= OUT_REF_SEGS) return h2v_out_copy(o, p, n);
   return seg_push(o, (h2r_seg){.p = p, .len = n});
 }
 
@@ -127,8 +151,8 @@ static void update_reading(h2v_conn *v);
 static int out_flush(h2v_conn *v, int d) {
   vout *o = &v->out[d];
   if (!o->nsegs) return 0;
-  uv_buf_t stackbufs[32] = {{0}};
-  uv_buf_t *bufs = o->nsegs <= 32 ? stackbufs : malloc(o->nsegs * sizeof *bufs);
+  uv_buf_t stackbufs[OUT_REF_SEGS + 8] = {{0}};
+  uv_buf_t *bufs = o->nsegs <= OUT_REF_SEGS + 8 ? stackbufs : malloc(o->nsegs * sizeof *bufs);
   if (!bufs) return -1;
   size_t total = 0;
   for (size_t i = 0; i < o->nsegs; i++) {
@@ -444,12 +468,8 @@ int h2v_start(h2r_conn *c) {
   v->out[UP].h = (uv_stream_t *)&v->bpipe;
   v->out[DOWN].h = (uv_stream_t *)&c->pipe;
   v->out[DOWN].mid = true; /* nothing goes to the client before the backend's SETTINGS */
-  if (nghttp2_hd_inflate_new(&v->dir[UP].inf) != 0 ||
-      nghttp2_hd_inflate_new(&v->dir[DOWN].inf) != 0) {
-    if (v->dir[UP].inf) nghttp2_hd_inflate_del(v->dir[UP].inf);
-    free(v);
-    return -1;
-  }
+  hpack_decoder_init(&v->dir[UP].hpack);
+  hpack_decoder_init(&v->dir[DOWN].hpack);
   c->v = v;
   uv_pipe_init(c->r->loop, &v->bpipe, 0);
   uv_timer_init(c->r->loop, &v->hello);
@@ -476,7 +496,7 @@ void h2v_close(h2v_conn *v) {
 void h2v_release(h2v_conn *v) {
   if (--v->refs > 0) return;
   for (int d = 0; d < 2; d++) {
-    nghttp2_hd_inflate_del(v->dir[d].inf);
+    hpack_decoder_free(&v->dir[d].hpack);
     vbuf_free(&v->dir[d].ctl);
     vbuf_free(&v->dir[d].block);
     free(v->out[d].segs);

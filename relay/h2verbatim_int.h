@@ -16,6 +16,7 @@
 
 #include "h2relay_int.h"
 #include "h2verbatim.h"
+#include "hpack_decode.h"
 
 enum { UP, DOWN }; /* client -> backend, backend -> client */
 enum { A_PASS, A_DROP, A_HOLD, A_EAT, A_CTL, A_STALL, A_ERROR };
@@ -32,6 +33,7 @@ enum { T_DATA = 0, T_HEADERS = 1, T_RST = 3, T_SETTINGS = 4, T_GOAWAY = 7, T_WU 
 #define OWN_FRAME 16384       /* DATA frames the relay writes (the minimum max) */
 #define MAX_MESSAGE_TEXT 1024 /* of a grpc-message the relay writes */
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define OUT_REF_SEGS 24 /* read pieces a write refers to before copying (h2v_out_slab) */
 
 typedef struct vbuf {
   uint8_t *p;
@@ -82,9 +84,9 @@ typedef struct vdir {
   uint8_t block_act;
   int32_t block_sid;
   h2v_stream *block_s;
-  nghttp2_hd_inflater *inf;
-  size_t magic; /* preface bytes still to check (client side) */
-  uint32_t err; /* why h2v_feed() failed: an HTTP/2 error code (0: PROTOCOL_ERROR) */
+  hpack_decoder hpack; /* the header blocks of this direction */
+  size_t magic;        /* preface bytes still to check (client side) */
+  uint32_t err;        /* why h2v_feed() failed: an HTTP/2 error code (0: PROTOCOL_ERROR) */
 } vdir;
 
 typedef struct vout {
@@ -108,6 +110,7 @@ struct h2v_conn {
   vdir dir[2];
   vout out[2]; /* out[UP] goes to the backend, out[DOWN] to the client */
   h2v_stream *streams;
+  h2v_stream *hot; /* the last stream found (stream_find) */
   int nstreams;
   int32_t last_sid;
   int64_t ab, cv, reserve; /* connection credit (top of the file) */
@@ -158,8 +161,15 @@ static inline void frame_head(uint8_t *hd, size_t len, uint8_t type, uint8_t fla
  * frames: h2v_out_emit, h2v_emit_frame) ---- */
 
 int h2v_out_copy(vout *o, const uint8_t *p, size_t n);
-/* Bytes that stay where they are until the flush (the read slab). */
+/* Bytes that stay where they are until the flush (the read slab): a piece
+ * right after the last one referenced joins it; else a small one is copied
+ * (many small pieces become one write buffer), a large one referenced. */
 int h2v_out_ref(vout *o, const uint8_t *p, size_t n);
+/* The same for the start of a run of passed frames (a frame header read
+ * whole): referenced even when small, so the run's frames, each joining
+ * it, reach the socket without a copy; copied once a write has
+ * OUT_REF_SEGS pieces, which bounds the write's buffers. */
+int h2v_out_slab(vout *o, const uint8_t *p, size_t n);
 /* A frame of the relay's own: now, or at the next frame boundary. */
 void h2v_out_emit(vout *o, const uint8_t *p, size_t n);
 /* The direction reached a frame boundary: what waited goes in. */
