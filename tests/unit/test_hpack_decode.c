@@ -64,24 +64,24 @@ static void expect(hpack_decoder *d, const char *hex, const char *fields, size_t
   ":method: GET\n:scheme: https\n:path: /index.html\n:authority: www.example.com\n" \
   "custom-key: custom-value\n"
 
-static void test_rfc_requests_raw(void **state) { /* RFC 7541 C.3 */
-  (void)state;
-  hpack_decoder d;
-  hpack_decoder_init(&d);
-  expect(&d, "828684410f7777772e6578616d706c652e636f6d", REQ1, 57);
-  expect(&d, "828684be58086e6f2d6361636865", REQ2, 110);
-  expect(&d, "828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565", REQ3, 164);
-  hpack_decoder_free(&d);
-}
+/* RFC 7541 C.3 (raw) and C.4 (Huffman-coded): the same three requests. */
+static const char *const rfc_requests[2][3] = {
+    {"828684410f7777772e6578616d706c652e636f6d", "828684be58086e6f2d6361636865",
+     "828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565"},
+    {"828684418cf1e3c2e5f23a6ba0ab90f4ff", "828684be5886a8eb10649cbf",
+     "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"},
+};
 
-static void test_rfc_requests_huffman(void **state) { /* RFC 7541 C.4 */
+static void test_rfc_requests_raw_and_huffman(void **state) {
   (void)state;
-  hpack_decoder d;
-  hpack_decoder_init(&d);
-  expect(&d, "828684418cf1e3c2e5f23a6ba0ab90f4ff", REQ1, 57);
-  expect(&d, "828684be5886a8eb10649cbf", REQ2, 110);
-  expect(&d, "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf", REQ3, 164);
-  hpack_decoder_free(&d);
+  static const char *const fields[3] = {REQ1, REQ2, REQ3};
+  static const size_t table[3] = {57, 110, 164};
+  for (int coding = 0; coding < 2; coding++) {
+    hpack_decoder d;
+    hpack_decoder_init(&d);
+    for (int i = 0; i < 3; i++) expect(&d, rfc_requests[coding][i], fields[i], table[i]);
+    hpack_decoder_free(&d);
+  }
 }
 
 #define LOC "location: https://www.example.com\n"
@@ -204,8 +204,7 @@ static void test_huffman_padding_and_raw(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_rfc_requests_raw),
-      cmocka_unit_test(test_rfc_requests_huffman),
+      cmocka_unit_test(test_rfc_requests_raw_and_huffman),
       cmocka_unit_test(test_rfc_responses_evict),
       cmocka_unit_test(test_lowered_limit_needs_an_update),
       cmocka_unit_test(test_entry_larger_than_the_table),
