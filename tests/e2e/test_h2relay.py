@@ -50,8 +50,9 @@ import hpack
 import harness
 from fake_backend import FakeBackend
 from test_hardening_conn import fd_count, idle_unix, limit_fds, release, wait_for_eof
-from h2raw import (ENGINE, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
-                   RST_STREAM, SETTINGS, VERSION, WINDOW_UPDATE, H2Client, Relay, block_frames,
+from h2raw import (ACK, ENGINE, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
+                   RST_STREAM, SETTINGS, SETTINGS_HEADER_TABLE_SIZE, VERSION, WINDOW_UPDATE,
+                   H2Client, Relay, block_frames,
                    frames, grpc_msg, preface, raw_call, request_headers, stream_frames)
 
 EVENTS = "/containerd.services.events.v1.Events/"
@@ -369,8 +370,9 @@ class RawBackend:
     header block)."""
 
     def __init__(self, path, rst_code=None, stall_first=False, settings_delay=0,
-                 rst_after_answer=False, broken_first=False, answer_at_end=False):
+                 rst_after_answer=False, broken_first=False, answer_at_end=False, settings=b""):
         self.frames, self.rst_code, self.stall = [], rst_code, stall_first
+        self.settings = settings  # the payload of its first SETTINGS
         self.broken, self.answer_at_end = broken_first, answer_at_end
         self.settings_delay, self.rst_after_answer = settings_delay, rst_after_answer
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -389,7 +391,7 @@ class RawBackend:
             stall, self.stall = self.stall, False
             time.sleep(self.settings_delay)
             try:
-                conn.sendall(harness.h2_frame(SETTINGS, 0, 0, b""))
+                conn.sendall(harness.h2_frame(SETTINGS, 0, 0, self.settings))
             except OSError:  # the relay has closed it already
                 continue
             if not stall:
@@ -471,6 +473,51 @@ class H2RelayRaw(unittest.TestCase):
                 goaway = [p for k, _, sid, p in frames(data) if k == GOAWAY and sid == 0]
                 self.assertEqual([struct.unpack(">I", p[4:8])[0] for p in goaway], [9], what)
                 self.assertEqual(call_status(relay.sock), [b"0"], what)
+        finally:
+            relay.stop()
+            backend.close()
+
+    def test_table_size_the_backend_sets_binds_the_clients_next_block(self):
+        # RFC 7541 4.2: a backend that announces HEADER_TABLE_SIZE 64 lowers
+        # the table the client's encoder may keep, from the client's ACK of
+        # that SETTINGS on, and the client's next header block must say so
+        # first (a table size update). The verbatim engine passes the
+        # backend's SETTINGS to the client and reads the client's blocks
+        # with its own decoder (relay/hpack_decode.c): a block that starts
+        # with the update is a call like any other and reaches the backend
+        # as it was sent; one that does not ends the connection with
+        # GOAWAY(COMPRESSION_ERROR), as nghttp2's decoder did.
+        if ENGINE != "verbatim":
+            self.skipTest("the terminating engine sends the client SETTINGS of its own")
+        table_64 = struct.pack(">HI", SETTINGS_HEADER_TABLE_SIZE, 64)
+        backend = RawBackend(self.backend_sock, settings=table_64)
+        relay = Relay(self.backend_sock, self.dir)
+        try:
+            for says_so in (True, False):
+                enc = hpack.Encoder()
+                if says_so:
+                    enc.header_table_size = 64  # its next block starts with the update
+                block = enc.encode(request_headers("/x.Y/Z"))
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(relay.sock)
+                try:
+                    s.sendall(preface())
+                    self.assertIn(table_64, read_settings(s))
+                    s.sendall(harness.h2_frame(SETTINGS, ACK, 0, b"") + block_frames(1, block, False)
+                              + harness.h2_frame(DATA, END_STREAM, 1, grpc_msg(b"")))
+                    if says_so:
+                        last = read_answer(s, 1)[-1]
+                        self.assertEqual(last[0], HEADERS)
+                        self.assertIn(("grpc-status", "0"), hpack.Decoder().decode(last[2]))
+                        self.assertTrue(any(k == HEADERS and p == block
+                                            for k, _, _, p in backend.frames), "not as sent")
+                    else:
+                        data = read_to_eof(s, 10)
+                        self.assertIsNotNone(data, "the connection is still open")
+                        goaway = [p for k, _, sid, p in frames(data) if k == GOAWAY and sid == 0]
+                        self.assertEqual([struct.unpack(">I", p[4:8])[0] for p in goaway], [9])
+                finally:
+                    s.close()
         finally:
             relay.stop()
             backend.close()
@@ -686,6 +733,24 @@ def call_status(sock):
         return grpc_status(st)
     finally:
         client.close()
+
+
+def read_settings(s, timeout=10):
+    """The payload of the first SETTINGS (not an ACK) the peer sends on `s`."""
+    data, end = b"", time.monotonic() + timeout
+    s.settimeout(1.0)
+    while time.monotonic() < end:
+        for kind, flags, _, payload in frames(data):
+            if kind == SETTINGS and not flags & ACK:
+                return payload
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    raise AssertionError("no SETTINGS: %r" % frames(data))
 
 
 def read_answer(s, sid, timeout=10):
