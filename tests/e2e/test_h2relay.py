@@ -735,31 +735,14 @@ def call_status(sock):
         client.close()
 
 
-def read_settings(s, timeout=10):
-    """The payload of the first SETTINGS (not an ACK) the peer sends on `s`."""
+def read_until(s, found, what, timeout=10):
+    """Reads `s` until found(bytes so far) is not None and returns that; fails
+    with `what` if the peer closes or `timeout` seconds pass first."""
     data, end = b"", time.monotonic() + timeout
     s.settimeout(1.0)
     while time.monotonic() < end:
-        for kind, flags, _, payload in frames(data):
-            if kind == SETTINGS and not flags & ACK:
-                return payload
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            continue
-        if not chunk:
-            break
-        data += chunk
-    raise AssertionError("no SETTINGS: %r" % frames(data))
-
-
-def read_answer(s, sid, timeout=10):
-    """Reads until stream `sid` ends (HEADERS or DATA with END_STREAM)."""
-    data, end = b"", time.monotonic() + timeout
-    s.settimeout(1.0)
-    while time.monotonic() < end:
-        got = stream_frames(data, sid)
-        if got and got[-1][1] & END_STREAM:
+        got = found(data)
+        if got is not None:
             return got
         try:
             chunk = s.recv(65536)
@@ -768,7 +751,22 @@ def read_answer(s, sid, timeout=10):
         if not chunk:
             break
         data += chunk
-    raise AssertionError("stream %d did not end: %r" % (sid, frames(data)))
+    raise AssertionError("%s: %r" % (what, frames(data)))
+
+
+def read_settings(s):
+    """The payload of the first SETTINGS (not an ACK) the peer sends on `s`."""
+    def found(data):
+        return next((p for k, f, _, p in frames(data) if k == SETTINGS and not f & ACK), None)
+    return read_until(s, found, "no SETTINGS")
+
+
+def read_answer(s, sid):
+    """Reads until stream `sid` ends (HEADERS or DATA with END_STREAM)."""
+    def found(data):
+        got = stream_frames(data, sid)
+        return got if got and got[-1][1] & END_STREAM else None
+    return read_until(s, found, "stream %d did not end" % sid)
 
 
 class H2RelayAccept(unittest.TestCase):
