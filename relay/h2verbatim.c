@@ -74,29 +74,24 @@ int h2v_out_copy(vout *o, const uint8_t *p, size_t n) {
   return seg_push(o, (h2r_seg){.off = off, .len = n});
 }
 
-/* Whether p..p+n can join the last segment: read bytes right after it. */
-static bool extends_ref(vout *o, const uint8_t *p) {
-  if (!o->nsegs) return false;
-  const h2r_seg *last = &o->segs[o->nsegs - 1];
-  return last->p && last->p + last->len == p;
+/* Read bytes p..p+n join the last segment if they follow it there;
+ * otherwise a new one refers to them, or (copy) they are copied. */
+static int out_read_bytes(vout *o, const uint8_t *p, size_t n, bool copy) {
+  h2r_seg *last = o->nsegs ? &o->segs[o->nsegs - 1] : NULL;
+  if (last && last->p && last->p + last->len == p) {
+    last->len += n;
+    return 0;
+  }
+  if (copy) return h2v_out_copy(o, p, n);
+  return seg_push(o, (h2r_seg){.p = p, .len = n});
 }
 
 int h2v_out_ref(vout *o, const uint8_t *p, size_t n) {
-  if (extends_ref(o, p)) {
-    o->segs[o->nsegs - 1].len += n;
-    return 0;
-  }
-  if (n < H2R_REF_MIN) return h2v_out_copy(o, p, n);
-  return seg_push(o, (h2r_seg){.p = p, .len = n});
+  return out_read_bytes(o, p, n, n < H2R_REF_MIN);
 }
 
 int h2v_out_slab(vout *o, const uint8_t *p, size_t n) {
-  if (extends_ref(o, p)) {
-    o->segs[o->nsegs - 1].len += n;
-    return 0;
-  }
-  if (o->nsegs >= OUT_REF_SEGS) return h2v_out_copy(o, p, n);
-  return seg_push(o, (h2r_seg){.p = p, .len = n});
+  return out_read_bytes(o, p, n, o->nsegs >= OUT_REF_SEGS);
 }
 
 /* A frame of the relay's own: now, or at the next frame boundary. */
