@@ -326,7 +326,7 @@ void h2r_backend_lost(h2r_backend *b) {
   if (!c) return;
   for (h2r_stream *s = c->streams, *n; s; s = n) {
     n = s->next;
-    bool waiting = !b->retired && s->ready && !s->bsid && s->route == b->route;
+    bool waiting = !b->retired && s->ready && !s->bsid && s->rec.route == b->route;
     if (s->b != b && !waiting) continue;
     s->bopen = false;
     s->b = NULL; /* its session goes away: no credit owed there */
@@ -374,7 +374,7 @@ static void backend_connect_cb(uv_connect_t *req, int status) {
   }
   for (h2r_stream *s = c->streams, *n; s; s = n) {
     n = s->next;
-    if (s->route == b->route) h2r_stream_open_backend(s);
+    if (s->rec.route == b->route) h2r_stream_open_backend(s);
   }
   h2r_flush(c);
 }

@@ -32,6 +32,23 @@ struct h2r_call {
   const char *path; /* :path, NUL-terminated (NULL: none yet) */
   uint64_t deadline_ns;
 };
+
+/* What both engines learn of a stream for its report and its answer: kept
+ * in each stream (h2r_stream.rec, h2v_stream.rec), filled and read by the
+ * h2r_record_* functions below (h2relay_record.c) only. Strings are the
+ * relay pool's. */
+typedef struct h2r_record {
+  char *path; /* :path, NUL-terminated (call.path points here); NULL: none yet */
+  size_t path_len;
+  int route;
+  unsigned tag; /* h2r_route_out.tag */
+  bool self_probe, client_reset;
+  int grpc_status;    /* of the answer the client gets; -1 until known */
+  char *grpc_message; /* as on the wire (percent-encoded); NULL: none */
+  size_t grpc_message_len;
+  uint64_t started_ns; /* uv_hrtime() when the stream began */
+} h2r_record;
+
 typedef struct h2r_backend h2r_backend;
 typedef struct h2r_stream h2r_stream;
 
@@ -101,8 +118,7 @@ struct h2r_stream {
   h2r_stream *prev, *next;
   int32_t csid, bsid; /* client and backend stream ids (bsid 0: not opened) */
   h2r_backend *b;     /* the backend the stream was opened on */
-  char *path;         /* call.path points here */
-  size_t path_len;
+  h2r_record rec;     /* path, route, status: the report's */
   h2r_hdrs req, resp;
   h2r_half up, down; /* client -> backend, backend -> client */
   bool ready;        /* request headers complete: waiting for a backend */
@@ -119,13 +135,7 @@ struct h2r_stream {
   bool answer_ended; /* the response HEADERS carried END_STREAM (trailers-only) */
   uint8_t *abuf;     /* the held answer's DATA */
   size_t alen, acap;
-  int route;
-  bool self_probe, streaming, ended_by_drain, client_reset;
-  unsigned tag;    /* h2r_route_out.tag */
-  int grpc_status; /* of the answer the client gets; -1 until known */
-  char *grpc_message;
-  size_t grpc_message_len;
-  uint64_t started_ns;
+  bool streaming, ended_by_drain;
 };
 
 struct h2r_backend {
@@ -196,6 +206,24 @@ struct h2r {
   bool shed_pending;  /* a pending connection could not be shed: retry */
   h2r_counters stats; /* .open counts r->conns */
 };
+
+/* h2relay_record.c */
+void h2r_record_start(h2r_record *rec); /* grpc_status -1, started now */
+/* A field of the request's first header block: :path (the first one;
+ * call->path then points at it), grpc-timeout (call->deadline_ns), the
+ * self-probe mark. */
+void h2r_record_request_field(const h2r *r, h2r_record *rec, h2r_call *call, const uint8_t *name,
+                              size_t nlen, const uint8_t *value, size_t vlen);
+/* A field of an answer's header block: grpc-status, grpc-message. */
+void h2r_record_answer_field(h2r_pool *p, h2r_record *rec, const uint8_t *name, size_t nlen,
+                             const uint8_t *value, size_t vlen);
+void h2r_record_message(h2r_pool *p, h2r_record *rec, const uint8_t *m, size_t n);
+/* cfg->route() on the path: sets rec's route (out of range: 0) and tag. */
+h2r_route_out h2r_record_route(const h2r_config *cfg, h2r_record *rec);
+h2r_answer h2r_record_answer(const h2r_record *rec, const uint8_t *body, size_t len);
+/* cfg->on_stream_end(), if set, with the end time now. */
+void h2r_record_report(const h2r_config *cfg, const h2r_record *rec, void *call_data);
+void h2r_record_free(h2r_pool *p, h2r_record *rec);
 
 /* h2relay.c */
 void h2r_flush(h2r_conn *c);

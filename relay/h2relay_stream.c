@@ -326,8 +326,7 @@ static h2r_stream *stream_new(h2r_conn *c, int32_t csid) {
   s->call.ops = &stream_call_ops;
   s->c = c;
   s->csid = csid;
-  s->grpc_status = -1;
-  s->started_ns = uv_hrtime();
+  h2r_record_start(&s->rec);
   atomic_fetch_add(c->r->live_streams, 1);
   s->next = c->streams;
   if (c->streams) c->streams->prev = s;
@@ -335,30 +334,11 @@ static h2r_stream *stream_new(h2r_conn *c, int32_t csid) {
   return s;
 }
 
-static void stream_report(const h2r_stream *s) {
-  const h2r_config *cfg = &s->c->r->cfg;
-  if (!cfg->on_stream_end || !s->ready) return;
-  h2r_stream_end e = {.path = s->path ? s->path : "",
-                      .path_len = s->path_len,
-                      .route = s->route,
-                      .grpc_status = s->grpc_status,
-                      .grpc_message = s->grpc_message,
-                      .grpc_message_len = s->grpc_message_len,
-                      .started_ns = s->started_ns,
-                      .ended_ns = uv_hrtime(),
-                      .self_probe = s->self_probe,
-                      .client_reset = s->client_reset,
-                      .tag = s->tag,
-                      .call_data = s->call.data};
-  cfg->on_stream_end(cfg->ud, &e);
-}
-
 void h2r_stream_free(h2r_stream *s) {
   h2r_conn *c = s->c;
-  stream_report(s);
+  if (s->ready) h2r_record_report(&c->r->cfg, &s->rec, s->call.data); /* else never routed */
   atomic_fetch_sub(c->r->live_streams, 1);
   h2r_pool *p = c->r->pool;
-  h2r_pool_free(p, s->grpc_message);
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -370,7 +350,7 @@ void h2r_stream_free(h2r_stream *s) {
   half_clear(c, &s->down);
   free(s->hbuf);
   free(s->abuf);
-  h2r_pool_free(p, s->path);
+  h2r_record_free(p, &s->rec);
   h2r_pool_free(p, s);
 }
 
@@ -392,22 +372,13 @@ void h2r_stream_maybe_free(h2r_stream *s) {
   h2r_stream_free(s);
 }
 
-static void stream_set_message(h2r_stream *s, const uint8_t *msg, size_t len) {
-  h2r_pool_free(s->c->r->pool, s->grpc_message);
-  s->grpc_message = h2r_pool_malloc(s->c->r->pool, len + 1);
-  s->grpc_message_len = s->grpc_message ? len : 0;
-  if (!s->grpc_message) return;
-  memcpy(s->grpc_message, msg, len);
-  s->grpc_message[len] = '\0';
-}
-
 /* Ends the client's stream with a gRPC status of our own: trailers-only if
  * no response headers went out yet, else as trailers after queued DATA. */
 void h2r_stream_answer(h2r_stream *s, int grpc_code, const char *msg) {
   if (s->client_closed || s->answered) return;
   s->answered = true;
-  s->grpc_status = grpc_code;
-  stream_set_message(s, (const uint8_t *)msg, strlen(msg));
+  s->rec.grpc_status = grpc_code;
+  h2r_record_message(s->c->r->pool, &s->rec, (const uint8_t *)msg, strlen(msg));
   char code[16];
   snprintf(code, sizeof code, "%d", grpc_code);
   h2r_hdrs *h = s->resp_sent ? &s->down.trailers : &s->resp;
@@ -458,7 +429,7 @@ void h2r_chunks_keep(h2r_conn *c) {
 void h2r_stream_open_backend(h2r_stream *s) {
   if (!s->ready || s->bsid || s->answered || s->client_closed) return;
   if (s->held && (!s->up.end || s->waiting || s->hbuf)) return; /* the owner decides first */
-  h2r_backend *b = h2r_backend_get(s->c, s->route);
+  h2r_backend *b = h2r_backend_get(s->c, s->rec.route);
   if (!b) {
     h2r_stream_answer(s, 14, "backend unavailable");
     return;
@@ -570,18 +541,7 @@ static int c_begin_headers(nghttp2_session *session, const nghttp2_frame *f, voi
  * route, the metrics and the trace), grpc-timeout, the self-probe mark. */
 static void c_request_header(h2r_stream *s, const uint8_t *name, size_t nlen, const uint8_t *value,
                              size_t vlen) {
-  if (nlen == 5 && memcmp(name, ":path", 5) == 0 && !s->path) {
-    s->path = h2r_pool_strndup(s->c->r->pool, (const char *)value, vlen);
-    s->path_len = s->path ? strlen(s->path) : 0;
-    s->call.path = s->path;
-  }
-  if (nlen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
-    uint64_t ns = h2r_grpc_timeout_ns(value, vlen);
-    s->call.deadline_ns = ns ? s->started_ns + ns : 0;
-  }
-  const h2r *r = s->c->r;
-  if (r->probe_len && r->probe_len == nlen && memcmp(r->cfg.self_probe_header, name, nlen) == 0)
-    s->self_probe = true;
+  h2r_record_request_field(s->c->r, &s->rec, &s->call, name, nlen, value, vlen);
 }
 
 static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
@@ -626,14 +586,9 @@ static int c_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void *
   if (!s) return 0;
   bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-    h2r_config *cfg = &s->c->r->cfg;
-    const char *path = s->path ? s->path : "";
-    h2r_route_out out = {0};
-    int route = cfg->route ? cfg->route(cfg->ud, path, s->path_len, &out) : 0;
+    h2r_route_out out = h2r_record_route(&s->c->r->cfg, &s->rec);
     s->streaming = out.streaming;
-    s->tag = out.tag;
     s->held = s->intercept = out.intercept;
-    s->route = route >= 0 && route < H2R_ROUTES ? route : 0;
     s->ready = true;
     if (!end) h2r_stream_open_backend(s);
   }
@@ -675,7 +630,7 @@ static int c_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, 
   h2r_stream *s = nghttp2_session_get_stream_user_data(session, sid);
   if (!s) return 0;
   s->client_closed = true;
-  if (code != NGHTTP2_NO_ERROR && !s->answered) s->client_reset = true;
+  if (code != NGHTTP2_NO_ERROR && !s->answered) s->rec.client_reset = true;
   if (s->bopen && backend_session(s))
     nghttp2_submit_rst_stream(s->b->s, NGHTTP2_FLAG_NONE, s->bsid, code);
   h2r_stream_maybe_free(s);
@@ -693,11 +648,7 @@ static int b_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   h2r_hdrs *h = f->headers.cat == NGHTTP2_HCAT_RESPONSE ? &s->resp : &s->down.trailers;
   if (hdrs_add(s->c->r->pool, h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-    s->grpc_status = h2r_grpc_status_value(value, vlen);
-  } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0) {
-    stream_set_message(s, value, vlen);
-  }
+  h2r_record_answer_field(s->c->r->pool, &s->rec, name, nlen, value, vlen);
   return 0;
 }
 
@@ -707,11 +658,7 @@ static void answer_release(h2r_stream *s) {
   h2r_config *cfg = &s->c->r->cfg;
   s->answer_held = false;
   if (s->client_closed || s->answered) return; /* ended meanwhile: not an answer */
-  h2r_answer a = {.grpc_status = s->grpc_status,
-                  .body = s->abuf ? s->abuf : (const uint8_t *)"",
-                  .len = s->alen,
-                  .grpc_message = s->grpc_message,
-                  .grpc_message_len = s->grpc_message_len};
+  h2r_answer a = h2r_record_answer(&s->rec, s->abuf, s->alen);
   if (cfg->on_answer) cfg->on_answer(cfg->ud, &s->call, &a);
   if (s->client_closed || s->answered) return;
   s->down.credited = true; /* consumed as it arrived */

@@ -480,7 +480,7 @@ void h2v_close(h2v_conn *v) {
   if (v->closing) return;
   h2v_stream *s, *tmp;
   HASH_ITER(hh, v->streams, s, tmp) {
-    if (!s->down_end && !s->up_end) s->client_reset = true;
+    if (!s->down_end && !s->up_end) s->rec.client_reset = true;
     h2v_stream_free(s);
   }
   v->closing = true;

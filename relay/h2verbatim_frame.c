@@ -31,8 +31,7 @@ static h2v_stream *stream_new(h2v_conn *v, int32_t sid) {
   s->call.ops = &vcall_ops;
   s->v = v;
   s->sid = sid;
-  s->grpc_status = -1;
-  s->started_ns = uv_hrtime();
+  h2r_record_start(&s->rec);
   HASH_ADD(hh, v->streams, sid, sizeof s->sid, s);
   v->hot = s;
   v->nstreams++;
@@ -40,29 +39,11 @@ static h2v_stream *stream_new(h2v_conn *v, int32_t sid) {
   return s;
 }
 
-static void stream_report(h2v_stream *s) {
-  const h2r_config *cfg = &s->v->r->cfg;
-  if (!cfg->on_stream_end || !s->routed) return; /* route() never saw it */
-  h2r_stream_end e = {.path = s->path ? s->path : "",
-                      .path_len = s->path_len,
-                      .route = s->route,
-                      .grpc_status = s->grpc_status,
-                      .grpc_message = s->grpc_message,
-                      .grpc_message_len = s->grpc_message_len,
-                      .started_ns = s->started_ns,
-                      .ended_ns = uv_hrtime(),
-                      .self_probe = s->self_probe,
-                      .client_reset = s->client_reset,
-                      .tag = s->tag,
-                      .call_data = s->call.data};
-  cfg->on_stream_end(cfg->ud, &e);
-}
-
 /* Reports the stream and forgets it; a body it will never send stops
  * being reserved. */
 void h2v_stream_free(h2v_stream *s) {
   h2v_conn *v = s->v;
-  stream_report(s);
+  if (s->routed) h2r_record_report(&v->r->cfg, &s->rec, s->call.data); /* else never routed */
   for (int d = 0; d < 2; d++) {
     if (v->dir[d].s == s) v->dir[d].s = NULL;
     if (v->dir[d].block_s == s) v->dir[d].block_s = NULL;
@@ -76,23 +57,12 @@ void h2v_stream_free(h2v_stream *s) {
   vbuf_free(&s->held);
   vbuf_free(&s->adata);
   vbuf_free(&s->pend);
-  h2r_pool_free(v->r->pool, s->grpc_message);
-  h2r_pool_free(v->r->pool, s->path);
+  h2r_record_free(v->r->pool, &s->rec);
   h2r_pool_free(v->r->pool, s);
 }
 
 static void stream_maybe_free(h2v_stream *s) {
   if (s->up_end && s->down_end) h2v_stream_free(s);
-}
-
-static void set_message(h2v_stream *s, const uint8_t *m, size_t n) {
-  h2r_pool *pool = s->v->r->pool;
-  h2r_pool_free(pool, s->grpc_message);
-  s->grpc_message = h2r_pool_malloc(pool, n + 1);
-  s->grpc_message_len = s->grpc_message ? n : 0;
-  if (!s->grpc_message) return;
-  memcpy(s->grpc_message, m, n);
-  s->grpc_message[n] = '\0';
 }
 
 /* ---- the relay's own header blocks: literals without indexing ---- */
@@ -129,10 +99,10 @@ static void hpack_literal(vbuf *b, const char *name, const char *value, size_t v
 void h2v_self_answer(h2v_stream *s, int code, const char *msg) {
   h2v_conn *v = s->v;
   if (s->down_end) return;
-  s->grpc_status = code;
+  s->rec.grpc_status = code;
   char text[MAX_MESSAGE_TEXT], num[16];
   size_t tlen = ch_percent_encode(msg ? msg : "", text, sizeof text, CH_PCT_GRPC_MESSAGE);
-  set_message(s, (const uint8_t *)text, tlen);
+  h2r_record_message(v->r->pool, &s->rec, (const uint8_t *)text, tlen);
   snprintf(num, sizeof num, "%d", code);
   vbuf b = {0};
   if (!s->resp_started) {
@@ -232,11 +202,7 @@ static void request_whole(h2v_stream *s) {
 static void answer_release(h2v_stream *s) {
   const h2r_config *cfg = &s->v->r->cfg;
   if (s->forwarded && cfg->on_answer) {
-    h2r_answer a = {.grpc_status = s->grpc_status,
-                    .body = s->adata.p ? s->adata.p : (const uint8_t *)"",
-                    .len = s->adata.len,
-                    .grpc_message = s->grpc_message,
-                    .grpc_message_len = s->grpc_message_len};
+    h2r_answer a = h2r_record_answer(&s->rec, s->adata.p, s->adata.len);
     cfg->on_answer(cfg->ud, &s->call, &a);
   }
   h2v_out_emit(&s->v->out[DOWN], s->held.p, s->held.len);
@@ -248,27 +214,13 @@ static void answer_release(h2v_stream *s) {
 
 static void request_header(void *ud, const hpack_field *nv) {
   h2v_stream *s = ud;
-  const h2r *r = s->v->r;
-  if (nv->namelen == 5 && memcmp(nv->name, ":path", 5) == 0 && !s->path) {
-    s->path = h2r_pool_strndup(r->pool, (const char *)nv->value, nv->valuelen);
-    s->path_len = s->path ? strlen(s->path) : 0;
-    s->call.path = s->path;
-  } else if (nv->namelen == 12 && memcmp(nv->name, "grpc-timeout", 12) == 0) {
-    uint64_t ns = h2r_grpc_timeout_ns(nv->value, nv->valuelen);
-    s->call.deadline_ns = ns ? s->started_ns + ns : 0;
-  } else if (r->probe_len && r->probe_len == nv->namelen &&
-             memcmp(r->cfg.self_probe_header, nv->name, nv->namelen) == 0) {
-    s->self_probe = true;
-  }
+  h2r_record_request_field(s->v->r, &s->rec, &s->call, nv->name, nv->namelen, nv->value,
+                           nv->valuelen);
 }
 
 static void answer_header(void *ud, const hpack_field *nv) {
   h2v_stream *s = ud;
-  if (nv->namelen == 11 && memcmp(nv->name, "grpc-status", 11) == 0) {
-    s->grpc_status = h2r_grpc_status_value(nv->value, nv->valuelen);
-  } else if (nv->namelen == 12 && memcmp(nv->name, "grpc-message", 12) == 0) {
-    set_message(s, nv->value, nv->valuelen);
-  }
+  h2r_record_answer_field(s->v->r->pool, &s->rec, nv->name, nv->namelen, nv->value, nv->valuelen);
 }
 
 /* Decodes the header block read (every block is, to keep the table in
@@ -282,11 +234,8 @@ static int inflate_block(vdir *x, h2v_stream *s, hpack_field_cb seen) {
 
 static void route(h2v_stream *s) {
   const h2r_config *cfg = &s->v->r->cfg;
-  h2r_route_out out = {0};
-  int rt = cfg->route ? cfg->route(cfg->ud, s->path ? s->path : "", s->path_len, &out) : 0;
-  s->route = rt >= 0 && rt < H2R_ROUTES ? rt : 0;
+  h2r_route_out out = h2r_record_route(cfg, &s->rec);
   s->streaming = out.streaming;
-  s->tag = out.tag;
   s->intercept = out.intercept;
   s->bwin = s->v->binit;
   s->routed = true;
@@ -683,7 +632,7 @@ static void frame_end(h2v_conn *v, int d) {
       s = stream_find(v, x->sid);
     }
   } else if (x->type == T_RST && s) {
-    if (d == UP) s->client_reset = !s->down_end;
+    if (d == UP) s->rec.client_reset = !s->down_end;
     s->up_end = s->down_end = true;
     h2v_stream_free(s);
     s = NULL;

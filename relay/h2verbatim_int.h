@@ -45,20 +45,13 @@ typedef struct h2v_stream {
   UT_hash_handle hh;
   h2v_conn *v;
   int32_t sid;
-  char *path;
-  size_t path_len;
-  int route;
-  unsigned tag;
-  bool routed, intercept, streaming, self_probe, client_reset;
+  h2r_record rec; /* path, route, status: the report's */
+  bool routed, intercept, streaming;
   bool up_end, down_end, resp_started;
   bool waiting, forwarded, sent_end, held_failed;
   bool early;    /* intercepted: the answer came whole before the owner decided */
   int doom_code; /* > 0: the relay ends the stream at this frame's end */
   char doom_msg[128];
-  int grpc_status;
-  char *grpc_message;
-  size_t grpc_message_len;
-  uint64_t started_ns;
   h2r_frames fup, fdown; /* gRPC framing of each direction's DATA */
   vbuf body;             /* intercepted: the request, held */
   vbuf held;             /* intercepted: the answer's ending header block */
