@@ -55,13 +55,17 @@ const ch_intercept_row *ch_intercept_row_at(size_t i) {
   return NULL;
 }
 
+/* Runs once per relayed call (dataplane.c): the groups are walked
+ * directly, and a row's name is measured (at most len + 1 bytes) only when
+ * its first byte matches. */
 ch_intercept_kind ch_intercept_kind_of(const char *method, size_t len) {
-  for (size_t i = 0; i < ch_intercept_row_count(); i++) {
-    const ch_intercept_row *row = ch_intercept_row_at(i);
-    /* the first byte first: this runs once per relayed call (dataplane.c) */
-    if (len && row->method[0] == method[0] && strlen(row->method) == len &&
-        memcmp(row->method, method, len) == 0)
-      return row;
+  if (!len) return CH_INTERCEPT_NONE;
+  for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+    for (size_t i = 0; i < *groups[g].count; i++) {
+      const char *name = groups[g].rows[i].method;
+      if (name[0] == method[0] && strnlen(name, len + 1) == len && memcmp(name, method, len) == 0)
+        return &groups[g].rows[i];
+    }
   }
   return CH_INTERCEPT_NONE;
 }
