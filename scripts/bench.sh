@@ -53,7 +53,9 @@
 # targets, each PASS or MISS, with a verdict line per target:
 #   1. crihookd's added p50 and CPU per call below nghttpx's, haproxy's and
 #      nginx's, for both methods at both concurrencies;
-#   2. Version p50 through crihookd at concurrency 1 <= 1.3 x direct;
+#   2. Version p50 through crihookd at concurrency 1 <= 1.3 x direct (an
+#      "info" line beside it, not a target, gives the L4 relay's ratio, the
+#      floor of one hop on this machine, and crihookd's p50 above it);
 #   3. crihookd's CPU per call at concurrency 32 <= 1.5 x the L4 relay's;
 #   4. crihookd's RSS idle < 10 MiB.
 # Everything started is stopped at exit (trap), containerd included.
@@ -822,8 +824,14 @@ if "crihookd" in targets:
                                   f"({cc:.1f} µs vs {oc:.1f} µs)", cc < oc))
     goals.append(("1. crihookd's added p50 and CPU/call below nghttpx, haproxy and nginx", lines))
     r = ratio("Version", 1, "crihookd")
-    goals.append(("2. Version p50 at c=1 within 1.3x of direct",
-                  [] if r is None else [(f"Version c=1: crihookd/direct p50 = {r:.2f}", r <= 1.3)]))
+    lines = [] if r is None else [(f"Version c=1: crihookd/direct p50 = {r:.2f}", r <= 1.3)]
+    rl, al, ac = ratio("Version", 1, "l4relay"), added("Version", 1, "l4relay"), added("Version", 1, "crihookd")
+    if lines and rl is not None and al is not None and ac is not None:
+        # not a target: the floor any one-hop relay pays on this machine, and
+        # what crihookd adds above it (its own share of the distance)
+        lines.append((f"Version c=1: the L4 relay/direct p50 = {rl:.2f} (the floor); crihookd adds "
+                      f"{ac - al:+.0f} µs p50 over it", None))
+    goals.append(("2. Version p50 at c=1 within 1.3x of direct", lines))
     lines = []
     for m in ("Version", "ListContainers"):
         cc, lc = cpu(m, 32, "crihookd"), cpu(m, 32, "l4relay")
@@ -840,13 +848,13 @@ if goals:
     for name, lines in goals:
         print("  " + name)
         for text, ok in lines:
-            print(("    PASS  " if ok else "    MISS  ") + text)
+            print(("    info  " if ok is None else "    PASS  " if ok else "    MISS  ") + text)
     print()
     for name, lines in goals:
         if not lines:
             verdict = "NOT MEASURED"
         else:
-            verdict = "MET" if all(ok for _, ok in lines) else "MISSED"
+            verdict = "MET" if all(ok is not False for _, ok in lines) else "MISSED"
         missed += verdict != "MET"
         print(f"verdict: {verdict:<12} {name}")
 sys.exit(1 if missed else 0)
