@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* h2relay_int.h: the relay's internal types, shared by h2relay.c (listener,
- * connections, socket I/O) and h2relay_stream.c (nghttp2 callbacks, streams,
- * flow control). Not a public API: see h2relay.h for the rules. */
+ * connections, socket I/O), h2relay_stream.c (nghttp2 callbacks, streams,
+ * flow control), h2relay_record.c (what both engines report of a stream)
+ * and the verbatim engine (h2verbatim_int.h). Not a public API: see
+ * h2relay.h for the rules. */
 #pragma once
 
 #include <nghttp2/nghttp2.h>
