@@ -162,10 +162,16 @@ static void report_status(grpc_status_code *status, char *details, size_t detail
   if (details && details_len > 0) snprintf(details, details_len, "%s", text);
 }
 
-/* Resolves the method and checks the request type: the common first step. */
-static const ProtobufCMethodDescriptor *prepare(const char *method, const ProtobufCMessage *request,
-                                                int *service, unsigned *index, ch_error *err) {
-  const ProtobufCMethodDescriptor *m = lookup(method, service, index);
+/* The common first step of a call: the method resolved, the request's type
+ * checked and the request packed into a malloc'd *buf that req->message
+ * points at (the caller frees *buf). */
+static const ProtobufCMethodDescriptor *start_call(const cri_client *c, const char *method,
+                                                   const ProtobufCMessage *request,
+                                                   ch_rpc_request *req, uint8_t **buf,
+                                                   ch_error *err) {
+  int s;
+  unsigned i;
+  const ProtobufCMethodDescriptor *m = lookup(method, &s, &i);
   if (!m) {
     ch_fail(err, "%s: not a method of the CRI RuntimeService or ImageService", method);
     return NULL;
@@ -175,16 +181,15 @@ static const ProtobufCMethodDescriptor *prepare(const char *method, const Protob
             m->input->short_name);
     return NULL;
   }
+  size_t len = request ? protobuf_c_message_get_packed_size(request) : 0;
+  *buf = malloc(len ? len : 1);
+  if (!*buf) {
+    ch_fail(err, "%s: out of memory", method);
+    return NULL;
+  }
+  if (request) protobuf_c_message_pack(request, *buf);
+  *req = (ch_rpc_request){.path = c->paths[s][i], .message = *buf, .len = len};
   return m;
-}
-
-/* Encodes a message (NULL: the empty message) into a malloc'd block. */
-static uint8_t *pack(const ProtobufCMessage *msg, size_t *len) {
-  *len = msg ? protobuf_c_message_get_packed_size(msg) : 0;
-  if (!msg) return malloc(1);
-  uint8_t *buf = malloc(*len ? *len : 1);
-  if (buf) protobuf_c_message_pack(msg, buf);
-  return buf;
 }
 
 int cri_call(cri_client *c, const char *method, const ProtobufCMessage *request,
@@ -192,19 +197,13 @@ int cri_call(cri_client *c, const char *method, const ProtobufCMessage *request,
              size_t details_len, ch_error *err) {
   *response = NULL;
   report_status(status, details, details_len, GRPC_STATUS_UNKNOWN, "");
-  int s;
-  unsigned i;
-  const ProtobufCMethodDescriptor *m = prepare(method, request, &s, &i, err);
+  ch_rpc_request req;
+  uint8_t *buf;
+  const ProtobufCMethodDescriptor *m = start_call(c, method, request, &req, &buf, err);
   if (!m) return -1;
-  size_t len;
-  uint8_t *buf = pack(request, &len);
-  if (!buf) return ch_fail(err, "%s: out of memory", method);
-  ch_rpc_request req = {.path = c->paths[s][i],
-                        .message = buf,
-                        .len = len,
-                        .md = c->md,
-                        .n_md = c->n_md,
-                        .timeout_ms = c->timeout_ms};
+  req.md = c->md;
+  req.n_md = c->n_md;
+  req.timeout_ms = c->timeout_ms;
   ch_rpc_result res;
   uint8_t *answer;
   size_t answer_len;
@@ -271,19 +270,15 @@ int cri_call_stream(cri_client *c, const char *method, const ProtobufCMessage *r
                     int timeout_ms, const cri_stream_handler *handler, grpc_status_code *status,
                     char *details, size_t details_len, ch_error *err) {
   report_status(status, details, details_len, GRPC_STATUS_UNKNOWN, "");
-  int s;
-  unsigned i;
-  const ProtobufCMethodDescriptor *m = prepare(method, request, &s, &i, err);
+  ch_rpc_request req;
+  uint8_t *buf;
+  const ProtobufCMethodDescriptor *m = start_call(c, method, request, &req, &buf, err);
   if (!m) return -1;
-  size_t len;
-  uint8_t *buf = pack(request, &len);
-  if (!buf) return ch_fail(err, "%s: out of memory", method);
+  req.timeout_ms = timeout_ms;
   stream_ctx sc = {.output = m->output, .handler = handler};
   ch_rpc_stream_handler h = {.on_message = stream_message,
                              .should_stop = handler->should_stop ? stream_should_stop : NULL,
                              .ud = &sc};
-  ch_rpc_request req = {
-      .path = c->paths[s][i], .message = buf, .len = len, .timeout_ms = timeout_ms};
   ch_rpc_result res;
   int rc = ch_rpc_stream(c->rpc, &req, &h, &res, err);
   free(buf);
