@@ -537,13 +537,6 @@ static int c_begin_headers(nghttp2_session *session, const nghttp2_frame *f, voi
   return 0;
 }
 
-/* What the relay reads of the request's own header block: :path (the
- * route, the metrics and the trace), grpc-timeout, the self-probe mark. */
-static void c_request_header(h2r_stream *s, const uint8_t *name, size_t nlen, const uint8_t *value,
-                             size_t vlen) {
-  h2r_record_request_field(s->c->r, &s->rec, &s->call, name, nlen, value, vlen);
-}
-
 static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
                     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
   (void)ud;
@@ -551,8 +544,9 @@ static int c_header(nghttp2_session *session, const nghttp2_frame *f, const uint
   if (!s || f->hd.type != NGHTTP2_HEADERS || hdr_is_connection_specific(name, nlen)) return 0;
   bool request = f->headers.cat == NGHTTP2_HCAT_REQUEST;
   h2r_hdrs *h = request ? &s->req : &s->up.trailers;
-  if (request) /* not from trailers: the stream was routed and is reported by these */
-    c_request_header(s, name, nlen, value, vlen);
+  /* not from trailers: the stream is routed and reported by the request's
+   * own block (:path, grpc-timeout, the self-probe mark) */
+  if (request) h2r_record_request_field(s->c->r, &s->rec, &s->call, name, nlen, value, vlen);
   if (hdrs_add(s->c->r->pool, h, name, nlen, value, vlen, flags) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
