@@ -75,7 +75,8 @@ extern const size_t ch_intercept_pod_row_count;
 extern const ch_intercept_row ch_intercept_container_rows[];
 extern const size_t ch_intercept_container_row_count;
 
-/* Every row, for tests and ch_intercept_kind_of: i < ch_intercept_row_count(). */
+/* Every row, in order, for the tests (ch_intercept_kind_of walks the groups
+ * itself): i < ch_intercept_row_count(). */
 size_t ch_intercept_row_count(void);
 const ch_intercept_row *ch_intercept_row_at(size_t i);
 
