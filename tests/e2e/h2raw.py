@@ -630,8 +630,10 @@ class RecordingBackend:
             conn.send_headers(st, response_headers(("grpc-status", "12"), (
                 "grpc-message", "unknown method " + st.header(":path").decode())), end_stream=True)
 
-    def find(self, case, timeout=20.0):
-        """The request stream whose x-case header is `case` (waits for it)."""
+    def find(self, case, timeout=20.0, sender=None):
+        """The request stream whose x-case header is `case` (waits for it).
+        If it never comes, the failure says what became of `sender` (the
+        H2Conn that sent it), if given: closed, its error, a GOAWAY."""
         deadline = time.monotonic() + timeout
         want = _b(case)
         with self.lock:
@@ -641,7 +643,9 @@ class RecordingBackend:
                         return st
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError("the backend never got request %s" % case)
+                    raise AssertionError("the backend never got request %s%s" % (
+                        case, "" if sender is None else "; the sender: closed=%s error=%r goaway=%r"
+                        % (sender.closed.is_set(), sender.error, sender.goaway)))
                 self.arrived.wait(left)
 
     def with_case(self, prefix):

@@ -495,7 +495,7 @@ class DataplaneCases:
             if stage != "request-headers":
                 client.send_data(st, grpc_msg(b"part of a request"),
                                  end_stream=stage != "request-data")
-            got = self.backend.find(case)
+            got = self.backend.find(case, sender=client)
             if stage == "request-data":
                 got.wait(lambda s: s.data(), what="the request DATA at the backend")
             elif stage != "request-headers":
